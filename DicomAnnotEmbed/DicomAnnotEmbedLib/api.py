@@ -1,0 +1,163 @@
+"""Python API for scripts and Slicer's Python console (no Slicer needed).
+
+Example::
+
+    from DicomAnnotEmbedLib import api
+    result = api.export_overlay("case/series", "case/segmentation.seg.nrrd",
+                                markups=["case/markups.mrk.json"], out_dir="case/overlay")
+    annotations = api.import_overlay("case/overlay", segmentation_out="back.seg.nrrd",
+                                     markups_out="back.mrk.json")
+
+Every coordinate in and out is LPS, as in DICOM; ``model.Markup.points_ras`` gives RAS.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import GeometryError, InputError
+from .model import AnnotationSet, Markup, Segmentation
+from .progress import ProgressCallback
+from .series import ReferenceSeries, load_series
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+SegmentationSource = Union[PathLike, Segmentation, np.ndarray, None]
+MarkupsSource = Union[PathLike, Markup]
+
+
+def load_annotations(series: ReferenceSeries, segmentation: SegmentationSource = None,
+                     markups: Iterable[MarkupsSource] = (),
+                     label_names: Optional[Dict[int, str]] = None) -> AnnotationSet:
+    """Segments and markups placed on the series grid.
+
+    Args:
+        series: the reference series.
+        segmentation: a ``.seg.nrrd`` / label map path, a :class:`Segmentation` (any grid in the
+            same patient space: resampled by nearest neighbour), or a numpy label array (K, J, I)
+            or boolean stack (N, K, J, I) already on the series grid.
+        markups: ``.mrk.json`` paths and/or :class:`Markup` objects (LPS).
+        label_names: names for the values of a plain label map.
+
+    Raises:
+        GeometryError: the segmentation cannot lie on the series (names the file).
+    """
+    from .markups_io import read_markups
+    from .segio import load_segmentation, segmentation_from_array
+
+    seg = None
+    if isinstance(segmentation, np.ndarray):
+        seg = segmentation_from_array(segmentation, series.geometry, label_names)
+    elif isinstance(segmentation, Segmentation):
+        seg = segmentation.resampled_to(series.geometry)
+    elif segmentation is not None:
+        loaded = load_segmentation(segmentation, label_names)
+        try:
+            seg = loaded.resampled_to(series.geometry, what=f"segmentation {Path(segmentation).name}")
+        except GeometryError as exc:
+            raise GeometryError(exc.problem, segmentation) from None
+        if seg is not loaded:
+            log.info("%s: resampled onto the series grid (%s)", segmentation, series.geometry.describe())
+    shapes: List[Markup] = []
+    for item in markups:
+        shapes.extend([item] if isinstance(item, Markup) else read_markups(item))
+    return AnnotationSet(series.geometry, seg, shapes)
+
+
+def _series(series: Union[ReferenceSeries, PathLike], series_uid: Optional[str],
+            progress: Optional[ProgressCallback]) -> ReferenceSeries:
+    return series if isinstance(series, ReferenceSeries) else load_series(series, series_uid, progress)
+
+
+def export_overlay(series: Union[ReferenceSeries, PathLike], segmentation: SegmentationSource = None,
+                   markups: Sequence[MarkupsSource] = (), out_dir: PathLike = "overlay", *,
+                   series_uid: Optional[str] = None, preview_dir: Optional[PathLike] = None,
+                   preview_slices: Optional[Sequence[int]] = None,
+                   progress: Optional[ProgressCallback] = None, **options):
+    """Write the overlay-embedded copy of a series (see :func:`overlay.export_overlays` for
+    ``options``: keep_uids, split, fill_markups, force, series_description).
+
+    ``preview_dir`` also writes PNG previews of ``preview_slices`` (slice indices k, 0-based along
+    the sorted series; default: the most annotated slices).
+    """
+    from .overlay import export_overlays
+
+    reference = _series(series, series_uid, progress)
+    annotations = load_annotations(reference, segmentation, markups)
+    result = export_overlays(reference, annotations, out_dir, progress=progress, **options)
+    if preview_dir is not None:
+        result.preview_files = write_preview(reference, annotations, preview_dir, preview_slices,
+                                             force=options.get("force", False))
+    return result
+
+
+def import_overlay(series: Union[ReferenceSeries, PathLike], *, series_uid: Optional[str] = None,
+                   segmentation_out: Optional[PathLike] = None, markups_out: Optional[PathLike] = None,
+                   progress: Optional[ProgressCallback] = None) -> AnnotationSet:
+    """Read the overlay planes of a series back into segments (and markups, for our files);
+    optionally write them as ``.seg.nrrd`` (or a label map by suffix) and ``.mrk.json``."""
+    from .overlay import import_overlays
+
+    annotations = import_overlays(_series(series, series_uid, progress), progress=progress)
+    write_annotations(annotations, segmentation_out, markups_out)
+    return annotations
+
+
+def write_annotations(annotations: AnnotationSet, segmentation_out: Optional[PathLike] = None,
+                      markups_out: Optional[PathLike] = None) -> None:
+    """Write segments (``.seg.nrrd``, or ``.nrrd``/``.nii.gz`` label map) and markups (``.mrk.json``)."""
+    from .markups_io import write_markups
+    from .outputs import prepare_output_file
+    from .segio import write_label_map, write_seg_nrrd
+
+    if segmentation_out is not None and annotations.segmentation is not None:
+        prepare_output_file(segmentation_out)
+        if str(segmentation_out).lower().endswith(".seg.nrrd"):
+            write_seg_nrrd(segmentation_out, annotations.segmentation)
+        else:
+            write_label_map(segmentation_out, annotations.segmentation)
+    if markups_out is not None:
+        if not annotations.markups:
+            log.warning("no markups to write to %s", markups_out)
+        else:
+            prepare_output_file(markups_out)
+            write_markups(markups_out, annotations.markups)
+
+
+def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: PathLike,
+                  slices: Optional[Sequence[int]] = None, force: bool = False) -> List[str]:
+    """PNG previews of chosen slices with every segment and markup in its colour."""
+    from .outputs import prepare_output_dir
+    from .preview import render_preview
+    from .rasterize import markup_slice_masks
+
+    geometry = series.geometry
+    overlays = []
+    if annotations.segmentation is not None:
+        seg = annotations.segmentation
+        overlays += [(seg.mask(s), s.color, s.name) for s in seg.segments]
+    for markup in annotations.markups:
+        mask = np.zeros(geometry.shape, dtype=bool)
+        for k, plane in markup_slice_masks(markup, geometry).items():
+            mask[k] = plane
+        overlays.append((mask, markup.color, markup.name))
+    if slices is None:
+        area = sum(m.sum(axis=(1, 2)) for m, _, _ in overlays) if overlays else np.zeros(geometry.shape[0])
+        slices = sorted(int(k) for k in np.argsort(area)[::-1][:3] if area[k] > 0) or [geometry.shape[0] // 2]
+    bad = [k for k in slices if not 0 <= k < geometry.shape[0]]
+    if bad:
+        raise InputError(f"preview slices {bad} are outside 0..{geometry.shape[0] - 1}")
+    prepare_output_dir(out_dir, force)
+    return render_preview(out_dir, series.read_volume(), list(slices), overlays)
+
+
+def dicomize(volume: PathLike, out_dir: PathLike, **options) -> List[str]:
+    """A DICOM series for a non-DICOM volume (NRRD, NIfTI, MHA); see :mod:`dicomize`."""
+    from .dicomize import dicomize_file
+
+    return dicomize_file(volume, out_dir, **options)

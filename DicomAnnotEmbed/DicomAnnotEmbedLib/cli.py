@@ -1,0 +1,184 @@
+"""The ``dicomannotembed`` command line.
+
+Exit codes: 0 success, 2 bad command line, 3 bad input, 4 output cannot be written,
+1 unexpected internal error (run again with --debug for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from typing import List, Optional
+
+from . import __version__
+from .errors import DicomAnnotEmbedError
+from .progress import TqdmProgress
+
+log = logging.getLogger("DicomAnnotEmbedLib")
+
+EXIT_CODES = """exit codes:
+  0  success
+  2  bad command line
+  3  bad input (file, series, geometry, too many segments)
+  4  output cannot be written (not empty, read-only)
+  1  unexpected internal error (run again with --debug for the traceback)"""
+
+
+def _slice_list(text: str) -> List[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated slice indices, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The shared flags are accepted before or after the sub-command; SUPPRESS keeps a sub-command
+    # from resetting a flag given earlier (argparse copies sub-parser defaults over the namespace).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bar, only warnings and errors")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also report what was skipped and why")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of unexpected errors")
+
+    parser = argparse.ArgumentParser(
+        prog="dicomannotembed", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Slicer segmentations and markups to DICOM (overlays, SEG, SR) and back. "
+                    "Coordinates in files are as the files say (DICOM and .seg.nrrd: LPS; .mrk.json: LPS or RAS).",
+        epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.set_defaults(quiet=False, verbose=False, debug=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    overlay = commands.add_parser("overlay", parents=[common], help="overlay-embedded DICOM (60xx planes)",
+                                  description="Overlay-embedded DICOM: every segment or markup as an overlay "
+                                              "plane in a copy of the source images.", epilog=EXIT_CODES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    overlay_commands = overlay.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    export = overlay_commands.add_parser(
+        "export", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
+        help="write a copy of the series with segments and markups as overlay planes",
+        description="Write a copy of every image of the series with each segment as a Type R overlay "
+                    "plane and each markup as a Type G plane, as a new DERIVED series.")
+    export.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
+    export.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
+    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd, or a NRRD/NIfTI label map (resampled onto the series if its grid differs)")
+    export.add_argument("--markups", nargs="+", default=[], metavar="FILE", help="Slicer .mrk.json files (LPS or RAS)")
+    export.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
+    export.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    export.add_argument("--split", action="store_true", help="when there are more segments and markups than free overlay groups, write several series")
+    export.add_argument("--fill-markups", action="store_true", help="draw closed curves and ROI boxes filled instead of outlined")
+    export.add_argument("--keep-uids", action="store_true", help="keep the source UIDs (risky: for in-place replacement only)")
+    export.add_argument("--description", metavar="TEXT", help="Series Description of the output (default: source + list of planes)")
+    export.add_argument("--preview", metavar="DIR", help="also write PNG previews with the overlays in their colours")
+    export.add_argument("--preview-slices", type=_slice_list, metavar="K,K,...", help="slice indices (0-based, in sorted order) for --preview; default: the most annotated")
+
+    imp = overlay_commands.add_parser(
+        "import", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
+        help="read overlay planes of a series back into a segmentation",
+        description="Read every overlay plane of a series (ours, scanner-written, or legacy overlays in "
+                    "unused pixel bits) into segments on the series grid.")
+    imp.add_argument("--series", required=True, metavar="DIR", help="folder holding the overlay series")
+    imp.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
+    imp.add_argument("--out", required=True, metavar="FILE", help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
+    imp.add_argument("--markups-out", metavar="FILE", help="output .mrk.json for markups stored by DicomAnnotEmbed")
+
+    dicomize = commands.add_parser(
+        "dicomize", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
+        help="write a DICOM series for a non-DICOM volume (NRRD, NIfTI, MHA)",
+        description="Write a DICOM series (one file per slice) for a volume that has none, so that "
+                    "annotations drawn on it can be exported as DICOM.")
+    dicomize.add_argument("volume", metavar="VOLUME", help="NRRD, NIfTI or MHA volume")
+    dicomize.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
+    dicomize.add_argument("--modality", default="CT", choices=["CT", "MR", "OT"], help="CT Image, MR Image or Secondary Capture storage (default CT)")
+    dicomize.add_argument("--patient-name", default="Anonymous", help="Patient's Name (default Anonymous)")
+    dicomize.add_argument("--patient-id", help="Patient ID (default: random)")
+    dicomize.add_argument("--description", help="Series Description")
+    dicomize.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+
+    sample = commands.add_parser(
+        "sample", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
+        help="write the bundled sample case (DICOM series, .seg.nrrd, .mrk.json)",
+        description="Write OUT/series/ (a CT-like DICOM series), OUT/segmentation.seg.nrrd (5 segments, "
+                    "one overlapping another) and OUT/markups.mrk.json (point list, line, closed curve, ROI).")
+    sample.add_argument("out", metavar="OUT", help="output folder (must be empty unless --force)")
+    sample.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import api
+
+    progress = TqdmProgress(enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        if args.command == "sample":
+            from .sample import write_sample
+
+            case = write_sample(args.out, force=args.force, progress=progress)
+            print(f"sample written: {case.series_dir}, {case.segmentation_path}, {case.markups_path}")
+        elif args.command == "dicomize":
+            files = api.dicomize(args.volume, args.out, modality=args.modality, patient_name=args.patient_name,
+                                 patient_id=args.patient_id, series_description=args.description,
+                                 force=args.force, progress=progress)
+            print(f"{len(files)} DICOM files written to {args.out}")
+        elif args.command == "overlay" and args.action == "export":
+            if not args.segmentation and not args.markups:
+                raise DicomAnnotEmbedErrorUsage("give --segmentation and/or --markups")
+            result = api.export_overlay(
+                args.series, args.segmentation, args.markups, args.out, series_uid=args.series_uid,
+                keep_uids=args.keep_uids, split=args.split, fill_markups=args.fill_markups, force=args.force,
+                series_description=args.description, preview_dir=args.preview,
+                preview_slices=args.preview_slices, progress=progress)
+            for s in result.series:
+                planes = ", ".join(f"{g}={name}" for g, name in s.planes.items())
+                print(f"{len(s.files)} files written to {s.folder} (series {s.series_instance_uid}): {planes}")
+            for path in getattr(result, "preview_files", []):
+                print(f"preview: {path}")
+        elif args.command == "overlay" and args.action == "import":
+            annotations = api.import_overlay(args.series, series_uid=args.series_uid, segmentation_out=args.out,
+                                             markups_out=args.markups_out, progress=progress)
+            names = ", ".join(s.name for s in annotations.segmentation.segments) if annotations.segmentation else ""
+            print(f"{len(annotations.segmentation.segments) if annotations.segmentation else 0} segments "
+                  f"written to {args.out}" + (f": {names}" if names else ""))
+            if args.markups_out and annotations.markups:
+                print(f"{len(annotations.markups)} markups written to {args.markups_out}")
+    finally:
+        progress.close()
+    return 0
+
+
+class DicomAnnotEmbedErrorUsage(Exception):
+    """A combination of options that argparse cannot express."""
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
+    warnings.simplefilter("ignore", category=UserWarning)  # our warnings are logged once, not twice
+    try:
+        return _run(args)
+    except DicomAnnotEmbedErrorUsage as exc:
+        parser.error(str(exc))
+    except DicomAnnotEmbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure is a bug: say so in one line
+        if args.debug:
+            raise
+        print(f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Exception types of DicomAnnotEmbed.
+
+Every error caused by bad input or an unwritable output is raised as a subclass of
+:class:`DicomAnnotEmbedError`, whose message names the file and the problem. The command
+line prints that message and exits with the class's ``exit_code``, without a traceback.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional
+
+
+class DicomAnnotEmbedError(Exception):
+    """Base class of all errors this package raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: Optional[os.PathLike | str] = None):
+        self.path = None if path is None else str(path)
+        self.problem = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class InputError(DicomAnnotEmbedError):
+    """An input file or folder cannot be used as given."""
+
+    exit_code = 3
+
+
+class SeriesError(InputError):
+    """A folder does not hold one usable DICOM image series."""
+
+
+class GeometryError(InputError):
+    """Slices do not form a regular grid, or an annotation cannot lie on the series."""
+
+
+class TooManySegmentsError(InputError):
+    """More segments and shapes than free overlay groups in the source images."""
+
+
+class OutputError(DicomAnnotEmbedError):
+    """An output cannot be written (not empty, read-only, no space)."""
+
+    exit_code = 4
+
+
+def name_files(paths: Iterable[os.PathLike | str], limit: int = 6) -> str:
+    """Short human list of file names for error messages: 'a.dcm, b.dcm (+3 more)'."""
+    paths = [str(p) for p in paths]
+    shown = ", ".join(paths[:limit])
+    return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")

@@ -1,0 +1,454 @@
+"""Overlay-embedded DICOM: segments and markups as overlay planes (60xx) in copies of the
+source images, readable by any DICOM viewer, and overlay planes back into segments.
+
+Each segment becomes one Type R (ROI) plane with Overlay Label = segment name, Overlay
+Description = its coded meaning and ROI Area / Mean / Standard Deviation computed from the
+image under the mask. Each markup becomes one Type G (graphics) plane drawn on the slices it
+crosses. A plane is written on the images where it has pixels; its group is the same on every
+image of the output series. Full names, colours, codes and markup control points (LPS) are
+kept in one private element so that our own files import back exactly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import generate_uid
+
+from .errors import InputError, TooManySegmentsError
+from .model import AnnotationSet, Markup, Segment, Segmentation, Terminology
+from .outputs import atomic_path, prepare_output_dir
+from .progress import ProgressCallback, track
+from .series import ReferenceSeries, load_series, modality_frames
+
+log = logging.getLogger(__name__)
+
+#: The 16 repeating overlay groups 6000, 6002, ... 601E.
+OVERLAY_GROUPS: Tuple[int, ...] = tuple(0x6000 + 2 * n for n in range(16))
+#: Private block holding the metadata our importer needs for an exact round trip.
+PRIVATE_GROUP = 0x0071
+PRIVATE_CREATOR = "DicomAnnotEmbed 1.0"
+PRIVATE_METADATA_ELEMENT = 0x01
+METADATA_VERSION = 1
+_LO_MAX = 64
+
+UID_WARNING = ("keeping the original SOP Instance and Series UIDs: the output images are different "
+               "objects with the same identity as the sources, so a PACS or viewer that already has "
+               "the originals may keep either one and silently drop the other. Only use this to "
+               "replace the originals in place.")
+
+
+class KeepUidsWarning(UserWarning):
+    """Raised as a warning when original UIDs are kept on changed images."""
+
+
+@dataclass
+class _Plane:
+    """One thing to draw as an overlay: a segment (Type R) or a markup (Type G)."""
+
+    name: str
+    overlay_type: str  # "R" or "G"
+    description: str
+    metadata: dict
+    slice_mask: Callable[[int], Optional[np.ndarray]]  # k -> (J, I) bool, or None when empty
+    group: int = 0
+
+
+@dataclass
+class OverlaySeries:
+    """One written output series."""
+
+    folder: str
+    series_instance_uid: str
+    series_description: str
+    files: List[str]
+    planes: Dict[str, str]  # overlay group (hex) -> segment or markup name
+
+
+@dataclass
+class OverlayExportResult:
+    series: List[OverlaySeries] = field(default_factory=list)
+    skipped_segments: List[str] = field(default_factory=list)
+    skipped_markups: List[str] = field(default_factory=list)
+
+
+def used_overlay_groups(datasets: Sequence[Dataset]) -> List[int]:
+    """Overlay groups already present in any of the datasets (kept as they are on export)."""
+    return [g for g in OVERLAY_GROUPS if any(pydicom.tag.Tag(g, 0x0010) in ds or
+                                             pydicom.tag.Tag(g, 0x3000) in ds for ds in datasets)]
+
+
+def export_overlays(series: ReferenceSeries, annotations: AnnotationSet, out_dir: os.PathLike | str, *,
+                    keep_uids: bool = False, split: bool = False, fill_markups: bool = False,
+                    force: bool = False, series_description: Optional[str] = None,
+                    progress: Optional[ProgressCallback] = None) -> OverlayExportResult:
+    """Write a copy of every image of ``series`` with the annotations as overlay planes.
+
+    Args:
+        series: the reference series (its files are read, never changed).
+        annotations: segments and markups on ``series.geometry`` (see ``api.load_annotations``).
+        out_dir: output folder (must be empty unless ``force``); with ``split`` and more planes
+            than free overlay groups, one sub-folder per output series.
+        keep_uids: keep the source UIDs (in-place workflows; warns with the risk).
+        split: spread planes over several series instead of failing when there are more
+            than free overlay groups.
+        fill_markups: draw closed curves and ROI boxes filled instead of outlined.
+
+    Raises:
+        TooManySegmentsError: more planes than free groups and ``split`` not set.
+        OutputError: the output folder is not empty or not writable.
+    """
+    if not annotations.geometry.same_as(series.geometry):
+        raise InputError("annotations are not on the series grid; load them with api.load_annotations")
+    result = OverlayExportResult()
+    planes = _plan_planes(annotations, fill_markups, result)
+    if not planes:
+        raise InputError("nothing to export: no non-empty segment and no markup on the series")
+    used = used_overlay_groups(series.datasets)
+    free = [g for g in OVERLAY_GROUPS if g not in used]
+    if len(planes) > len(free):
+        if not split or not free:
+            raise TooManySegmentsError(
+                f"{len(planes)} segments and markups but only {len(free)} free overlay groups "
+                f"(16 per image, {len(used)} already used by the source"
+                + ("); use --split (split=True) to write several series" if free else ")"), series.folder)
+    batches = [planes[n:n + len(free)] for n in range(0, len(planes), len(free))]
+    out_dir = prepare_output_dir(out_dir, force)
+    if keep_uids:
+        if len(batches) > 1:
+            raise InputError("--keep-uids cannot be combined with splitting into several series")
+        warnings.warn(UID_WARNING, KeepUidsWarning, stacklevel=2)
+        log.warning(UID_WARNING)
+    for number, batch in enumerate(batches, 1):
+        folder = out_dir if len(batches) == 1 else out_dir / f"series_{number:02d}"
+        if folder != out_dir:
+            folder.mkdir(exist_ok=True)
+        for plane, group in zip(batch, free):
+            plane.group = group
+        result.series.append(_write_series(series, batch, folder, keep_uids, series_description,
+                                           (number, len(batches)), progress))
+    return result
+
+
+def _plan_planes(annotations: AnnotationSet, fill_markups: bool, result: OverlayExportResult) -> List[_Plane]:
+    from .rasterize import markup_slice_masks
+
+    planes: List[_Plane] = []
+    segmentation = annotations.segmentation
+    if segmentation is not None:
+        counts = segmentation.voxel_counts()
+        for segment in segmentation.segments:
+            if counts[segment.id] == 0:
+                log.warning("segment %r is empty and is skipped", segment.name)
+                result.skipped_segments.append(segment.name)
+                continue
+            layer = segmentation.layers[segment.layer]
+            planes.append(_Plane(
+                name=segment.name, overlay_type="R",
+                description=segment.terminology.short_text() if segment.terminology else segment.description,
+                metadata=_segment_metadata(segment),
+                slice_mask=lambda k, layer=layer, value=segment.label_value: layer[k] == value))
+    for markup in annotations.markups:
+        masks = markup_slice_masks(markup, annotations.geometry, filled=fill_markups or markup.filled)
+        if not masks:
+            log.warning("markup %r does not cross the series and is skipped", markup.name)
+            result.skipped_markups.append(markup.name)
+            continue
+        planes.append(_Plane(
+            name=markup.name, overlay_type="G", description=f"{_KIND_TEXT[markup.kind]} markup",
+            metadata={"kind": "markup", "markup": _markup_to_json(markup)},
+            slice_mask=lambda k, masks=masks: masks.get(k)))
+    return planes
+
+
+_KIND_TEXT = {"point_list": "Point list", "line": "Line", "angle": "Angle", "curve": "Open curve",
+              "closed_curve": "Closed curve", "plane": "Plane", "roi": "ROI box"}
+
+
+def _segment_metadata(segment: Segment) -> dict:
+    return {"kind": "segment", "id": segment.id, "name": segment.name, "color": list(segment.color),
+            "description": segment.description,
+            "terminology": segment.terminology.to_slicer_string() if segment.terminology else None}
+
+
+def _markup_to_json(markup: Markup) -> dict:
+    from .markups_io import markup_to_dict
+
+    return markup_to_dict(markup, coordinate_system="LPS")
+
+
+def _markup_from_json(data: dict, source: str) -> Markup:
+    from .markups_io import markup_from_dict
+
+    return markup_from_dict(data, source)
+
+
+def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, keep_uids: bool,
+                  description: Optional[str], part: Tuple[int, int],
+                  progress: Optional[ProgressCallback]) -> OverlaySeries:
+    new_series_uid = series.series_instance_uid if keep_uids else generate_uid()
+    names = ", ".join(p.name for p in planes)
+    if description is None:
+        base = series.description or series.modality
+        description = f"{base} + overlays" + (f" {part[0]}/{part[1]}" if part[1] > 1 else "") + f": {names}"
+    metadata = json.dumps({"version": METADATA_VERSION, "planes": {f"{p.group:04X}": dict(
+        p.metadata, overlay_type=p.overlay_type) for p in planes}}, separators=(",", ":"))
+    files = []
+    for file_index in track(range(len(series.files)), progress,
+                            "Writing overlays" + (f" ({part[0]}/{part[1]})" if part[1] > 1 else "")):
+        source = series.files[file_index]
+        ds = pydicom.dcmread(source)
+        frames = series.slices_of_file(file_index)
+        values = None  # modality pixel values, decoded only when a segment needs ROI statistics
+        empty = np.zeros((len(frames),) + series.geometry.shape[1:], bool)
+        stacks = []
+        for plane in planes:
+            masks = [plane.slice_mask(k) for _, k in frames]
+            stacks.append(np.stack([empty[0] if m is None else m for m in masks])
+                          if any(m is not None and m.any() for m in masks) else None)
+        # Planes are written up to the last one with pixels on this image, empty ones included:
+        # validators (dciodvfy) expect the overlay groups of an image to have no gaps.
+        last = max((n for n, stack in enumerate(stacks) if stack is not None), default=-1)
+        for plane, stack in zip(planes[:last + 1], stacks):
+            if plane.overlay_type == "R" and stack is not None and values is None:
+                values = modality_frames(ds)
+            _add_plane(ds, plane, empty if stack is None else stack,
+                       values if plane.overlay_type == "R" else None, len(frames) > 1)
+        _mark_derived(ds, series, new_series_uid, description, names, keep_uids)
+        _set_private_metadata(ds, metadata)
+        out = folder / f"IMG{file_index + 1:05d}.dcm"
+        with atomic_path(out) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
+        files.append(str(out))
+    return OverlaySeries(str(folder), new_series_uid, description, files,
+                         {f"{p.group:04X}": p.name for p in planes})
+
+
+def _add_plane(ds: Dataset, plane: _Plane, masks: np.ndarray, values: Optional[np.ndarray], multiframe: bool):
+    """Add one overlay plane; ``masks`` is (frames, rows, columns) in frame order."""
+    g = plane.group
+    rows, columns = masks.shape[1:]
+    ds.add_new((g, 0x0010), "US", rows)
+    ds.add_new((g, 0x0011), "US", columns)
+    if multiframe:
+        ds.add_new((g, 0x0015), "IS", masks.shape[0])
+    ds.add_new((g, 0x0022), "LO", _lo(plane.description))
+    ds.add_new((g, 0x0040), "CS", plane.overlay_type)
+    ds.add_new((g, 0x0050), "SS", [1, 1])
+    if multiframe:
+        ds.add_new((g, 0x0051), "US", 1)
+    ds.add_new((g, 0x0100), "US", 1)
+    ds.add_new((g, 0x0102), "US", 0)
+    if values is not None and masks.any():
+        inside = values[masks]
+        ds.add_new((g, 0x1301), "IS", int(inside.size))
+        ds.add_new((g, 0x1302), "DS", _ds(float(inside.mean())))
+        ds.add_new((g, 0x1303), "DS", _ds(float(inside.std())))
+    ds.add_new((g, 0x1500), "LO", _lo(plane.name))
+    # Overlay bits run on across frames, first pixel in the lowest bit, padded to even length.
+    packed = np.packbits(masks.ravel(), bitorder="little").tobytes()
+    ds.add_new((g, 0x3000), "OW", packed + b"\0" * (len(packed) % 2))
+
+
+def _lo(text: str) -> str:
+    text = (text or "").replace("\\", "/")
+    return text if len(text) <= _LO_MAX else text[:_LO_MAX - 1] + "~"
+
+
+def _ds(value: float) -> str:
+    """A DS string of at most 16 characters."""
+    text = f"{value:.6g}"
+    return text if len(text) <= 16 else f"{value:.4e}"
+
+
+def _mark_derived(ds: Dataset, series: ReferenceSeries, series_uid: str, description: str, names: str,
+                  keep_uids: bool) -> None:
+    source_class, source_uid = ds.SOPClassUID, ds.SOPInstanceUID
+    if keep_uids:
+        return
+    ds.SeriesInstanceUID = series_uid
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesDescription = _lo(description)
+    ds.SeriesNumber = (int(getattr(ds, "SeriesNumber", 0) or 0) % 100000) + 1000
+    image_type = list(getattr(ds, "ImageType", ["ORIGINAL", "PRIMARY"]))
+    image_type[0] = "DERIVED"
+    if len(image_type) > 1:
+        image_type[1] = "SECONDARY"
+    ds.ImageType = image_type
+    for groups in (getattr(ds, "SharedFunctionalGroupsSequence", None) or [],
+                   getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []):
+        for item in groups:
+            for element in item:
+                if element.keyword.endswith("FrameTypeSequence"):
+                    for frame_type in element.value:
+                        ft = list(frame_type.FrameType)
+                        ft[0], ft[1] = "DERIVED", "SECONDARY"
+                        frame_type.FrameType = ft
+    ds.DerivationDescription = _lo_text(f"Overlay planes added by DicomAnnotEmbed: {names}", 1024)
+    ds.DerivationCodeSequence = DicomSequence([_code("113076", "DCM", "Segmentation")])
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source_class
+    reference.ReferencedSOPInstanceUID = source_uid
+    reference.PurposeOfReferenceCodeSequence = DicomSequence(
+        [_code("121322", "DCM", "Source image for image processing operation")])
+    ds.SourceImageSequence = DicomSequence([reference])
+
+
+def _lo_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "~"
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _set_private_metadata(ds: Dataset, metadata: str) -> None:
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(PRIVATE_METADATA_ELEMENT, "UT", metadata)
+
+
+def _private_metadata(ds: Dataset) -> dict:
+    try:
+        block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
+        data = json.loads(block[PRIVATE_METADATA_ELEMENT].value)
+    except (KeyError, ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) and data.get("version") == METADATA_VERSION else {}
+
+
+# --- import ---------------------------------------------------------------------------------
+
+@dataclass
+class _Found:
+    name: str
+    overlay_type: str
+    metadata: dict
+    mask: np.ndarray
+
+
+def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Optional[str] = None,
+                    progress: Optional[ProgressCallback] = None) -> AnnotationSet:
+    """Read every overlay plane of a series into segments (and our markups) on its grid.
+
+    Works on our files (names, colours, codes and markups restored from the private metadata),
+    on scanner-written overlays (named from Overlay Label, else Overlay Description, else the
+    group), and on legacy overlays stored in unused high bits of Pixel Data.
+
+    Raises:
+        InputError: the series carries no overlay plane.
+    """
+    series = source if isinstance(source, ReferenceSeries) else load_series(source, series_uid, progress)
+    shape = series.geometry.shape
+    found: Dict[Tuple[int, str], _Found] = {}
+    markups: Dict[str, Markup] = {}
+    for file_index in track(range(len(series.files)), progress, "Reading overlays"):
+        ds = series.datasets[file_index]
+        metadata = _private_metadata(ds).get("planes", {})
+        frames = series.slices_of_file(file_index)
+        for group in OVERLAY_GROUPS:
+            if pydicom.tag.Tag(group, 0x0010) not in ds:
+                continue
+            meta = metadata.get(f"{group:04X}", {})
+            overlay_type = str(getattr(ds.get((group, 0x0040)), "value", "") or meta.get("overlay_type") or "G")
+            if meta.get("kind") == "markup":
+                markup = _markup_from_json(meta["markup"], series.files[file_index])
+                markups.setdefault(markup.name, markup)
+                continue
+            name = (meta.get("name") or _text(ds, group, 0x1500) or _text(ds, group, 0x0022)
+                    or f"Overlay {group:04X}")
+            key = (group, meta.get("id") or name)
+            if key not in found:
+                found[key] = _Found(name, overlay_type, meta, np.zeros(shape, dtype=bool))
+            planes = _read_plane(ds, group, series.files[file_index])
+            origin_frame = int(getattr(ds.get((group, 0x0051)), "value", 1) or 1) - 1
+            for index, plane in enumerate(planes):
+                frame = origin_frame + index
+                target = [k for f, k in frames if f == frame]
+                if target:
+                    _paste(found[key].mask[target[0]], plane, ds, group)
+    if not found and not markups:
+        raise InputError("no overlay planes in this series", series.folder)
+    segmentation = Segmentation(series.geometry)
+    # Segments in overlay group order: the order in which they were exported.
+    ordered = [found[key] for key in sorted(found, key=lambda key: key[0])]
+    for n, item in enumerate(ordered):
+        meta = item.metadata
+        terminology = Terminology.from_slicer_string(meta["terminology"]) if meta.get("terminology") else None
+        from .model import _default_color
+
+        segment = Segment(id=meta.get("id") or _unique_id(item.name, segmentation), name=item.name,
+                          color=tuple(meta.get("color") or _default_color(n)), terminology=terminology,
+                          description=meta.get("description", ""),
+                          attributes={"overlay_type": item.overlay_type})
+        segmentation.add_segment(item.mask, segment)
+    return AnnotationSet(series.geometry, segmentation, list(markups.values()))
+
+
+def _unique_id(name: str, segmentation: Segmentation) -> str:
+    existing = {s.id for s in segmentation.segments}
+    candidate, n = name, 2
+    while candidate in existing:
+        candidate, n = f"{name}_{n}", n + 1
+    return candidate
+
+
+def _text(ds: Dataset, group: int, element: int) -> str:
+    item = ds.get((group, element))
+    return str(item.value).strip() if item is not None and item.value else ""
+
+
+def _read_plane(ds: Dataset, group: int, path: str) -> np.ndarray:
+    """(frames, rows, columns) bool of one overlay group, from Overlay Data or, for legacy
+    overlays, from the given bit of the stored pixel values."""
+    if pydicom.tag.Tag(group, 0x3000) in ds:
+        try:
+            planes = ds.overlay_array(group)
+        except Exception as exc:
+            raise InputError(f"overlay group {group:04X} cannot be read ({exc})", path) from None
+        planes = np.asarray(planes, dtype=bool)
+        return planes[np.newaxis] if planes.ndim == 2 else planes
+    bit = int(getattr(ds.get((group, 0x0102)), "value", 0) or 0)
+    stored = _stored_pixels(ds, path)
+    high_bit = int(getattr(ds, "HighBit", int(ds.BitsStored) - 1))
+    if bit >= int(ds.BitsAllocated) or high_bit - int(ds.BitsStored) < bit <= high_bit:
+        raise InputError(f"overlay group {group:04X} has no Overlay Data and its bit position {bit} is "
+                         f"inside the stored pixel bits", path)
+    return ((stored >> bit) & 1).astype(bool)
+
+
+def _stored_pixels(ds: Dataset, path: str) -> np.ndarray:
+    """Raw stored pixel words, high bits included (pixel_array may clear them)."""
+    full = pydicom.dcmread(path)
+    frames = int(getattr(full, "NumberOfFrames", 1) or 1)
+    shape = (frames, int(full.Rows), int(full.Columns))
+    if not full.file_meta.TransferSyntaxUID.is_compressed:
+        dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32}[int(full.BitsAllocated)]
+        count = int(np.prod(shape))
+        return np.frombuffer(full.PixelData, dtype=np.dtype(dtype).newbyteorder(
+            "<" if full.file_meta.TransferSyntaxUID.is_little_endian else ">"), count=count).reshape(shape)
+    return np.asarray(full.pixel_array).reshape(shape).view(
+        {8: np.uint8, 16: np.uint16, 32: np.uint32}[int(full.BitsAllocated)])
+
+
+def _paste(target: np.ndarray, plane: np.ndarray, ds: Dataset, group: int) -> None:
+    """OR an overlay plane into a (rows, columns) image mask at its Overlay Origin (1-based)."""
+    origin = getattr(ds.get((group, 0x0050)), "value", None) or [1, 1]
+    r0, c0 = int(origin[0]) - 1, int(origin[1]) - 1
+    rows, columns = target.shape
+    pr, pc = plane.shape
+    tr0, tc0 = max(r0, 0), max(c0, 0)
+    tr1, tc1 = min(r0 + pr, rows), min(c0 + pc, columns)
+    if tr1 > tr0 and tc1 > tc0:
+        target[tr0:tr1, tc0:tc1] |= plane[tr0 - r0:tr1 - r0, tc0 - c0:tc1 - c0]

@@ -1,0 +1,432 @@
+"""Shapes to pixels: 2D drawing primitives and markups drawn on the slices of a volume.
+
+2D conventions: an image has shape ``(rows, columns)``; points are ``(column, row)`` floats
+with pixel centres at integer coordinates. Pixels are selected by their centres.
+
+Volume conventions: a :class:`~.geometry.VolumeGeometry` (arrays ``[k, j, i]``, affine from
+``(i, j, k)`` to **LPS**); markups hold **LPS** coordinates. Drawing works in continuous index
+space, where slice ``k`` covers ``k - 0.5 <= kk < k + 0.5``.
+
+Everything is vectorised with numpy; Python loops run over vertices, edges or slices only.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import GeometryError, InputError
+from .geometry import VolumeGeometry
+from .model import Markup
+
+Shape2D = Tuple[int, int]
+
+#: Half-length in pixels of the arms of the "+" drawn for a point.
+POINT_CROSS_ARM = 3
+
+_EPS = 1e-9
+
+
+# --- 2D primitives ----------------------------------------------------------------------------
+
+def polyline_mask(shape: Shape2D, points_cr: np.ndarray, closed: bool = False) -> np.ndarray:
+    """A 1-pixel-wide, 8-connected line through ``points_cr`` ((N, 2) column, row).
+
+    ``closed`` adds the segment from the last point back to the first. Parts outside the
+    image are clipped. A single point sets one pixel.
+    """
+    mask = np.zeros(shape, dtype=bool)
+    points = _points_2d(points_cr)
+    if len(points) == 0:
+        return mask
+    if len(points) == 1:
+        _set_pixels(mask, points[:, 0], points[:, 1])
+        return mask
+    ends = np.roll(points, -1, axis=0) if closed and len(points) > 2 else points[1:]
+    for start, end in zip(points, ends):
+        _draw_segment(mask, start, end)
+    return mask
+
+
+def polygon_mask(shape: Shape2D, points_cr: np.ndarray, boundary: str = "inside") -> np.ndarray:
+    """A filled polygon: pixels whose centre is inside (even-odd rule), and its outline.
+
+    Args:
+        shape: (rows, columns).
+        points_cr: (N, 2) vertices as (column, row).
+        boundary: ``"inside"`` (default): the vertices lie on the region's border, so the
+            outline pixels (the closed polyline) belong to the region. ``"outside"``: the
+            vertices lie just outside the region (LIDC convention: contour pixels are not part
+            of the nodule), so the outline pixels are removed from the fill.
+    """
+    if boundary not in ("inside", "outside"):
+        raise ValueError(f'boundary must be "inside" or "outside", got {boundary!r}')
+    points = _points_2d(points_cr)
+    line = polyline_mask(shape, points, closed=True)
+    fill = _even_odd_fill(shape, points) if len(points) >= 3 else np.zeros(shape, dtype=bool)
+    return fill | line if boundary == "inside" else fill & ~line
+
+
+def ellipse_mask(shape: Shape2D, center_cr: Sequence[float], radii_cr: Sequence[float],
+                 angle_deg: float = 0.0) -> np.ndarray:
+    """Pixels whose centre is inside an ellipse.
+
+    Args:
+        center_cr: centre (column, row).
+        radii_cr: semi-axes; the first lies along the column axis when ``angle_deg`` is 0.
+        angle_deg: rotation of the first semi-axis from the column axis towards the row axis.
+    """
+    mask = np.zeros(shape, dtype=bool)
+    cx, cy = (float(v) for v in center_cr)
+    a, b = (abs(float(v)) for v in radii_cr)
+    theta = np.deg2rad(angle_deg)
+    cos, sin = np.cos(theta), np.sin(theta)
+    # Half extents of the rotated ellipse's bounding box.
+    ex, ey = np.hypot(a * cos, b * sin), np.hypot(a * sin, b * cos)
+    window = _window(shape, cx - ex, cx + ex, cy - ey, cy + ey)
+    if window is None:
+        return mask
+    rows, cols = window
+    dx = cols[None, :] - cx
+    dy = rows[:, None] - cy
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = (u / a) ** 2 + (v / b) ** 2 <= 1.0 + _EPS if a > 0 and b > 0 else \
+            (np.abs(u) <= a + _EPS) & (np.abs(v) <= b + _EPS)
+    mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = inside
+    return mask
+
+
+def rectangle_mask(shape: Shape2D, corner1_cr: Sequence[float], corner2_cr: Sequence[float]) -> np.ndarray:
+    """Pixels whose centre lies in the axis-aligned rectangle spanned by two corners (inclusive)."""
+    mask = np.zeros(shape, dtype=bool)
+    (x0, y0), (x1, y1) = corner1_cr, corner2_cr
+    c0, c1 = int(np.ceil(min(x0, x1) - _EPS)), int(np.floor(max(x0, x1) + _EPS))
+    r0, r1 = int(np.ceil(min(y0, y1) - _EPS)), int(np.floor(max(y0, y1) + _EPS))
+    c0, r0 = max(c0, 0), max(r0, 0)
+    c1, r1 = min(c1, shape[1] - 1), min(r1, shape[0] - 1)
+    if c0 <= c1 and r0 <= r1:
+        mask[r0:r1 + 1, c0:c1 + 1] = True
+    return mask
+
+
+def cross_mask(shape: Shape2D, center_cr: Sequence[float], arm: int = POINT_CROSS_ARM) -> np.ndarray:
+    """A "+" centred on the pixel nearest ``center_cr``, ``arm`` pixels each side (clipped)."""
+    mask = np.zeros(shape, dtype=bool)
+    _draw_cross(mask, center_cr, arm)
+    return mask
+
+
+def outline(mask2d: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask2d`` with a 4-neighbour outside the mask (outside the image counts as
+    outside, so a region cut by the image edge gets a closed outline)."""
+    mask = np.asarray(mask2d, dtype=bool)
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return mask & ~interior
+
+
+# --- 2D helpers -------------------------------------------------------------------------------
+
+def _points_2d(points_cr) -> np.ndarray:
+    points = np.asarray(points_cr, dtype=float).reshape(-1, 2)
+    if not np.all(np.isfinite(points)):
+        raise InputError("cannot draw non-finite coordinates")
+    return points
+
+
+def _round(values: np.ndarray) -> np.ndarray:
+    # Half-up rounding is monotonic, which keeps sampled lines connected.
+    return np.floor(values + 0.5).astype(np.int64)
+
+
+def _set_pixels(mask: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> None:
+    c, r = _round(np.asarray(cols, dtype=float)), _round(np.asarray(rows, dtype=float))
+    keep = (c >= 0) & (c < mask.shape[1]) & (r >= 0) & (r < mask.shape[0])
+    mask[r[keep], c[keep]] = True
+
+
+def _draw_segment(mask: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+    """Set the pixels of one segment: samples at most half a pixel apart, rounded."""
+    clipped = _clip_segment(start, end, mask.shape)
+    if clipped is None:
+        return
+    a, b = clipped
+    count = int(np.ceil(2.0 * np.max(np.abs(b - a)))) + 1
+    t = np.linspace(0.0, 1.0, count)[:, None]
+    samples = a + t * (b - a)
+    _set_pixels(mask, samples[:, 0], samples[:, 1])
+
+
+def _clip_segment(start: np.ndarray, end: np.ndarray, shape: Shape2D):
+    """Liang-Barsky clip to the image plus a one-pixel margin (so that rounding at the border
+    is unchanged), which also bounds the number of samples for far-away points."""
+    lo = np.array([-1.0, -1.0])
+    hi = np.array([shape[1], shape[0]], dtype=float)
+    d = end - start
+    t0, t1 = 0.0, 1.0
+    for axis in range(2):
+        if abs(d[axis]) < 1e-15:
+            if start[axis] < lo[axis] or start[axis] > hi[axis]:
+                return None
+            continue
+        ta, tb = (lo[axis] - start[axis]) / d[axis], (hi[axis] - start[axis]) / d[axis]
+        t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
+        if t0 > t1:
+            return None
+    return start + t0 * d, start + t1 * d
+
+
+def _even_odd_fill(shape: Shape2D, points: np.ndarray) -> np.ndarray:
+    """Pixel centres inside the polygon by the even-odd rule (scanline crossings, vectorised
+    per edge): a centre is inside when an odd number of edges cross the row to its right."""
+    rows_n, cols_n = shape
+    mask = np.zeros(shape, dtype=bool)
+    r0 = max(int(np.ceil(points[:, 1].min())), 0)
+    r1 = min(int(np.floor(points[:, 1].max())), rows_n - 1)
+    if r0 > r1:
+        return mask
+    # toggles[r, c] counts crossings starting at column c; their cumulative sum per row gives,
+    # for each pixel, how many crossings lie to its right.
+    toggles = np.zeros((r1 - r0 + 1, cols_n + 1), dtype=np.int32)
+    for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0)):
+        if y0 == y1:
+            continue
+        # Half-open in y so that a vertex shared by two edges is counted once.
+        lo, hi = min(y0, y1), max(y0, y1)
+        rows = np.arange(max(int(np.ceil(lo)), r0), min(int(np.ceil(hi)) - 1, r1) + 1)
+        if rows.size == 0:
+            continue
+        x_cross = x0 + (rows - y0) * (x1 - x0) / (y1 - y0)
+        # Pixel c is left of the crossing when c < x, i.e. c < ceil(x).
+        stop = np.clip(np.ceil(x_cross), 0, cols_n).astype(np.int64)
+        np.add.at(toggles, (rows - r0, np.zeros_like(stop)), 1)
+        np.add.at(toggles, (rows - r0, stop), -1)
+    counts = np.cumsum(toggles, axis=1)[:, :cols_n]
+    mask[r0:r1 + 1] = (counts % 2) == 1
+    return mask
+
+
+def _window(shape: Shape2D, x0: float, x1: float, y0: float, y1: float):
+    """Integer row and column ranges (arrays) covering [x0, x1] x [y0, y1] within the image."""
+    c0, c1 = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), shape[1] - 1)
+    r0, r1 = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), shape[0] - 1)
+    if c0 > c1 or r0 > r1:
+        return None
+    return np.arange(r0, r1 + 1), np.arange(c0, c1 + 1)
+
+
+def _draw_cross(mask: np.ndarray, center_cr: Sequence[float], arm: int) -> None:
+    c, r = (int(v) for v in _round(np.asarray(center_cr, dtype=float)))
+    rows_n, cols_n = mask.shape
+    if 0 <= r < rows_n:
+        mask[r, max(c - arm, 0):max(min(c + arm + 1, cols_n), 0)] = True
+    if 0 <= c < cols_n:
+        mask[max(r - arm, 0):max(min(r + arm + 1, rows_n), 0), c] = True
+
+
+# --- markups on a volume ----------------------------------------------------------------------
+
+def markup_slice_masks(markup: Markup, geometry: VolumeGeometry,
+                       filled: Optional[bool] = None) -> Dict[int, np.ndarray]:
+    """What to draw of a markup (coordinates in **LPS**) on each slice of a grid.
+
+    Args:
+        markup: the shape.
+        geometry: the grid; ``geometry.lps_to_ijk_points`` places the markup on it.
+        filled: fill closed shapes; None uses ``markup.filled``.
+
+    Returns:
+        ``{k: (J, I) bool mask}`` for the slices where something is drawn; {} when nothing is.
+
+    Rules (continuous index space, slice k covers k - 0.5 <= kk < k + 0.5):
+
+    * ``point_list``: a cross (arm :data:`POINT_CROSS_ARM` px) at each point, on its slice.
+    * ``line``, ``angle`` (p0-p1-p2), ``curve``: the polyline through the control points (a
+      Slicer curve is a spline through them; the polyline is its approximation here). Each 3D
+      segment is clipped to each slab and its in-plane projection is drawn.
+    * ``closed_curve``: the closed polyline; when filled and all points lie in one slab, the
+      polygon is filled there (outline pixels included), otherwise only the outline is drawn.
+    * ``roi``: pixel centres inside the oriented box, outlined unless filled.
+    * ``plane``: voxels that the plane cuts (the plane passes through the voxel's box) and
+      whose centre projects into the rectangle, outlined unless filled.
+
+    Anything outside the grid is clipped silently.
+    """
+    if not geometry.in_patient_space:
+        raise GeometryError(f"markup {markup.name!r} is in patient space, but the grid has no patient "
+                            "position to place it on")
+    filled = markup.filled if filled is None else bool(filled)
+    canvas = _SliceCanvas(geometry)
+    kind = markup.kind
+    if kind == "point_list":
+        for i, j, k in geometry.lps_to_ijk_points(markup.points_lps):
+            plane = canvas.slice(_slab_of(k))
+            if plane is not None:
+                _draw_cross(plane, (i, j), POINT_CROSS_ARM)
+    elif kind in ("line", "angle", "curve", "closed_curve"):
+        ijk = geometry.lps_to_ijk_points(markup.points_lps)
+        closed = kind == "closed_curve"
+        slabs = {_slab_of(k) for k in ijk[:, 2]}
+        if closed and filled and len(slabs) == 1:
+            plane = canvas.slice(slabs.pop())
+            if plane is not None:
+                plane |= polygon_mask(plane.shape, ijk[:, :2], boundary="inside")
+        else:
+            ends = np.roll(ijk, -1, axis=0) if closed else ijk[1:]
+            for start, end in zip(ijk, ends):
+                _draw_segment_3d(canvas, start, end)
+    elif kind == "roi":
+        _draw_box(canvas, markup, filled)
+    elif kind == "plane":
+        _draw_plane(canvas, markup, filled)
+    else:  # pragma: no cover - Markup validates kinds
+        raise InputError(f"markup {markup.name!r}: cannot draw kind {kind!r}")
+    return canvas.result()
+
+
+class _SliceCanvas:
+    """Lazily allocated (J, I) masks per slice index."""
+
+    def __init__(self, geometry: VolumeGeometry):
+        self.geometry = geometry
+        self.depth, self.rows, self.cols = geometry.shape
+        self.masks: Dict[int, np.ndarray] = {}
+
+    def slice(self, k: int) -> Optional[np.ndarray]:
+        if not 0 <= k < self.depth:
+            return None
+        if k not in self.masks:
+            self.masks[k] = np.zeros((self.rows, self.cols), dtype=bool)
+        return self.masks[k]
+
+    def result(self) -> Dict[int, np.ndarray]:
+        return {k: m for k, m in sorted(self.masks.items()) if m.any()}
+
+
+def _slab_of(k: float) -> int:
+    return int(np.floor(k + 0.5))
+
+
+def _draw_segment_3d(canvas: _SliceCanvas, start: np.ndarray, end: np.ndarray) -> None:
+    """Clip a segment (i, j, k) to each slab it crosses and draw the in-plane part there."""
+    ka, kb = start[2], end[2]
+    if _slab_of(ka) == _slab_of(kb):
+        plane = canvas.slice(_slab_of(ka))
+        if plane is not None:
+            _draw_segment(plane, start[:2], end[:2])
+        return
+    first = max(_slab_of(min(ka, kb)), 0)
+    last = min(_slab_of(max(ka, kb)), canvas.depth - 1)
+    dk = kb - ka
+    for k in range(first, last + 1):
+        ta, tb = (k - 0.5 - ka) / dk, (k + 0.5 - ka) / dk
+        t0, t1 = max(min(ta, tb), 0.0), min(max(ta, tb), 1.0)
+        if t0 > t1:
+            continue
+        a, b = start + t0 * (end - start), start + t1 * (end - start)
+        if t1 - t0 < _EPS and _slab_of(a[2]) != k:
+            continue  # only touches the slab's excluded upper face
+        _draw_segment(canvas.slice(k), a[:2], b[:2])
+
+
+def _slab_window(canvas: _SliceCanvas, vertices: np.ndarray, edges: Sequence[Tuple[int, int]],
+                 k_lo: float, k_hi: float, pad_ij: Tuple[float, float] = (0.0, 0.0)):
+    """In-plane index window (rows, cols) covering a convex polytope (given by its vertices
+    and edges, in (i, j, k)) cut to k_lo <= kk <= k_hi, widened by ``pad_ij`` plus one pixel;
+    None when the cut is empty or off the image."""
+    inside = vertices[(vertices[:, 2] >= k_lo) & (vertices[:, 2] <= k_hi)]
+    pieces = [inside[:, :2]]
+    a, b = vertices[[e[0] for e in edges]], vertices[[e[1] for e in edges]]
+    dk = b[:, 2] - a[:, 2]
+    moving = np.abs(dk) > 1e-12
+    for level in (k_lo, k_hi):
+        t = np.full(len(edges), -1.0)
+        t[moving] = (level - a[moving, 2]) / dk[moving]
+        hit = (t >= 0.0) & (t <= 1.0)
+        pieces.append((a[hit] + t[hit, None] * (b[hit] - a[hit]))[:, :2])
+    points = np.concatenate(pieces)
+    if len(points) == 0:
+        return None
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    pi, pj = pad_ij
+    return _window((canvas.rows, canvas.cols), x0 - pi - 1, x1 + pi + 1, y0 - pj - 1, y1 + pj + 1)
+
+
+_BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+_RECTANGLE_EDGES = [(0, 1), (1, 3), (3, 2), (2, 0)]
+
+
+def _local_coordinates(canvas: _SliceCanvas, center: np.ndarray, axes: np.ndarray,
+                       k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Coordinates, along ``axes`` (columns, LPS) from ``center`` (LPS), of the centres of the
+    pixels rows x cols of slice k: shape (3, len(rows), len(cols))."""
+    affine = canvas.geometry.ijk_to_lps
+    to_local = np.linalg.inv(axes)
+    m = to_local @ affine[:3, :3]                       # (i, j, k) -> local, linear part
+    offset = to_local @ (affine[:3, 3] - center) + m[:, 2] * k
+    return (m[:, 0, None, None] * cols[None, None, :] + m[:, 1, None, None] * rows[None, :, None]
+            + offset[:, None, None])
+
+
+def _draw_box(canvas: _SliceCanvas, markup: Markup, filled: bool) -> None:
+    """ROI: pixel centres inside the oriented box, per slice of its k range."""
+    geometry = canvas.geometry
+    corners = geometry.lps_to_ijk_points(markup.roi_corners_lps())
+    half = markup.roi_size / 2.0
+    tolerance = 1e-6 * max(1.0, float(np.max(half)))
+    first = max(int(np.ceil(corners[:, 2].min() - _EPS)), 0)
+    last = min(int(np.floor(corners[:, 2].max() + _EPS)), canvas.depth - 1)
+    for k in range(first, last + 1):
+        window = _slab_window(canvas, corners, _BOX_EDGES, k - _EPS, k + _EPS)
+        if window is None:
+            continue
+        rows, cols = window
+        local = _local_coordinates(canvas, markup.roi_center_lps, markup.roi_axes_lps, k, rows, cols)
+        inside = np.all(np.abs(local) <= half[:, None, None] + tolerance, axis=0)
+        if not inside.any():
+            continue
+        # The window has a one-pixel margin around the cross-section, so outlining it equals
+        # outlining the whole slice.
+        canvas.slice(k)[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] |= inside if filled else outline(inside)
+
+
+def _draw_plane(canvas: _SliceCanvas, markup: Markup, filled: bool) -> None:
+    """Plane rectangle: voxels the plane cuts, whose centre projects inside the rectangle."""
+    geometry = canvas.geometry
+    axes = markup.roi_axes_lps
+    normal = axes[:, 2] / np.linalg.norm(axes[:, 2])
+    steps = geometry.ijk_to_lps[:3, :3]
+    # Orient the normal along +k so that a plane on a slab boundary goes to the upper slab,
+    # as for points (k - 0.5 <= kk < k + 0.5).
+    if normal @ steps[:, 2] < 0:
+        normal = -normal
+    # The plane cuts a voxel when the centre is closer to it than the voxel box's half extent
+    # along the normal.
+    half_thickness = 0.5 * float(np.sum(np.abs(normal @ steps)))
+    # A drawn centre lies up to half_thickness from its projection on the plane: in index
+    # units, up to `reach` along i, j, k.
+    reach = half_thickness * np.abs(np.linalg.solve(steps, normal))
+    half = markup.roi_size[:2] / 2.0
+    signs = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=float)
+    corners = geometry.lps_to_ijk_points(markup.roi_center_lps + (signs * half) @ axes[:, :2].T)
+    tolerance = 1e-6 * max(1.0, float(np.max(half)))
+    first = max(int(np.floor(corners[:, 2].min() - reach[2])), 0)
+    last = min(int(np.ceil(corners[:, 2].max() + reach[2])), canvas.depth - 1)
+    frame = np.column_stack([axes[:, 0], axes[:, 1], normal])
+    for k in range(first, last + 1):
+        window = _slab_window(canvas, corners, _RECTANGLE_EDGES, k - reach[2] - _EPS, k + reach[2] + _EPS,
+                              (reach[0], reach[1]))
+        if window is None:
+            continue
+        rows, cols = window
+        local = _local_coordinates(canvas, markup.roi_center_lps, frame, k, rows, cols)
+        cut = (local[2] > -half_thickness) & (local[2] <= half_thickness)
+        inside = cut & (np.abs(local[0]) <= half[0] + tolerance) & (np.abs(local[1]) <= half[1] + tolerance)
+        if not inside.any():
+            continue
+        canvas.slice(k)[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] |= inside if filled else outline(inside)
+
+
+__all__ = ["polyline_mask", "polygon_mask", "ellipse_mask", "rectangle_mask", "cross_mask", "outline",
+           "markup_slice_masks", "POINT_CROSS_ARM"]

@@ -1,0 +1,146 @@
+"""Segmentation files in and out: Slicer ``.seg.nrrd`` (slicerio), label maps in NRRD, NIfTI or
+MetaImage (SimpleITK), and numpy arrays. Every geometry is LPS."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import VolumeGeometry
+from .model import Segment, Segmentation, Terminology, _default_color
+from .outputs import atomic_path
+
+log = logging.getLogger(__name__)
+
+LABEL_MAP_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def load_segmentation(path: os.PathLike | str, names: Optional[Dict[int, str]] = None) -> Segmentation:
+    """Read a segmentation file on its own grid.
+
+    ``.seg.nrrd`` (or any NRRD with Slicer segment fields) keeps segment names, colours,
+    terminology, layers and overlaps; other label maps give one segment per label value
+    (named from ``names`` or ``Segment_<value>``).
+
+    Raises:
+        InputError: missing, unreadable or not a label volume (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("segmentation file does not exist", path)
+    lower = path.name.lower()
+    if not lower.endswith(LABEL_MAP_SUFFIXES):
+        raise InputError(f"unknown segmentation format; expected one of {', '.join(LABEL_MAP_SUFFIXES)}", path)
+    if lower.endswith((".nrrd", ".nhdr")) and _is_slicer_segmentation(path):
+        return _read_seg_nrrd(path)
+    return _read_label_map(path, names)
+
+
+def _is_slicer_segmentation(path: Path) -> bool:
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(path))
+    except Exception as exc:  # pynrrd raises its own and ValueError for broken headers
+        raise InputError(f"not a readable NRRD file ({exc})", path) from None
+    return any(key.startswith("Segment0_") for key in header)
+
+
+def _read_seg_nrrd(path: Path) -> Segmentation:
+    import slicerio
+
+    try:
+        data = slicerio.read_segmentation(str(path))
+    except Exception as exc:
+        raise InputError(f"not a readable Slicer segmentation ({exc})", path) from None
+    voxels = np.asarray(data["voxels"])
+    # slicerio gives (I, J, K) or (layer, I, J, K); the model is (layer, K, J, I).
+    layers = voxels.T[np.newaxis] if voxels.ndim == 3 else np.transpose(voxels, (0, 3, 2, 1))
+    if not np.issubdtype(layers.dtype, np.integer):
+        raise InputError(f"segmentation voxels are {layers.dtype}, expected integer labels", path)
+    geometry = VolumeGeometry(layers.shape[1:], np.asarray(data["ijkToLPS"], dtype=float))
+    segments = []
+    for index, s in enumerate(data.get("segments", [])):
+        terminology = Terminology.from_slicerio(s.get("terminology"))
+        segments.append(Segment(
+            id=str(s.get("id") or f"Segment_{index + 1}"), name=str(s.get("name") or s.get("id")),
+            color=tuple(s.get("color") or _default_color(index)), terminology=terminology,
+            layer=int(s.get("layer", 0) or 0), label_value=int(s.get("labelValue", index + 1) or index + 1)))
+    return Segmentation(geometry, np.ascontiguousarray(layers), segments)
+
+
+def _read_label_map(path: Path, names: Optional[Dict[int, str]]) -> Segmentation:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"not a readable image ({str(exc).strip().splitlines()[-1]})", path) from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"expected a 3D scalar label map, got {image.GetDimension()}D with "
+                         f"{image.GetNumberOfComponentsPerPixel()} components", path)
+    array = sitk.GetArrayFromImage(image)
+    try:
+        return Segmentation.from_label_map(VolumeGeometry.from_sitk(image), array, names)
+    except InputError as exc:
+        raise InputError(exc.problem, path) from None
+
+
+def segmentation_from_array(labels: np.ndarray, geometry: VolumeGeometry,
+                            names: Optional[Dict[int, str]] = None) -> Segmentation:
+    """From a (K, J, I) integer label array (one segment per value) or a (N, K, J, I) boolean
+    stack (one segment per mask, overlaps allowed), for use from Python."""
+    labels = np.asarray(labels)
+    if labels.ndim == 4 and labels.dtype == bool:
+        segments = [Segment(id=f"Segment_{n + 1}", name=(names or {}).get(n + 1, f"Segment_{n + 1}"),
+                            color=_default_color(n)) for n in range(labels.shape[0])]
+        return Segmentation.from_masks(geometry, list(labels), segments)
+    return Segmentation.from_label_map(geometry, labels, names)
+
+
+def write_seg_nrrd(path: os.PathLike | str, segmentation: Segmentation) -> None:
+    """Write a Slicer ``.seg.nrrd`` (names, colours, terminology, layers)."""
+    import slicerio
+
+    layers = segmentation.layers
+    voxels = layers[0].T if layers.shape[0] == 1 else np.transpose(layers, (0, 3, 2, 1))
+    if layers.shape[0] == 0:
+        voxels = np.zeros(segmentation.geometry.shape, np.uint8).T
+    segments = []
+    for s in segmentation.segments:
+        entry = {"id": s.id, "name": s.name, "color": list(s.color), "labelValue": int(s.label_value),
+                 "layer": int(s.layer), "nameAutoGenerated": False, "colorAutoGenerated": False,
+                 "extent": _extent(layers[s.layer] == s.label_value)}
+        if s.terminology is not None:
+            entry["terminology"] = s.terminology.to_slicerio()
+        segments.append(entry)
+    data = {"voxels": np.ascontiguousarray(voxels) if voxels.ndim == 3 else voxels,
+            "ijkToLPS": segmentation.geometry.ijk_to_lps, "segments": segments,
+            "encoding": "gzip", "referenceImageExtentOffset": [0, 0, 0],
+            "containedRepresentationNames": ["Binary labelmap"], "masterRepresentation": "Binary labelmap"}
+    with atomic_path(path) as tmp:
+        slicerio.write_segmentation(tmp, data)
+
+
+def _extent(mask: np.ndarray) -> list:
+    """Slicer's segment extent [i0, i1, j0, j1, k0, k1]; empty is [0, -1, 0, -1, 0, -1]."""
+    if not mask.any():
+        return [0, -1, 0, -1, 0, -1]
+    k, j, i = (np.nonzero(mask.any(axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1)))
+    return [int(i[0]), int(i[-1]), int(j[0]), int(j[-1]), int(k[0]), int(k[-1])]
+
+
+def write_label_map(path: os.PathLike | str, segmentation: Segmentation) -> None:
+    """Write a plain label map (NRRD/NIfTI by suffix). Overlapping segments cannot be one label map."""
+    import SimpleITK as sitk
+
+    if segmentation.layers.shape[0] > 1:
+        raise InputError("overlapping segments (several layers) cannot be written as one label map; "
+                         "use .seg.nrrd", path)
+    labels = segmentation.layers[0] if segmentation.layers.shape[0] else np.zeros(segmentation.geometry.shape, np.uint8)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(segmentation.geometry.to_sitk_image(labels), tmp, useCompression=True)

@@ -1,0 +1,391 @@
+"""Loading a DICOM reference series from a folder: discovery, sorting and exact geometry.
+
+Headers are read with pixel data deferred (not read until used), so loading a series
+reads no pixel data. Slices are sorted along the slice normal, never by InstanceNumber.
+All positions are DICOM patient coordinates (LPS).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from .errors import GeometryError, SeriesError, name_files
+from .geometry import VolumeGeometry
+from .progress import ProgressCallback, track
+
+log = logging.getLogger(__name__)
+
+#: Values larger than this are not read while loading headers (pixel data, big overlays).
+DEFER_SIZE_BYTES = 1024
+
+#: Slice positions that differ by less than this many mm are the same position.
+SLICE_POSITION_TOLERANCE_MM = 0.01
+#: Allowed deviation of a slice gap from the median gap (fraction of the gap).
+SLICE_GAP_TOLERANCE = 0.01
+
+# Storage classes that carry no reference image (derived objects that live beside images).
+_NON_REFERENCE_MODALITIES = {"SEG", "SR", "RTSTRUCT", "PR", "KO", "RTPLAN", "RTDOSE", "REG", "DOC"}
+_DICOMDIR_UID = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """Where slice k of the volume comes from: a file and, for multi-frame files, a frame."""
+
+    file_index: int
+    frame: int
+    sop_instance_uid: str
+
+
+@dataclass
+class ReferenceSeries:
+    """One image series, sorted along its slice normal.
+
+    Attributes:
+        folder: the folder that was scanned.
+        series_instance_uid, modality, description: from the headers.
+        files: paths of the series' files, in slice order of their first frame.
+        datasets: the header of each file (pixel data deferred, not read).
+        slices: for each slice index k, its file and frame.
+        geometry: IJK to LPS geometry of the sorted slices.
+        skipped: files that were passed over, with the reason (non-DICOM, other series, ...).
+    """
+
+    folder: str
+    series_instance_uid: str
+    modality: str
+    description: str
+    files: List[str]
+    datasets: List[Dataset]
+    slices: List[SliceRef]
+    geometry: VolumeGeometry
+    skipped: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_multiframe(self) -> bool:
+        return any(int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 for ds in self.datasets)
+
+    def slices_of_file(self, file_index: int) -> List[Tuple[int, int]]:
+        """(frame, k) pairs of one file, in frame order."""
+        return sorted((s.frame, k) for k, s in enumerate(self.slices) if s.file_index == file_index)
+
+    def read_volume(self, progress: Optional[ProgressCallback] = None) -> np.ndarray:
+        """The image as float32 (K, J, I) in modality units (rescale applied, HU for CT)."""
+        volume = np.zeros(self.geometry.shape, dtype=np.float32)
+        for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
+            frames = modality_frames(self.datasets[file_index])
+            for frame, k in self.slices_of_file(file_index):
+                volume[k] = frames[frame]
+        return volume
+
+    def summary(self) -> str:
+        return (f"{self.modality} series {self.series_instance_uid} '{self.description}': "
+                f"{len(self.files)} files, {self.geometry.describe()}")
+
+
+def modality_frames(ds: Dataset) -> np.ndarray:
+    """Pixel data of a dataset as float32 (frames, rows, columns) in modality units."""
+    from pydicom.pixels import apply_modality_lut
+
+    pixels = ds.pixel_array
+    if pixels.ndim == 2:
+        pixels = pixels[np.newaxis]
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        out = np.empty(pixels.shape, dtype=np.float32)
+        for frame in range(pixels.shape[0]):
+            slope, intercept = _frame_rescale(ds, frame)
+            out[frame] = pixels[frame] * slope + intercept
+        return out
+    return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+
+
+def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
+    item = _functional_group(ds, frame, "PixelValueTransformationSequence")
+    if item is None:
+        return float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)
+    return float(getattr(item, "RescaleSlope", 1) or 1), float(getattr(item, "RescaleIntercept", 0) or 0)
+
+
+def _functional_group(ds: Dataset, frame: int, sequence_name: str) -> Optional[Dataset]:
+    """First item of a functional group macro for one frame (per-frame wins over shared)."""
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if per_frame is not None and frame < len(per_frame) and sequence_name in per_frame[frame]:
+        return per_frame[frame][sequence_name][0]
+    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    if shared and sequence_name in shared[0]:
+        return shared[0][sequence_name][0]
+    return None
+
+
+@dataclass
+class _Frame:
+    file_index: int
+    frame: int
+    position: Optional[np.ndarray]
+    orientation: Optional[np.ndarray]
+    spacing: Optional[Tuple[float, float]]
+    instance_number: int
+
+
+def scan_folder(folder: os.PathLike | str, progress: Optional[ProgressCallback] = None
+                ) -> Tuple[Dict[str, List[Tuple[str, Dataset]]], Dict[str, str]]:
+    """Read the headers of every DICOM file below ``folder``.
+
+    Returns image series (by Series Instance UID, with their files and headers) and the files
+    that are not reference images, with the reason.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise SeriesError("folder does not exist", folder)
+    if not folder.is_dir():
+        raise SeriesError("is not a folder", folder)
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    series: Dict[str, List[Tuple[str, Dataset]]] = defaultdict(list)
+    skipped: Dict[str, str] = {}
+    for path in track(paths, progress, "Reading headers"):
+        try:
+            ds = pydicom.dcmread(path, defer_size=DEFER_SIZE_BYTES)
+        except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as exc:
+            skipped[str(path)] = f"not DICOM ({exc.__class__.__name__})"
+            continue
+        if getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None) == _DICOMDIR_UID:
+            skipped[str(path)] = "DICOMDIR"
+            continue
+        modality = str(getattr(ds, "Modality", ""))
+        if modality in _NON_REFERENCE_MODALITIES or "PixelData" not in ds and "FloatPixelData" not in ds:
+            skipped[str(path)] = f"not a reference image ({modality or 'no modality'})"
+            continue
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        if not uid:
+            skipped[str(path)] = "no Series Instance UID"
+            continue
+        series[uid].append((str(path), ds))
+    return dict(series), skipped
+
+
+def load_series(folder: os.PathLike | str, series_uid: Optional[str] = None,
+                progress: Optional[ProgressCallback] = None) -> ReferenceSeries:
+    """Find one image series below ``folder`` (recursively) and build its geometry.
+
+    Other series and non-DICOM files are skipped and counted (``ReferenceSeries.skipped``).
+    With several image series, ``series_uid`` must name one.
+
+    Raises:
+        SeriesError: no image series, several without a choice, an unknown ``series_uid``.
+        GeometryError: slices that do not form a regular grid (the message names the files).
+    """
+    found, skipped = scan_folder(folder, progress)
+    if not found:
+        detail = f" ({len(skipped)} files passed over: {_reason_counts(skipped)})" if skipped else " (no files)"
+        raise SeriesError("no DICOM image series found" + detail, folder)
+    if series_uid is None:
+        if len(found) > 1:
+            raise SeriesError(f"{len(found)} image series found; choose one with --series UID: "
+                              + "; ".join(_describe_series(uid, items) for uid, items in found.items()), folder)
+        series_uid = next(iter(found))
+    elif series_uid not in found:
+        raise SeriesError(f"series {series_uid} not found; image series here: "
+                          + "; ".join(_describe_series(uid, items) for uid, items in found.items()), folder)
+    for uid, items in found.items():
+        if uid != series_uid:
+            for path, _ in items:
+                skipped[path] = f"other series {uid}"
+    items = found[series_uid]
+    if skipped:
+        log.info("%s: %d files passed over (%s)", folder, len(skipped), _reason_counts(skipped))
+    return _build_series(str(folder), series_uid, items, skipped)
+
+
+def _reason_counts(skipped: Dict[str, str]) -> str:
+    counts: Dict[str, int] = defaultdict(int)
+    for reason in skipped.values():
+        counts[reason.split(" (")[0]] += 1
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
+def _describe_series(uid: str, items: Sequence[Tuple[str, Dataset]]) -> str:
+    ds = items[0][1]
+    return f"{uid} ({getattr(ds, 'Modality', '?')}, '{getattr(ds, 'SeriesDescription', '')}', {len(items)} files)"
+
+
+def _frames_of(file_index: int, ds: Dataset) -> List[_Frame]:
+    """Position, orientation and pixel spacing of each frame of a file (None when absent)."""
+    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    instance = int(getattr(ds, "InstanceNumber", 0) or 0)
+    frames = []
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        for frame in range(n_frames):
+            position = _functional_group(ds, frame, "PlanePositionSequence")
+            orientation = _functional_group(ds, frame, "PlaneOrientationSequence")
+            measures = _functional_group(ds, frame, "PixelMeasuresSequence")
+            frames.append(_Frame(
+                file_index, frame,
+                _floats(getattr(position, "ImagePositionPatient", None)),
+                _floats(getattr(orientation, "ImageOrientationPatient", None)),
+                _pixel_spacing(measures) if measures is not None else _pixel_spacing(ds),
+                instance * 100000 + frame))
+        return frames
+    if n_frames > 1:
+        raise SeriesError(f"multi-frame image without functional groups ({n_frames} frames, "
+                          f"{getattr(ds, 'SOPClassUID', '?')}): its frames have no positions to place them",
+                          getattr(ds, "filename", None))
+    return [_Frame(file_index, 0, _floats(getattr(ds, "ImagePositionPatient", None)),
+                   _floats(getattr(ds, "ImageOrientationPatient", None)), _pixel_spacing(ds), instance)]
+
+
+def _floats(value) -> Optional[np.ndarray]:
+    if value is None:
+        return None
+    try:
+        return np.array([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pixel_spacing(ds: Dataset) -> Optional[Tuple[float, float]]:
+    for name in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        value = _floats(getattr(ds, name, None))
+        if value is not None and len(value) == 2 and np.all(value > 0):
+            return float(value[0]), float(value[1])
+    return None
+
+
+def _build_series(folder: str, uid: str, items: Sequence[Tuple[str, Dataset]],
+                  skipped: Dict[str, str]) -> ReferenceSeries:
+    paths = [p for p, _ in items]
+    datasets = [ds for _, ds in items]
+    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    if len(sizes) > 1:
+        by_size = defaultdict(list)
+        for p, ds in items:
+            by_size[(int(ds.Rows), int(ds.Columns))].append(Path(p).name)
+        raise SeriesError("images of different sizes in one series: " + "; ".join(
+            f"{c}x{r}: {name_files(f)}" for (r, c), f in by_size.items()), folder)
+    rows, columns = sizes.pop()
+    frames = [f for index, ds in enumerate(datasets) for f in _frames_of(index, ds)]
+    name = lambda f: Path(paths[f.file_index]).name + (f"[frame {f.frame + 1}]" if len(frames) > len(paths) else "")
+
+    if any(f.position is None or f.orientation is None or len(f.orientation) != 6 for f in frames):
+        geometry, order = _nominal_geometry(frames, rows, columns, paths)
+    else:
+        geometry, order = _patient_geometry(frames, rows, columns, name, folder, _slice_thickness(datasets[0]))
+
+    first_slice = {}
+    for k, f in enumerate(order):
+        first_slice.setdefault(f.file_index, k)
+    file_order = sorted(first_slice, key=first_slice.get)
+    remap = {old: new for new, old in enumerate(file_order)}
+    slices = [SliceRef(remap[f.file_index], f.frame, str(datasets[f.file_index].SOPInstanceUID)) for f in order]
+    ds0 = datasets[file_order[0]]
+    return ReferenceSeries(
+        folder=folder, series_instance_uid=uid, modality=str(getattr(ds0, "Modality", "OT")),
+        description=str(getattr(ds0, "SeriesDescription", "")),
+        files=[paths[i] for i in file_order], datasets=[datasets[i] for i in file_order],
+        slices=slices, geometry=geometry, skipped=skipped)
+
+
+def _nominal_geometry(frames: List[_Frame], rows: int, columns: int, paths: List[str]):
+    """Images without position or orientation (CR, DX, some SC): a nominal grid, ordered by
+    Instance Number, on which only index-space annotations can be placed."""
+    order = sorted(frames, key=lambda f: (f.instance_number, f.file_index, f.frame))
+    spacing = frames[0].spacing or (1.0, 1.0)
+    log.info("series has no image position/orientation; using a nominal grid (%d images)", len(frames))
+    geometry = VolumeGeometry.from_origin_spacing_directions(
+        (len(order), rows, columns), (0.0, 0.0, 0.0), (spacing[1], spacing[0], 1.0), np.eye(3),
+        in_patient_space=False)
+    return geometry, order
+
+
+def _slice_thickness(ds: Dataset) -> float:
+    """Spacing to give a single-slice series (Spacing Between Slices, else Slice Thickness, else 1 mm)."""
+    measures = _functional_group(ds, 0, "PixelMeasuresSequence")
+    for source in (measures, ds):
+        for name in ("SpacingBetweenSlices", "SliceThickness"):
+            value = getattr(source, name, None) if source is not None else None
+            try:
+                if value is not None and float(value) > 0:
+                    return float(value)
+            except (TypeError, ValueError):
+                pass
+    return 1.0
+
+
+def _patient_geometry(frames: List[_Frame], rows: int, columns: int, name, folder: str, thickness: float):
+    orientation = frames[0].orientation
+    mixed = [f for f in frames if not np.allclose(f.orientation, orientation, atol=1e-4)]
+    if mixed:
+        raise GeometryError(
+            f"mixed slice orientations: {name_files(name(f) for f in frames if f not in mixed)} have "
+            f"{_fmt(orientation)}, but {name_files(name(f) for f in mixed)} have {_fmt(mixed[0].orientation)}",
+            folder)
+    row_dir, col_dir = orientation[:3], orientation[3:]  # along a row (i), along a column (j)
+    normal = np.cross(row_dir, col_dir)
+    if abs(np.linalg.norm(normal) - 1.0) > 1e-3:
+        raise GeometryError(f"Image Orientation (Patient) {_fmt(orientation)} is not two orthogonal unit "
+                            f"vectors", folder)
+    normal /= np.linalg.norm(normal)
+    spacings = {f.spacing for f in frames}
+    if None in spacings:
+        raise GeometryError(f"no Pixel Spacing in {name_files(name(f) for f in frames if f.spacing is None)}", folder)
+    if len(spacings) > 1:
+        raise GeometryError(f"pixel spacing differs between slices: {sorted(spacings)}", folder)
+    row_spacing, column_spacing = spacings.pop()
+
+    distance = np.array([float(np.dot(f.position, normal)) for f in frames])
+    order_index = np.argsort(distance, kind="stable")
+    order = [frames[i] for i in order_index]
+    distance = distance[order_index]
+    gaps = np.diff(distance)
+    duplicates = np.nonzero(gaps < SLICE_POSITION_TOLERANCE_MM)[0]
+    if duplicates.size:
+        d = duplicates[0]
+        raise GeometryError(
+            f"{duplicates.size + 1 if duplicates.size == 1 else duplicates.size} slices share a position "
+            f"({distance[d]:.3f} mm along the normal): {name(order[d])} and {name(order[d + 1])}; "
+            f"the folder may hold several acquisitions, echoes or time points", folder)
+    if len(order) > 1:
+        gap = float(np.median(gaps))
+        off = np.nonzero(np.abs(gaps - gap) > SLICE_GAP_TOLERANCE * gap)[0]
+        if off.size:
+            d = off[0]
+            ratio = gaps[d] / gap
+            kind = (f"missing slices: a gap of {gaps[d]:.3f} mm (about {round(ratio) - 1} slices missing) "
+                    if abs(ratio - round(ratio)) < 0.1 and round(ratio) >= 2
+                    else f"irregular slice spacing: {gaps[d]:.3f} mm where the spacing is {gap:.3f} mm ")
+            raise GeometryError(kind + f"between {name(order[d])} and {name(order[d + 1])}"
+                                + (f" ({off.size} such gaps)" if off.size > 1 else ""), folder)
+        step = (order[-1].position - order[0].position) / (len(order) - 1)
+        in_plane = step - np.dot(step, normal) * normal
+        if np.linalg.norm(in_plane) > 1e-3 * max(1.0, gap):
+            raise GeometryError(
+                f"gantry tilt or sheared stack: each slice is shifted {np.linalg.norm(in_plane):.3f} mm in-plane "
+                f"from the previous one ({name(order[0])} .. {name(order[-1])}); resample the series to a "
+                f"regular grid first", folder)
+        # Each position must lie on the straight line of the stack (no in-plane jumps).
+        expected = order[0].position + np.outer(np.arange(len(order)), step)
+        worst = int(np.argmax(np.linalg.norm(np.array([f.position for f in order]) - expected, axis=1)))
+        if np.linalg.norm(order[worst].position - expected[worst]) > max(0.01, SLICE_GAP_TOLERANCE * gap):
+            raise GeometryError(f"slice positions do not lie on one line: {name(order[worst])} is off by "
+                                f"{np.linalg.norm(order[worst].position - expected[worst]):.3f} mm", folder)
+        slice_vector = step
+    else:
+        log.info("single-slice series: slice spacing taken as %.3f mm", thickness)
+        slice_vector = normal * thickness
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * column_spacing
+    affine[:3, 1] = col_dir * row_spacing
+    affine[:3, 2] = slice_vector
+    affine[:3, 3] = order[0].position
+    return VolumeGeometry((len(order), rows, columns), affine), order
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"

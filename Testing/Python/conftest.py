@@ -1,0 +1,45 @@
+"""Shared fixtures: the sample case, the interop files in ../shared, external tools."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_INTEROP = REPO.parent / "shared" / "interop"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def interop(*parts: str) -> Path:
+    """Path of a file in ../shared/interop; the test is skipped when it is absent."""
+    path = SHARED_INTEROP.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"interop file absent: {path}")
+    return path
+
+
+def require_tool(name: str) -> str:
+    """Path of an external checker; skipped on a developer machine without it, a failure in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed; .ci/run installs it")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def tree_hashes(folder: Path) -> dict:
+    """SHA-256 of every file below a folder, to prove inputs are never changed."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def sample_case(tmp_path_factory):
+    """The bundled sample, written once per test session (read-only by convention)."""
+    from DicomAnnotEmbedLib.sample import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample") / "case")

@@ -1,0 +1,342 @@
+"""Overlay-embedded DICOM, both ways, on the sample and on other tools' files."""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import interop, require_tool, tree_hashes
+from DicomAnnotEmbedLib import api
+from DicomAnnotEmbedLib.errors import GeometryError, OutputError, TooManySegmentsError
+from DicomAnnotEmbedLib.geometry import VolumeGeometry
+from DicomAnnotEmbedLib.model import AnnotationSet, Segment, Segmentation
+from DicomAnnotEmbedLib.overlay import OVERLAY_GROUPS, KeepUidsWarning, export_overlays, import_overlays
+from DicomAnnotEmbedLib.segio import load_segmentation
+from DicomAnnotEmbedLib.series import load_series
+
+
+def assert_same_segments(expected: Segmentation, actual: Segmentation, *, metadata=True):
+    assert [s.name for s in actual.segments] == [s.name for s in expected.segments]
+    for e, a in zip(expected.segments, actual.segments):
+        np.testing.assert_array_equal(actual.mask(a), expected.mask(e), err_msg=e.name)
+        if metadata:
+            assert a.color == pytest.approx(e.color, abs=1e-6)
+            assert a.terminology == e.terminology
+
+
+@pytest.fixture(scope="module")
+def sample_export(sample_case, tmp_path_factory):
+    out = tmp_path_factory.mktemp("overlay") / "out"
+    before = tree_hashes(sample_case.folder)
+    result = api.export_overlay(sample_case.series_dir, sample_case.segmentation_path,
+                                [sample_case.markups_path], out)
+    assert tree_hashes(sample_case.folder) == before  # inputs never change
+    return result, out
+
+
+def test_sample_round_trip_is_exact(sample_case, sample_export, tmp_path):
+    _, out = sample_export
+    series = load_series(sample_case.series_dir)
+    expected = api.load_annotations(series, sample_case.segmentation_path, [sample_case.markups_path])
+    back = api.import_overlay(out, segmentation_out=tmp_path / "back.seg.nrrd", markups_out=tmp_path / "back.mrk.json")
+    assert back.geometry.same_as(series.geometry)
+    assert_same_segments(expected.segmentation, back.segmentation)
+    assert expected.segmentation.has_overlap and back.segmentation.has_overlap
+    # files written by the import read back the same
+    assert_same_segments(expected.segmentation, load_segmentation(tmp_path / "back.seg.nrrd"))
+    assert [m.name for m in back.markups] == [m.name for m in expected.markups]
+    for e, a in zip(expected.markups, back.markups):
+        assert a.kind == e.kind
+        np.testing.assert_allclose(a.points_lps, e.points_lps, atol=1e-6)
+
+
+def test_pydicom_overlay_array_equals_masks(sample_case, sample_export):
+    result, out = sample_export
+    source = load_series(sample_case.series_dir)
+    annotations = api.load_annotations(source, sample_case.segmentation_path)
+    written = load_series(out)
+    by_name = {s.name: s for s in annotations.segmentation.segments}
+    volume = source.read_volume()
+    groups = result.series[0].planes
+    seen = 0
+    for k, ref in enumerate(written.slices):
+        ds = pydicom.dcmread(written.files[ref.file_index])
+        for group_hex, name in groups.items():
+            group = int(group_hex, 16)
+            if name not in by_name:
+                continue
+            mask = annotations.segmentation.mask(by_name[name])[k]
+            if (group, 0x3000) not in ds:
+                assert not mask.any()
+                continue
+            np.testing.assert_array_equal(ds.overlay_array(group).astype(bool), mask)
+            assert ds[group, 0x0040].value == "R"
+            assert ds[group, 0x1500].value == name
+            if not mask.any():  # an empty plane, written only to keep the groups contiguous
+                continue
+            seen += 1
+            assert int(ds[group, 0x1301].value) == int(mask.sum())
+            assert float(ds[group, 0x1302].value) == pytest.approx(float(volume[k][mask].mean()), rel=1e-5, abs=1e-3)
+            assert float(ds[group, 0x1303].value) == pytest.approx(float(volume[k][mask].std()), rel=1e-5, abs=1e-3)
+    assert seen > 20
+
+
+def test_output_is_a_new_derived_series(sample_case, sample_export):
+    result, out = sample_export
+    source = load_series(sample_case.series_dir)
+    written = load_series(out)
+    assert written.series_instance_uid != source.series_instance_uid
+    source_uids = {ds.SOPInstanceUID for ds in source.datasets}
+    for ds in written.datasets:
+        assert ds.SOPInstanceUID not in source_uids
+        assert ds.ImageType[0] == "DERIVED"
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in source_uids
+        assert "Liver" in ds.SeriesDescription
+    assert written.geometry.same_as(source.geometry)
+    np.testing.assert_array_equal(written.read_volume(), source.read_volume())
+
+
+def test_markups_become_graphics_planes(sample_case, sample_export):
+    result, out = sample_export
+    written = load_series(out)
+    graphics = {g: n for g, n in result.series[0].planes.items() if n in
+                ("Landmarks", "Tumor diameter", "Left lung outline", "Tumor box")}
+    assert len(graphics) == 4
+    drawn = {name: 0 for name in graphics.values()}
+    for ds in written.datasets:
+        for group_hex, name in graphics.items():
+            group = int(group_hex, 16)
+            if (group, 0x3000) in ds:
+                assert ds[group, 0x0040].value == "G"
+                drawn[name] += int(ds.overlay_array(group).sum())
+    assert all(count > 0 for count in drawn.values()), drawn
+
+
+def test_keep_uids_warns(sample_case, tmp_path):
+    with pytest.warns(KeepUidsWarning, match="PACS"):
+        api.export_overlay(sample_case.series_dir, sample_case.segmentation_path, out_dir=tmp_path / "o",
+                           keep_uids=True)
+    source = {ds.SOPInstanceUID for ds in load_series(sample_case.series_dir).datasets}
+    assert {ds.SOPInstanceUID for ds in load_series(tmp_path / "o").datasets} == source
+
+
+def test_existing_overlays_kept_and_scanner_overlay_imported(tmp_path):
+    src = interop("pydicom-data", "MR-SIEMENS-DICOM-WithOverlays.dcm")
+    shutil.copy(src, tmp_path / "mr.dcm")
+    series = load_series(tmp_path)
+    scanner = import_overlays(series)
+    [segment] = scanner.segmentation.segments
+    assert segment.name == "Siemens MedCom Object Graphics"
+    original = pydicom.dcmread(src).overlay_array(0x6000).astype(bool)
+    np.testing.assert_array_equal(scanner.segmentation.mask(segment)[0], original)
+
+    mask = np.zeros(series.geometry.shape, bool)
+    mask[0, 200:260, 180:240] = True
+    annotations = AnnotationSet(series.geometry, Segmentation.from_masks(series.geometry, [mask], [Segment("lesion", "Lesion")]))
+    export_overlays(series, annotations, tmp_path / "out")
+    ds = pydicom.dcmread(next((tmp_path / "out").iterdir()))
+    np.testing.assert_array_equal(ds.overlay_array(0x6000).astype(bool), original)  # kept as it was
+    np.testing.assert_array_equal(ds.overlay_array(0x6002).astype(bool), mask[0])   # first free group
+    back = import_overlays(tmp_path / "out")
+    assert sorted(s.name for s in back.segmentation.segments) == ["Lesion", "Siemens MedCom Object Graphics"]
+
+
+def test_legacy_overlay_in_pixel_high_bits(sample_case, tmp_path):
+    src = sorted(sample_case.series_dir.iterdir())[0]
+    ds = pydicom.dcmread(src)
+    stored = ds.pixel_array.astype(np.int16)
+    pattern = np.zeros(stored.shape, bool)
+    pattern[10:30, 40:90] = True
+    # 12 stored bits, the overlay in bit 15: the old ACR-NEMA way.
+    raw = (np.clip(stored + 1024, 0, 4095).astype(np.uint16)) | (pattern.astype(np.uint16) << 15)
+    ds.PixelRepresentation, ds.BitsStored, ds.HighBit, ds.RescaleIntercept = 0, 12, 11, -1024
+    ds.PixelData = raw.tobytes()
+    for tag, vr, value in ((0x0010, "US", ds.Rows), (0x0011, "US", ds.Columns), (0x0040, "CS", "R"),
+                           (0x0050, "SS", [1, 1]), (0x0100, "US", 16), (0x0102, "US", 15)):
+        ds.add_new((0x6000, tag), vr, value)
+    (tmp_path / "legacy").mkdir()
+    ds.save_as(tmp_path / "legacy" / "a.dcm")
+    back = import_overlays(tmp_path / "legacy")
+    [segment] = back.segmentation.segments
+    assert segment.name == "Overlay 6000"
+    np.testing.assert_array_equal(back.segmentation.mask(segment)[0], pattern)
+
+
+def test_multiframe_overlays(tmp_path):
+    shutil.copy(interop("pydicom-data", "eCT_Supplemental.dcm"), tmp_path / "ect.dcm")
+    series = load_series(tmp_path)
+    masks = np.zeros((2,) + series.geometry.shape, bool)
+    masks[0, 0, 100:200, 150:300] = True
+    masks[1, 1, 50:60, 50:70] = True
+    masks[1, 0, 300:310, 300:305] = True
+    seg = Segmentation.from_masks(series.geometry, list(masks), [Segment("a", "A"), Segment("b", "B")])
+    export_overlays(series, AnnotationSet(series.geometry, seg), tmp_path / "out")
+    ds = pydicom.dcmread(next((tmp_path / "out").iterdir()))
+    assert int(ds[0x6000, 0x0015].value) == 2 and int(ds[0x6000, 0x0051].value) == 1
+    # frame order in the file differs from slice order: frame f is slice k where slices[k].frame == f
+    frames = ds.overlay_array(0x6000).astype(bool)
+    for k, ref in enumerate(series.slices):
+        np.testing.assert_array_equal(frames[ref.frame], masks[0, k])
+    back = import_overlays(tmp_path / "out")
+    assert_same_segments(seg, back.segmentation, metadata=False)
+
+
+@pytest.mark.parametrize("label_file", ["liver_seg.nrrd", "spine_seg.nrrd", "liver_spine_seg.nrrd"])
+def test_dcmqi_ct_round_trip(tmp_path, label_file):
+    series = load_series(interop("dcmqi", "ct-3slice"))
+    annotations = api.load_annotations(series, interop("dcmqi", label_file))
+    assert sum(annotations.segmentation.voxel_counts().values()) > 0
+    export_overlays(series, annotations, tmp_path / "out")
+    back = import_overlays(tmp_path / "out")
+    assert_same_segments(annotations.segmentation, back.segmentation)
+
+
+@pytest.mark.parametrize("seg_file", ["Segmentation.seg.nrrd", "SegmentationOverlapping.seg.nrrd"])
+def test_slicer_segmentation_on_dicomized_ctchest(tmp_path, seg_file):
+    from DicomAnnotEmbedLib.dicomize import dicomize_file
+
+    dicomize_file(interop("slicer", "CTChest4.nrrd"), tmp_path / "ct")
+    series = load_series(tmp_path / "ct")
+    segmentation = load_segmentation(interop("slicer", seg_file))
+    assert segmentation.geometry.same_as(series.geometry)
+    annotations = api.load_annotations(series, interop("slicer", seg_file))
+    export_overlays(series, annotations, tmp_path / "out")
+    back = import_overlays(tmp_path / "out")
+    assert_same_segments(segmentation, back.segmentation)
+
+
+def test_segmentation_on_another_grid_is_resampled(sample_case, tmp_path):
+    series = load_series(sample_case.series_dir)
+    full = load_segmentation(sample_case.segmentation_path)
+    # a cropped copy on the same lattice is pasted back exactly
+    g = full.geometry
+    crop = (slice(5, 20), slice(30, 90), slice(20, 100))
+    origin = g.ijk_to_lps_points([[20, 30, 5]])[0]
+    affine = g.ijk_to_lps.copy()
+    affine[:3, 3] = origin
+    cropped = Segmentation(VolumeGeometry((15, 60, 80), affine), full.layers[(slice(None),) + crop].copy(),
+                           [Segment(s.id, s.name, s.color, s.terminology, layer=s.layer, label_value=s.label_value)
+                            for s in full.segments])
+    placed = api.load_annotations(series, cropped).segmentation
+    for s in full.segments:
+        expected = np.zeros(g.shape, bool)
+        expected[crop] = full.mask(s)[crop]
+        np.testing.assert_array_equal(placed.mask(s.id), expected)
+    # half the resolution in-plane, same patient space: nearest-neighbour resampling
+    coarse_affine = g.ijk_to_lps.copy()
+    coarse_affine[:3, :2] *= 2
+    coarse_affine[:3, 3] += 0.5 * (g.ijk_to_lps[:3, 0] + g.ijk_to_lps[:3, 1])
+    coarse = Segmentation(VolumeGeometry((32, 64, 64), coarse_affine),
+                          full.layers[:, :, ::2, ::2].copy(),
+                          [Segment(s.id, s.name, s.color, s.terminology, layer=s.layer, label_value=s.label_value)
+                           for s in full.segments])
+    resampled = api.load_annotations(series, coarse).segmentation
+    liver = resampled.mask("Liver")
+    agreement = (liver == full.mask("Liver")).mean()
+    assert agreement > 0.99
+
+
+def test_segmentation_that_cannot_lie_on_the_series(sample_case, tmp_path):
+    series = load_series(sample_case.series_dir)
+    far = VolumeGeometry.from_origin_spacing_directions((4, 4, 4), (500.0, 500.0, 500.0), (1, 1, 1), np.eye(3))
+    seg = Segmentation.from_label_map(far, np.ones((4, 4, 4), np.uint8))
+    with pytest.raises(GeometryError, match="cannot lie on the series"):
+        api.load_annotations(series, seg)
+
+
+def test_empty_segment_skipped_with_warning(sample_case, tmp_path, caplog):
+    series = load_series(sample_case.series_dir)
+    seg = load_segmentation(sample_case.segmentation_path)
+    seg.segments.append(Segment("empty", "Empty", layer=0, label_value=99))
+    with caplog.at_level(logging.WARNING):
+        result = export_overlays(series, api.load_annotations(series, seg), tmp_path / "o")
+    assert result.skipped_segments == ["Empty"]
+    assert "'Empty' is empty" in caplog.text
+    assert "Empty" not in result.series[0].planes.values()
+
+
+def _many_segments(series, n):
+    masks, segments = [], []
+    for index in range(n):
+        mask = np.zeros(series.geometry.shape, bool)
+        mask[index % series.geometry.shape[0], 10 + index:14 + index, 10:20] = True
+        masks.append(mask)
+        segments.append(Segment(f"s{index}", f"Segment {index + 1}"))
+    return Segmentation.from_masks(series.geometry, masks, segments)
+
+
+def test_too_many_segments_error_or_split(sample_case, tmp_path):
+    series = load_series(sample_case.series_dir)
+    annotations = AnnotationSet(series.geometry, _many_segments(series, 20))
+    with pytest.raises(TooManySegmentsError, match="20 segments and markups but only 16 free overlay groups"):
+        export_overlays(series, annotations, tmp_path / "a")
+    result = export_overlays(series, annotations, tmp_path / "b", split=True)
+    assert len(result.series) == 2
+    assert [len(s.planes) for s in result.series] == [16, 4]
+    assert "Segment 17" in result.series[1].series_description
+    merged = []
+    for part in result.series:
+        back = import_overlays(part.folder)
+        merged += back.segmentation.segments
+        for s in back.segmentation.segments:
+            np.testing.assert_array_equal(back.segmentation.mask(s), annotations.segmentation.mask(s.name))
+    assert len(merged) == 20
+
+
+def test_output_folder_checks(sample_case, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "existing.txt").write_text("x")
+    with pytest.raises(OutputError, match="not empty"):
+        api.export_overlay(sample_case.series_dir, sample_case.segmentation_path, out_dir=out)
+    api.export_overlay(sample_case.series_dir, sample_case.segmentation_path, out_dir=out, force=True)
+    assert len(list(out.glob("*.dcm"))) == 32
+
+
+def test_read_only_output_folder(sample_case, tmp_path):
+    import os
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root ignores permissions: use a place nobody can write
+        read_only = __import__("pathlib").Path("/sys/dicomannotembed-test-output")
+    with pytest.raises(OutputError, match="cannot write here"):
+        api.export_overlay(sample_case.series_dir, sample_case.segmentation_path, out_dir=read_only)
+
+
+def _dciodvfy_errors(path) -> set:
+    out = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True)
+    lines = (out.stdout + out.stderr).splitlines()
+    # Messages name the attribute; the values in them (UIDs, lengths) differ between files.
+    return {re.sub(r"\[[^\]]*\]|<[^>]*>|\d+", "#", l) for l in lines if l.startswith("Error")}
+
+
+@pytest.mark.parametrize("case", ["sample", "dcmqi", "mr"])
+def test_dciodvfy_reports_no_new_error(sample_case, tmp_path, case):
+    if case == "sample":
+        src_dir = sample_case.series_dir
+        annotations = dict(segmentation=sample_case.segmentation_path, markups=[sample_case.markups_path])
+    elif case == "dcmqi":
+        src_dir = interop("dcmqi", "ct-3slice")
+        annotations = dict(segmentation=interop("dcmqi", "liver_spine_seg.nrrd"))
+    else:
+        src_dir = tmp_path / "mr"
+        src_dir.mkdir()
+        shutil.copy(interop("pydicom-data", "MR-SIEMENS-DICOM-WithOverlays.dcm"), src_dir)
+        series = load_series(src_dir)
+        mask = np.zeros(series.geometry.shape, np.uint8)
+        mask[0, 100:200, 100:200] = 1
+        annotations = dict(segmentation=mask)
+    result = api.export_overlay(src_dir, out_dir=tmp_path / "out", **annotations)
+    source = load_series(src_dir)
+    written = load_series(tmp_path / "out")
+    for k in range(0, written.geometry.shape[0], max(1, written.geometry.shape[0] // 4)):
+        new_errors = (_dciodvfy_errors(written.files[written.slices[k].file_index])
+                      - _dciodvfy_errors(source.files[source.slices[k].file_index]))
+        assert not new_errors, new_errors

@@ -1,0 +1,142 @@
+"""Series discovery, sorting and geometry, on real files."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import interop
+from DicomAnnotEmbedLib.errors import GeometryError, SeriesError
+from DicomAnnotEmbedLib.geometry import VolumeGeometry
+from DicomAnnotEmbedLib.series import load_series
+
+
+def _copy_series(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit(path, **changes):
+    ds = pydicom.dcmread(path)
+    for key, value in changes.items():
+        setattr(ds, key, value)
+    ds.save_as(path)
+
+
+def test_dcmqi_three_slices_sorted_along_normal():
+    series = load_series(interop("dcmqi", "ct-3slice"))
+    assert series.geometry.shape == (3, 512, 512)
+    np.testing.assert_allclose(series.geometry.origin, [-235.199997, -226.800003, -128.690002])
+    np.testing.assert_allclose(series.geometry.spacing, [0.810547, 0.810547, 1.0], atol=1e-6)
+    positions = [float(ds.ImagePositionPatient[2]) for ds in series.datasets]
+    assert positions == sorted(positions)
+
+
+def test_sorting_ignores_instance_number(sample_case, tmp_path):
+    folder = _copy_series(sample_case.series_dir, tmp_path / "s")
+    files = sorted(folder.iterdir())
+    for n, path in enumerate(files):  # reverse the instance numbers
+        _edit(path, InstanceNumber=len(files) - n)
+    series = load_series(folder)
+    z = [float(ds.ImagePositionPatient[2]) for ds in series.datasets]
+    assert z == sorted(z)
+
+
+def test_headers_only_pixel_data_not_read(sample_case):
+    series = load_series(sample_case.series_dir)
+    for ds in series.datasets:
+        element = ds.get_item(0x7FE00010, keep_deferred=True)
+        assert element.value is None  # deferred: never read while loading headers
+
+
+def test_oblique_geometry_is_exact(tmp_path):
+    from DicomAnnotEmbedLib.dicomize import dicomize_array
+
+    angle = np.deg2rad(25)
+    rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    rot = rot @ np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
+    geometry = VolumeGeometry.from_origin_spacing_directions((7, 20, 30), (10.5, -20.25, 33.0), (0.7, 0.8, 2.0), rot)
+    volume = np.arange(7 * 20 * 30, dtype=np.int16).reshape(7, 20, 30)
+    dicomize_array(volume, geometry, tmp_path / "obl")
+    series = load_series(tmp_path / "obl")
+    np.testing.assert_allclose(series.geometry.ijk_to_lps, geometry.ijk_to_lps, atol=1e-4)
+    np.testing.assert_array_equal(series.read_volume(), volume)
+
+
+def test_enhanced_multiframe_ct(tmp_path):
+    shutil.copy(interop("pydicom-data", "eCT_Supplemental.dcm"), tmp_path)
+    series = load_series(tmp_path)
+    assert series.geometry.shape == (2, 512, 512)
+    assert [s.frame for s in series.slices] == [1, 0]  # frames sorted along the normal
+    assert series.read_volume().shape == (2, 512, 512)
+
+
+def test_non_dicom_and_other_files_skipped_and_counted(tmp_path):
+    folder = _copy_series(interop("dcmqi", "ct-3slice"), tmp_path / "s")
+    (folder / "notes.txt").write_text("not dicom")
+    (folder / "sub").mkdir()
+    shutil.copy(interop("dcmqi", "liver.dcm"), folder / "sub" / "seg.dcm")
+    series = load_series(folder)
+    assert len(series.files) == 3
+    assert series.skipped[str(folder / "notes.txt")].startswith("not DICOM")
+    assert "SEG" in series.skipped[str(folder / "sub" / "seg.dcm")]
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(SeriesError, match="no DICOM image series"):
+        load_series(tmp_path)
+
+
+def test_only_non_dicom(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(SeriesError, match="1 not DICOM"):
+        load_series(tmp_path)
+
+
+def test_two_series_need_a_choice(tmp_path):
+    shutil.copytree(interop("dcmqi", "ct-3slice"), tmp_path / "a")
+    shutil.copy(interop("pydicom-data", "MR-SIEMENS-DICOM-WithOverlays.dcm"), tmp_path / "mr.dcm")
+    with pytest.raises(SeriesError, match="2 image series found; choose one with --series"):
+        load_series(tmp_path)
+    mr_uid = pydicom.dcmread(tmp_path / "mr.dcm").SeriesInstanceUID
+    series = load_series(tmp_path, series_uid=mr_uid)
+    assert series.modality == "MR" and len(series.skipped) == 3
+    with pytest.raises(SeriesError, match="not found"):
+        load_series(tmp_path, series_uid="1.2.3")
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing", "missing slices: a gap of 5.000 mm .about 1 slices missing. between"),
+    ("irregular", "irregular slice spacing"),
+    ("orientation", "mixed slice orientations"),
+    ("tilt", "gantry tilt"),
+    ("duplicate", "share a position"),
+])
+def test_bad_stacks_are_named(sample_case, tmp_path, problem, match):
+    folder = _copy_series(sample_case.series_dir, tmp_path / "s")
+    files = sorted(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    middle = files[len(files) // 2]
+    if problem == "missing":
+        middle.unlink()
+    elif problem == "irregular":
+        ds = pydicom.dcmread(middle)
+        _edit(middle, ImagePositionPatient=[ds.ImagePositionPatient[0], ds.ImagePositionPatient[1],
+                                            float(ds.ImagePositionPatient[2]) + 0.8])
+    elif problem == "orientation":
+        _edit(middle, ImageOrientationPatient=[1, 0, 0, 0, 0.995037, 0.0995037])
+    elif problem == "tilt":
+        for n, path in enumerate(files):
+            ds = pydicom.dcmread(path)
+            _edit(path, ImagePositionPatient=[float(ds.ImagePositionPatient[0]),
+                                              float(ds.ImagePositionPatient[1]) + 0.4 * n,
+                                              float(ds.ImagePositionPatient[2])])
+    elif problem == "duplicate":
+        shutil.copy(middle, folder / "copy.dcm")
+        _edit(folder / "copy.dcm", SOPInstanceUID=pydicom.uid.generate_uid())
+    with pytest.raises(GeometryError, match=match) as info:
+        load_series(folder)
+    assert str(folder) in str(info.value)
+    if problem != "tilt":
+        assert ".dcm" in str(info.value)  # names the files
