@@ -146,14 +146,15 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
         for k, plane in markup_slice_masks(markup, geometry).items():
             mask[k] = plane
         overlays.append((mask, markup.color, markup.name))
-    if slices is None:
-        area = sum(m.sum(axis=(1, 2)) for m, _, _ in overlays) if overlays else np.zeros(geometry.shape[0])
-        slices = sorted(int(k) for k in np.argsort(area)[::-1][:3] if area[k] > 0) or [geometry.shape[0] // 2]
+    if slices is None:  # each segment and markup where it is largest
+        largest = {int(np.argmax(m.sum(axis=(1, 2)))) for m, _, _ in overlays if m.any()}
+        slices = sorted(largest)[:8] or [geometry.shape[0] // 2]
     bad = [k for k in slices if not 0 <= k < geometry.shape[0]]
     if bad:
         raise InputError(f"preview slices {bad} are outside 0..{geometry.shape[0] - 1}")
     prepare_output_dir(out_dir, force)
-    return render_preview(out_dir, series.read_volume(), list(slices), overlays)
+    scale = max(1, 512 // max(geometry.shape[1:]))  # small images are magnified to be readable
+    return render_preview(out_dir, series.read_volume(), list(slices), overlays, scale=scale)
 
 
 def dicomize(volume: PathLike, out_dir: PathLike, **options) -> List[str]:

@@ -49,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "Coordinates in files are as the files say (DICOM and .seg.nrrd: LPS; .mrk.json: LPS or RAS).",
         epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.set_defaults(quiet=False, verbose=False, debug=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     overlay = commands.add_parser("overlay", parents=[common], help="overlay-embedded DICOM (60xx planes)",
@@ -157,6 +156,8 @@ class DicomAnnotEmbedErrorUsage(Exception):
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag in ("quiet", "verbose", "debug"):  # shared flags are absent unless given
+        setattr(args, flag, getattr(args, flag, False))
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.captureWarnings(True)

@@ -27,11 +27,10 @@ import datetime
 import logging
 import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pydicom
@@ -40,7 +39,8 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, MRImageStorage,
                          SecondaryCaptureImageStorage, generate_uid)
 
 from . import __version__
-from .errors import GeometryError, InputError, OutputError
+from .outputs import prepare_output_dir, write_atomic
+from .errors import GeometryError, InputError
 from .geometry import DIRECTION_TOLERANCE, VolumeGeometry
 from .progress import ProgressCallback, track
 
@@ -235,7 +235,7 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
                  encoding.slope, encoding.intercept, encoding.max_error)
 
     out = Path(out_dir)
-    _prepare_out_dir(out, force)
+    prepare_output_dir(out, force)
     template = _series_template(volume, geometry, encoding, modality, patient_name,
                                 patient_id, study_instance_uid, series_description, series_number)
     n_slices = volume.shape[0]
@@ -245,7 +245,7 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
         for k in track(range(n_slices), progress, "Writing DICOM slices"):
             ds = _slice_dataset(template, volume[k], k, geometry, encoding)
             path = out / f"IMG{k + 1:0{width}d}.dcm"
-            _atomic_write(path, lambda f, ds=ds: pydicom.dcmwrite(f, ds, enforce_file_format=True))
+            write_atomic(path, lambda f, ds=ds: pydicom.dcmwrite(f, ds, enforce_file_format=True))
             written.append(str(path))
     except BaseException:
         # A partial series is worse than none: remove what this call wrote.
@@ -458,42 +458,6 @@ def _derivation_description(encoding: PixelEncoding) -> str:
 
 
 # --- files ------------------------------------------------------------------------
-
-def _prepare_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError("exists and is not a folder", out)
-    try:
-        if out.is_dir():
-            if not force and any(out.iterdir()):
-                raise OutputError("folder is not empty (use force to write into it)", out)
-        else:
-            out.mkdir(parents=True)
-    except OSError as error:
-        raise OutputError(f"cannot create or read the output folder: {_os_reason(error)}",
-                          out) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError("output folder is not writable", out)
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write via ``write(file)`` to a temporary file beside ``path``, then rename it.
-
-    Readers never see a half-written file; the temporary is removed on any error.
-    """
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as error:
-        raise OutputError(f"cannot write: {_os_reason(error)}", path) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-
 
 def _os_reason(error: OSError) -> str:
     return error.strerror or str(error)

@@ -98,13 +98,28 @@ def read_markups(path: os.PathLike | str) -> List[Markup]:
     return markups
 
 
+def markup_from_dict(data: Any, source: os.PathLike | str = "markup", name: str = "Markup") -> Markup:
+    """Parse one entry of a ``.mrk.json`` "markups" list (already decoded JSON), as
+    :func:`read_markups` does for each entry; the result is in **LPS**.
+
+    Args:
+        data: the entry (a dict), in LPS or RAS as its ``"coordinateSystem"`` says.
+        source: where the entry comes from (a file), named in error messages.
+        name: name to use when the entry has no ``"name"``.
+
+    Raises:
+        InputError: as :func:`read_markups`.
+    """
+    return _MarkupReader(source, None, name).read(data)
+
+
 class _MarkupReader:
     """Parses one entry of the "markups" list; every error names the file and the markup."""
 
-    def __init__(self, path: Path, index: int, default_name: str):
+    def __init__(self, path: os.PathLike | str, index: Optional[int], default_name: str):
         self.path = path
-        self.number = index + 1
-        self.where = f"markup {self.number}"
+        self.prefix = "markup" if index is None else f"markup {index + 1}"
+        self.where = self.prefix
         self.name = default_name
         self.ras = False
 
@@ -117,7 +132,7 @@ class _MarkupReader:
             raise self.fail(f"expected a JSON object, got {type(entry).__name__}")
         if isinstance(entry.get("name"), str) and entry["name"]:
             self.name = entry["name"]
-        self.where = f"markup {self.number} ({self.name!r})"
+        self.where = f"{self.prefix} ({self.name!r})"
         slicer_type = entry.get("type")
         if slicer_type not in SLICER_TYPES:
             raise self.fail(f"unknown markups type {slicer_type!r}; supported: {', '.join(SLICER_TYPES)}")
@@ -333,10 +348,8 @@ def write_markups(path: os.PathLike | str, markups: Sequence[Markup], coordinate
         InputError: a bad coordinate system or a markup that cannot be represented.
         OutputError: the file cannot be written.
     """
-    system = str(coordinate_system).upper()
-    if system not in ("LPS", "RAS"):
-        raise InputError(f'coordinate system must be "LPS" or "RAS", got {coordinate_system!r}')
-    document = {"@schema": MARKUPS_SCHEMA, "markups": [_markup_json(m, system) for m in markups]}
+    system = _system(coordinate_system)
+    document = {"@schema": MARKUPS_SCHEMA, "markups": [markup_to_dict(m, system) for m in markups]}
     text = json.dumps(document, indent=4, allow_nan=False) + "\n"
 
     path = Path(path)
@@ -360,9 +373,18 @@ def write_markups(path: os.PathLike | str, markups: Sequence[Markup], coordinate
                 pass
 
 
-def _markup_json(markup: Markup, system: str) -> dict:
-    """One entry of the "markups" list, coordinates in ``system``."""
-    ras = system == "RAS"
+def markup_to_dict(markup: Markup, coordinate_system: str = "LPS") -> dict:
+    """One entry of a ``.mrk.json`` "markups" list (JSON-serialisable), as :func:`write_markups`
+    writes it.
+
+    Args:
+        markup: the shape, coordinates in **LPS**.
+        coordinate_system: ``"LPS"`` or ``"RAS"``: the system of the coordinates in the result.
+
+    Raises:
+        InputError: a bad coordinate system, or ROI/plane axes that are not orthonormal.
+    """
+    ras = _system(coordinate_system) == "RAS"
 
     def point(p_lps: np.ndarray) -> List[float]:
         return _floats(_FLIP3 @ p_lps if ras else p_lps)
@@ -383,7 +405,7 @@ def _markup_json(markup: Markup, system: str) -> dict:
     color = _floats(markup.color)
     entry: Dict[str, Any] = {
         "type": _KIND_TO_TYPE[kind],
-        "coordinateSystem": system,
+        "coordinateSystem": "RAS" if ras else "LPS",
         "coordinateUnits": "mm",
         "name": markup.name,
         "description": markup.description,
@@ -406,6 +428,13 @@ def _markup_json(markup: Markup, system: str) -> dict:
     entry["measurements"] = []
     entry["display"] = {"visibility": True, "opacity": 1.0, "color": color, "selectedColor": color}
     return entry
+
+
+def _system(coordinate_system: str) -> str:
+    system = str(coordinate_system).upper()
+    if system not in ("LPS", "RAS"):
+        raise InputError(f'coordinate system must be "LPS" or "RAS", got {coordinate_system!r}')
+    return system
 
 
 def _plane_json(markup: Markup, ras: bool) -> dict:
@@ -447,24 +476,4 @@ def _floats(values) -> List[float]:
     return [float(v) + 0.0 for v in np.asarray(values, dtype=float).ravel()]
 
 
-__all__ = ["read_markups", "write_markups", "SLICER_TYPES", "MARKUPS_SCHEMA"]
-
-
-# --- single entries (used to embed a markup in other files, e.g. overlay metadata) -------------
-
-def markup_to_dict(markup: Markup, coordinate_system: str = "LPS") -> dict:
-    """One entry of a ``.mrk.json`` "markups" list for ``markup`` (coordinates in ``coordinate_system``)."""
-    system = str(coordinate_system).upper()
-    if system not in ("LPS", "RAS"):
-        raise InputError(f'coordinate system must be "LPS" or "RAS", got {coordinate_system!r}')
-    return _markup_json(markup, system)
-
-
-def markup_from_dict(entry: dict, source: os.PathLike | str = "<markup>") -> Markup:
-    """Parse one ``.mrk.json`` "markups" entry (as written by :func:`markup_to_dict`) into a
-    :class:`Markup` in **LPS**; errors name ``source``."""
-    return _MarkupReader(Path(source), 0, str(entry.get("name") or "Markup") if isinstance(entry, dict)
-                         else "Markup").read(entry)
-
-
-__all__ += ["markup_to_dict", "markup_from_dict"]
+__all__ = ["read_markups", "write_markups", "markup_from_dict", "markup_to_dict", "SLICER_TYPES", "MARKUPS_SCHEMA"]

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from .errors import OutputError
 
@@ -75,7 +75,15 @@ def atomic_path(final: os.PathLike | str) -> Iterator[str]:
         raise
 
 
-def write_bytes_atomic(final: os.PathLike | str, data: bytes) -> None:
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+def write_atomic(final: os.PathLike | str, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``final`` through ``write(binary_file)`` under a temporary name, then rename it.
+
+    Raises:
+        OutputError: the file cannot be written (the OS reason is given).
+    """
+    try:
+        with atomic_path(final) as tmp:
+            with open(tmp, "wb") as stream:
+                write(stream)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None

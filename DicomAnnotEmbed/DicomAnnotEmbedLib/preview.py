@@ -6,15 +6,14 @@ rows downwards as DICOM viewers show them. Colours are (r, g, b) floats in 0..1.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import InputError, OutputError
+from .outputs import write_atomic
 
 Color = Tuple[float, float, float]
 #: (mask, colour, label) for one slice.
@@ -108,7 +107,7 @@ def render_slice_png(path: os.PathLike | str, image2d: np.ndarray, layers: Seque
     if legend and labelled:
         picture = _add_legend(picture, labelled)
     path = Path(path)
-    _atomic_write(path, lambda f: picture.save(f, format="PNG"))
+    write_atomic(path, lambda f: picture.save(f, format="PNG"))
     return str(path)
 
 
@@ -222,21 +221,3 @@ def _printable(label: str, font) -> str:
         return label
     except UnicodeEncodeError:
         return label.encode("latin-1", "replace").decode("latin-1")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write via ``write(file)`` to a temporary file beside ``path``, then rename it;
-    the temporary is removed on any error."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as error:
-        raise OutputError(f"cannot write: {error.strerror or error}", path) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)

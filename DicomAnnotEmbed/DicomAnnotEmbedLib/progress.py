@@ -5,7 +5,7 @@ The command line passes a tqdm bar; the Slicer module passes a progress dialog.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 ProgressCallback = Callable[[int, int, str], None]
 T = TypeVar("T")

@@ -30,7 +30,8 @@ _EPS = 1e-9
 # --- 2D primitives ----------------------------------------------------------------------------
 
 def polyline_mask(shape: Shape2D, points_cr: np.ndarray, closed: bool = False) -> np.ndarray:
-    """A 1-pixel-wide, 8-connected line through ``points_cr`` ((N, 2) column, row).
+    """A 1-pixel-wide, 8-connected line through ``points_cr`` ((N, 2) column, row), drawn
+    between the pixels nearest to the vertices (Bresenham).
 
     ``closed`` adds the segment from the last point back to the first. Parts outside the
     image are clipped. A single point sets one pixel.
@@ -147,20 +148,21 @@ def _set_pixels(mask: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> None:
 
 
 def _draw_segment(mask: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-    """Set the pixels of one segment: samples at most half a pixel apart, rounded."""
+    """Set the pixels of one segment, as Bresenham does: between the rounded end points, one
+    pixel per step along the major axis, so the line is 8-connected and one pixel wide."""
     clipped = _clip_segment(start, end, mask.shape)
     if clipped is None:
         return
-    a, b = clipped
-    count = int(np.ceil(2.0 * np.max(np.abs(b - a)))) + 1
-    t = np.linspace(0.0, 1.0, count)[:, None]
+    a, b = _round(clipped[0]), _round(clipped[1])
+    steps = int(np.max(np.abs(b - a)))
+    t = np.arange(steps + 1)[:, None] / max(steps, 1)
     samples = a + t * (b - a)
     _set_pixels(mask, samples[:, 0], samples[:, 1])
 
 
 def _clip_segment(start: np.ndarray, end: np.ndarray, shape: Shape2D):
-    """Liang-Barsky clip to the image plus a one-pixel margin (so that rounding at the border
-    is unchanged), which also bounds the number of samples for far-away points."""
+    """Liang-Barsky clip to the image plus a one-pixel margin, which bounds the number of
+    samples for far-away points while leaving the drawn pixels (nearly) unchanged."""
     lo = np.array([-1.0, -1.0])
     hi = np.array([shape[1], shape[0]], dtype=float)
     d = end - start

@@ -46,11 +46,11 @@ def sample_volume_and_segments() -> Tuple[np.ndarray, Segmentation, List[Markup]
         return sum(((c - c0) / r) ** 2 for c, c0, r in zip((x, y, z), center, radii)) <= 1.0
 
     body = ellipsoid((0, 0, 0), (52, 40, 400))
-    right_lung = ellipsoid((-22, -2, 5), (15, 22, 60)) & body
-    left_lung = ellipsoid((22, -2, 5), (14, 21, 55)) & body
+    right_lung = ellipsoid((-22, -2, 18), (15, 22, 38)) & body
+    left_lung = ellipsoid((22, -2, 18), (14, 21, 36)) & body
     spine = (((x / 7) ** 2 + ((y - 28) / 7) ** 2) <= 1.0) & body
     liver = ellipsoid((-18, 5, -28), (25, 20, 16)) & body & ~right_lung
-    tumor = ellipsoid((-14, 6, -28), (7, 7, 7))  # lies inside the liver: overlapping segments
+    tumor = ellipsoid((-12, 8, -32), (7, 7, 7))  # lies inside the liver: overlapping segments
 
     rng = np.random.default_rng(20261121)
     volume = np.full(SHAPE, -1000.0, dtype=np.float32)
@@ -77,12 +77,12 @@ def sample_volume_and_segments() -> Tuple[np.ndarray, Segmentation, List[Markup]
         segmentation.add_segment(mask, Segment(id=name.replace(" ", "_"), name=name, color=color,
                                                terminology=terminology))
 
-    tumor_center = np.array([-14.0, 6.0, -28.0])
+    tumor_center = np.array([-12.0, 8.0, -32.0])
     lung_z = geometry.ijk_to_lps_points([[0, 0, 18]])[0, 2]
     angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
     lung_outline = np.stack([22 + 12 * np.cos(angles), -2 + 18 * np.sin(angles), np.full(12, lung_z)], axis=1)
     markups = [
-        Markup("point_list", "Landmarks", [tumor_center, [0.0, 28.0, -28.0]], ["Tumor centre", "Spine"],
+        Markup("point_list", "Landmarks", [tumor_center, [0.0, 28.0, -32.0]], ["Tumor centre", "Spine"],
                color=(1.0, 0.2, 0.2)),
         Markup("line", "Tumor diameter", [tumor_center - [7, 0, 0], tumor_center + [7, 0, 0]], color=(1.0, 1.0, 0.0)),
         Markup("closed_curve", "Left lung outline", lung_outline, color=(0.2, 0.6, 1.0)),

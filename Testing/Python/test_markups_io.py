@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from DicomAnnotEmbedLib.errors import InputError, OutputError
-from DicomAnnotEmbedLib.markups_io import MARKUPS_SCHEMA, read_markups, write_markups
+from DicomAnnotEmbedLib.markups_io import (MARKUPS_SCHEMA, markup_from_dict, markup_to_dict, read_markups,
+                                           write_markups)
 from DicomAnnotEmbedLib.model import Markup
 
 FLIP = np.diag([-1.0, -1.0, 1.0])
@@ -283,3 +284,21 @@ def test_bad_coordinate_system_and_axes(tmp_path):
     with pytest.raises(InputError, match="orthonormal"):
         write_markups(tmp_path / "x.mrk.json", [skewed])
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("system", ["LPS", "RAS"])
+def test_single_entry_round_trip(system):
+    # The entry form is embedded elsewhere (overlay metadata); it must survive JSON as well.
+    for markup in every_kind():
+        entry = json.loads(json.dumps(markup_to_dict(markup, coordinate_system=system)))
+        assert entry["coordinateSystem"] == system
+        assert_same([markup_from_dict(entry, "meta.dcm")], [markup])
+
+
+def test_single_entry_errors_name_the_source():
+    with pytest.raises(InputError) as caught:
+        markup_from_dict({"type": "Line", "name": "ruler", "controlPoints": [{"position": [1, "x", 3]}]}, "IM0001.dcm")
+    assert caught.value.path == "IM0001.dcm"
+    assert "markup ('ruler')" in str(caught.value) and "control point 1" in str(caught.value)
+    with pytest.raises(InputError):
+        markup_to_dict(every_kind()[0], coordinate_system="IJK")

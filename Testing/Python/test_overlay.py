@@ -15,7 +15,7 @@ from DicomAnnotEmbedLib import api
 from DicomAnnotEmbedLib.errors import GeometryError, OutputError, TooManySegmentsError
 from DicomAnnotEmbedLib.geometry import VolumeGeometry
 from DicomAnnotEmbedLib.model import AnnotationSet, Segment, Segmentation
-from DicomAnnotEmbedLib.overlay import OVERLAY_GROUPS, KeepUidsWarning, export_overlays, import_overlays
+from DicomAnnotEmbedLib.overlay import KeepUidsWarning, export_overlays, import_overlays
 from DicomAnnotEmbedLib.segio import load_segmentation
 from DicomAnnotEmbedLib.series import load_series
 
@@ -333,7 +333,7 @@ def test_dciodvfy_reports_no_new_error(sample_case, tmp_path, case):
         mask = np.zeros(series.geometry.shape, np.uint8)
         mask[0, 100:200, 100:200] = 1
         annotations = dict(segmentation=mask)
-    result = api.export_overlay(src_dir, out_dir=tmp_path / "out", **annotations)
+    api.export_overlay(src_dir, out_dir=tmp_path / "out", **annotations)
     source = load_series(src_dir)
     written = load_series(tmp_path / "out")
     for k in range(0, written.geometry.shape[0], max(1, written.geometry.shape[0] // 4)):
