@@ -25,14 +25,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError, OutputError
+from .errors import InputError
 from .model import Markup
+from .outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -352,25 +352,7 @@ def write_markups(path: os.PathLike | str, markups: Sequence[Markup], coordinate
     document = {"@schema": MARKUPS_SCHEMA, "markups": [markup_to_dict(m, system) for m in markups]}
     text = json.dumps(document, indent=4, allow_nan=False) + "\n"
 
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    temporary: Optional[str] = None
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-        temporary = None
-    except OSError as error:
-        raise OutputError(f"cannot write markups file: {error.strerror or error}", path) from None
-    finally:
-        if temporary is not None:
-            try:
-                os.remove(temporary)
-            except OSError:
-                pass
+    write_atomic(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def markup_to_dict(markup: Markup, coordinate_system: str = "LPS") -> dict:
