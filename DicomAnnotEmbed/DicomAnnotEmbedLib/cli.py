@@ -51,16 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    overlay = commands.add_parser("overlay", parents=[common], help="overlay-embedded DICOM (60xx planes)",
-                                  description="Overlay-embedded DICOM: every segment or markup as an overlay "
-                                              "plane in a copy of the source images.", epilog=EXIT_CODES,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(group, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=[common], help=summary, description=description,
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    overlay = command(commands, "overlay", "overlay-embedded DICOM (60xx planes)",
+                      "Overlay-embedded DICOM: every segment or markup as an overlay "
+                                              "plane in a copy of the source images.")
     overlay_commands = overlay.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    export = overlay_commands.add_parser(
-        "export", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
-        help="write a copy of the series with segments and markups as overlay planes",
-        description="Write a copy of every image of the series with each segment as a Type R overlay "
+    export = command(overlay_commands, "export", "write a copy of the series with segments and markups as overlay planes",
+        "Write a copy of every image of the series with each segment as a Type R overlay "
                     "plane and each markup as a Type G plane, as a new DERIVED series.")
     export.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
     export.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
@@ -75,20 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--preview", metavar="DIR", help="also write PNG previews with the overlays in their colours")
     export.add_argument("--preview-slices", type=_slice_list, metavar="K,K,...", help="slice indices (0-based, in sorted order) for --preview; default: the most annotated")
 
-    imp = overlay_commands.add_parser(
-        "import", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
-        help="read overlay planes of a series back into a segmentation",
-        description="Read every overlay plane of a series (ours, scanner-written, or legacy overlays in "
+    imp = command(overlay_commands, "import", "read overlay planes of a series back into a segmentation",
+        "Read every overlay plane of a series (ours, scanner-written, or legacy overlays in "
                     "unused pixel bits) into segments on the series grid.")
     imp.add_argument("--series", required=True, metavar="DIR", help="folder holding the overlay series")
     imp.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
     imp.add_argument("--out", required=True, metavar="FILE", help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
     imp.add_argument("--markups-out", metavar="FILE", help="output .mrk.json for markups stored by DicomAnnotEmbed")
 
-    dicomize = commands.add_parser(
-        "dicomize", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
-        help="write a DICOM series for a non-DICOM volume (NRRD, NIfTI, MHA)",
-        description="Write a DICOM series (one file per slice) for a volume that has none, so that "
+    dicomize = command(commands, "dicomize", "write a DICOM series for a non-DICOM volume (NRRD, NIfTI, MHA)",
+        "Write a DICOM series (one file per slice) for a volume that has none, so that "
                     "annotations drawn on it can be exported as DICOM.")
     dicomize.add_argument("volume", metavar="VOLUME", help="NRRD, NIfTI or MHA volume")
     dicomize.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
@@ -98,10 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     dicomize.add_argument("--description", help="Series Description")
     dicomize.add_argument("--force", action="store_true", help="write into a non-empty output folder")
 
-    sample = commands.add_parser(
-        "sample", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES,
-        help="write the bundled sample case (DICOM series, .seg.nrrd, .mrk.json)",
-        description="Write OUT/series/ (a CT-like DICOM series), OUT/segmentation.seg.nrrd (5 segments, "
+    sample = command(commands, "sample", "write the bundled sample case (DICOM series, .seg.nrrd, .mrk.json)",
+        "Write OUT/series/ (a CT-like DICOM series), OUT/segmentation.seg.nrrd (5 segments, "
                     "one overlapping another) and OUT/markups.mrk.json (point list, line, closed curve, ROI).")
     sample.add_argument("out", metavar="OUT", help="output folder (must be empty unless --force)")
     sample.add_argument("--force", action="store_true", help="write into a non-empty output folder")

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +36,15 @@ def tree_hashes(folder: Path) -> dict:
     """SHA-256 of every file below a folder, to prove inputs are never changed."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def rotation(axis, degrees) -> np.ndarray:
+    """3x3 rotation about ``axis`` by ``degrees`` (Rodrigues), for oblique test geometries."""
+    axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    x, y, z = axis
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) + s * k + (1 - c) * k @ k
 
 
 @pytest.fixture(scope="session")

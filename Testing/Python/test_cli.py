@@ -141,3 +141,26 @@ def test_read_only_output(tmp_path, sample_case):
     result = run("overlay", "export", "--series", sample_case.series_dir, "--segmentation",
                  sample_case.segmentation_path, "--out", target)
     assert_clean_error(result, 4, "cannot write here")
+
+
+def test_progress_bar_on_a_terminal(tmp_path, sample_case):
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "overlay", "export", "--series", str(sample_case.series_dir),
+         "--segmentation", str(sample_case.segmentation_path), "--out", str(tmp_path / "o")],
+        stdout=subprocess.DEVNULL, stderr=terminal, close_fds=True)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait() == 0
+    text = output.decode(errors="replace")
+    assert "Writing overlays" in text and "32/32" in text

@@ -7,20 +7,14 @@ import os
 import numpy as np
 import pytest
 
+from conftest import rotation
+
 from DicomAnnotEmbedLib.errors import InputError, OutputError
 from DicomAnnotEmbedLib.markups_io import (MARKUPS_SCHEMA, markup_from_dict, markup_to_dict, read_markups,
                                            write_markups)
 from DicomAnnotEmbedLib.model import Markup
 
 FLIP = np.diag([-1.0, -1.0, 1.0])
-
-
-def rotation(axis, degrees):
-    axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) + s * k + (1 - c) * k @ k
 
 
 def every_kind():

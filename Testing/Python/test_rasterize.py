@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 import pytest
+
+from conftest import rotation
 from scipy import ndimage
 
 from DicomAnnotEmbedLib.geometry import VolumeGeometry
@@ -18,14 +20,6 @@ EIGHT = np.ones((3, 3), dtype=int)
 
 def components(mask):
     return ndimage.label(mask, structure=EIGHT)[1]
-
-
-def rotation(axis, degrees):
-    axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) + s * k + (1 - c) * k @ k
 
 
 def brute_force_even_odd(shape, vertices):
