@@ -146,7 +146,12 @@ def test_read_only_output(tmp_path, sample_case):
 def test_progress_bar_on_a_terminal(tmp_path, sample_case):
     import pty
 
+    import fcntl
+    import struct
+    import termios
+
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
     process = subprocess.Popen(
         [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "overlay", "export", "--series", str(sample_case.series_dir),
          "--segmentation", str(sample_case.segmentation_path), "--out", str(tmp_path / "o")],
