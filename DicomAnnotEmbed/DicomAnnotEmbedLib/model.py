@@ -221,21 +221,33 @@ class Segmentation:
         self.segments.append(segment)
 
     def add_segment(self, mask: np.ndarray, segment: Segment) -> Segment:
-        """Store ``mask`` for ``segment`` in the first layer where it overlaps nothing."""
+        """Store ``mask`` (K, J, I) for ``segment`` in the first layer where it overlaps nothing."""
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != self.geometry.shape:
             raise GeometryError(f"mask {mask.shape} does not match the grid {self.geometry.shape}")
+        present = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+        return self.add_segment_slices({int(k): mask[k] for k in present}, segment)
+
+    def add_segment_slices(self, slices: Dict[int, np.ndarray], segment: Segment) -> Segment:
+        """Store a segment given as {slice index k: (J, I) mask} (absent slices are empty) in the
+        first layer where it overlaps nothing; decoders use this to avoid whole-volume masks."""
+        shape2d = self.geometry.shape[1:]
+        for k, plane in slices.items():
+            if not 0 <= k < self.geometry.shape[0] or plane.shape != shape2d:
+                raise GeometryError(f"slice {k} of segment {segment.name!r} ({plane.shape}) is not on the grid "
+                                    f"{self.geometry.shape}")
         for layer in range(self.layers.shape[0]):
             used = [s.label_value for s in self.segments if s.layer == layer]
             value = max(used, default=0) + 1
-            if value <= np.iinfo(self.layers.dtype).max and not self.layers[layer][mask].any():
+            if value <= 65535 and not any(self.layers[layer, k][plane].any() for k, plane in slices.items()):
                 break
         else:
             layer, value = self.layers.shape[0], 1
             self.layers = np.concatenate([self.layers, np.zeros((1,) + self.geometry.shape, self.layers.dtype)])
         if value > np.iinfo(self.layers.dtype).max:
             self.layers = self.layers.astype(np.uint16)
-        self.layers[layer][mask] = value
+        for k, plane in slices.items():
+            self.layers[layer, k][plane] = value
         segment.layer, segment.label_value = layer, value
         self._append(segment)
         return segment
@@ -262,15 +274,29 @@ class Segmentation:
         """True when some voxel belongs to more than one segment."""
         return self.layers.shape[0] > 1 and bool(np.any(np.count_nonzero(self.layers, axis=0) > 1))
 
-    def voxel_counts(self) -> Dict[str, int]:
-        """Number of voxels of each segment, by id (one bincount per layer)."""
-        counts = {}
+    def slice_voxel_counts(self) -> Dict[str, np.ndarray]:
+        """Voxels of each segment on each slice, by id: {id: (K,) counts}.
+
+        One bincount per slice: a whole-volume bincount would make a volume-sized int64 copy
+        (the benchmark's profile showed 420 MB and up to 0.9 s for 512x512x200)."""
+        counts: Dict[str, np.ndarray] = {}
+        n_slices = self.geometry.shape[0]
         for layer in range(self.layers.shape[0]):
-            histogram = np.bincount(self.layers[layer].ravel())
-            for s in self.segments:
-                if s.layer == layer:
-                    counts[s.id] = int(histogram[s.label_value]) if s.label_value < histogram.size else 0
+            members = [s for s in self.segments if s.layer == layer]
+            if not members:
+                continue
+            bins = max(s.label_value for s in members) + 1
+            table = np.zeros((n_slices, bins), dtype=np.int64)
+            for k in range(n_slices):
+                table[k] = np.bincount(self.layers[layer, k].ravel(), minlength=bins)[:bins]
+            for s in members:
+                counts[s.id] = table[:, s.label_value]
         return counts
+
+    def voxel_counts(self) -> Dict[str, int]:
+        """Number of voxels of each segment, by id."""
+        per_slice = self.slice_voxel_counts()
+        return {s.id: int(per_slice[s.id].sum()) if s.id in per_slice else 0 for s in self.segments}
 
     def without_empty_segments(self) -> "Segmentation":
         """A view without segments that have no voxel (each dropped one is logged as a warning)."""

@@ -28,7 +28,7 @@ from .errors import InputError, TooManySegmentsError
 from .model import AnnotationSet, Markup, Segment, Segmentation, Terminology
 from .outputs import atomic_path, prepare_output_dir
 from .progress import ProgressCallback, track
-from .series import ReferenceSeries, load_series, modality_frames
+from .series import ReferenceSeries, frame_rescales, load_series, modality_frames, stored_frames
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,10 @@ def _plan_planes(annotations: AnnotationSet, fill_markups: bool, result: Overlay
     planes: List[_Plane] = []
     segmentation = annotations.segmentation
     if segmentation is not None:
-        counts = segmentation.voxel_counts()
+        per_slice = segmentation.slice_voxel_counts()
         for segment in segmentation.segments:
-            if counts[segment.id] == 0:
+            present = per_slice.get(segment.id, np.zeros(0))
+            if not present.any():
                 log.warning("segment %r is empty and is skipped", segment.name)
                 result.skipped_segments.append(segment.name)
                 continue
@@ -156,7 +157,8 @@ def _plan_planes(annotations: AnnotationSet, fill_markups: bool, result: Overlay
                 name=segment.name, overlay_type="R",
                 description=segment.terminology.short_text() if segment.terminology else segment.description,
                 metadata=_segment_metadata(segment),
-                slice_mask=lambda k, layer=layer, value=segment.label_value: layer[k] == value))
+                slice_mask=lambda k, layer=layer, value=segment.label_value, present=present:
+                    layer[k] == value if present[k] else None))
     for markup in annotations.markups:
         masks = markup_slice_masks(markup, annotations.geometry, filled=fill_markups or markup.filled)
         if not masks:
@@ -208,7 +210,7 @@ def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, k
         source = series.files[file_index]
         ds = pydicom.dcmread(source)
         frames = series.slices_of_file(file_index)
-        values = None  # modality pixel values, decoded only when a segment needs ROI statistics
+        statistics = _RoiStatistics(ds)
         empty = np.zeros((len(frames),) + series.geometry.shape[1:], bool)
         stacks = []
         for plane in planes:
@@ -219,10 +221,8 @@ def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, k
         # validators (dciodvfy) expect the overlay groups of an image to have no gaps.
         last = max((n for n, stack in enumerate(stacks) if stack is not None), default=-1)
         for plane, stack in zip(planes[:last + 1], stacks):
-            if plane.overlay_type == "R" and stack is not None and values is None:
-                values = modality_frames(ds)
             _add_plane(ds, plane, empty if stack is None else stack,
-                       values if plane.overlay_type == "R" else None, len(frames) > 1)
+                       statistics if plane.overlay_type == "R" and stack is not None else None, len(frames) > 1)
         _mark_derived(ds, series, new_series_uid, description, names, keep_uids)
         _set_private_metadata(ds, metadata)
         out = folder / f"IMG{file_index + 1:05d}.dcm"
@@ -233,7 +233,31 @@ def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, k
                          {f"{p.group:04X}": p.name for p in planes})
 
 
-def _add_plane(ds: Dataset, plane: _Plane, masks: np.ndarray, values: Optional[np.ndarray], multiframe: bool):
+class _RoiStatistics:
+    """ROI Area, Mean and Standard Deviation under a mask, in modality units (HU for CT).
+
+    Pixels are decoded once per image, and only if a segment is on it. With one linear rescale
+    for all frames the statistics are taken on the stored values and rescaled (no float image)."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+        self._stored: Optional[np.ndarray] = None
+        self._rescales = None
+
+    def __call__(self, masks: np.ndarray) -> Tuple[int, float, float]:
+        if self._stored is None:
+            self._stored = stored_frames(self.ds)
+            self._rescales = frame_rescales(self.ds)
+        if self._rescales is not None and len(set(self._rescales)) == 1:
+            slope, intercept = self._rescales[0]
+            inside = self._stored[masks].astype(np.float64)
+            return inside.size, float(inside.mean()) * slope + intercept, float(inside.std()) * abs(slope)
+        inside = modality_frames(self.ds)[masks].astype(np.float64)
+        return inside.size, float(inside.mean()), float(inside.std())
+
+
+def _add_plane(ds: Dataset, plane: _Plane, masks: np.ndarray, statistics: Optional[_RoiStatistics],
+               multiframe: bool):
     """Add one overlay plane; ``masks`` is (frames, rows, columns) in frame order."""
     g = plane.group
     rows, columns = masks.shape[1:]
@@ -248,11 +272,11 @@ def _add_plane(ds: Dataset, plane: _Plane, masks: np.ndarray, values: Optional[n
         ds.add_new((g, 0x0051), "US", 1)
     ds.add_new((g, 0x0100), "US", 1)
     ds.add_new((g, 0x0102), "US", 0)
-    if values is not None and masks.any():
-        inside = values[masks]
-        ds.add_new((g, 0x1301), "IS", int(inside.size))
-        ds.add_new((g, 0x1302), "DS", _ds(float(inside.mean())))
-        ds.add_new((g, 0x1303), "DS", _ds(float(inside.std())))
+    if statistics is not None:
+        area, mean, std = statistics(masks)
+        ds.add_new((g, 0x1301), "IS", area)
+        ds.add_new((g, 0x1302), "DS", _ds(mean))
+        ds.add_new((g, 0x1303), "DS", _ds(std))
     ds.add_new((g, 0x1500), "LO", _lo(plane.name))
     # Overlay bits run on across frames, first pixel in the lowest bit, padded to even length.
     packed = np.packbits(masks.ravel(), bitorder="little").tobytes()
@@ -319,12 +343,16 @@ def _set_private_metadata(ds: Dataset, metadata: str) -> None:
     block.add_new(PRIVATE_METADATA_ELEMENT, "UT", metadata)
 
 
-def _private_metadata(ds: Dataset) -> dict:
+def _private_metadata(ds: Dataset, cache: Optional[Dict[str, dict]] = None) -> dict:
     try:
-        block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
-        data = json.loads(block[PRIVATE_METADATA_ELEMENT].value)
+        text = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)[PRIVATE_METADATA_ELEMENT].value
+        if cache is not None and text in cache:
+            return cache[text]
+        data = json.loads(text)
     except (KeyError, ValueError, TypeError):
         return {}
+    if cache is not None:
+        cache[text] = data
     return data if isinstance(data, dict) and data.get("version") == METADATA_VERSION else {}
 
 
@@ -335,7 +363,7 @@ class _Found:
     name: str
     overlay_type: str
     metadata: dict
-    mask: np.ndarray
+    slices: Dict[int, np.ndarray] = field(default_factory=dict)  # k -> packed bits of (J, I)
 
 
 def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Optional[str] = None,
@@ -350,12 +378,13 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
         InputError: the series carries no overlay plane.
     """
     series = source if isinstance(source, ReferenceSeries) else load_series(source, series_uid, progress)
-    shape = series.geometry.shape
+    shape2d = series.geometry.shape[1:]
     found: Dict[Tuple[int, str], _Found] = {}
     markups: Dict[str, Markup] = {}
+    parsed: Dict[str, dict] = {}  # the same metadata text is in every file of a series
     for file_index in track(range(len(series.files)), progress, "Reading overlays"):
         ds = series.datasets[file_index]
-        metadata = _private_metadata(ds).get("planes", {})
+        metadata = _private_metadata(ds, parsed).get("planes", {})
         frames = series.slices_of_file(file_index)
         for group in OVERLAY_GROUPS:
             if pydicom.tag.Tag(group, 0x0010) not in ds:
@@ -370,14 +399,17 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
                     or f"Overlay {group:04X}")
             key = (group, meta.get("id") or name)
             if key not in found:
-                found[key] = _Found(name, overlay_type, meta, np.zeros(shape, dtype=bool))
+                found[key] = _Found(name, overlay_type, meta)
             planes = _read_plane(ds, group, series.files[file_index])
             origin_frame = int(getattr(ds.get((group, 0x0051)), "value", 1) or 1) - 1
+            slice_of_frame = dict(frames)
             for index, plane in enumerate(planes):
-                frame = origin_frame + index
-                target = [k for f, k in frames if f == frame]
-                if target:
-                    _paste(found[key].mask[target[0]], plane, ds, group)
+                k = slice_of_frame.get(origin_frame + index)
+                if k is None or not plane.any():
+                    continue
+                mask = _unpack(found[key].slices.get(k), shape2d)
+                _paste(mask, plane, ds, group)
+                found[key].slices[k] = np.packbits(mask)
     if not found and not markups:
         raise InputError("no overlay planes in this series", series.folder)
     segmentation = Segmentation(series.geometry)
@@ -392,8 +424,15 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
                           color=tuple(meta.get("color") or _default_color(n)), terminology=terminology,
                           description=meta.get("description", ""),
                           attributes={"overlay_type": item.overlay_type})
-        segmentation.add_segment(item.mask, segment)
+        segmentation.add_segment_slices({k: _unpack(bits, shape2d) for k, bits in item.slices.items()}, segment)
     return AnnotationSet(series.geometry, segmentation, list(markups.values()))
+
+
+def _unpack(bits: Optional[np.ndarray], shape2d: Tuple[int, int]) -> np.ndarray:
+    """A (J, I) mask from packed bits (all False for None)."""
+    if bits is None:
+        return np.zeros(shape2d, dtype=bool)
+    return np.unpackbits(bits, count=shape2d[0] * shape2d[1]).reshape(shape2d).astype(bool)
 
 
 def _unique_id(name: str, segmentation: Segmentation) -> str:
@@ -420,26 +459,12 @@ def _read_plane(ds: Dataset, group: int, path: str) -> np.ndarray:
         planes = np.asarray(planes, dtype=bool)
         return planes[np.newaxis] if planes.ndim == 2 else planes
     bit = int(getattr(ds.get((group, 0x0102)), "value", 0) or 0)
-    stored = _stored_pixels(ds, path)
+    stored = stored_frames(pydicom.dcmread(path), raw_words=True)
     high_bit = int(getattr(ds, "HighBit", int(ds.BitsStored) - 1))
     if bit >= int(ds.BitsAllocated) or high_bit - int(ds.BitsStored) < bit <= high_bit:
         raise InputError(f"overlay group {group:04X} has no Overlay Data and its bit position {bit} is "
                          f"inside the stored pixel bits", path)
     return ((stored >> bit) & 1).astype(bool)
-
-
-def _stored_pixels(ds: Dataset, path: str) -> np.ndarray:
-    """Raw stored pixel words, high bits included (pixel_array may clear them)."""
-    full = pydicom.dcmread(path)
-    frames = int(getattr(full, "NumberOfFrames", 1) or 1)
-    shape = (frames, int(full.Rows), int(full.Columns))
-    if not full.file_meta.TransferSyntaxUID.is_compressed:
-        dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32}[int(full.BitsAllocated)]
-        count = int(np.prod(shape))
-        return np.frombuffer(full.PixelData, dtype=np.dtype(dtype).newbyteorder(
-            "<" if full.file_meta.TransferSyntaxUID.is_little_endian else ">"), count=count).reshape(shape)
-    return np.asarray(full.pixel_array).reshape(shape).view(
-        {8: np.uint8, 16: np.uint16, 32: np.uint32}[int(full.BitsAllocated)])
 
 
 def _paste(target: np.ndarray, plane: np.ndarray, ds: Dataset, group: int) -> None:

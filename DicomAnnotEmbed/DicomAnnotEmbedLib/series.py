@@ -1,6 +1,6 @@
 """Loading a DICOM reference series from a folder: discovery, sorting and exact geometry.
 
-Headers are read with pixel data deferred (not read until used), so loading a series
+Headers are read up to the pixel data (overlay planes included), so loading a series
 reads no pixel data. Slices are sorted along the slice normal, never by InstanceNumber.
 All positions are DICOM patient coordinates (LPS).
 """
@@ -22,9 +22,6 @@ from .geometry import VolumeGeometry
 from .progress import ProgressCallback, track
 
 log = logging.getLogger(__name__)
-
-#: Values larger than this are not read while loading headers (pixel data, big overlays).
-DEFER_SIZE_BYTES = 1024
 
 #: Slice positions that differ by less than this many mm are the same position.
 SLICE_POSITION_TOLERANCE_MM = 0.01
@@ -53,7 +50,7 @@ class ReferenceSeries:
         folder: the folder that was scanned.
         series_instance_uid, modality, description: from the headers.
         files: paths of the series' files, in slice order of their first frame.
-        datasets: the header of each file (pixel data deferred, not read).
+        datasets: the header of each file, read up to (not including) the pixel data.
         slices: for each slice index k, its file and frame.
         geometry: IJK to LPS geometry of the sorted slices.
         skipped: files that were passed over, with the reason (non-DICOM, other series, ...).
@@ -81,7 +78,7 @@ class ReferenceSeries:
         """The image as float32 (K, J, I) in modality units (rescale applied, HU for CT)."""
         volume = np.zeros(self.geometry.shape, dtype=np.float32)
         for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
-            frames = modality_frames(self.datasets[file_index])
+            frames = modality_frames(pydicom.dcmread(self.files[file_index]))
             for frame, k in self.slices_of_file(file_index):
                 volume[k] = frames[frame]
         return volume
@@ -91,20 +88,47 @@ class ReferenceSeries:
                 f"{len(self.files)} files, {self.geometry.describe()}")
 
 
-def modality_frames(ds: Dataset) -> np.ndarray:
-    """Pixel data of a dataset as float32 (frames, rows, columns) in modality units."""
-    from pydicom.pixels import apply_modality_lut
+def stored_frames(ds: Dataset, raw_words: bool = False) -> np.ndarray:
+    """Stored pixel values as (frames, rows, columns).
 
-    pixels = ds.pixel_array
-    if pixels.ndim == 2:
-        pixels = pixels[np.newaxis]
-    if "PerFrameFunctionalGroupsSequence" in ds:
-        out = np.empty(pixels.shape, dtype=np.float32)
-        for frame in range(pixels.shape[0]):
-            slope, intercept = _frame_rescale(ds, frame)
-            out[frame] = pixels[frame] * slope + intercept
-        return out
-    return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+    ``raw_words`` gives the unsigned words as they are in the file, high bits included (where
+    legacy overlays live); otherwise values are as pydicom interprets them (sign, Bits Stored).
+    Uncompressed data is viewed directly, without pydicom's decoder machinery.
+    """
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    shape = (frames, int(ds.Rows), int(ds.Columns))
+    syntax = ds.file_meta.TransferSyntaxUID
+    bits = int(ds.BitsAllocated)
+    simple = (not syntax.is_compressed and int(getattr(ds, "SamplesPerPixel", 1)) == 1 and bits in (8, 16, 32)
+              and (raw_words or int(ds.BitsStored) == bits))
+    if simple:
+        signed = not raw_words and int(getattr(ds, "PixelRepresentation", 0)) == 1
+        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<" if syntax.is_little_endian else ">")
+        return np.frombuffer(ds.PixelData, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    pixels = np.asarray(ds.pixel_array).reshape(shape)
+    return pixels.view(np.dtype(f"u{pixels.dtype.itemsize}")) if raw_words else pixels
+
+
+def frame_rescales(ds: Dataset) -> Optional[List[Tuple[float, float]]]:
+    """(slope, intercept) of each frame, or None when a non-linear Modality LUT applies."""
+    if "ModalityLUTSequence" in ds:
+        return None
+    return [_frame_rescale(ds, frame) for frame in range(int(getattr(ds, "NumberOfFrames", 1) or 1))]
+
+
+def modality_frames(ds: Dataset) -> np.ndarray:
+    """Pixel data of a full dataset as float32 (frames, rows, columns) in modality units."""
+    stored = stored_frames(ds)
+    rescales = frame_rescales(ds)
+    if rescales is None:
+        from pydicom.pixels import apply_modality_lut
+
+        return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32).reshape(stored.shape)
+    out = np.empty(stored.shape, dtype=np.float32)
+    for frame, (slope, intercept) in enumerate(rescales):
+        np.multiply(stored[frame], slope, out=out[frame], casting="unsafe")
+        out[frame] += intercept
+    return out
 
 
 def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
@@ -152,7 +176,7 @@ def scan_folder(folder: os.PathLike | str, progress: Optional[ProgressCallback] 
     skipped: Dict[str, str] = {}
     for path in track(paths, progress, "Reading headers"):
         try:
-            ds = pydicom.dcmread(path, defer_size=DEFER_SIZE_BYTES)
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as exc:
             skipped[str(path)] = f"not DICOM ({exc.__class__.__name__})"
             continue
@@ -160,7 +184,7 @@ def scan_folder(folder: os.PathLike | str, progress: Optional[ProgressCallback] 
             skipped[str(path)] = "DICOMDIR"
             continue
         modality = str(getattr(ds, "Modality", ""))
-        if modality in _NON_REFERENCE_MODALITIES or "PixelData" not in ds and "FloatPixelData" not in ds:
+        if modality in _NON_REFERENCE_MODALITIES or "Rows" not in ds or "Columns" not in ds:
             skipped[str(path)] = f"not a reference image ({modality or 'no modality'})"
             continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "")

@@ -33,52 +33,38 @@ interpreter + imports floor. Targets: export <= 1.5 x read+write, import <= 1.5 
 
 Notes (2-core AMD EPYC VM, 23.5 GiB, ext4; Python 3.11.7, pydicom 3.0.2, numpy 2.4.6)
 ------------------------------------------------------------------------------------
-Both targets are missed: export 1.87 s = 4.5 x read+write (0.42 s), import 0.49 s = 7.7 x
-read (0.06 s), medians of 3 (an earlier run: 1.73 s = 4.6 x and 0.77 s = 12 x). Our times,
-which allocate large arrays, vary a lot on this VM (export 1.50 to 2.59 s, import 0.47 to
-0.78 s over both runs; transparent huge pages are ``madvise``, and the cost of getting and
-zeroing pages varies from run to run); the pydicom-only variants vary by < 5 % within a run.
-Stage times below are from timing the functions directly in one warm process (cProfile
-inflates pydicom's Python-heavy code about 2 x), 865 overlay planes over 200 files.
+Current figures (medians of 5, after the changes below): export 1.37 s = 3.7 x read+write
+(0.37 s), peak 166 MiB; import 0.52 s = 8.1 x bare read (0.06 s) and ~1.9 x "read +
+overlay_array" (0.27 s), peak 189 MiB. Both 1.5 x targets are missed. Our times vary more than
+pydicom's on this VM (import 0.41 to 0.52 s within one run).
 
-Export (where the time goes):
+What the first profile found, and what was changed because of it:
 
-* ``Segmentation.voxel_counts`` (called by ``overlay._plan_planes`` only to skip empty
-  segments): 0.1 to 0.9 s, the largest and most variable item. ``np.bincount`` casts the
-  52 M-voxel uint8 layer to int64, a 420 MB temporary; it also sets the export's peak RSS
-  (516 MiB; 165 MiB when counted slab by slab, which takes a stable 0.1 s).
-* pydicom ``save_as``: about 0.48 s. Output files have 113 elements against 55 in the source
-  (up to 10 overlay groups of ~10 elements, derivation attributes, private metadata), and
-  pydicom's cost is per element (``write_data_element`` ~20 us each).
-* ``.seg.nrrd`` load 0.20 s (zlib inflate 0.13 s), ``load_series`` 0.11 to 0.14 s, the full
-  ``dcmread`` of each source in ``_write_series`` 0.10 s: together ~0.4 s, already about the
-  whole read+write peer.
-* ROI statistics: ``modality_frames`` decodes the whole image to float64 then float32 (170
-  files) just to take mean/std under the masks: 0.14 s plus page-fault noise.
-* ``_add_plane`` 0.13 s (packbits + ~10 ``add_new``), ``_mark_derived`` 0.08 s, per-slice
-  masks / ``np.stack`` ~0.1 s.
+* ``Segmentation.voxel_counts`` did one ``np.bincount`` over the whole 52 M-voxel layer, an int64
+  temporary of 420 MB, 0.1 to 0.9 s and the export's 516 MiB peak. Now one bincount per slice
+  (``Segmentation.slice_voxel_counts``), 0.06 s; the per-slice counts also let the export skip
+  the mask comparison on slices where a segment is absent.
+* ROI statistics decoded every image to float (``modality_frames``). Now taken on the stored
+  values under the mask and rescaled (``overlay._RoiStatistics``); pixels are decoded only on
+  images that carry a segment.
+* Import filled ten whole-volume boolean masks (10 x 52 MB; page faults charged to ``_paste``)
+  and scanned them again in ``add_segment``. Now overlay planes are kept as packed bits per
+  slice and segments are stored slice by slice (``Segmentation.add_segment_slices``): 405 ->
+  189 MiB.
+* Headers are read with ``stop_before_pixels`` (one pass reads the overlay planes too; no
+  re-open per deferred element); the same private metadata JSON is parsed once per series.
 
-Import (where the time goes):
+Where the time still goes (cProfile, which inflates pydicom's share about 2 x):
 
-* Ten full-volume boolean masks (``np.zeros(shape, bool)`` per segment, 10 x 52 MB) are
-  filled slice by slice: the first touch of their pages is charged to ``_paste`` (0.37 s own
-  time in the profile, 0.06 s when the pages are already there), and ``Segmentation.add_segment``
-  then scans each whole volume twice (0.21 s). Peak RSS 405 MiB.
-* ``load_series`` 0.11 to 0.15 s: header parsing plus geometry; alone about 2 x the "read"
-  peer, because pydicom's ``dcmread`` converts no element value until it is accessed.
-* Overlay Data is read through deferred elements, one file re-open per plane (865): ~0.13 s
-  with unpacking. Reading each file once more with ``stop_before_pixels`` instead was slower.
-* ``_private_metadata`` parses the same JSON 200 times: ~0.04 s.
-
-Prototypes (monkeypatched in a scratch script, fresh processes, medians of 5 to 7 runs):
-slab-wise ``voxel_counts`` plus ROI statistics from the stored values under the mask (rescale
-applied to the subset) made the export 1.33 s instead of 1.65 s and 165 MiB instead of 516 MiB;
-importing straight into one uint8 label layer (overlap check per slice, label values remapped
-to group order; result identical) made the import 0.37 s instead of 0.60 s and 141 MiB instead
-of 403 MiB. Even then export stays ~3.5 x and import ~6 x their peers: the fixed costs the peers
-do not have (``.seg.nrrd`` inflate, header parsing and geometry, pydicom's per-element cost
-for the added elements) exceed the 1.5 x budget on their own. Against the context row
-"pydicom read + overlay_array" (0.16 s) the prototype import is ~2.3 x.
+* Export: pydicom writing is the largest item: output files have ~121 elements against ~55 in
+  the source (per plane: rows, columns, description, type, origin, bits allocated, bit position,
+  ROI area/mean/SD, label, data), and ``write_data_element`` costs per element, not per byte.
+  Then the fixed costs the peer does not have: ``.seg.nrrd`` inflate 0.14 s (zlib), header
+  pass and geometry ~0.11 s. Writing the overlay groups as pre-encoded bytes would cut the
+  per-element cost; not done (it bypasses pydicom's writer).
+* Import: pydicom element access (``Dataset.__getitem__`` / value conversion, ~25 k calls for
+  200 files x 16 groups) dominates; the bare-read peer converts nothing, which is why the ratio
+  to it is large while the ratio to reading the same overlays with pydicom is ~1.9 x.
 """
 from __future__ import annotations
 
