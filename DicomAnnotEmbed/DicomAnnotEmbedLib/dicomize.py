@@ -459,10 +459,6 @@ def _derivation_description(encoding: PixelEncoding) -> str:
 
 # --- files ------------------------------------------------------------------------
 
-def _os_reason(error: OSError) -> str:
-    return error.strerror or str(error)
-
-
 def _first_line(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     # ITK messages start with a source location; the last line holds the reason.

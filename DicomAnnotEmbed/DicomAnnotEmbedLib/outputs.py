@@ -58,7 +58,7 @@ def _full_suffix(name: str) -> str:
 @contextlib.contextmanager
 def atomic_path(final: os.PathLike | str) -> Iterator[str]:
     """Yield a temporary path beside ``final`` (same suffix); rename it to ``final`` on success,
-    delete it on error."""
+    delete it on error. An OSError while writing (disk full, ...) becomes an OutputError."""
     final = Path(final)
     suffix = _full_suffix(final.name)
     try:
@@ -69,9 +69,11 @@ def atomic_path(final: os.PathLike | str) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None
         raise
 
 
@@ -81,9 +83,6 @@ def write_atomic(final: os.PathLike | str, write: Callable[[BinaryIO], None]) ->
     Raises:
         OutputError: the file cannot be written (the OS reason is given).
     """
-    try:
-        with atomic_path(final) as tmp:
-            with open(tmp, "wb") as stream:
-                write(stream)
-    except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as stream:
+            write(stream)

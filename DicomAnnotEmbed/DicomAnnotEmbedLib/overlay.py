@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from .errors import InputError, TooManySegmentsError
 from .model import AnnotationSet, Markup, Segment, Segmentation, Terminology
-from .outputs import atomic_path, prepare_output_dir
+from .outputs import prepare_output_dir, write_atomic
 from .progress import ProgressCallback, track
 from .series import ReferenceSeries, frame_rescales, load_series, modality_frames, stored_frames
 
@@ -226,8 +226,7 @@ def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, k
         _mark_derived(ds, series, new_series_uid, description, names, keep_uids)
         _set_private_metadata(ds, metadata)
         out = folder / f"IMG{file_index + 1:05d}.dcm"
-        with atomic_path(out) as tmp:
-            ds.save_as(tmp, enforce_file_format=True)
+        write_atomic(out, lambda stream, ds=ds: ds.save_as(stream, enforce_file_format=True))
         files.append(str(out))
     return OverlaySeries(str(folder), new_series_uid, description, files,
                          {f"{p.group:04X}": p.name for p in planes})
@@ -385,7 +384,8 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
     for file_index in track(range(len(series.files)), progress, "Reading overlays"):
         ds = series.datasets[file_index]
         metadata = _private_metadata(ds, parsed).get("planes", {})
-        frames = series.slices_of_file(file_index)
+        slice_of_frame = dict(series.slices_of_file(file_index))
+        legacy_words: List[np.ndarray] = []  # stored pixel words, read once per file if needed
         for group in OVERLAY_GROUPS:
             if pydicom.tag.Tag(group, 0x0010) not in ds:
                 continue
@@ -400,9 +400,8 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
             key = (group, meta.get("id") or name)
             if key not in found:
                 found[key] = _Found(name, overlay_type, meta)
-            planes = _read_plane(ds, group, series.files[file_index])
+            planes = _read_plane(ds, group, series.files[file_index], legacy_words)
             origin_frame = int(getattr(ds.get((group, 0x0051)), "value", 1) or 1) - 1
-            slice_of_frame = dict(frames)
             for index, plane in enumerate(planes):
                 k = slice_of_frame.get(origin_frame + index)
                 if k is None or not plane.any():
@@ -448,9 +447,10 @@ def _text(ds: Dataset, group: int, element: int) -> str:
     return str(item.value).strip() if item is not None and item.value else ""
 
 
-def _read_plane(ds: Dataset, group: int, path: str) -> np.ndarray:
+def _read_plane(ds: Dataset, group: int, path: str, legacy_words: List[np.ndarray]) -> np.ndarray:
     """(frames, rows, columns) bool of one overlay group, from Overlay Data or, for legacy
-    overlays, from the given bit of the stored pixel values."""
+    overlays, from the given bit of the stored pixel words (read from ``path`` into the
+    one-item cache ``legacy_words`` the first time a group of the file needs them)."""
     if pydicom.tag.Tag(group, 0x3000) in ds:
         try:
             planes = ds.overlay_array(group)
@@ -459,7 +459,9 @@ def _read_plane(ds: Dataset, group: int, path: str) -> np.ndarray:
         planes = np.asarray(planes, dtype=bool)
         return planes[np.newaxis] if planes.ndim == 2 else planes
     bit = int(getattr(ds.get((group, 0x0102)), "value", 0) or 0)
-    stored = stored_frames(pydicom.dcmread(path), raw_words=True)
+    if not legacy_words:
+        legacy_words.append(stored_frames(pydicom.dcmread(path), raw_words=True))
+    stored = legacy_words[0]
     high_bit = int(getattr(ds, "HighBit", int(ds.BitsStored) - 1))
     if bit >= int(ds.BitsAllocated) or high_bit - int(ds.BitsStored) < bit <= high_bit:
         raise InputError(f"overlay group {group:04X} has no Overlay Data and its bit position {bit} is "
