@@ -157,6 +157,61 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
     return render_preview(out_dir, series.read_volume(), list(slices), overlays, scale=scale)
 
 
+def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: SegmentationSource, out: PathLike, *,
+               series_uid: Optional[str] = None, metadata=None, progress: Optional[ProgressCallback] = None,
+               **options):
+    """Write a DICOM SEG of ``segmentation`` on ``series`` (see :func:`seg.export_seg` for
+    ``options``: seg_type, compression, keep_empty_frames, fractional_type, palette, split_layers,
+    options=SegExportOptions(...)).
+
+    ``metadata``: a dcmqi segmentation metadata JSON (path or dict) whose names, colours, codes,
+    algorithm and tracking ids are applied to the segments by label value, and whose series-level
+    fields (content creator, series description/number, clinical trial ids) fill
+    ``SegExportOptions`` where the caller did not.
+    Returns :class:`seg.SegExportResult`.
+    """
+    import dataclasses
+
+    from .seg import SegExportOptions
+    from .seg import export_seg as write_seg
+
+    reference = _series(series, series_uid, progress)
+    annotations = load_annotations(reference, segmentation)
+    if annotations.segmentation is None:
+        raise InputError("no segmentation given")
+    seg_options = options.pop("options", None) or SegExportOptions()
+    if metadata is not None:
+        from .dcmqi_metadata import apply_metadata, read_dcmqi_metadata
+
+        meta = read_dcmqi_metadata(metadata)
+        apply_metadata(annotations.segmentation, meta)
+        defaults = SegExportOptions()
+        for name, value in (("content_creator_name", meta.ContentCreatorName),
+                            ("series_description", meta.SeriesDescription),
+                            ("series_number", int(meta.SeriesNumber) if meta.SeriesNumber else None),
+                            ("instance_number", int(meta.InstanceNumber) if meta.InstanceNumber else None),
+                            ("clinical_trial_series_id", meta.ClinicalTrialSeriesID),
+                            ("clinical_trial_time_point_id", meta.ClinicalTrialTimePointID),
+                            ("clinical_trial_coordinating_center_name", meta.ClinicalTrialCoordinatingCenterName),
+                            ("body_part_examined", meta.BodyPartExamined)):
+            if value and getattr(seg_options, name) == getattr(defaults, name):
+                seg_options = dataclasses.replace(seg_options, **{name: value})
+    return write_seg(reference, annotations.segmentation, out, options=seg_options, progress=progress, **options)
+
+
+def import_seg(seg_file: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
+               segmentation_out: Optional[PathLike] = None, progress: Optional[ProgressCallback] = None):
+    """Read a DICOM SEG into segments (on the series grid when ``series`` is given, else on the
+    SEG's own frame grid); optionally write them as ``.seg.nrrd`` or a ``.nrrd``/``.nii.gz`` label
+    map. Returns :class:`seg.SegImport`."""
+    from .seg import import_seg as read_seg
+
+    imported = read_seg(seg_file, series, progress)
+    if segmentation_out is not None:
+        write_annotations(AnnotationSet(imported.segmentation.geometry, imported.segmentation), segmentation_out)
+    return imported
+
+
 def dicomize(volume: PathLike, out_dir: PathLike, **options) -> List[str]:
     """A DICOM series for a non-DICOM volume (NRRD, NIfTI, MHA); see :mod:`dicomize`."""
     from .dicomize import dicomize_file

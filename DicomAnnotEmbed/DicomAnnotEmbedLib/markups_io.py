@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .errors import InputError
+from .inputs import read_json_file
 from .model import Markup
 from .outputs import write_atomic
 
@@ -72,16 +73,7 @@ def read_markups(path: os.PathLike | str) -> List[Markup]:
             non-numeric coordinate (the message names the markup and control point).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("not a markups JSON file (not UTF-8 text)", path) from None
-    except OSError as error:
-        raise InputError(f"cannot read markups file: {error.strerror or error}", path) from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})", path) from None
+    document = read_json_file(path, "a Slicer markups file (.mrk.json)")
     if not isinstance(document, dict) or not isinstance(document.get("markups"), list):
         raise InputError('not a Slicer markups file: no "markups" list at the top level', path)
     schema = document.get("@schema")

@@ -176,6 +176,10 @@ class Segmentation:
         if not np.issubdtype(layers.dtype, np.integer):
             raise InputError(f"segmentation layers must be integer labels, got {layers.dtype}")
         self.layers = layers
+        #: Fractional (probability or occupancy) values, for DICOM SEG FRACTIONAL:
+        #: {segment id: {slice k: (J, I) float32 in [0, 1]}}, absent slices being 0. The layers
+        #: still hold each such segment as its voxels with fraction >= 0.5.
+        self.fractions: Dict[str, Dict[int, np.ndarray]] = {}
         self.segments: List[Segment] = []
         for segment in segments or []:
             if not 0 <= segment.layer < layers.shape[0]:
@@ -206,7 +210,10 @@ class Segmentation:
             labels = labels.astype(np.int64)
         if labels.min(initial=0) < 0:
             raise InputError("label map has negative labels")
-        values = [int(v) for v in np.unique(labels) if v != 0]
+        if labels.dtype.kind == "u" and labels.dtype.itemsize <= 2:  # bincount: far faster than unique
+            values = [int(v) for v in np.flatnonzero(np.bincount(labels.ravel())) if v != 0]
+        else:
+            values = [int(v) for v in np.unique(labels) if v != 0]
         dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
         segments = []
         for value in values:
@@ -214,6 +221,39 @@ class Segmentation:
             segments.append(Segment(id=f"Segment_{value}", name=name, label_value=value,
                                     color=_default_color(len(segments))))
         return cls(geometry, labels.astype(dtype, copy=False)[np.newaxis], segments)
+
+    @classmethod
+    def from_fractions(cls, geometry: VolumeGeometry, fractions: Sequence[np.ndarray],
+                       segments: Sequence[Segment], threshold: float = 0.5) -> "Segmentation":
+        """Build from one float volume (K, J, I) in [0, 1] per segment (probability or occupancy);
+        each segment's voxels are those with a fraction >= ``threshold``.
+
+        Raises:
+            InputError: values outside [0, 1] or not finite (names the segment).
+        """
+        seg = cls(geometry)
+        for volume, segment in zip(fractions, segments):
+            volume = np.asarray(volume, dtype=np.float32)
+            if volume.shape != geometry.shape:
+                raise GeometryError(f"fractions of segment {segment.name!r} {volume.shape} do not match the grid "
+                                    f"{geometry.shape}")
+            if not np.all(np.isfinite(volume)) or volume.min(initial=0) < 0 or volume.max(initial=0) > 1:
+                raise InputError(f"segment {segment.name!r}: fractional values must lie in [0, 1], found "
+                                 f"{np.nanmin(volume):.4g}..{np.nanmax(volume):.4g}")
+            present = np.flatnonzero(volume.reshape(volume.shape[0], -1).any(axis=1))
+            seg.add_segment_slices({int(k): volume[k] >= threshold for k in present}, segment)
+            seg.fractions[segment.id] = {int(k): volume[k].copy() for k in present}
+        return seg
+
+    def fraction_slices(self, segment: Segment | str) -> Dict[int, np.ndarray]:
+        """{k: (J, I) float32 fraction} of a segment's non-empty slices (its mask as 0/1 when it has
+        no fractional values)."""
+        segment = self.segment(segment)
+        if segment.id in self.fractions:
+            return self.fractions[segment.id]
+        layer = self.layers[segment.layer]
+        present = np.flatnonzero((layer == segment.label_value).reshape(layer.shape[0], -1).any(axis=1))
+        return {int(k): (layer[k] == segment.label_value).astype(np.float32) for k in present}
 
     def _append(self, segment: Segment) -> None:
         if any(s.id == segment.id for s in self.segments):
@@ -271,8 +311,18 @@ class Segmentation:
 
     @property
     def has_overlap(self) -> bool:
-        """True when some voxel belongs to more than one segment."""
-        return self.layers.shape[0] > 1 and bool(np.any(np.count_nonzero(self.layers, axis=0) > 1))
+        """True when some voxel belongs to more than one of the segments (stored values that no
+        segment describes do not count)."""
+        layers = sorted({s.layer for s in self.segments})
+        if len(layers) < 2:
+            return False
+        occupied = np.zeros(self.geometry.shape, dtype=np.uint8)
+        for layer in layers:
+            table = np.zeros(int(self.layers[layer].max(initial=0)) + 1, dtype=np.uint8)
+            values = [s.label_value for s in self.segments if s.layer == layer and s.label_value < table.size]
+            table[values] = 1
+            occupied += np.take(table, self.layers[layer])
+        return bool((occupied > 1).any())
 
     def slice_voxel_counts(self) -> Dict[str, np.ndarray]:
         """Voxels of each segment on each slice, by id: {id: (K,) counts}.
@@ -307,7 +357,9 @@ class Segmentation:
                 log.warning("segment %r is empty and is skipped", s.name)
             else:
                 kept.append(s)
-        return Segmentation(self.geometry, self.layers, kept)
+        result = Segmentation(self.geometry, self.layers, kept)
+        result.fractions = {s.id: self.fractions[s.id] for s in kept if s.id in self.fractions}
+        return result
 
     def resampled_to(self, geometry: VolumeGeometry, what: str = "segmentation") -> "Segmentation":
         """The same segments on another grid (nearest neighbour; exact paste when the grids share
@@ -317,6 +369,8 @@ class Segmentation:
         layers = np.stack([resample_nearest(layer, self.geometry, geometry, what) for layer in self.layers]) \
             if self.layers.shape[0] else np.zeros((0,) + geometry.shape, self.layers.dtype)
         result = Segmentation(geometry, layers, [dataclasses.replace(s) for s in self.segments])
+        if self.fractions:
+            log.warning("fractional values are not resampled; the segments keep their thresholded voxels")
         before, after = self.voxel_counts(), result.voxel_counts()
         for s in self.segments:
             if before[s.id] and not after[s.id]:

@@ -80,11 +80,19 @@ def _read_label_map(path: Path, names: Optional[Dict[int, str]]) -> Segmentation
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"not a readable image ({str(exc).strip().splitlines()[-1]})", path) from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"expected a 3D scalar label map, got {image.GetDimension()}D with "
-                         f"{image.GetNumberOfComponentsPerPixel()} components", path)
+    components = image.GetNumberOfComponentsPerPixel()
+    is_float = image.GetPixelIDTypeAsString().endswith("float")  # "32-bit float", "vector of 64-bit float"...
+    if image.GetDimension() != 3 or (components != 1 and not is_float):
+        raise InputError(f"expected a 3D label map or 3D probability volume(s), got {image.GetDimension()}D with "
+                         f"{components} components", path)
     array = sitk.GetArrayFromImage(image)
     try:
+        if is_float and (components > 1 or not np.all(np.mod(array, 1) == 0)):
+            # Probabilities or occupancies in [0, 1]: one segment per component (FRACTIONAL SEG).
+            volumes = np.moveaxis(array, -1, 0) if components > 1 else array[np.newaxis]
+            segments = [Segment(id=f"Segment_{n + 1}", name=(names or {}).get(n + 1, f"Segment_{n + 1}"),
+                                color=_default_color(n)) for n in range(len(volumes))]
+            return Segmentation.from_fractions(VolumeGeometry.from_sitk(image), list(volumes), segments)
         return Segmentation.from_label_map(VolumeGeometry.from_sitk(image), array, names)
     except InputError as exc:
         raise InputError(exc.problem, path) from None
