@@ -9,6 +9,25 @@ from typing import Any
 from .errors import InputError
 
 
+def read_text_file(path: os.PathLike | str, what: str) -> str:
+    """The text of a UTF-8 file (a byte-order mark is tolerated).
+
+    Raises:
+        InputError: missing, not a file, unreadable, or not UTF-8 text.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file does not exist; expected {what}", path)
+    if not path.is_file():
+        raise InputError(f"is not a file; expected {what}", path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"not UTF-8 text; expected {what}", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+
+
 def read_json_file(path: os.PathLike | str, what: str, **loads_options) -> Any:
     """The parsed content of a JSON file.
 
@@ -20,17 +39,7 @@ def read_json_file(path: os.PathLike | str, what: str, **loads_options) -> Any:
     Raises:
         InputError: missing, not a file, unreadable, not UTF-8 text, or invalid JSON.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"file does not exist; expected {what}", path)
-    if not path.is_file():
-        raise InputError(f"is not a file; expected {what}", path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is tolerated
-    except UnicodeDecodeError:
-        raise InputError(f"not UTF-8 text; expected {what}", path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    text = read_text_file(path, what)
     try:
         return json.loads(text, **loads_options)
     except json.JSONDecodeError as exc:

@@ -1,0 +1,443 @@
+"""Measurements of segments and markups in patient space (LPS, millimetres), for TID 1500 SR.
+
+Every quantity is a :class:`Quantity`: a value and its UCUM unit (``mm3``, ``mm2``, ``mm``,
+``deg``, ``[hnsf'U]`` for Hounsfield units, ``1`` for unitless image values).
+
+Segment measurements (:func:`measure_segmentation`, :func:`measure_mask`), computed on the
+real voxel-to-LPS matrix of the grid (oblique, anisotropic and even sheared grids give
+their true patient-space values):
+
+* **volume** (mm3): number of voxels x voxel volume (``|det|`` of the IJK to LPS matrix).
+* **mean, standard deviation, minimum, maximum** of the image under the mask, when an image
+  (modality values, e.g. HU for CT) on the same grid is given. The standard deviation is the
+  population one (divides by N), as in Slicer's Segment Statistics and our overlay ROI
+  statistics.
+* **surface area** (mm2): area of the surface mesh that discrete marching cubes
+  (``vtkDiscreteFlyingEdges3D``, contour at the mask boundary, no smoothing, no decimation)
+  extracts from the mask, mapped to LPS with the grid's matrix, measured by
+  ``vtkMassProperties``. This is IBSI's "surface area of mesh" (C0JK). Mesh vertices lie half
+  way between an inside and an outside voxel centre. On an unsmoothed binary mask this
+  staircase surface is larger than the smooth object it samples: for a sphere about 8-9 %
+  on an isotropic grid, up to about 13-15 % on strongly anisotropic ones; this is inherent to
+  the definition (the same figure pyradiomics and IBSI give), not a calibration error.
+* **maximum 3D diameter** (mm): the largest Euclidean distance between two vertices of that
+  same mesh (IBSI "maximum 3D diameter", L0JK). It is found exactly: the farthest pair is a
+  pair of convex hull vertices, so vertices between two others on a grid line are dropped,
+  the hull of the rest is taken (qhull, through scipy) and all pairs of hull vertices are
+  compared (vectorised, in blocks). Without scipy the pairs of the grid-line extremes are
+  compared: the same value, slower for large segments.
+
+All of it is vectorised (numpy and VTK); segments are cropped to their bounding box first,
+found for all segments of a layer in one slice-by-slice pass, so 100 segments on 512x512x200
+take seconds. Measuring an empty segment raises :class:`InputError` naming the segment (use
+:meth:`Segmentation.without_empty_segments` first to skip them).
+
+Markup measurements (:func:`measure_markup` and the functions it calls), in LPS mm:
+
+* line: length between its two control points;
+* open curve: length of the polyline through its control points (not Slicer's spline);
+* closed curve: perimeter of the closed polyline, and area of the polygon after projecting the
+  control points on their best-fit (least squares) plane;
+* angle: the angle in degrees at the middle control point between the rays to the first and
+  the third;
+* ROI: volume of the box.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GeometryError, InputError
+from .geometry import VolumeGeometry
+from .model import Code, Markup, Segment, Segmentation
+
+log = logging.getLogger(__name__)
+
+#: Code meanings of the UCUM units used here (as in DICOM CID 7181 and its relatives).
+UCUM_MEANINGS: dict[str, str] = {
+    "mm": "millimeter",
+    "mm2": "square millimeter",
+    "mm3": "cubic millimeter",
+    "deg": "degree",
+    "[hnsf'U]": "Hounsfield unit",
+    "1": "no units",
+}
+
+#: Pairs of points compared at once when looking for the largest distance (memory per block:
+#: this many x the number of candidate points x 8 bytes).
+_DISTANCE_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A measured value with its UCUM unit."""
+
+    value: float
+    unit: str
+
+    @property
+    def unit_code(self) -> Code:
+        """The unit as a coded concept: (unit, "UCUM", meaning)."""
+        return Code(self.unit, "UCUM", UCUM_MEANINGS.get(self.unit, self.unit))
+
+    def __str__(self) -> str:
+        return f"{self.value:g} {self.unit}"
+
+
+@dataclass(frozen=True)
+class SegmentMeasurements:
+    """What :func:`measure_segmentation` computes for one segment (definitions: module docstring).
+
+    The image statistics are None when no image was given.
+    """
+
+    segment_id: str
+    segment_name: str
+    voxel_count: int
+    volume: Quantity
+    surface_area: Quantity
+    maximum_diameter: Quantity
+    mean: Quantity | None = None
+    standard_deviation: Quantity | None = None
+    minimum: Quantity | None = None
+    maximum: Quantity | None = None
+
+    def quantities(self) -> dict[str, Quantity]:
+        """The measured quantities by field name, in a stable order, without the absent ones."""
+        names = ("volume", "surface_area", "maximum_diameter", "mean", "standard_deviation", "minimum", "maximum")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+# --- segments ---------------------------------------------------------------------------
+
+def image_unit_for(modality: str | None) -> str:
+    """UCUM unit of modality values: Hounsfield units for CT, else unitless ("1")."""
+    return "[hnsf'U]" if (modality or "").strip().upper() == "CT" else "1"
+
+
+def measure_segmentation(segmentation: Segmentation, image: np.ndarray | None = None,
+                         modality: str | None = None, *,
+                         image_unit: str | None = None) -> dict[str, SegmentMeasurements]:
+    """Measure every segment of ``segmentation``: {segment id: :class:`SegmentMeasurements`}.
+
+    Args:
+        segmentation: the segments and their grid (LPS).
+        image: optional modality values (e.g. HU) on the same grid, (K, J, I); gives the
+            mean, standard deviation, minimum and maximum under each segment.
+        modality: DICOM Modality of the image; "CT" makes the image unit ``[hnsf'U]``.
+        image_unit: UCUM unit of the image values, overriding the one ``modality`` implies
+            (e.g. ``"{SUVbw}g/ml"`` for PET).
+
+    Raises:
+        InputError: a segment is empty (the message names it), or the image is not numeric.
+        GeometryError: the image is not on the segmentation's grid.
+    """
+    geometry = segmentation.geometry
+    image = _check_image(image, geometry)
+    unit = image_unit or image_unit_for(modality)
+    boxes = segment_bounding_boxes(segmentation)
+    results: dict[str, SegmentMeasurements] = {}
+    for segment in segmentation.segments:
+        box = boxes.get(segment.id)
+        if box is None:
+            raise InputError(f"segment {segment.name!r} (id {segment.id!r}) is empty: there is nothing to measure")
+        crop = segmentation.layers[segment.layer][box] == segment.label_value
+        offset = tuple(s.start for s in box)
+        results[segment.id] = _measure_crop(crop, offset, geometry, None if image is None else image[box],
+                                            unit, segment.id, segment.name)
+    return results
+
+
+def measure_mask(mask: np.ndarray, geometry: VolumeGeometry, image: np.ndarray | None = None,
+                 modality: str | None = None, *, name: str = "mask",
+                 image_unit: str | None = None) -> SegmentMeasurements:
+    """Measure one boolean mask (K, J, I) on ``geometry`` (same arguments as
+    :func:`measure_segmentation`; ``name`` is used as segment id and name)."""
+    mask = np.asarray(mask)
+    if mask.shape != geometry.shape:
+        raise GeometryError(f"{name}: mask {mask.shape} does not match the grid {geometry.shape}")
+    mask = mask.astype(bool, copy=False)
+    image = _check_image(image, geometry)
+    box = _mask_bounding_box(mask)
+    if box is None:
+        raise InputError(f"segment {name!r} is empty: there is nothing to measure")
+    offset = tuple(s.start for s in box)
+    return _measure_crop(mask[box], offset, geometry, None if image is None else image[box],
+                         image_unit or image_unit_for(modality), name, name)
+
+
+def segment_bounding_boxes(segmentation: Segmentation) -> dict[str, tuple[slice, slice, slice]]:
+    """Bounding box (k, j, i slices) of every non-empty segment, by id; empty ones are absent.
+
+    One pass over the slices of each layer, looking only at labelled voxels."""
+    boxes: dict[str, tuple[slice, slice, slice]] = {}
+    columns = segmentation.geometry.shape[2]
+    for layer_index in range(segmentation.layers.shape[0]):
+        members: list[Segment] = [s for s in segmentation.segments if s.layer == layer_index]
+        if not members:
+            continue
+        layer = segmentation.layers[layer_index]
+        bins = max(s.label_value for s in members) + 1
+        lo = np.full((bins, 3), np.iinfo(np.int64).max, dtype=np.int64)
+        hi = np.full((bins, 3), -1, dtype=np.int64)
+        for k in range(layer.shape[0]):
+            plane = layer[k]
+            flat = np.flatnonzero(plane)
+            if flat.size == 0:
+                continue
+            labels = plane.ravel()[flat].astype(np.intp)
+            inside = labels < bins
+            if not inside.all():
+                flat, labels = flat[inside], labels[inside]
+            rows, cols = np.divmod(flat, columns)
+            present = np.bincount(labels, minlength=bins) > 0
+            lo[present, 0] = np.minimum(lo[present, 0], k)
+            hi[present, 0] = k
+            np.minimum.at(lo[:, 1], labels, rows)
+            np.maximum.at(hi[:, 1], labels, rows)
+            np.minimum.at(lo[:, 2], labels, cols)
+            np.maximum.at(hi[:, 2], labels, cols)
+        for s in members:
+            if hi[s.label_value, 0] >= 0:
+                boxes[s.id] = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo[s.label_value], hi[s.label_value]))
+    return boxes
+
+
+def _mask_bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if present.size == 0:
+            return None
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
+
+
+def _check_image(image: np.ndarray | None, geometry: VolumeGeometry) -> np.ndarray | None:
+    if image is None:
+        return None
+    image = np.asarray(image)
+    if image.shape != geometry.shape:
+        raise GeometryError(f"the image {image.shape} is not on the segmentation's grid {geometry.shape}")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise InputError(f"the image must hold integer or real numbers, got {image.dtype}")
+    return image
+
+
+def _measure_crop(crop: np.ndarray, offset: tuple[int, int, int], geometry: VolumeGeometry,
+                  image_crop: np.ndarray | None, image_unit: str, segment_id: str,
+                  name: str) -> SegmentMeasurements:
+    """Measurements of a cropped mask whose voxel [0, 0, 0] is voxel ``offset`` (k, j, i) of the grid."""
+    count = int(np.count_nonzero(crop))
+    if count == 0:
+        raise InputError(f"segment {name!r} is empty: there is nothing to measure")
+    area, vertices_ijk = _surface_mesh(crop, offset, geometry)
+    diameter = _maximum_distance(_hull_vertices(geometry.ijk_to_lps_points(_hull_candidates(vertices_ijk))))
+    stats: dict[str, Quantity | None] = {"mean": None, "standard_deviation": None, "minimum": None, "maximum": None}
+    if image_crop is not None:
+        values = image_crop[crop]
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            raise InputError(f"segment {name!r}: the image has non-finite values under the segment")
+        values = values.astype(np.float64, copy=False)
+        stats = {"mean": Quantity(float(values.mean()), image_unit),
+                     "standard_deviation": Quantity(float(values.std()), image_unit),
+                     "minimum": Quantity(float(values.min()), image_unit),
+                     "maximum": Quantity(float(values.max()), image_unit)}
+    return SegmentMeasurements(
+        segment_id=segment_id, segment_name=name, voxel_count=count,
+        volume=Quantity(count * geometry.voxel_volume_mm3, "mm3"),
+        surface_area=Quantity(area, "mm2"), maximum_diameter=Quantity(diameter, "mm"), **stats)
+
+
+def _surface_mesh(crop: np.ndarray, offset: tuple[int, int, int],
+                  geometry: VolumeGeometry) -> tuple[float, np.ndarray]:
+    """Area (mm2) of the discrete marching-cubes surface of ``crop`` and its vertices as
+    continuous (i, j, k) indices of the full grid."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkFiltersCore import vtkMassProperties
+    from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
+
+    padded = np.pad(crop, 1).astype(np.uint8)  # a zero border closes the surface
+    k0, j0, i0 = offset
+    volume = vtkImageData()
+    volume.SetDimensions(padded.shape[2], padded.shape[1], padded.shape[0])
+    volume.SetOrigin(i0 - 1.0, j0 - 1.0, k0 - 1.0)  # index space of the full grid
+    volume.SetSpacing(1.0, 1.0, 1.0)
+    scalars = numpy_to_vtk(padded.ravel(), deep=True)
+    volume.GetPointData().SetScalars(scalars)
+    surface = vtkDiscreteFlyingEdges3D()
+    surface.SetInputData(volume)
+    surface.SetValue(0, 1)
+    surface.ComputeNormalsOff()
+    surface.ComputeGradientsOff()
+    surface.ComputeScalarsOff()
+    surface.Update()
+    mesh = surface.GetOutput()
+    vertices_ijk = vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64)
+    # To LPS (relative to the crop's first voxel: small numbers, same area).
+    matrix = geometry.ijk_to_lps[:3, :3]
+    points_lps = (vertices_ijk - np.array([i0, j0, k0], dtype=float)) @ matrix.T
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(points_lps), deep=True))
+    mesh.SetPoints(points)
+    mass = vtkMassProperties()
+    mass.SetInputData(mesh)
+    mass.Update()
+    return float(mass.GetSurfaceArea()), vertices_ijk
+
+
+def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
+    """The mesh vertices that can be convex hull vertices.
+
+    Mesh vertices lie on a half-voxel lattice. A vertex strictly between two others on a line
+    parallel to a grid axis is not a hull vertex, in index space as in LPS (affine maps keep
+    'between'), so on every grid line only the two extreme vertices are kept, for each axis
+    in turn. The farthest pair is always a pair of hull vertices, hence among these."""
+    points = np.asarray(points_ijk, dtype=np.float64)
+    if len(points) <= 2:
+        return points
+    lattice = np.round(points * 2.0).astype(np.int64)
+    lattice -= lattice.min(axis=0)
+    for axis in range(3):
+        a, b = (d for d in range(3) if d != axis)
+        line = lattice[:, a] * (int(lattice[:, b].max()) + 1) + lattice[:, b]
+        order = np.lexsort((points[:, axis], line))
+        sorted_line = line[order]
+        change = sorted_line[1:] != sorted_line[:-1]
+        keep = order[np.concatenate(([True], change)) | np.concatenate((change, [True]))]
+        points, lattice = points[keep], lattice[keep]
+    return points
+
+
+def _hull_vertices(points: np.ndarray) -> np.ndarray:
+    """The vertices of the convex hull of (N, 3) points (qhull through scipy); all the points
+    when scipy is absent or the hull is degenerate (exact either way, only slower)."""
+    if len(points) <= 4:
+        return points
+    try:
+        from scipy.spatial import ConvexHull
+    except ImportError:  # pragma: no cover - depends on the installation
+        log.debug("scipy is not installed: maximum diameter by comparing %d points pairwise", len(points))
+        return points
+    try:
+        return points[ConvexHull(points).vertices]
+    except (RuntimeError, ValueError) as error:  # qhull: a flat or otherwise degenerate point set
+        log.debug("no convex hull (%s): comparing %d points pairwise", error, len(points))
+        return points
+
+
+def _maximum_distance(points: np.ndarray) -> float:
+    """Largest distance between two of the (N, 3) points (0 for a single point)."""
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 2:
+        return 0.0
+    points = points - points.mean(axis=0)  # small coordinates: exact enough Gram products
+    squared = np.einsum("ij,ij->i", points, points)
+    best, pair = -1.0, (0, 0)
+    for start in range(0, len(points), _DISTANCE_BLOCK):
+        block = points[start:start + _DISTANCE_BLOCK]
+        d2 = squared[start:start + _DISTANCE_BLOCK, None] + squared[None, :] - 2.0 * (block @ points.T)
+        index = int(np.argmax(d2))
+        row, col = divmod(index, d2.shape[1])
+        if d2[row, col] > best:
+            best, pair = float(d2[row, col]), (start + row, col)
+    # Recompute the winning distance directly (no cancellation error).
+    return float(np.linalg.norm(points[pair[0]] - points[pair[1]]))
+
+
+# --- markups ----------------------------------------------------------------------------
+
+def _points(points_lps, minimum: int, name: str, exactly: bool = False) -> np.ndarray:
+    points = np.asarray(points_lps, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 3 or not np.all(np.isfinite(points)):
+        raise InputError(f"markup {name!r}: control points must be finite (N, 3) LPS coordinates")
+    if len(points) < minimum or (exactly and len(points) != minimum):
+        wanted = f"exactly {minimum}" if exactly else f"at least {minimum}"
+        raise InputError(f"markup {name!r}: needs {wanted} control points, got {len(points)}")
+    return points
+
+
+def line_length(points_lps, *, name: str = "line") -> Quantity:
+    """Distance (mm) between the two control points of a line."""
+    points = _points(points_lps, 2, name, exactly=True)
+    return Quantity(float(np.linalg.norm(points[1] - points[0])), "mm")
+
+
+def curve_length(points_lps, *, closed: bool = False, name: str = "curve") -> Quantity:
+    """Length (mm) of the polyline through the control points; ``closed`` adds the segment
+    from the last point back to the first (the perimeter of a closed curve)."""
+    points = _points(points_lps, 3 if closed else 2, name)
+    if closed:
+        points = np.vstack([points, points[:1]])
+    return Quantity(float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum()), "mm")
+
+
+def closed_curve_perimeter(points_lps, *, name: str = "closed curve") -> Quantity:
+    """Perimeter (mm) of the closed polyline through the control points."""
+    return curve_length(points_lps, closed=True, name=name)
+
+
+def closed_curve_area(points_lps, *, name: str = "closed curve") -> Quantity:
+    """Area (mm2) of the polygon of the control points projected on their best-fit plane.
+
+    The plane is the least-squares one through the centroid (normal = the direction of least
+    spread); the area is the shoelace formula in that plane, so a self-intersecting polygon's
+    loops count with their orientation's sign."""
+    points = _points(points_lps, 3, name)
+    centred = points - points.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    u, v = centred @ axes[0], centred @ axes[1]
+    area = 0.5 * abs(float(np.dot(u, np.roll(v, -1)) - np.dot(v, np.roll(u, -1))))
+    return Quantity(area, "mm2")
+
+
+def angle_degrees(points_lps, *, name: str = "angle") -> Quantity:
+    """Angle (degrees, 0-180) at the middle of three control points, between the rays to the
+    first and to the third."""
+    points = _points(points_lps, 3, name, exactly=True)
+    a, b = points[0] - points[1], points[2] - points[1]
+    if np.linalg.norm(a) == 0.0 or np.linalg.norm(b) == 0.0:
+        raise InputError(f"markup {name!r}: a ray of the angle has zero length (two control points coincide)")
+    angle = np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b)), float(np.dot(a, b))))
+    return Quantity(float(angle), "deg")
+
+
+def roi_volume(markup: Markup) -> Quantity:
+    """Volume (mm3) of an ROI box: edge lengths along its axes (non-unit axes scale them)."""
+    if markup.kind != "roi":
+        raise InputError(f"markup {markup.name!r}: a {markup.kind} has no box volume")
+    edges = markup.roi_axes_lps * markup.roi_size  # columns: the box edges in LPS
+    return Quantity(float(abs(np.linalg.det(edges))), "mm3")
+
+
+def measure_markup(markup: Markup) -> dict[str, Quantity]:
+    """The measurements of one markup by name: line and open curve {"length"}, closed curve
+    {"perimeter", "area"}, angle {"angle"}, ROI {"volume"}; point lists and planes {}."""
+    name = markup.name
+    if markup.kind == "line":
+        return {"length": line_length(markup.points_lps, name=name)}
+    if markup.kind == "curve":
+        return {"length": curve_length(markup.points_lps, name=name)}
+    if markup.kind == "closed_curve":
+        return {"perimeter": closed_curve_perimeter(markup.points_lps, name=name),
+                "area": closed_curve_area(markup.points_lps, name=name)}
+    if markup.kind == "angle":
+        return {"angle": angle_degrees(markup.points_lps, name=name)}
+    if markup.kind == "roi":
+        return {"volume": roi_volume(markup)}
+    return {}
+
+
+def measure_markups(markups: Sequence[Markup]) -> dict[str, dict[str, Quantity]]:
+    """:func:`measure_markup` for several markups, by markup name (names must be unique)."""
+    results: dict[str, dict[str, Quantity]] = {}
+    for markup in markups:
+        if markup.name in results:
+            raise InputError(f"two markups are named {markup.name!r}; measurements are keyed by name")
+        results[markup.name] = measure_markup(markup)
+    return results
