@@ -217,3 +217,36 @@ def dicomize(volume: PathLike, out_dir: PathLike, **options) -> List[str]:
     from .dicomize import dicomize_file
 
     return dicomize_file(volume, out_dir, **options)
+
+
+def export_sr(series: Union[ReferenceSeries, PathLike], seg_file: PathLike, out: PathLike, *,
+              segmentation: SegmentationSource = None, markups: Sequence[MarkupsSource] = (),
+              evaluations=None, series_uid: Optional[str] = None,
+              progress: Optional[ProgressCallback] = None, **options):
+    """Write a TID 1500 Comprehensive 3D SR: one volumetric group per segment of ``seg_file``
+    (measurements, evaluations from the ``evaluations`` CSV) and one group per markup (LPS).
+
+    ``options``: fields of :class:`sr.SrExportOptions` (observer_name, device_name, lidc,
+    code_table, series_description, ...), or ``options=SrExportOptions(...)``.
+    Returns :class:`sr.SrExportResult`; see :func:`sr.export_sr`.
+    """
+    from .sr import export_sr as write_sr
+
+    reference = _series(series, series_uid, progress)
+    return write_sr(reference, seg_file, out, segmentation=segmentation, markups=markups, evaluations=evaluations,
+                    progress=progress, **options)
+
+
+def import_sr(sr_file: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
+              seg_folders: Sequence[PathLike] = (), out_dir: Optional[PathLike] = None, force: bool = False,
+              progress: Optional[ProgressCallback] = None):
+    """Read a TID 1500 SR (markups in LPS, measurement records, the referenced SEG when found
+    beside the SR or in ``seg_folders``); with ``out_dir`` also write ``measurements.csv``,
+    ``markups.mrk.json`` and ``segmentation.seg.nrrd`` there. Returns :class:`sr.SrImport`."""
+    from .sr import import_sr as read_sr
+    from .sr import write_sr_import
+
+    imported = read_sr(sr_file, series, seg_folders=seg_folders, progress=progress)
+    if out_dir is not None:
+        write_sr_import(imported, out_dir, force=force)
+    return imported

@@ -45,3 +45,21 @@ def read_json_file(path: os.PathLike | str, what: str, **loads_options) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); expected {what}",
                          path) from None
+
+
+def read_dicom_file(path: os.PathLike | str, what: str, **dcmread_options):
+    """A DICOM dataset read by pydicom, pixel data included unless ``stop_before_pixels``.
+
+    Raises:
+        InputError: missing, not a file, or not readable as DICOM.
+    """
+    import pydicom
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file does not exist" if not path.exists() else f"is not a file; expected {what}",
+                         path)
+    try:
+        return pydicom.dcmread(path, **dcmread_options)
+    except Exception as exc:  # pydicom raises several types for broken files
+        raise InputError(f"not a readable DICOM file ({exc})", path) from None

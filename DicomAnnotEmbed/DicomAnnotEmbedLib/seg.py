@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid)
@@ -35,6 +34,7 @@ from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossles
 from . import __version__
 from . import dicom_raw as raw
 from .errors import GeometryError, InputError
+from .inputs import read_dicom_file
 from .geometry import VolumeGeometry
 from .model import DEFAULT_TERMINOLOGY, Code, Segment, Segmentation, Terminology, _default_color
 from .outputs import atomic_path, prepare_output_file
@@ -792,13 +792,7 @@ def read_seg_dataset(path: os.PathLike | str) -> Dataset:
     Raises:
         InputError: not DICOM, not a SEG, or truncated.
     """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError("SEG file does not exist", path)
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as exc:  # pydicom raises several types for broken files
-        raise InputError(f"not a readable DICOM file ({exc})", path) from None
+    ds = read_dicom_file(path, "SEG")
     sop_class = str(getattr(ds, "SOPClassUID", ""))
     if sop_class not in SEG_SOP_CLASSES:
         raise InputError(f"not a DICOM SEG (SOP Class UID {sop_class or 'missing'}, Modality "
