@@ -23,7 +23,6 @@ DICOM RecommendedDisplayCIELabValue itself; :func:`rgb_to_dicom_lab` and
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -581,8 +580,8 @@ def rgb_to_dicom_lab(rgb01: Sequence[float]) -> tuple[int, int, int]:
 
     sRGB (IEC 61966-2-1) to CIE XYZ to CIELab with the D65 white point, then the encoding of
     DICOM PS3.3 C.10.7.1.1: L* 0..100 and a*, b* -128..127 scaled linearly to 0..0xFFFF.
-    highdicom's ``CIELabColor`` does exactly this (as do dcmqi and pixelmed) and is used
-    when installed; otherwise the same formulas are computed here.
+    This is what highdicom's ``CIELabColor``, dcmqi and pixelmed compute (the tests check
+    highdicom's values); it is done here so that reading a SEG does not import highdicom.
 
     Args:
         rgb01: red, green, blue in [0, 1].
@@ -590,17 +589,12 @@ def rgb_to_dicom_lab(rgb01: Sequence[float]) -> tuple[int, int, int]:
     Raises:
         InputError: not 3 finite numbers in [0, 1].
     """
-    values = _check_rgb01(rgb01)
-    lab_color = _highdicom_lab_color()
-    if lab_color is not None:
-        return tuple(int(v) for v in lab_color.from_rgb(*(v * 255.0 for v in values)).value)
-    return _lab16_from_rgb01_builtin(values)
+    return _lab16_from_rgb01_builtin(_check_rgb01(rgb01))
 
 
 def dicom_lab_to_rgb(lab16: Sequence[int]) -> tuple[float, float, float]:
     """sRGB in [0, 1] of a DICOM-encoded CIELab colour (the inverse of :func:`rgb_to_dicom_lab`;
-    colours outside the sRGB gamut are clipped). With highdicom the result is rounded to
-    8-bit steps (k / 255), as highdicom returns 0-255 integers.
+    colours outside the sRGB gamut are clipped), not rounded to 8-bit steps.
 
     Raises:
         InputError: not 3 integers in 0-65535.
@@ -608,22 +602,7 @@ def dicom_lab_to_rgb(lab16: Sequence[int]) -> tuple[float, float, float]:
     values = list(lab16) if not isinstance(lab16, (str, bytes)) else []
     if len(values) != 3 or not all(_is_integral(v) and 0 <= v <= 0xFFFF for v in values):
         raise InputError(f"a DICOM CIELab value must be 3 integers 0-65535, got {lab16!r}")
-    values = [int(v) for v in values]
-    lab_color = _highdicom_lab_color()
-    if lab_color is not None:
-        rgb = lab_color.from_dicom_value(tuple(values)).to_rgb(clip=True)
-        return tuple(min(max(round(float(c)), 0), 255) / 255.0 for c in rgb)
-    return _rgb01_from_lab16_builtin(values)
-
-
-@functools.cache
-def _highdicom_lab_color():
-    """highdicom's CIELabColor class, or None when highdicom is not installed."""
-    try:
-        from highdicom.color import CIELabColor
-    except ImportError:
-        return None
-    return CIELabColor
+    return _rgb01_from_lab16_builtin([int(v) for v in values])
 
 
 def _is_integral(value: Any) -> bool:

@@ -41,6 +41,39 @@ def encode_element(element: DataElement) -> bytes:
     return buffer.getvalue()
 
 
+def encode_variants(keys, build, varying) -> Optional[Dict[int, bytes]]:
+    """Encodings of ``build(key)`` for many keys whose elements differ only in the values of
+    ``varying(key)`` (a list of elements inside it, e.g. a referenced UID).
+
+    pydicom encodes one element per distinct set of value lengths; the others are that
+    encoding with the varying elements' bytes replaced, since equal lengths leave every
+    enclosing length unchanged. None when a varying element cannot be found in the encoding.
+    """
+    patterns: Dict[tuple, Tuple[bytes, List[int]]] = {}
+    result: Dict[int, bytes] = {}
+    for key in keys:
+        parts = [encode_element(part) for part in varying(key)]
+        signature = tuple(len(part) for part in parts)
+        if signature not in patterns:
+            encoded = encode_element(build(key))
+            offsets, position = [], 0
+            for part in parts:
+                found = encoded.find(part, position)
+                if found < 0:
+                    return None
+                offsets.append(found)
+                position = found + len(part)
+            patterns[signature] = (encoded, offsets)
+            result[key] = encoded
+            continue
+        encoded, offsets = patterns[signature]
+        patched = bytearray(encoded)
+        for offset, part in zip(offsets, parts):
+            patched[offset:offset + len(part)] = part
+        result[key] = bytes(patched)
+    return result
+
+
 def item(body: bytes) -> bytes:
     """A sequence item of defined length around already encoded elements."""
     return struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body

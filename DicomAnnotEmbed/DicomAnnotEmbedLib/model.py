@@ -210,10 +210,7 @@ class Segmentation:
             labels = labels.astype(np.int64)
         if labels.min(initial=0) < 0:
             raise InputError("label map has negative labels")
-        if labels.dtype.kind == "u" and labels.dtype.itemsize <= 2:  # bincount: far faster than unique
-            values = [int(v) for v in np.flatnonzero(np.bincount(labels.ravel())) if v != 0]
-        else:
-            values = [int(v) for v in np.unique(labels) if v != 0]
+        values = present_labels(labels).tolist()
         dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
         segments = []
         for value in values:
@@ -461,6 +458,23 @@ class AnnotationSet:
     def __post_init__(self):
         if self.segmentation is not None and not self.segmentation.geometry.same_as(self.geometry):
             raise GeometryError("the segmentation is not on the annotation set's grid; resample it first")
+
+
+def present_labels(labels: np.ndarray) -> np.ndarray:
+    """The non-zero values of a label array, ascending.
+
+    8/16-bit labels are counted slice by slice: np.unique sorts the whole volume, and one
+    whole-volume bincount makes an int64 copy of it (0.5 s and 420 MB at 512x512x200)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind != "u" or labels.dtype.itemsize > 2 or labels.ndim < 2:
+        values = np.unique(labels)
+        return values[values != 0]
+    counts = np.zeros(1 << (8 * labels.dtype.itemsize), dtype=np.int64)
+    for plane in labels.reshape((-1,) + labels.shape[-2:]):
+        plane_counts = np.bincount(plane.ravel())
+        counts[:plane_counts.size] += plane_counts
+    counts[0] = 0
+    return np.flatnonzero(counts)
 
 
 def _default_color(index: int) -> Tuple[float, float, float]:

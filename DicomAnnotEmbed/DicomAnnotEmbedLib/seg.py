@@ -36,7 +36,7 @@ from . import dicom_raw as raw
 from .errors import GeometryError, InputError
 from .inputs import read_dicom_file
 from .geometry import VolumeGeometry
-from .model import DEFAULT_TERMINOLOGY, Code, Segment, Segmentation, Terminology, _default_color
+from .model import DEFAULT_TERMINOLOGY, Code, Segment, Segmentation, Terminology, _default_color, present_labels
 from .outputs import atomic_path, prepare_output_file
 from .progress import ProgressCallback
 from .series import ReferenceSeries
@@ -405,12 +405,19 @@ class _SegWriter:
         return hd.PaletteColorLUTTransformation(*channels)
 
     def _highdicom(self, descriptions, series_uid, sop_uid, instance_number, pixel_array, plane_positions,
-                   omit_empty_frames):
+                   omit_empty_frames, template_plane: Optional[int] = None):
         import highdicom as hd
 
         o = self.options
+        sources = _clean_sources(self.series.datasets)
+        referenced_only = template_plane is not None and len(sources) > 1
+        if referenced_only:
+            # highdicom checks and works out the geometry of every source image (0.3 s and more
+            # for 200), which the one-plane template does not need: it gets its plane's image,
+            # and the references to all images are added below as highdicom writes them.
+            sources = [sources[self.series.slices[template_plane].file_index]]
         kwargs = dict(
-            source_images=_clean_sources(self.series.datasets), pixel_array=pixel_array,
+            source_images=sources, pixel_array=pixel_array,
             segmentation_type=self.seg_type.upper(), segment_descriptions=descriptions,
             series_instance_uid=series_uid, series_number=o.series_number, sop_instance_uid=sop_uid,
             instance_number=instance_number, manufacturer="DicomAnnotEmbed",
@@ -436,6 +443,8 @@ class _SegWriter:
                 setattr(ds, keyword, value)
         if "ContentCreatorName" not in ds:  # type 2: present, empty when unknown (dcmqi warns otherwise)
             ds.ContentCreatorName = ""
+        if referenced_only:
+            _reference_all_sources(ds, self.series.datasets)
         return ds
 
     def _full_pixel_array(self) -> np.ndarray:
@@ -464,7 +473,8 @@ class _SegWriter:
             if self.series.geometry.in_patient_space else None
         if engine == "fast":
             template = self._highdicom(descriptions, series_uid, sop_uid, instance_number,
-                                       self._template_pixels(1), [positions[self.planes[0]]], False)
+                                       self._template_pixels(1), [positions[self.planes[0]]], False,
+                                       template_plane=self.planes[0])
             pieces = _FramePieces.from_template(template, self, positions)
             if pieces is not None:
                 self._write_fast(path, template, pieces)
@@ -511,6 +521,26 @@ class _SegWriter:
         if len(self.planes) < 2:
             return False
         return len(set(np.diff(self.planes).tolist())) == 1
+
+
+def _reference_all_sources(ds: Dataset, sources: Sequence[Dataset]) -> None:
+    """Source Image Sequence and Referenced Series Sequence naming every source image, in the
+    layout highdicom gives them (one item per image; one series item per source series)."""
+    items, by_series = [], {}
+    for source in sources:
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = source.SOPClassUID
+        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        items.append(reference)
+        by_series.setdefault(source.SeriesInstanceUID, []).append(reference)
+    ds.SourceImageSequence = items
+    series_items = []
+    for uid, references in by_series.items():
+        item = Dataset()
+        item.SeriesInstanceUID = uid
+        item.ReferencedInstanceSequence = references
+        series_items.append(item)
+    ds.ReferencedSeriesSequence = series_items
 
 
 def _clean_sources(datasets: Sequence[Dataset]) -> List[Dataset]:
@@ -619,8 +649,10 @@ class _FramePieces:
                 pieces.content_prefix, pieces.content_suffix = encoded[:start], encoded[start + 4 * len(values):]
                 pieces.order.append((tag, "content"))
             elif tag == _PLANE_POSITION:
-                encoded = {k: raw.encode_element(DataElement(tag, "SQ", positions[k])) for k in writer.planes}
-                if encoded[k0] != raw.encode_element(element):
+                encoded = raw.encode_variants(
+                    writer.planes, lambda k, tag=tag: DataElement(tag, "SQ", positions[k]),
+                    lambda k: [positions[k][0]["ImagePositionPatient"]])
+                if encoded is None or encoded[k0] != raw.encode_element(element):
                     return None
                 pieces.per_slice[tag] = encoded
                 pieces.order.append((tag, "slice"))
@@ -629,15 +661,25 @@ class _FramePieces:
                 if len(element.value) != 1 or len(source) != 1 or \
                         source[0].ReferencedSOPInstanceUID != slices[k0].sop_instance_uid:
                     return None
-                encoded = {}
-                for k in writer.planes:
+                with_frame = "ReferencedFrameNumber" in source[0]
+
+                def derivation(k, element=element, with_frame=with_frame):
                     copy_ = copy.deepcopy(element)
                     reference = copy_.value[0].SourceImageSequence[0]
                     reference.ReferencedSOPInstanceUID = slices[k].sop_instance_uid
                     reference.ReferencedSOPClassUID = writer.series.datasets[slices[k].file_index].SOPClassUID
-                    if "ReferencedFrameNumber" in reference:
+                    if with_frame:
                         reference.ReferencedFrameNumber = slices[k].frame + 1
-                    encoded[k] = raw.encode_element(copy_)
+                    return copy_
+
+                def varying(k, with_frame=with_frame):
+                    parts = [DataElement(0x00081150, "UI", writer.series.datasets[slices[k].file_index].SOPClassUID),
+                             DataElement(0x00081155, "UI", slices[k].sop_instance_uid)]
+                    return parts + ([DataElement(0x00081160, "IS", slices[k].frame + 1)] if with_frame else [])
+
+                encoded = raw.encode_variants(writer.planes, derivation, varying)
+                if encoded is None or encoded[k0] != raw.encode_element(element):
+                    return None
                 pieces.per_slice[tag] = encoded
                 pieces.order.append((tag, "slice"))
             elif tag == _SEGMENT_IDENTIFICATION:
@@ -1128,6 +1170,31 @@ class _FrameDecoder:
             return None
         return self.data[index * pixels // 8:(index + 1) * pixels // 8]
 
+    def set_rows(self, index: int) -> Optional[Tuple[int, int]]:
+        """First and past-last row holding a set pixel (None for an empty frame). For packed
+        frames this is read from the packed bytes, 8 bytes at a time, so that empty rows are
+        never unpacked (the profile: unpacking whole frames was 60% of a BINARY import)."""
+        packed = self.packed_frame(index)
+        if packed is None or self.columns % 8:
+            return (0, self.rows) if self.data is None or self.frame(index).any() else None
+        per_row = self.columns // 8
+        rows = packed.reshape(self.rows, per_row)
+        if per_row % 8 == 0:
+            rows = rows.view(np.uint64)
+        occupied = np.flatnonzero(rows.any(axis=1))
+        if occupied.size == 0:
+            return None
+        return int(occupied[0]), int(occupied[-1]) + 1
+
+    def frame_rows(self, index: int, first: int, stop: int) -> np.ndarray:
+        """Rows ``first:stop`` of frame ``index`` (only those rows are unpacked when packed)."""
+        packed = self.packed_frame(index)
+        if packed is None or self.columns % 8:
+            return self.frame(index)[first:stop]
+        per_row = self.columns // 8
+        bits = np.unpackbits(packed[first * per_row:stop * per_row], bitorder="little")
+        return bits.reshape(stop - first, self.columns)
+
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as (rows, columns): bool/uint8 for 1-bit, uint8 or uint16 otherwise."""
         pixels = self.rows * self.columns
@@ -1142,7 +1209,8 @@ class _FrameDecoder:
         return self._decoded(index)
 
     def _decoded(self, index: int) -> np.ndarray:
-        from highdicom.frame import decode_frame
+        """One compressed frame. JPEG-LS goes straight to CharLS (pyjpegls): through pydicom's
+        decoder framework each frame costs 4x more; other codecs use pydicom's plugins."""
         from pydicom.encaps import generate_fragmented_frames
 
         if self._fragments is None:
@@ -1154,11 +1222,22 @@ class _FrameDecoder:
             if len(self._fragments) < self.count:
                 raise InputError(f"{len(self._fragments)} compressed frames for {self.count} frames "
                                  "(truncated file?)", self.path)
+        dtype = np.uint16 if self.bits == 16 else np.uint8
+        pixels = self.rows * self.columns
         try:
-            array = decode_frame(self._fragments[index], transfer_syntax_uid=self.syntax, rows=self.rows,
-                                 columns=self.columns, samples_per_pixel=1, bits_allocated=self.bits,
-                                 bits_stored=int(self.ds.BitsStored), pixel_representation=0,
-                                 photometric_interpretation=str(self.ds.PhotometricInterpretation))
+            if self.syntax == JPEGLSLossless:
+                import jpeg_ls
+
+                data, _ = jpeg_ls.decode_buffer(self._fragments[index])
+                array = np.frombuffer(data, dtype=dtype)
+                if array.size != pixels:
+                    raise ValueError(f"{array.size} pixels decoded, {pixels} expected")
+            else:
+                from pydicom.pixels import get_decoder
+
+                array, _ = get_decoder(self.syntax).as_array(self.ds, index=index)
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"frame {index + 1} cannot be decoded ({exc})", self.path) from None
         return np.asarray(array).reshape(self.rows, self.columns)
@@ -1173,8 +1252,7 @@ def _labelmap_segmentation(decoder: _FrameDecoder, slice_of_frame: List[int], ge
     labels = np.zeros(geometry.shape, dtype=dtype)
     for index in track(range(decoder.count), progress, "Reading SEG frames"):
         labels[slice_of_frame[index]] = decoder.frame(index)
-    present = np.flatnonzero(np.bincount(labels.ravel()))
-    stray = np.setdiff1d(present[present > 0], numbers)
+    stray = np.setdiff1d(present_labels(labels), numbers)
     if stray.size:
         log.warning("LABELMAP values %s have no segment description and are ignored", stray.tolist()[:10])
         labels[np.isin(labels, stray)] = 0
@@ -1206,25 +1284,23 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
         for index in frames_of[seg_index]:
             next(ticks, None)
             k = slice_of_frame[index]
-            rows = _row_range(decoder, index)
+            rows = decoder.set_rows(index)
             if rows is None:
                 continue
-            frame = decoder.frame(index)
+            r0, r1 = rows
             if fractional:
-                values = frame.astype(np.float32) / max_value
+                values = decoder.frame(index).astype(np.float32) / max_value
                 if not values.any():
                     continue
                 fractions.setdefault(segment.id, {})
                 previous = fractions[segment.id].get(k)
                 fractions[segment.id][k] = values if previous is None else np.maximum(previous, values)
-                mask = values >= 0.5
+                mask_rows = values[r0:r1] >= 0.5
             else:
-                mask = frame.astype(bool, copy=False)
-            r0, r1 = rows
-            mask_rows = mask[r0:r1]
+                mask_rows = decoder.frame_rows(index, r0, r1).astype(bool, copy=False)
             if k in planes:  # several frames of one segment on one slice: merge
                 p0, p1, old = planes[k]
-                full = np.zeros(mask.shape, dtype=bool)
+                full = np.zeros((decoder.rows, decoder.columns), dtype=bool)
                 full[p0:p1] |= old
                 full[r0:r1] |= mask_rows
                 nz = np.flatnonzero(full.any(axis=1))
@@ -1248,22 +1324,11 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
     if not layers:
         layers = [np.zeros(geometry.shape, dtype=np.uint8)]
     dtype = np.uint16 if any(layer.dtype == np.uint16 for layer in layers) else np.uint8
-    result = Segmentation(geometry, np.stack([layer.astype(dtype, copy=False) for layer in layers]), placed)
+    stacked = layers[0][np.newaxis] if len(layers) == 1 else \
+        np.stack([layer.astype(dtype, copy=False) for layer in layers])  # one layer: no 52 MB copy
+    result = Segmentation(geometry, stacked, placed)
     result.fractions = fractions
     return result
-
-
-def _row_range(decoder: _FrameDecoder, index: int) -> Optional[Tuple[int, int]]:
-    """First and past-last row holding a set pixel, read from the packed bytes when possible
-    (so that empty rows are never unpacked); None for an empty frame."""
-    packed = decoder.packed_frame(index)
-    if packed is not None and decoder.columns % 8 == 0:
-        nonzero = np.flatnonzero(packed)
-        if nonzero.size == 0:
-            return None
-        per_row = decoder.columns // 8
-        return int(nonzero[0] // per_row), int(nonzero[-1] // per_row) + 1
-    return 0, decoder.rows
 
 
 def _free_layer(layers: List[np.ndarray], planes: Dict[int, Tuple[int, int, np.ndarray]]) -> int:
