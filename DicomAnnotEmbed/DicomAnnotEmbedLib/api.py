@@ -250,3 +250,28 @@ def import_sr(sr_file: PathLike, series: Union[ReferenceSeries, PathLike, None] 
     if out_dir is not None:
         write_sr_import(imported, out_dir, force=force)
     return imported
+
+
+def import_csv(table: PathLike, series: Union[ReferenceSeries, PathLike], out_dir: PathLike, *,
+               formats: Sequence[str] = ("overlay", "seg", "sr"), series_uid: Optional[str] = None,
+               progress: Optional[ProgressCallback] = None, **options):
+    """Convert an annotation table (CSV; format in :mod:`csv_table`) into what a Slicer export
+    writes: ``out_dir/overlay/`` (overlay series), ``seg.dcm``, ``sr.dcm`` (per ``formats``), with
+    ``segmentation.seg.nrrd``, ``markups.mrk.json``, ``evaluations.csv`` and, for bad rows,
+    ``bad_rows.csv``. ``options``: boundary, code_table, lines_in_segments,
+    position_tolerance_mm, lidc, split, observer_name, force. Bad rows do not raise: see
+    ``result.conversion.bad_rows``. Returns :class:`csv_table.TableImportResult`."""
+    from .csv_table import import_table
+
+    return import_table(table, series, out_dir, formats=formats, series_uid=series_uid, progress=progress, **options)
+
+
+def export_ml(inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *,
+              progress: Optional[ProgressCallback] = None, **options):
+    """Machine-learning formats from DICOM annotations (SEG, TID 1500 SR, overlay series; files or
+    folders): per case label maps (NIfTI, NRRD) with a JSON sidecar, ``measurements.csv`` (one row
+    per finding) and ``cases.csv``; see :func:`ml_export.export_ml` for ``options`` (png, image,
+    code_table, force). Returns :class:`ml_export.MlExportResult`."""
+    from .ml_export import export_ml as write_ml
+
+    return write_ml(inputs, out_dir, progress=progress, **options)

@@ -14,7 +14,7 @@ from typing import List, Optional
 from . import __version__
 from pathlib import Path
 
-from .errors import DicomAnnotEmbedError, OutputError
+from .errors import DicomAnnotEmbedError, InputError, OutputError
 from .progress import TqdmProgress
 
 log = logging.getLogger("DicomAnnotEmbedLib")
@@ -32,6 +32,16 @@ def _slice_list(text: str) -> List[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated slice indices, got {text!r}") from None
+
+
+def _format_list(text: str) -> List[str]:
+    from .csv_table import FORMATS
+
+    formats = [v.strip().lower() for v in text.split(",") if v.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FORMATS)}, got {text!r}")
+    return formats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +176,49 @@ def build_parser() -> argparse.ArgumentParser:
     sr_import.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
     sr_import.add_argument("--force", action="store_true", help="write into a non-empty output folder")
 
+    csv_table = command(commands, "csv", "annotation tables (CSV databases) into DICOM",
+                        "Annotation tables: one row per shape per slice (points, ellipses/ovals, circles, rectangles, "
+                        "polygons, freehand/pencil, polylines; pixel or patient coordinates) rasterised onto a series and "
+                        "written as overlays, SEG and SR. Format: README 'CSV in, ML out'; example: "
+                        "Resources/Examples/annotations_example.csv.")
+    csv_commands = csv_table.add_subparsers(dest="action", metavar="ACTION", required=True)
+    csv_import = command(csv_commands, "import", "convert an annotation table into overlay series, SEG and SR",
+        "Read TABLE onto the series (one segment per finding, overlapping findings allowed; points and polylines as "
+        "markups; per-finding attributes such as LIDC characteristics as SR evaluations) and write OUT/overlay/, "
+        "OUT/seg.dcm, OUT/sr.dcm, with OUT/segmentation.seg.nrrd, OUT/markups.mrk.json and OUT/evaluations.csv. "
+        "Bad rows (an image not in the series, bad coordinates, unknown shapes, ...) are listed with their row numbers "
+        "and in OUT/bad_rows.csv; the other rows are converted, and the exit code is 3 unless --skip-bad-rows.")
+    csv_import.add_argument("table", metavar="TABLE.csv", help="the annotation table")
+    csv_import.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
+    csv_import.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
+    csv_import.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
+    csv_import.add_argument("--formats", default="overlay,seg,sr", type=_format_list, metavar="LIST",
+                            help="comma-separated outputs among overlay, seg, sr (default: all three; sr implies seg)")
+    csv_import.add_argument("--skip-bad-rows", action="store_true", help="exit 0 even when some rows could not be converted (they are still listed)")
+    csv_import.add_argument("--boundary", default="inside", choices=["inside", "outside"],
+                            help="polygon vertices of rows without a boundary cell: on the region's border (inside, default) "
+                                 "or just outside it (outside: the LIDC convention)")
+    csv_import.add_argument("--lines-in-segments", action="store_true", help="also draw points and polylines into their finding's segment")
+    csv_import.add_argument("--position-tolerance", type=float, metavar="MM", help="how far slice positions may lie from a slice (default: a quarter of the spacing)")
+    csv_import.add_argument("--code-table", default="lidc", metavar="NAME|FILE", help="code table of the attribute columns (default: the bundled LIDC characteristics)")
+    csv_import.add_argument("--lidc", action="store_true", help="LIDC preset for SEG and SR (finding Nodule, site Lung, 'Nodule N - Annotation A')")
+    csv_import.add_argument("--split", action="store_true", help="overlay: when there are more findings than free overlay groups, write several series")
+    csv_import.add_argument("--observer", metavar="NAME", help="SR person observer (DICOM PN, e.g. Doe^Jane)")
+    csv_import.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+
+    export_ml = command(commands, "export-ml", "label maps (NIfTI, NRRD), sidecars, a measurements CSV for machine learning",
+        "From our DICOM outputs or other tools' SEG/SR (files or folders, searched recursively): per annotation object "
+        "a case folder with label maps (labels.nii.gz, labels.nrrd; one per layer when segments overlap), a JSON sidecar "
+        "of segment names, colours and codes, segmentation.seg.nrrd, the image as image.nii.gz when its series is among "
+        "the inputs, optionally per-slice PNG masks; and OUT/measurements.csv (one row per finding, one column per "
+        "concept) and OUT/cases.csv.")
+    export_ml.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders: SEG, TID 1500 SR, overlay series, and the image series they refer to")
+    export_ml.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
+    export_ml.add_argument("--png", action="store_true", help="also write per-slice PNG masks (label values; 16-bit when above 255)")
+    export_ml.add_argument("--no-image", action="store_true", help="do not write image.nii.gz")
+    export_ml.add_argument("--code-table", default="lidc", metavar="NAME|FILE", help="code table used to turn coded evaluations back into scores (default: lidc)")
+    export_ml.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+
     sample = command(commands, "sample", "write the bundled sample case (DICOM series, .seg.nrrd, .mrk.json)",
         "Write OUT/series/ (a CT-like DICOM series), OUT/segmentation.seg.nrrd (5 segments, "
                     "one overlapping another) and OUT/markups.mrk.json (point list, line, closed curve, ROI).")
@@ -257,8 +310,62 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"written: {path}")
             for message in imported.missing:
                 print(f"missing: {message}")
+        elif args.command == "csv" and args.action == "import":
+            return _csv_import(args, progress)
+        elif args.command == "export-ml":
+            result = api.export_ml(args.inputs, args.out, png=args.png, image=not args.no_image,
+                                   code_table=args.code_table, force=args.force, progress=progress)
+            progress.close()
+            for case in result.cases:
+                print(f"{case.name}: {case.summary()}")
+            print(f"{len(result.cases)} cases written to {args.out}; measurements: {result.measurements_path} "
+                  f"({result.findings} findings)")
+            for message in result.problems:
+                print(f"problem: {message}", file=sys.stderr)
+            if result.problems:
+                raise InputError(f"{len(result.problems)} input(s) could not be converted (listed above); the others "
+                                 "were written")
     finally:
         progress.close()
+    return 0
+
+
+def _csv_import(args: argparse.Namespace, progress: TqdmProgress) -> int:
+    """``csv import``: convert, print what was written, list bad rows; 3 when some rows are bad
+    (unless --skip-bad-rows)."""
+    from . import api
+
+    result = api.import_csv(args.table, args.series, args.out, formats=args.formats, series_uid=args.series_uid,
+                            boundary=args.boundary, code_table=args.code_table,
+                            lines_in_segments=args.lines_in_segments, position_tolerance_mm=args.position_tolerance,
+                            lidc=args.lidc, split=args.split, observer_name=args.observer, force=args.force,
+                            progress=progress)
+    progress.close()
+    conversion = result.conversion
+    print(f"{args.table}: {conversion.summary()}")
+    for path in (result.segmentation_path, result.markups_path, result.evaluations_path):
+        if path is not None:
+            print(f"written: {path}")
+    if result.overlay is not None:
+        for s in result.overlay.series:
+            print(f"overlay: {len(s.files)} files written to {s.folder} (series {s.series_instance_uid})")
+    if result.seg is not None:
+        print(f"SEG ({result.seg.seg_type.upper()}) written to {', '.join(str(p) for p in result.seg.paths)}")
+    if result.sr is not None:
+        numeric = sum(1 for r in result.sr.records if r.kind == "numeric")
+        print(f"SR written to {result.sr.path}: {result.sr.groups} measurement groups, {numeric} measurements, "
+              f"{len(result.sr.records) - numeric} evaluations")
+    for problem in conversion.warnings:
+        print(f"warning: {problem}", file=sys.stderr)
+    if conversion.bad_rows:
+        label = "skipped" if args.skip_bad_rows else "bad"
+        for problem in conversion.bad_rows:
+            print(f"{label}: {problem}", file=sys.stderr)
+        if not args.skip_bad_rows:
+            print(f"error: {args.table}: {len(conversion.bad_rows)} of {conversion.rows} rows could not be converted "
+                  f"(listed above and in {result.bad_rows_path}); the other rows were written; use --skip-bad-rows to "
+                  "accept that", file=sys.stderr)
+            return InputError.exit_code
     return 0
 
 

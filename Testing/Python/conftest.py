@@ -53,3 +53,30 @@ def sample_case(tmp_path_factory):
     from DicomAnnotEmbedLib.sample import write_sample
 
     return write_sample(tmp_path_factory.mktemp("sample") / "case")
+
+
+def run_on_terminal(*args) -> tuple:
+    """Run the command line on a pseudo-terminal of 24x100 characters, as a user's shell would
+    (the progress bar shows only on a terminal); returns (exit code, what it printed on stderr)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "DicomAnnotEmbedLib.cli", *map(str, args)],
+                               stdout=subprocess.DEVNULL, stderr=terminal, close_fds=True)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        output += chunk
+    return process.wait(), output.decode(errors="replace")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import interop, tree_hashes
+from conftest import interop, run_on_terminal, tree_hashes
 
 
 def run(*args, cwd=None):
@@ -144,28 +144,7 @@ def test_read_only_output(tmp_path, sample_case):
 
 
 def test_progress_bar_on_a_terminal(tmp_path, sample_case):
-    import pty
-
-    import fcntl
-    import struct
-    import termios
-
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
-    process = subprocess.Popen(
-        [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "overlay", "export", "--series", str(sample_case.series_dir),
-         "--segmentation", str(sample_case.segmentation_path), "--out", str(tmp_path / "o")],
-        stdout=subprocess.DEVNULL, stderr=terminal, close_fds=True)
-    os.close(terminal)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal closes when the process ends
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert process.wait() == 0
-    text = output.decode(errors="replace")
+    code, text = run_on_terminal("overlay", "export", "--series", sample_case.series_dir, "--segmentation",
+                                 sample_case.segmentation_path, "--out", tmp_path / "o")
+    assert code == 0
     assert "Writing overlays" in text and "32/32" in text

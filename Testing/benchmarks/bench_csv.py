@@ -1,0 +1,283 @@
+#!/usr/bin/env python
+"""Benchmark: a 10,000-row annotation table into overlays, SEG and SR, and back out as ML formats.
+
+Run by hand (not a pytest test; it asserts results, not timings)::
+
+    python Testing/benchmarks/bench_csv.py                        # timing table (Markdown) on stdout
+    python Testing/benchmarks/bench_csv.py --workdir /tmp/dae-csv-bench --repeats 3
+
+What it does
+------------
+1. Generates (or reuses, when ``--workdir`` holds data made with the same parameters) a synthetic
+   CT series, 512 x 512 x 200 int16, 0.7 mm pixels, 1.25 mm slices, 200 single-frame files
+   (:func:`dicomize.dicomize_array`), and a 10,000-row table on it: 10 area findings (two of them
+   overlapping, so the segmentation has 2 layers) with 5 shapes on each of 199 slices — a 60-vertex
+   freehand contour, an 8-vertex polygon with LIDC's "outside" vertices, an ellipse given by its
+   axes, a circle, and a rectangle that every other slice is an exclusion (a hole) — named by SOP
+   Instance UID, slice position, Image Position z, slice index or patient coordinates in turn; one
+   finding of 46 points and 4 polylines (15 overlay planes in all); LIDC malignancy and subtlety.
+2. Times, in this process after one warm-up run, median of ``--repeats``:
+   * reading the table: **parse** (file, CSV, header), **rows** (image lookup, checks,
+     rasterising each shape on a window around it), **build** (joining each finding's shapes per
+     slice, layers, segments, markups, evaluations) — phases told apart by the progress callback;
+   * **overlay**, **SEG**, **SR** writing through :func:`api.export_overlay`, :func:`api.export_seg`,
+     :func:`api.export_sr` (the SR reads the SEG back and the pixel data for its statistics);
+   * the whole command ``dicomannotembed csv import`` in a fresh process (interpreter start, imports,
+     series headers, all of the above; peak RSS of the child);
+   * ``dicomannotembed export-ml`` of its SEG, SR and series (label maps, image, sidecars, table), and
+     the same with ``--png``.
+3. Checks each result: rows converted, segments, voxels of every finding against the conversion.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "DicomAnnotEmbed"))
+
+from DicomAnnotEmbedLib import __version__, api  # noqa: E402
+from DicomAnnotEmbedLib.csv_table import read_annotation_table  # noqa: E402
+from DicomAnnotEmbedLib.dicomize import dicomize_array  # noqa: E402
+from DicomAnnotEmbedLib.geometry import VolumeGeometry  # noqa: E402
+from DicomAnnotEmbedLib.series import load_series  # noqa: E402
+
+PARAMS = {"size": 512, "slices": 200, "pixel": 0.7, "gap": 1.25, "findings": 10, "shapes": 5, "seed": 7, "v": 1}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        memory = f"{kib / 2 ** 20:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    import pydicom
+
+    return (f"{os.cpu_count()}-core {cpu}, {memory}, {platform.system()} {platform.release()}; Python "
+            f"{platform.python_version()}, numpy {np.__version__}, pydicom {pydicom.__version__}, "
+            f"DicomAnnotEmbed {__version__}")
+
+
+def make_series(folder: Path) -> None:
+    size, slices = PARAMS["size"], PARAMS["slices"]
+    geometry = VolumeGeometry.from_origin_spacing_directions(
+        (slices, size, size), (-size * PARAMS["pixel"] / 2, -size * PARAMS["pixel"] / 2, -100.0),
+        (PARAMS["pixel"], PARAMS["pixel"], PARAMS["gap"]), np.eye(3))
+    rng = np.random.default_rng(PARAMS["seed"])
+    k, j, i = np.ogrid[:slices, :size, :size]
+    volume = np.where((i - size / 2) ** 2 / 0.9 + (j - size / 2) ** 2 <= (size * 0.45) ** 2, 40, -1000)
+    volume = (volume + rng.normal(0, 15, (slices, size, size))).astype(np.int16)
+    dicomize_array(volume, geometry, folder, patient_name="Bench^CSV", series_description="bench csv")
+
+
+def ring(center, radius, count, wobble, rng):
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    radii = radius * (1 + wobble * rng.uniform(-1, 1, count))
+    return np.column_stack([center[0] + radii * np.cos(angles), center[1] + radii * np.sin(angles)])
+
+
+def make_table(series, path: Path) -> int:
+    import csv
+
+    rng = np.random.default_rng(PARAMS["seed"])
+    geometry = series.geometry
+    to_lps = geometry.ijk_to_lps_points
+    normal = geometry.slice_normal
+    header = ["finding", "label", "shape", "sop_instance_uid", "slice_position", "image_z", "slice_index", "space",
+              "coordinates", "boundary", "inclusion", "malignancy", "subtlety"]
+    rows = []
+    centers = [(130 + 60 * (f % 5), 170 + 150 * (f // 5)) for f in range(PARAMS["findings"])]
+    centers[1] = (centers[0][0] + 25, centers[0][1])  # F0 and F1 overlap: a second layer
+    fmt = lambda points: " ".join(f"{v:.2f}" for v in np.asarray(points).ravel())  # noqa: E731
+    for f, center in enumerate(centers):
+        for k in range(1, PARAMS["slices"]):
+            base = dict(finding=f"F{f}", label=f"Lesion {f}", malignancy=str(1 + f % 5) if k == 1 else "",
+                        subtlety=str(1 + (f + 2) % 5) if k == 1 else "")
+            locator = k % 4
+            where = {0: dict(sop_instance_uid=series.slices[k].sop_instance_uid),
+                     1: dict(slice_position=f"{float(to_lps([[0, 0, k]])[0] @ normal):.3f}"),
+                     2: dict(image_z=f"{float(to_lps([[0, 0, k]])[0, 2]):.3f}"),
+                     3: dict(slice_index=str(k))}[locator]
+            radius = 18 + 10 * np.sin(np.pi * k / PARAMS["slices"])
+            freehand = ring(center, radius, 60, 0.08, rng)
+            rows.append(dict(base, shape="freehand", coordinates=fmt(freehand), **where))
+            polygon = ring((center[0] + 10, center[1] - 8), radius * 0.6, 8, 0.15, rng)
+            if k % 10 == 0:  # patient coordinates now and then
+                lps = to_lps(np.column_stack([polygon, np.full(len(polygon), k)]))
+                rows.append(dict(base, shape="polygon", space="patient", coordinates=fmt(lps), boundary="outside"))
+            else:
+                rows.append(dict(base, shape="polygon", coordinates=fmt(polygon), boundary="outside", **where))
+            a, b, t = radius * 0.7, radius * 0.4, rng.uniform(0, np.pi)
+            axis_a, axis_b = a * np.array([np.cos(t), np.sin(t)]), b * np.array([-np.sin(t), np.cos(t)])
+            ellipse = np.array([center - axis_a, center + axis_a, center - axis_b, center + axis_b]) + [0, 12]
+            rows.append(dict(base, shape="ellipse", coordinates=fmt(ellipse), **where))
+            rows.append(dict(base, shape="circle", coordinates=fmt([center[0] - 12, center[1] + 6, radius * 0.35]),
+                             **where))
+            hole = k % 2 == 0
+            size = 4 if hole else 10
+            rows.append(dict(base, shape="rectangle", inclusion="false" if hole else "",
+                             coordinates=fmt([center[0] - size, center[1] - size, center[0] + size, center[1] + size]),
+                             **where))
+    for n in range(46):
+        k = 4 * n + 5
+        rows.append(dict(finding="P", label="Landmarks", shape="point", slice_index=str(k),
+                         coordinates=fmt([256 + 40 * np.cos(n), 400 + 20 * np.sin(n)])))
+    for n in range(4):
+        k = 40 * n + 20
+        rows.append(dict(finding=f"D{n}", label=f"Diameter {n}", shape="polyline", slice_index=str(k),
+                         coordinates=fmt([[100 + 5 * n, 100], [160 + 5 * n, 140]])))
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.DictWriter(stream, header, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def prepare(workdir: Path):
+    stamp = workdir / "params.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == PARAMS:
+        log(f"reusing {workdir}")
+        return load_series(workdir / "series"), workdir / "table.csv"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    log("writing the synthetic series ...")
+    make_series(workdir / "series")
+    series = load_series(workdir / "series")
+    log("writing the table ...")
+    rows = make_table(series, workdir / "table.csv")
+    log(f"{rows} rows")
+    stamp.write_text(json.dumps(PARAMS))
+    return series, workdir / "table.csv"
+
+
+class Phases:
+    """Times the phases of read_annotation_table from its progress callback."""
+
+    def __init__(self):
+        self.marks = {}
+        self.start = time.perf_counter()
+
+    def __call__(self, done, total, message):
+        now = time.perf_counter()
+        self.marks.setdefault(("first", message), now)
+        self.marks[("last", message)] = now
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def fresh(folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default="/tmp/dae-csv-bench", type=Path)
+    parser.add_argument("--repeats", default=3, type=int)
+    args = parser.parse_args()
+    series, table = prepare(args.workdir)
+    out = args.workdir / "out"
+    times = {key: [] for key in ("parse", "rows", "build", "table", "overlay", "seg", "sr")}
+    conversion = None
+    for repeat in range(args.repeats + 1):  # the first run warms caches and imports; it is not counted
+        log(f"run {repeat}/{args.repeats} ...")
+        phases = Phases()
+        conversion = read_annotation_table(table, series, progress=phases)
+        end = time.perf_counter()
+        first = phases.marks[("first", "Reading annotation table")]
+        last = phases.marks[("last", "Reading annotation table")]
+        timing = {"parse": first - phases.start, "rows": last - first, "build": end - last, "table": end - phases.start}
+        assert not conversion.bad_rows, conversion.bad_rows[:3]
+        segmentation, markups = conversion.segmentation, conversion.markups
+        t0 = time.perf_counter()
+        api.export_overlay(series, segmentation, markups, fresh(out / "overlay"))
+        t1 = time.perf_counter()
+        seg = api.export_seg(series, segmentation, fresh(out / "seg") / "seg.dcm")
+        t2 = time.perf_counter()
+        sr = api.export_sr(series, seg.paths[0], out / "seg" / "sr.dcm", segmentation=segmentation, markups=markups,
+                           evaluations=conversion.evaluations)
+        t3 = time.perf_counter()
+        timing.update(overlay=t1 - t0, seg=t2 - t1, sr=t3 - t2)
+        if repeat:
+            for key, value in timing.items():
+                times[key].append(value)
+    counts = segmentation.voxel_counts()
+    assert conversion.rows == conversion.converted_rows == 10000, conversion.summary()
+    assert len(segmentation.segments) == PARAMS["findings"] and segmentation.layers.shape[0] == 2
+    assert all(counts[f.segment_id] == f.voxels > 0 for f in conversion.findings if f.segment_id)
+    assert sr.groups >= PARAMS["findings"] + 4
+
+    def command(*argv):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q", *map(str, argv)],
+                                capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        assert result.returncode == 0, result.stderr
+        return elapsed, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024.0
+
+    cli, ml, ml_png = [], [], []
+    rss = 0.0
+    for repeat in range(args.repeats):
+        log(f"command line {repeat + 1}/{args.repeats} ...")
+        elapsed, peak = command("csv", "import", table, "--series", args.workdir / "series", "--out",
+                                fresh(out / "cli"))
+        cli.append(elapsed)
+        rss = max(rss, peak)
+        ml.append(command("export-ml", out / "cli" / "seg.dcm", out / "cli" / "sr.dcm", args.workdir / "series",
+                          "--out", fresh(out / "ml"))[0])
+        ml_png.append(command("export-ml", out / "cli" / "seg.dcm", out / "cli" / "sr.dcm", args.workdir / "series",
+                              "--out", fresh(out / "ml_png"), "--png")[0])
+
+    print(f"10,000-row table -> overlay, SEG, SR; 512x512x200 CT (200 files); medians of {args.repeats}")
+    print(f"Machine: {machine()}\n")
+    print("| step | median s |")
+    print("|---|---:|")
+    rows = [("read table: parse (file, CSV, header)", "parse"),
+            ("read table: rows (image lookup, checks, rasterise 9,950 shapes)", "rows"),
+            ("read table: build (join shapes per finding and slice, layers, segments)", "build"),
+            ("**read table, total** (`csv_table.read_annotation_table`)", "table"),
+            ("overlay export (`api.export_overlay`: 15 planes, 200 files)", "overlay"),
+            ("SEG export (`api.export_seg`: BINARY, 10 segments)", "seg"),
+            ("SR export (`api.export_sr`: reads SEG + pixels, measures, 16 groups)", "sr")]
+    for label, key in rows:
+        print(f"| {label} | {median(times[key]):.2f} |")
+    print(f"| **`dicomannotembed csv import`** (fresh process, everything above) | {median(cli):.2f} |")
+    print(f"| `dicomannotembed export-ml` of its SEG + SR + series (NIfTI, NRRD, image, sidecars, CSV) | "
+          f"{median(ml):.2f} |")
+    print(f"| the same with `--png` (200 PNG masks per layer) | {median(ml_png):.2f} |")
+    print(f"\nPeak RSS of `csv import`: {rss:.0f} MiB. Rows per second (read table): "
+          f"{10000 / median(times['table']):,.0f}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
