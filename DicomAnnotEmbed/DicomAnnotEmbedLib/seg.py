@@ -371,7 +371,9 @@ class _SegWriter:
             scale = float(self.max_fractional_value)
             for index, k in self.frames:
                 segment = self.segments[index]
-                slices = self._fraction_cache.setdefault(segment.id, self.segmentation.fraction_slices(segment))
+                if segment.id not in self._fraction_cache:  # frames come segment by segment: keep one
+                    self._fraction_cache = {segment.id: self.segmentation.fraction_slices(segment)}
+                slices = self._fraction_cache[segment.id]
                 values = slices.get(k)
                 if values is None:
                     yield np.zeros(self.series.geometry.shape[1:], dtype=np.uint8)
@@ -1102,7 +1104,8 @@ def _map_frames(frames: List[_FrameInfo], geometry: VolumeGeometry, series: Opti
     """Slice index k of each frame on ``geometry``."""
     by_source = {}
     if series is not None:
-        by_source = {(s.sop_instance_uid, s.frame + 1 if series.is_multiframe else None): k
+        multiframe = series.is_multiframe  # a property that scans every header: once
+        by_source = {(s.sop_instance_uid, s.frame + 1 if multiframe else None): k
                      for k, s in enumerate(series.slices)}
     if geometry.in_patient_space and all(f.position is not None for f in frames):
         if series is not None and not _same_plane_grid(own, geometry):
@@ -1118,8 +1121,8 @@ def _map_frames(frames: List[_FrameInfo], geometry: VolumeGeometry, series: Opti
         return k.tolist()
     if series is not None and all(f.source_uid for f in frames):
         try:
-            return [by_source.get((f.source_uid, f.source_frame if series.is_multiframe else None),
-                                  by_source[(f.source_uid, 1)] if series.is_multiframe else by_source[(f.source_uid, None)])
+            return [by_source.get((f.source_uid, f.source_frame if multiframe else None),
+                                  by_source[(f.source_uid, 1)] if multiframe else by_source[(f.source_uid, None)])
                     for f in frames]
         except KeyError:
             raise GeometryError("SEG frames reference images that are not in the series", path) from None
