@@ -158,11 +158,15 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
 
 
 def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: SegmentationSource, out: PathLike, *,
-               series_uid: Optional[str] = None, metadata=None, progress: Optional[ProgressCallback] = None,
-               **options):
+               series_uid: Optional[str] = None, metadata=None, lidc: bool = False,
+               progress: Optional[ProgressCallback] = None, **options):
     """Write a DICOM SEG of ``segmentation`` on ``series`` (see :func:`seg.export_seg` for
     ``options``: seg_type, compression, keep_empty_frames, fractional_type, palette, split_layers,
     options=SegExportOptions(...)).
+
+    ``lidc``: the LIDC conversion's conventions (:func:`sr.apply_lidc_preset`): descriptions
+    "Nodule N - Annotation A", one tracking UID per nodule shared by its annotations, finding
+    Nodule in Lung; give ``--lidc`` to ``sr export`` too, so that the SR says the same.
 
     ``metadata``: a dcmqi segmentation metadata JSON (path or dict) whose names, colours, codes,
     algorithm and tracking ids are applied to the segments by label value, and whose series-level
@@ -180,6 +184,10 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
     if annotations.segmentation is None:
         raise InputError("no segmentation given")
     seg_options = options.pop("options", None) or SegExportOptions()
+    if lidc:
+        from .sr import apply_lidc_preset
+
+        apply_lidc_preset(annotations.segmentation)
     if metadata is not None:
         from .dcmqi_metadata import apply_metadata, read_dcmqi_metadata
 

@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg_export.add_argument("--clinical-trial-series-id", metavar="ID")
     seg_export.add_argument("--clinical-trial-time-point-id", metavar="ID")
     seg_export.add_argument("--clinical-trial-center", metavar="NAME", help="Clinical Trial Coordinating Center Name")
+    seg_export.add_argument("--lidc", action="store_true",
+                            help="LIDC preset: 'Nodule N - Annotation A', one tracking UID per nodule, Nodule in Lung")
     seg_export.add_argument("--force", action="store_true", help="replace an existing output file")
 
     seg_import = command(seg_commands, "import", "read a DICOM SEG back into a segmentation file",
@@ -269,7 +271,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.series_number is not None:
                 options.series_number = args.series_number
             result = api.export_seg(args.series, args.segmentation, args.out, series_uid=args.series_uid,
-                                    metadata=args.metadata, seg_type=args.seg_type, compression=args.compress,
+                                    metadata=args.metadata, lidc=args.lidc, seg_type=args.seg_type,
+                                    compression=args.compress,
                                     keep_empty_frames=args.keep_empty_frames, fractional_type=args.fractional_type,
                                     palette=args.palette, split_layers=args.split_layers, options=options,
                                     progress=progress)

@@ -494,3 +494,23 @@ def test_multiframe_source(tmp_path):
     frame_refs = [int(i.DerivationImageSequence[0].SourceImageSequence[0].get("ReferencedFrameNumber", 0))
                   for i in ds.PerFrameFunctionalGroupsSequence]
     assert sorted(set(frame_refs)) == sorted({series.slices[k].frame + 1 for k in (0, 1)})
+
+
+def test_lidc_preset_shares_tracking_uid_per_nodule(sample_case, tmp_path):
+    from DicomAnnotEmbedLib.series import load_series as load
+
+    series = load(sample_case.series_dir)
+    labels = np.zeros(series.geometry.shape, np.uint8)
+    labels[10:12, 30:40, 30:40] = 1
+    labels[10:12, 60:70, 60:70] = 2
+    segmentation = Segmentation.from_label_map(series.geometry, labels)
+    segmentation.segments[0].name = "Nodule 1 - Annotation 001"
+    segmentation.segments[1].name = "Nodule 1 - Annotation 002"
+    result = api.export_seg(series, segmentation, tmp_path / "lidc.dcm", lidc=True)
+    ds = pydicom.dcmread(result.paths[0], stop_before_pixels=True)
+    items = [i for i in ds.SegmentSequence if int(i.SegmentNumber) > 0]
+    assert {i.TrackingUID for i in items} == {items[0].TrackingUID}  # one nodule, one UID
+    assert [i.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for i in items] == ["Nodule", "Nodule"]
+    assert main(["-q", "seg", "export", "--series", str(sample_case.series_dir), "--segmentation",
+                 str(sample_case.segmentation_path), "--out", str(tmp_path / "cli.dcm"), "--lidc",
+                 "--type", "binary"]) == 0
