@@ -340,3 +340,260 @@ def test_dciodvfy_reports_no_new_error(sample_case, tmp_path, case):
         new_errors = (_dciodvfy_errors(written.files[written.slices[k].file_index])
                       - _dciodvfy_errors(source.files[source.slices[k].file_index]))
         assert not new_errors, new_errors
+
+
+# --- the fast paths (byte splicing on export, raw bytes on import) against pydicom ---------
+
+def _pydicom_rewrite(source_file, written_file) -> bytes:
+    """What pydicom writes for the source with the written file's element values: the previous
+    export set them with Dataset.add_new and wrote with save_as (raw elements verbatim)."""
+    import io
+
+    expected, written = pydicom.dcmread(source_file), pydicom.dcmread(written_file)
+    for tag in list(expected.keys()):
+        if tag not in written:
+            del expected[tag]
+    for tag in written.keys():
+        if tag not in expected or expected[tag].value != written[tag].value:
+            expected[tag] = written[tag]  # converted by pydicom, so encoded by it again
+    expected.file_meta.MediaStorageSOPInstanceUID = written.SOPInstanceUID
+    buffer = io.BytesIO()
+    expected.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_spliced_files_are_what_pydicom_writes(sample_case, sample_export):
+    """Every byte of our files (overlay groups, changed header elements, file meta) is what
+    pydicom writes for the same values; the rest is the source's bytes."""
+    _, out = sample_export
+    series = load_series(sample_case.series_dir)
+    source = {ds.SOPInstanceUID: path for path, ds in zip(series.files, series.datasets)}
+    for path in sorted(out.glob("*.dcm")):
+        reference = source[pydicom.dcmread(path, stop_before_pixels=True).SourceImageSequence[0]
+                           .ReferencedSOPInstanceUID]
+        assert path.read_bytes() == _pydicom_rewrite(reference, path), path.name
+
+
+def _odd_source(folder, sample_case, syntax="1.2.840.10008.1.2.1"):
+    """A copy of the sample series with what byte splicing must get right: group lengths
+    (pydicom drops them), private elements, an undefined-length sequence, a value read deferred,
+    another creator in the first slot of our private group, trailing padding after Pixel Data;
+    in the given transfer syntax."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import UID
+
+    syntax = UID(syntax)
+    folder.mkdir()
+    for n, path in enumerate(sorted(sample_case.series_dir.iterdir())):
+        ds = pydicom.dcmread(path)
+        if not syntax.is_little_endian:  # 16-bit words in the other byte order
+            ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+        if n % 2 == 0:
+            ds.add_new(0x00080000, "UL", 1234)  # a wrong group length, on purpose
+            ds.add_new(0x00090010, "LO", "SOME VENDOR")
+            ds.add_new(0x00091001, "OB", bytes(range(256)) * 80)  # 20 KB: deferred by load_series
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99X", "x"
+            item.is_undefined_length_sequence_item = True
+            ds.AnatomicRegionSequence = Sequence([item])
+            ds["AnatomicRegionSequence"].is_undefined_length = True
+            ds.add_new(0x00710010, "LO", "OTHER CREATOR")
+            ds.add_new(0x00711001, "LO", "kept")
+            ds.add_new(0xFFFCFFFC, "OB", b"\0" * 16)
+        ds.file_meta.TransferSyntaxUID = syntax
+        pydicom.dcmwrite(folder / path.name, ds, implicit_vr=syntax.is_implicit_VR,
+                         little_endian=syntax.is_little_endian, enforce_file_format=True)
+    return folder
+
+
+@pytest.mark.parametrize("keep_uids, syntax", [(True, "1.2.840.10008.1.2.1"), (False, "1.2.840.10008.1.2.1"),
+                                               (True, "1.2.840.10008.1.2"), (True, "1.2.840.10008.1.2.2")])
+def test_byte_splicing_equals_pydicom_writing(sample_case, tmp_path, monkeypatch, keep_uids, syntax):
+    """The same export written by splicing bytes and by pydicom alone (the way for files that
+    cannot be spliced) gives the same files: byte for byte when the UIDs are kept."""
+    from DicomAnnotEmbedLib import overlay
+
+    source = _odd_source(tmp_path / "src", sample_case, syntax)
+    spliced_files = []
+    splice = overlay._SourceFile.splice
+    monkeypatch.setattr(overlay._SourceFile, "splice",
+                        lambda self, changes: spliced_files.append(splice(self, changes)) or spliced_files[-1])
+    series = load_series(source)
+    assert series.datasets[0].get_item(0x00091001, keep_deferred=True).value is None  # deferred
+    annotations = api.load_annotations(series, sample_case.segmentation_path, [sample_case.markups_path])
+    options = dict(keep_uids=keep_uids)
+    with warnings_ignored():
+        export_overlays(series, annotations, tmp_path / "spliced", **options)
+        assert len(spliced_files) == 32 and all(parts is not None for parts in spliced_files)
+        monkeypatch.setattr(overlay._SourceFile, "splice", lambda self, changes: None)
+        export_overlays(series, annotations, tmp_path / "pydicom", **options)
+    spliced, whole = sorted((tmp_path / "spliced").iterdir()), sorted((tmp_path / "pydicom").iterdir())
+    assert [p.name for p in spliced] == [p.name for p in whole]
+    uids = {0x00080018, 0x0020000E}
+    for a, b in zip(spliced, whole):
+        if keep_uids:
+            assert a.read_bytes() == b.read_bytes(), a.name
+            continue
+        x, y = pydicom.dcmread(a), pydicom.dcmread(b)
+        assert set(x.keys()) == set(y.keys())
+        for tag in x.keys():
+            if tag not in uids:
+                assert x[tag].value == y[tag].value, (a.name, tag)
+        assert 0x00080000 not in x
+        if 0x00091001 in x:  # the files given the odd elements
+            assert x[0x00711001].value == "kept" and x[0x00711101].value.startswith('{"version"')
+            assert x[0x00091001].value == bytes(range(256)) * 80 and 0xFFFCFFFC in x
+    back = import_overlays(tmp_path / "spliced")
+    assert_same_segments(annotations.segmentation, back.segmentation)
+
+
+class warnings_ignored:
+    def __enter__(self):
+        import warnings
+
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.simplefilter("ignore", KeepUidsWarning)
+
+    def __exit__(self, *exc):
+        self._catcher.__exit__(*exc)
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"])
+@pytest.mark.parametrize("charset", [None, "ISO_IR 100", "ISO_IR 192"])
+def test_element_encoder_writes_what_pydicom_writes(syntax, charset):
+    from pydicom.dataelem import DataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+    from pydicom.uid import UID
+
+    from DicomAnnotEmbedLib.overlay import _ElementEncoder
+
+    syntax = UID(syntax)
+    header = pydicom.Dataset()
+    if charset:
+        header.SpecificCharacterSet = charset
+    header.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian)
+    encoder = _ElementEncoder(header)
+    name = "Läsion 3" if charset else "Lesion 3"  # odd length, padded
+
+    def pydicom_bytes(tag, vr, value):
+        buffer = DicomBytesIO()
+        buffer.is_implicit_VR, buffer.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
+        write_data_element(buffer, DataElement(tag, vr, value), header.get("SpecificCharacterSet", "iso8859"))
+        return buffer.getvalue()
+
+    cases = [(encoder.numbers(0x6002, 0x0010, "US", 512), (0x60020010, "US", 512)),
+             (encoder.numbers(0x6002, 0x0050, "SS", 1, -3), (0x60020050, "SS", [1, -3])),
+             (encoder.text(0x6002, 0x0015, "IS", "12"), (0x60020015, "IS", 12)),
+             (encoder.text(0x6002, 0x1302, "DS", "-12.3457"), (0x60021302, "DS", "-12.3457")),
+             (encoder.text(0x6002, 0x0022, "LO", ""), (0x60020022, "LO", "")),
+             (encoder.text(0x6002, 0x1500, "LO", name), (0x60021500, "LO", name)),
+             (encoder.text(0x6002, 0x0040, "CS", "R"), (0x60020040, "CS", "R")),
+             (encoder.text(0x0008, 0x0008, "CS", "DERIVED\\SECONDARY\\AXIAL"),
+              (0x00080008, "CS", ["DERIVED", "SECONDARY", "AXIAL"])),
+             (encoder.text(0x0008, 0x0018, "UI", "1.2.345"), (0x00080018, "UI", "1.2.345")),
+             (encoder.element(0x6002, 0x3000, "OW", b"\x01\x02\x03"), (0x60023000, "OW", b"\x01\x02\x03\x00"))]
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.3", "1.2.3.4"
+    cases.append((encoder.sequence(0x0008, 0x2112, [encoder.text(0x0008, 0x1150, "UI", "1.2.3")
+                                                    + encoder.text(0x0008, 0x1155, "UI", "1.2.3.4")]),
+                  (0x00082112, "SQ", pydicom.Sequence([item]))))
+    for ours, (tag, vr, value) in cases:
+        assert ours == pydicom_bytes(tag, vr, value), (hex(tag), ours, pydicom_bytes(tag, vr, value))
+
+
+def test_sparse_plane_decoding_equals_pydicom(tmp_path):
+    """Odd sizes (frames sharing bytes), empty frames, frames set only in a shared byte, an
+    overlay origin off the image: the same masks as pydicom's overlay_array."""
+    import io
+
+    from DicomAnnotEmbedLib.overlay import _OverlayElements, _plane_blocks
+
+    rng = np.random.default_rng(7)
+    for rows, columns, frames in [(5, 7, 3), (9, 13, 4), (16, 16, 2), (1, 3, 5), (64, 64, 1)]:
+        planes = rng.random((frames, rows, columns)) < 0.2
+        planes[0] = False
+        if frames > 2:
+            planes[1] = False
+            planes[1, -1, -1] = True  # its last pixel only, in a byte it may share with frame 2
+        ds = pydicom.Dataset()
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = "1.2", "1.2.3"
+        for tag, vr, value in ((0x0010, "US", rows), (0x0011, "US", columns), (0x0015, "IS", frames),
+                               (0x0050, "SS", [2, -1]), (0x0100, "US", 1), (0x0102, "US", 0)):
+            ds.add_new((0x6000, tag), vr, value)
+        packed = np.packbits(planes.ravel(), bitorder="little").tobytes()
+        ds.add_new((0x6000, 0x3000), "OW", packed + b"\0" * (len(packed) % 2))
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        read = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+        expected = np.asarray(read.overlay_array(0x6000), bool).reshape(frames, rows, columns)
+        blocks = _plane_blocks(_OverlayElements(read, "unused"), 0x6000, "unused", [])
+        assert len(blocks) == frames
+        for frame, block in enumerate(blocks):
+            got = np.zeros((rows, columns), bool)
+            if block is not None:
+                got[block[0]:block[0] + block[1].shape[0]] = block[1]
+            np.testing.assert_array_equal(got, expected[frame], err_msg=f"{rows}x{columns} frame {frame}")
+
+
+@pytest.mark.parametrize("bits, stored", [(16, 12), (16, 16), (8, 6), (32, 20)])
+@pytest.mark.parametrize("signed", [0, 1])
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.2"])
+def test_stored_values_for_roi_statistics_equal_pydicom(bits, stored, signed, syntax):
+    """ROI statistics read uncompressed pixels without pydicom's decoder, also with fewer bits
+    stored than allocated (garbage in the high bits): the same values as pixel_array."""
+    import io
+
+    from pydicom.uid import UID
+
+    from DicomAnnotEmbedLib.series import stored_frames
+
+    syntax = UID(syntax)
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 16, 24, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, signed
+    words = np.random.default_rng(bits + stored).integers(0, 2 ** bits, (16, 24), dtype=np.uint64)
+    ds.PixelData = words.astype(f"{'<' if syntax.is_little_endian else '>'}u{bits // 8}").tobytes()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=syntax.is_implicit_VR, little_endian=syntax.is_little_endian,
+                     enforce_file_format=True)
+    read = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+    ours, reference = stored_frames(read)[0], read.pixel_array
+    assert ours.dtype.kind == reference.dtype.kind
+    np.testing.assert_array_equal(ours.astype(np.int64), reference.astype(np.int64))
+
+
+def test_header_values_read_from_raw_bytes_equal_pydicom(sample_case):
+    from DicomAnnotEmbedLib.series import header_value
+
+    path = sorted(sample_case.series_dir.iterdir())[3]
+    raw, converted = pydicom.dcmread(path, stop_before_pixels=True), pydicom.dcmread(path, stop_before_pixels=True)
+    for keyword in ("Rows", "Columns", "BitsAllocated", "InstanceNumber", "ImagePositionPatient",
+                    "ImageOrientationPatient", "PixelSpacing", "RescaleSlope", "RescaleIntercept", "Modality",
+                    "SOPInstanceUID", "SeriesInstanceUID", "NumberOfFrames", "ImageType"):
+        expected, value = getattr(converted, keyword, None), header_value(raw, keyword)
+        if isinstance(expected, pydicom.multival.MultiValue):
+            expected, value = list(expected), list(value)
+        assert value == expected, keyword
+    assert raw.get_item("Rows").is_raw  # nothing converted on the way
+
+
+def test_loading_headers_reads_no_pixel_data_and_defers_overlay_data(tmp_path):
+    """load_series reads headers only; Overlay Data of full-size planes is read by the import."""
+    src = interop("pydicom-data", "MR-SIEMENS-DICOM-WithOverlays.dcm")
+    shutil.copy(src, tmp_path / "mr.dcm")
+    series = load_series(tmp_path)
+    [ds] = series.datasets
+    assert "PixelData" not in ds
+    assert ds.get_item(0x60003000, keep_deferred=True).value is None
+    back = import_overlays(series)
+    np.testing.assert_array_equal(back.segmentation.mask(back.segmentation.segments[0])[0],
+                                  pydicom.dcmread(src).overlay_array(0x6000).astype(bool))
