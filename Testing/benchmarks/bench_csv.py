@@ -52,6 +52,7 @@ from DicomAnnotEmbedLib.csv_table import read_annotation_table  # noqa: E402
 from DicomAnnotEmbedLib.dicomize import dicomize_array  # noqa: E402
 from DicomAnnotEmbedLib.geometry import VolumeGeometry  # noqa: E402
 from DicomAnnotEmbedLib.series import load_series  # noqa: E402
+from machine import cpu_model, memory_text
 
 PARAMS = {"size": 512, "slices": 200, "pixel": 0.7, "gap": 1.25, "findings": 10, "shapes": 5, "seed": 7, "v": 1}
 
@@ -61,20 +62,7 @@ def log(message: str) -> None:
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = "?"
-    try:
-        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
-        memory = f"{kib / 2 ** 20:.1f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
+    cpu, memory = cpu_model(), memory_text()
     import pydicom
 
     return (f"{os.cpu_count()}-core {cpu}, {memory}, {platform.system()} {platform.release()}; Python "

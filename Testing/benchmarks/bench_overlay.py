@@ -137,6 +137,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from machine import cpu_model, memory_text
 
 #: Bump when the generated data changes, so that an old --workdir is regenerated.
 DATA_VERSION = 1
@@ -517,20 +518,8 @@ def machine_info(workdir: Path) -> List[str]:
     """CPU model, cores, RAM, file system of the workdir and library versions."""
     import pydicom
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
-        ram = f"{kib / 1024 ** 2:.1f} GiB"
-    except (OSError, IndexError, ValueError):
-        pass
+    cpu = cpu_model()
+    ram = memory_text()
     fs = "unknown"
     try:
         best = ""

@@ -136,6 +136,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from machine import cpu_model
 
 #: Bump when the generated data changes, so that an old --workdir is regenerated.
 DATA_VERSION = 2
@@ -904,14 +905,7 @@ def print_tables(summary, variants: List[Variant], cases: List[str], manifest: d
 def machine_info(workdir: Path) -> List[str]:
     import pydicom
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = []
     for module in ("highdicom", "SimpleITK"):
         try:
