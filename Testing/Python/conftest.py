@@ -80,3 +80,13 @@ def run_on_terminal(*args) -> tuple:
             break
         output += chunk
     return process.wait(), output.decode(errors="replace")
+
+
+def world_points(node) -> np.ndarray:
+    """Control points of an MRML markups node in world coordinates (RAS), (N, 3)."""
+    points = []
+    for n in range(node.GetNumberOfControlPoints()):
+        point = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(n, point)
+        points.append(point)
+    return np.array(points).reshape(-1, 3)

@@ -10,7 +10,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import rotation
+from conftest import rotation, world_points
 
 if importlib.util.find_spec("slicer_core") is not None:
     import slicer_core as mrml  # installed: an import failure is a real error, not a skip
@@ -131,15 +131,6 @@ def exported_mask(scene, segmentation_node, segment_id, reference_volume) -> np.
     mask = array_from_image(labelmap.GetImageData()) != 0
     scene.RemoveNode(labelmap)
     return mask
-
-
-def world_points(node) -> np.ndarray:
-    points = []
-    for n in range(node.GetNumberOfControlPoints()):
-        p = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(n, p)
-        points.append(p)
-    return np.array(points).reshape(-1, 3)
 
 
 def labels(node):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, interop, rotation
+from conftest import REPO, interop, rotation, world_points
 from packaging.requirements import Requirement  # packaging comes with pytest
 from packaging.utils import canonicalize_name
 
@@ -425,15 +425,6 @@ def exported_mask(scene, segmentation_node, segment_id, reference_volume) -> np.
     mask = numpy_support.vtk_to_numpy(labelmap.GetImageData().GetPointData().GetScalars()).reshape(k, j, i) != 0
     scene.RemoveNode(labelmap)
     return mask
-
-
-def world_points(node) -> np.ndarray:
-    points = []
-    for n in range(node.GetNumberOfControlPoints()):
-        point = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(n, point)
-        points.append(point)
-    return np.array(points).reshape(-1, 3)
 
 
 @pytest.fixture

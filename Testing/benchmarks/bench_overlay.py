@@ -138,6 +138,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from machine import cpu_model, memory_text
+from phantom import body_plane
 
 #: Bump when the generated data changes, so that an old --workdir is regenerated.
 DATA_VERSION = 1
@@ -212,15 +213,7 @@ def make_labels(geometry, blobs) -> np.ndarray:
 def make_ct(geometry, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """int16 HU phantom: air, an elliptic body with lungs and spine, brighter blobs, noise."""
     _, rows, columns = geometry.shape
-    y = geometry.origin[1] + np.arange(rows)[:, None] * SPACING_MM[1]
-    x = geometry.origin[0] + np.arange(columns)[None, :] * SPACING_MM[0]
-    half_x, half_y = 0.45 * columns * SPACING_MM[0], 0.35 * rows * SPACING_MM[1]
-    plane = np.full((rows, columns), -1000, dtype=np.int16)
-    plane[(x / half_x) ** 2 + (y / half_y) ** 2 <= 1.0] = 40
-    for side in (-1, 1):
-        lung = ((x - side * 0.45 * half_x) / (0.3 * half_x)) ** 2 + ((y + 0.1 * half_y) / (0.6 * half_y)) ** 2 <= 1
-        plane[lung] = -850
-    plane[(x / 15.0) ** 2 + ((y - 0.7 * half_y) / 15.0) ** 2 <= 1.0] = 700
+    plane = body_plane(rows, columns, geometry.origin[:2], SPACING_MM[:2])
     volume = np.broadcast_to(plane, geometry.shape) + rng.integers(-25, 26, size=geometry.shape, dtype=np.int16)
     offsets = np.arange(N_SEGMENTS + 1, dtype=np.int16) * 15  # label n: +15 n HU
     volume += offsets[labels]

@@ -137,6 +137,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from machine import cpu_model
+from phantom import body_plane
 
 #: Bump when the generated data changes, so that an old --workdir is regenerated.
 DATA_VERSION = 2
@@ -245,15 +246,7 @@ def label_stats(labels: np.ndarray) -> dict:
 def make_ct(geometry, rng: np.random.Generator) -> np.ndarray:
     """int16 HU phantom: air, an elliptic body with lungs and spine, noise."""
     _, rows, columns = SHAPE
-    y = geometry.origin[1] + np.arange(rows)[:, None] * SPACING_MM[1]
-    x = geometry.origin[0] + np.arange(columns)[None, :] * SPACING_MM[0]
-    half_x, half_y = 0.45 * columns * SPACING_MM[0], 0.35 * rows * SPACING_MM[1]
-    plane = np.full((rows, columns), -1000, dtype=np.int16)
-    plane[(x / half_x) ** 2 + (y / half_y) ** 2 <= 1.0] = 40
-    for side in (-1, 1):
-        lung = ((x - side * 0.45 * half_x) / (0.3 * half_x)) ** 2 + ((y + 0.1 * half_y) / (0.6 * half_y)) ** 2 <= 1
-        plane[lung] = -850
-    plane[(x / 15.0) ** 2 + ((y - 0.7 * half_y) / 15.0) ** 2 <= 1.0] = 700
+    plane = body_plane(rows, columns, geometry.origin[:2], SPACING_MM[:2])
     return np.broadcast_to(plane, SHAPE) + rng.integers(-25, 26, size=SHAPE, dtype=np.int16)
 
 
