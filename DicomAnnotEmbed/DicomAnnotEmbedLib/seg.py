@@ -223,8 +223,10 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
             for description in descriptions:
                 del description.RecommendedDisplayCIELabValue
         result.tracking.update(tracking)
+        # split groups are single layers: only the one whole group can overlap
         writer = _SegWriter(series, segmentation, group, counts, seg_type, compression, keep_empty_frames,
-                            fractional_type.upper(), max_fractional_value, palette, options, progress)
+                            overlap and len(groups) == 1, fractional_type.upper(), max_fractional_value, palette,
+                            options, progress)
         sop_uid = generate_uid()
         frames = writer.write(path, descriptions, series_uid, sop_uid, options.instance_number + index, engine)
         result.paths.append(path)
@@ -308,8 +310,10 @@ class _SegWriter:
     """Writes one SEG file for one group of segments."""
 
     def __init__(self, series, segmentation, segments, counts, seg_type, compression, keep_empty_frames,
-                 fractional_type, max_fractional_value, palette, options, progress):
+                 overlap, fractional_type, max_fractional_value, palette, options, progress):
         self.series = series
+        self.keep_empty_frames = keep_empty_frames
+        self.overlap = overlap  # whether these segments overlap (computed once by export_seg)
         self.segmentation = segmentation
         self.segments: List[Segment] = list(segments)
         self.seg_type = seg_type
@@ -452,8 +456,7 @@ class _SegWriter:
     def _full_pixel_array(self) -> np.ndarray:
         """The whole volume for highdicom: labels when no two segments overlap, else one channel each."""
         shape = self.series.geometry.shape
-        group = Segmentation(self.segmentation.geometry, self.segmentation.layers, self.segments)
-        if self.seg_type == "labelmap" or (self.seg_type == "binary" and not group.has_overlap):
+        if self.seg_type == "labelmap" or (self.seg_type == "binary" and not self.overlap):
             tables = self._label_lut()
             labels = np.zeros(shape, dtype=tables[0][1].dtype)
             for layer, table in tables:
@@ -483,15 +486,10 @@ class _SegWriter:
                 return len(self.frames)
             log.info("SEG: highdicom's per-frame layout is not the expected one; highdicom writes every frame")
         ds = self._highdicom(descriptions, series_uid, sop_uid, instance_number, self._full_pixel_array(),
-                             positions, self.seg_type != "labelmap" and not self._keep_empty)
+                             positions, self.seg_type != "labelmap" and not self.keep_empty_frames)
         with atomic_path(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
         return int(ds.NumberOfFrames)
-
-    @property
-    def _keep_empty(self) -> bool:
-        return self.seg_type != "labelmap" and len(self.frames) == len(self.segments) * len(self.planes) \
-            and len(self.planes) == self.series.geometry.shape[0]
 
     def _write_fast(self, path: Path, template: Dataset, pieces: "_FramePieces") -> None:
         header = template
@@ -507,8 +505,7 @@ class _SegWriter:
         elif "DimensionOrganizationType" in header:
             del header.DimensionOrganizationType
         if self.seg_type == "binary":
-            group = Segmentation(self.segmentation.geometry, self.segmentation.layers, self.segments)
-            header.SegmentsOverlap = "YES" if group.has_overlap else "NO"
+            header.SegmentsOverlap = "YES" if self.overlap else "NO"
         with atomic_path(path) as tmp:
             header.save_as(tmp, enforce_file_format=True)
             with open(tmp, "ab") as stream:
