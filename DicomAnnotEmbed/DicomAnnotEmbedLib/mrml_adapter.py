@@ -198,13 +198,25 @@ def volume_geometry_of(volume_node: MRMLNode) -> VolumeGeometry:
     if image is None:
         raise InputError(f"volume {_node_name(volume_node)!r} has no image data")
     extent = image.GetExtent()
-    if extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
-        raise InputError(f"volume {_node_name(volume_node)!r} has an empty image extent {tuple(extent)}")
     matrix = _vtk()[4]()
     volume_node.GetIJKToRASMatrix(matrix)
-    ijk_to_ras = _matrix_to_numpy(matrix) @ _translation(extent[0], extent[2], extent[4])
-    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    shape, ijk_to_ras = _extent_grid(extent, matrix, f"volume {_node_name(volume_node)!r} has an empty image "
+                                                     f"extent {tuple(extent)}")
     return VolumeGeometry.from_ras_affine(shape, ijk_to_ras)
+
+
+def _extent_grid(extent, index_to_world, empty_problem: str):
+    """Shape (K, J, I) and the 4x4 matrix of index (0, 0, 0) of an image extent whose first index
+    is mapped by ``index_to_world`` (a vtkMatrix4x4); extents need not start at 0.
+
+    Raises:
+        InputError: ``empty_problem`` when the extent holds no voxel.
+    """
+    if extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
+        raise InputError(empty_problem)
+    matrix = _matrix_to_numpy(index_to_world) @ _translation(extent[0], extent[2], extent[4])
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    return shape, matrix
 
 
 def volume_node_from_array(scene: MRMLScene, array: np.ndarray, geometry: VolumeGeometry,
@@ -381,12 +393,10 @@ def _own_geometry(mrml, segmentation_node, ids: Sequence[str]):
                          "give a reference volume or a geometry")
     image = mrml.vtkOrientedImageData()
     mrml.vtkSegmentationConverter.DeserializeImageGeometry(geometry_string, image, False)
-    extent = image.GetExtent()
-    if extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
-        raise InputError(f"segmentation {name!r} has an empty labelmap extent; give a reference volume or a geometry")
     matrix = _vtk()[4]()
     image.GetImageToWorldMatrix(matrix)
-    ijk_to_node = _matrix_to_numpy(matrix) @ _translation(extent[0], extent[2], extent[4])
+    shape, ijk_to_node = _extent_grid(image.GetExtent(), matrix, f"segmentation {name!r} has an empty labelmap "
+                                                                 "extent; give a reference volume or a geometry")
     transform_node = segmentation_node.GetParentTransformNode()
     node_to_world = np.eye(4)
     if transform_node is not None:
@@ -396,7 +406,6 @@ def _own_geometry(mrml, segmentation_node, ids: Sequence[str]):
         to_world = _vtk()[4]()
         transform_node.GetMatrixTransformToWorld(to_world)
         node_to_world = _matrix_to_numpy(to_world)
-    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
     return image, VolumeGeometry.from_ras_affine(shape, node_to_world @ ijk_to_node)
 
 
