@@ -139,6 +139,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from machine import cpu_model, memory_text
 from phantom import body_plane
+from profiling import print_profile as profile_table
 
 #: Bump when the generated data changes, so that an old --workdir is regenerated.
 DATA_VERSION = 1
@@ -588,32 +589,11 @@ def benchmark(workdir: Path, repeats: int, expected_counts: Dict[str, int], n_fi
     print("\n".join(machine_info(workdir)))
 
 
-def _short(filename: str) -> str:
-    """A readable location: package-relative for site-packages and our library."""
-    for marker in ("site-packages/", "DicomAnnotEmbed/", "lib/python3"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
-
-
 def print_profile(profile: cProfile.Profile, title: str, top: int = 15, by: str = "cumulative") -> None:
     """Top ``top`` functions by cumulative (or own) time as a Markdown table."""
-    stats = pstats.Stats(profile)
-    column = 3 if by == "cumulative" else 2
-    rows = sorted(stats.stats.items(), key=lambda item: item[1][column], reverse=True)  # type: ignore[attr-defined]
-    print(f"\n### {title}: top {top} by {by} time (total {stats.total_tt:.2f} s)\n")  # type: ignore[attr-defined]
-    print("| cumulative s | own s | calls | function |")
-    print("|---:|---:|---:|---|")
-    shown = 0
-    this_file = str(Path(__file__).resolve())
-    for (filename, line, name), (_, calls, own, cumulative, _) in rows:
-        if filename == this_file:
-            continue  # the benchmark's own wrapper
-        where = name if filename == "~" else f"{_short(filename)}:{line}({name})"
-        print(f"| {cumulative:.2f} | {own:.2f} | {calls} | `{where}` |")
-        shown += 1
-        if shown == top:
-            break
+    total = pstats.Stats(profile).total_tt  # type: ignore[attr-defined]
+    profile_table(profile, f"### {title}: top {top} by {by} time (total {total:.2f} s)", top, by,
+                  str(Path(__file__).resolve()))
 
 
 def profile(workdir: Path, top: int) -> None:

@@ -138,6 +138,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from machine import cpu_model
 from phantom import body_plane
+from profiling import print_profile as profile_table
 
 #: Bump when the generated data changes, so that an old --workdir is regenerated.
 DATA_VERSION = 2
@@ -917,32 +918,11 @@ def machine_info(workdir: Path) -> List[str]:
             + ", ".join(versions)]
 
 
-def _short(filename: str) -> str:
-    for marker in ("site-packages/", "DicomAnnotEmbed/", "lib/python3"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
-
-
 def print_profile(profile: cProfile.Profile, title: str, wall: float, top: int, by: str) -> None:
     """Top ``top`` functions by cumulative (or own) time as a Markdown table."""
-    stats = pstats.Stats(profile)
-    column = 3 if by == "cumulative" else 2
-    rows = sorted(stats.stats.items(), key=lambda item: item[1][column], reverse=True)  # type: ignore[attr-defined]
-    total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"\n#### {title}: top {top} by {by} time (profiled {total:.2f} s, wall {wall:.2f} s)\n")
-    print("| cumulative s | own s | calls | function |")
-    print("|---:|---:|---:|---|")
-    shown = 0
-    this_file = str(Path(__file__).resolve())
-    for (filename, line, name), (_, calls, own, cumulative, _) in rows:
-        if filename == this_file:
-            continue
-        where = name if filename == "~" else f"{_short(filename)}:{line}({name})"
-        print(f"| {cumulative:.3f} | {own:.3f} | {calls} | `{where}` |")
-        shown += 1
-        if shown == top:
-            break
+    total = pstats.Stats(profile).total_tt  # type: ignore[attr-defined]
+    profile_table(profile, f"#### {title}: top {top} by {by} time (profiled {total:.2f} s, wall {wall:.2f} s)",
+                  top, by, str(Path(__file__).resolve()), digits=3)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
