@@ -13,6 +13,14 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_INTEROP = REPO.parent / "shared" / "interop"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Slicer TerminologyEntry strings used by the MRML tests (one with a type modifier, one with a region).
+LIVER = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
+         "SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^")
+KIDNEY = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
+          "SCT^64033007^Kidney~SCT^24028007^Right~Anatomic codes - DICOM master list~^^~^^")
+TUMOR = ("Segmentation category and type - DICOM master list~SCT^49755003^Morphologically Altered Structure~"
+         "SCT^108369006^Neoplasm~^^~Anatomic codes - DICOM master list~SCT^10200004^Liver~^^")
+
 
 def interop(*parts: str) -> Path:
     """Path of a file in ../shared/interop; the test is skipped when it is absent."""

@@ -10,7 +10,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import rotation, world_points
+from conftest import KIDNEY, LIVER, TUMOR, rotation, world_points
 
 if importlib.util.find_spec("slicer_core") is not None:
     import slicer_core as mrml  # installed: an import failure is a real error, not a skip
@@ -29,12 +29,6 @@ from vtkmodules.vtkCommonMath import vtkMatrix4x4
 FLIP3 = np.diag([-1.0, -1.0, 1.0])
 BINARY = "Binary labelmap"
 
-LIVER = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
-         "SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^")
-KIDNEY = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
-          "SCT^64033007^Kidney~SCT^24028007^Right~Anatomic codes - DICOM master list~^^~^^")
-TUMOR = ("Segmentation category and type - DICOM master list~SCT^49755003^Morphologically Altered Structure~"
-         "SCT^108369006^Neoplasm~^^~Anatomic codes - DICOM master list~SCT^10200004^Liver~^^")
 
 SHAPE = (10, 12, 14)  # K, J, I
 SPACING = (0.7, 0.8, 1.5)  # i, j, k

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, interop, rotation, world_points
+from conftest import KIDNEY, LIVER, REPO, TUMOR, interop, rotation, world_points
 from packaging.requirements import Requirement  # packaging comes with pytest
 from packaging.utils import canonicalize_name
 
@@ -53,7 +53,6 @@ OLDEST_SUPPORTED_SLICER = "5.12"
 EXPECTED_REQUIREMENTS = {"highdicom", "pyjpegls", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle", "slicerio",
                          "pynrrd", "tqdm"}
 NEVER_REQUIRED = {"vtk", "numpy", "simpleitk", "pydicom"}
-
 
 
 # --- the panel -----------------------------------------------------------------------------------
@@ -367,12 +366,6 @@ needs_mrml = pytest.mark.skipif(mrml is None, reason="slicer-core (Slicer's MRML
 SHAPE = (10, 12, 14)  # K, J, I
 SPACING = (0.7, 0.8, 1.5)
 ORIGIN_RAS = (-31.5, 12.25, -80.0)
-LIVER = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
-         "SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^")
-KIDNEY = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
-          "SCT^64033007^Kidney~SCT^24028007^Right~Anatomic codes - DICOM master list~^^~^^")
-TUMOR = ("Segmentation category and type - DICOM master list~SCT^49755003^Morphologically Altered Structure~"
-         "SCT^108369006^Neoplasm~^^~Anatomic codes - DICOM master list~SCT^10200004^Liver~^^")
 SEGMENTS = [("liver", "Liver", (0.85, 0.4, 0.3), LIVER), ("tumor", "Tumour 1", (0.9, 0.9, 0.1), TUMOR),
             ("kidney", "Right kidney", (0.2, 0.5, 0.95), KIDNEY)]
 
