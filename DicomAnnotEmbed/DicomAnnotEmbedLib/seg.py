@@ -34,6 +34,7 @@ from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossles
 from . import __version__
 from . import dicom_raw as raw
 from .errors import GeometryError, InputError
+from .dicom_values import code_of, coded_concept, long_string
 from .inputs import read_dicom_file
 from .geometry import VolumeGeometry
 from .model import DEFAULT_TERMINOLOGY, Code, Segment, Segmentation, Terminology, _default_color, present_labels
@@ -250,12 +251,6 @@ def _layer_name(name: str, layer: int) -> str:
     return f"{stem}_layer{layer}.{suffix}" if dot else f"{name}_layer{layer}"
 
 
-def _coded(code: Code):
-    from highdicom.sr import CodedConcept
-
-    return CodedConcept(code.value, code.scheme, code.meaning or code.value)
-
-
 def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions):
     """highdicom segment descriptions, numbered 1..N in order, and the tracking ids used."""
     import highdicom as hd
@@ -282,28 +277,23 @@ def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions
         tracking_id = attrs.get("TrackingIdentifier") or segment.name
         tracking_uid = attrs.get("TrackingUniqueIdentifier") or generate_uid()
         description = hd.seg.SegmentDescription(
-            segment_number=number, segment_label=_lo(segment.name),
-            segmented_property_category=_coded(term.category), segmented_property_type=_coded(term.type),
+            segment_number=number, segment_label=long_string(segment.name),
+            segmented_property_category=coded_concept(term.category), segmented_property_type=coded_concept(term.type),
             algorithm_type=algorithm_type, algorithm_identification=algorithm,
-            tracking_uid=tracking_uid, tracking_id=_lo(tracking_id),
-            anatomic_regions=[_coded(term.anatomic_region)] if term.anatomic_region else None)
+            tracking_uid=tracking_uid, tracking_id=long_string(tracking_id),
+            anatomic_regions=[coded_concept(term.anatomic_region)] if term.anatomic_region else None)
         if term.type_modifier is not None:
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-                _coded(term.type_modifier)]
+                coded_concept(term.type_modifier)]
         if term.anatomic_region is not None and term.anatomic_region_modifier is not None:
             description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [
-                _coded(term.anatomic_region_modifier)]
+                coded_concept(term.anatomic_region_modifier)]
         description.RecommendedDisplayCIELabValue = list(rgb_to_dicom_lab(segment.color))
         if segment.description:
-            description.SegmentDescription = _lo(segment.description)
+            description.SegmentDescription = long_string(segment.description)
         descriptions.append(description)
         tracking[segment.id] = (tracking_id, tracking_uid)
     return descriptions, tracking
-
-
-def _lo(text: str) -> str:
-    """Long String values hold 64 characters and no backslash."""
-    return text.replace("\\", "/")[:64]
 
 
 class _SegWriter:
@@ -432,7 +422,7 @@ class _SegWriter:
             content_creator_name=o.content_creator_name,
             transfer_syntax_uid=TRANSFER_SYNTAXES[self.compression], plane_positions=plane_positions,
             omit_empty_frames=omit_empty_frames,
-            series_description=_lo(o.series_description or _default_description(self)))
+            series_description=long_string(o.series_description or _default_description(self)))
         if self.seg_type == "fractional":
             kwargs.update(fractional_type=self.fractional_type, max_fractional_value=self.max_fractional_value)
         if self.palette and self.seg_type == "labelmap":
@@ -912,17 +902,9 @@ def _find_series(folder, uid: str, path: str, progress) -> ReferenceSeries:
     return load_series(folder, None, progress)
 
 
-def _code(item: Dataset) -> Optional[Code]:
-    value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
-    scheme = item.get("CodingSchemeDesignator")
-    if not value or not scheme:
-        return None
-    return Code(str(value), str(scheme), str(item.get("CodeMeaning", "")))
-
-
 def _first_code(item: Dataset, keyword: str) -> Optional[Code]:
     sequence = item.get(keyword)
-    return _code(sequence[0]) if sequence else None
+    return code_of(sequence[0]) if sequence else None
 
 
 def _segments_of(ds: Dataset, path: str) -> Tuple[List[Segment], List[int]]:
@@ -944,7 +926,7 @@ def _segments_of(ds: Dataset, path: str) -> Tuple[List[Segment], List[int]]:
             terminology = Terminology(
                 category=category, type=type_,
                 type_modifier=_first_code(type_item, "SegmentedPropertyTypeModifierCodeSequence"),
-                anatomic_region=_code(region[0]) if region else None,
+                anatomic_region=code_of(region[0]) if region else None,
                 anatomic_region_modifier=_first_code(region[0], "AnatomicRegionModifierSequence") if region else None)
         color = palette.get(number, _default_color(index))
         if "RecommendedDisplayCIELabValue" in item:

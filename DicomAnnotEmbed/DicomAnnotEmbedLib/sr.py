@@ -63,6 +63,7 @@ from pydicom.uid import generate_uid
 
 from . import __version__
 from .errors import DicomAnnotEmbedError, GeometryError, InputError
+from .dicom_values import code_of, coded_concept, long_string
 from .inputs import read_dicom_file
 from .geometry import VolumeGeometry
 from .model import Code, Markup, Segment, Segmentation, Terminology
@@ -306,17 +307,6 @@ class SrExportResult:
     skipped: List[str] = field(default_factory=list)
 
 
-def _cc(code: Code):
-    from highdicom.sr import CodedConcept
-
-    return CodedConcept(code.value, code.scheme, code.meaning or code.value)
-
-
-def _lo(text: str) -> str:
-    """A Long String / tracking identifier value: 64 characters, no backslash."""
-    return str(text).replace("\\", "/")[:64]
-
-
 def private_concept(text: str) -> Code:
     """The code standing for a concept written as plain text: (121106, DCM, "Comment") for
     "comment", else a code of :data:`PRIVATE_SCHEME` derived from the text, meaning = the text."""
@@ -527,20 +517,20 @@ def export_sr(series: ReferenceSeries, seg_file: PathLike, out: PathLike, *,
     observer_person = observer_device = None
     if options.observer_name:
         observer_person = hd.sr.ObserverContext(
-            observer_type=_cc(Code("121006", "DCM", "Person")),
+            observer_type=coded_concept(Code("121006", "DCM", "Person")),
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=options.observer_name))
     if options.device_name or not options.observer_name:
         name = options.device_name or ALGORITHM_NAME
         observer_device = hd.sr.ObserverContext(
-            observer_type=_cc(Code("121007", "DCM", "Device")),
+            observer_type=coded_concept(Code("121007", "DCM", "Device")),
             observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=generate_uid(entropy_srcs=["DicomAnnotEmbed device observer", name]), name=_lo(name)))
+                uid=generate_uid(entropy_srcs=["DicomAnnotEmbed device observer", name]), name=long_string(name)))
     context = hd.sr.ObservationContext(observer_person_context=observer_person,
                                        observer_device_context=observer_device)
     procedure = options.procedure_reported or PROCEDURES.get(series.modality.upper(), IMAGING_PROCEDURE)
     try:
         report = hd.sr.MeasurementReport(
-            observation_context=context, procedure_reported=_cc(procedure), imaging_measurements=groups,
+            observation_context=context, procedure_reported=coded_concept(procedure), imaging_measurements=groups,
             language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
                 hd.sr.templates.DEFAULT_LANGUAGE),
             referenced_images=list(series.datasets) if options.image_library else None)
@@ -558,7 +548,7 @@ def export_sr(series: ReferenceSeries, seg_file: PathLike, out: PathLike, *,
             evidence=_evidence(series.datasets) + [seg_header], content=report,
             series_instance_uid=result.series_instance_uid, series_number=options.series_number,
             sop_instance_uid=result.sop_instance_uid, instance_number=options.instance_number,
-            manufacturer="DicomAnnotEmbed", series_description=_lo(description),
+            manufacturer="DicomAnnotEmbed", series_description=long_string(description),
             software_versions=f"DicomAnnotEmbed {__version__}")
     except (ValueError, TypeError, AttributeError) as error:
         raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
@@ -634,7 +624,7 @@ def _match_segments(work: Segmentation, seg_segmentation: Segmentation, result: 
         return candidates[0] if len(candidates) == 1 else None
 
     for segment in work.segments:
-        label = _lo(segment.name)
+        label = long_string(segment.name)
         uid, tracking_id = (segment.attributes.get("TrackingUniqueIdentifier"),
                             segment.attributes.get("TrackingIdentifier"))
         found = one(by_uid.get(uid, []), label) if uid else None
@@ -687,12 +677,12 @@ def check_markup_inside(markup: Markup, geometry: VolumeGeometry) -> None:
 
 
 def _unique(name: str, used: Dict[str, int]) -> str:
-    name = _lo(name) or "Markup"
+    name = long_string(name) or "Markup"
     if name not in used:
         used[name] = 1
         return name
     used[name] += 1
-    candidate = _lo(f"{name[:58]} ({used[name]})")
+    candidate = long_string(f"{name[:58]} ({used[name]})")
     used[candidate] = 1
     return candidate
 
@@ -708,7 +698,7 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
     tracking_uid = segment.attributes.get("TrackingUniqueIdentifier")
     if not tracking_id or not tracking_uid:
         log.warning("SEG segment %r has no tracking identifier and UID; new ones are made for the SR", segment.name)
-        tracking_id = tracking_id or _lo(segment.name)
+        tracking_id = tracking_id or long_string(segment.name)
         tracking_uid = tracking_uid or generate_uid()
     term = segment.terminology or DEFAULT_TERMINOLOGY
     if lidc is not None:
@@ -718,8 +708,8 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
         modifier = term.anatomic_region_modifier
         lateral = modifier is not None and (modifier.value, modifier.scheme) in LATERALITIES
         finding_site = hd.sr.FindingSite(
-            _cc(term.anatomic_region), laterality=_cc(modifier) if lateral else None,
-            topographical_modifier=_cc(modifier) if modifier is not None and not lateral else None)
+            coded_concept(term.anatomic_region), laterality=coded_concept(modifier) if lateral else None,
+            topographical_modifier=coded_concept(modifier) if modifier is not None and not lateral else None)
     records: List[MeasurementRecord] = []
 
     def record(concept: Code, **values) -> None:
@@ -739,27 +729,27 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
             else:
                 concept = {"volume": VOLUME, "surface_area": SURFACE_AREA, "maximum_diameter": MAXIMUM_DIAMETER}[name]
             measurements.append(hd.sr.Measurement(
-                name=_cc(concept), value=float(quantity.value), unit=_cc(unit), algorithm_id=algorithm,
-                derivation=_cc(derivation) if derivation else None, method=_cc(method) if method else None))
+                name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(unit), algorithm_id=algorithm,
+                derivation=coded_concept(derivation) if derivation else None, method=coded_concept(method) if method else None))
             record(concept, value=float(quantity.value), unit=unit, derivation=derivation, method=method,
                    algorithm=_algorithm_text(algorithm))
     qualitative, texts = [], []
     for evaluation in evaluations:
         concept = evaluation.concept or private_concept(evaluation.concept_name)
         if evaluation.value is not None:
-            qualitative.append(hd.sr.QualitativeEvaluation(_cc(concept), _cc(evaluation.value)))
+            qualitative.append(hd.sr.QualitativeEvaluation(coded_concept(concept), coded_concept(evaluation.value)))
             record(concept, coded_value=evaluation.value)
         else:
-            texts.append(hd.sr.TextContentItem(name=_cc(concept), value=str(evaluation.text),
+            texts.append(hd.sr.TextContentItem(name=coded_concept(concept), value=str(evaluation.text),
                                                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
             record(concept, text=str(evaluation.text))
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=_lo(tracking_id)),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=long_string(tracking_id)),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=str(seg_header.SOPClassUID), sop_instance_uid=str(seg_header.SOPInstanceUID),
             segment_number=int(number),
             source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid)),
-        finding_type=_cc(term.type), finding_category=_cc(term.category),
+        finding_type=coded_concept(term.type), finding_category=coded_concept(term.category),
         finding_sites=[finding_site] if finding_site is not None else None,
         measurements=measurements or None, qualitative_evaluations=qualitative or None)
     content = group[0].ContentSequence
@@ -783,7 +773,7 @@ def _add_finding_modifier(content, modifier: Code) -> None:
     for item in content:
         if _key(item) in _FINDING:
             item.ContentSequence = hd.sr.ContentSequence([hd.sr.CodeContentItem(
-                name=_cc(name), value=_cc(modifier), relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)])
+                name=coded_concept(name), value=coded_concept(modifier), relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)])
             return
 
 
@@ -801,7 +791,7 @@ def _markup_groups(markup: Markup, name: str, quantities: dict, frame_of_referen
         records.append(MeasurementRecord(
             tracking_id=name, tracking_uid=uid, concept=concept, template=template, value=float(quantity.value),
             unit=quantity.unit_code, algorithm=_algorithm_text(algorithm), markup=name))
-        return hd.sr.Measurement(name=_cc(concept), value=float(quantity.value), unit=_cc(quantity.unit_code),
+        return hd.sr.Measurement(name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(quantity.unit_code),
                                  algorithm_id=algorithm, referenced_coordinates=coordinates)
 
     def coords(graphic_type: str, points: np.ndarray):
@@ -908,7 +898,7 @@ def _add_coding_schemes(document: Dataset, options: SrExportOptions) -> None:
     for scheme in sorted(s for s in schemes if s.startswith("99")):
         item = Dataset()
         item.CodingSchemeDesignator = scheme
-        item.CodingSchemeName = _lo(names.get(scheme, scheme))
+        item.CodingSchemeName = long_string(names.get(scheme, scheme))
         items.append(item)
     if items:
         document.CodingSchemeIdentificationSequence = items
@@ -973,24 +963,14 @@ def _key(item: Dataset) -> Optional[Tuple[str, str]]:
             str(code[0].get("CodingSchemeDesignator", "")))
 
 
-def _code(item: Optional[Dataset]) -> Optional[Code]:
-    if item is None:
-        return None
-    value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
-    scheme = item.get("CodingSchemeDesignator")
-    if not value or not scheme:
-        return None
-    return Code(str(value), str(scheme), str(item.get("CodeMeaning", "")))
-
-
 def _name(item: Dataset) -> Optional[Code]:
     sequence = item.get("ConceptNameCodeSequence")
-    return _code(sequence[0]) if sequence else None
+    return code_of(sequence[0]) if sequence else None
 
 
 def _value_code(item: Dataset) -> Optional[Code]:
     sequence = item.get("ConceptCodeSequence")
-    return _code(sequence[0]) if sequence else None
+    return code_of(sequence[0]) if sequence else None
 
 
 def _children(item: Dataset) -> list:
@@ -1158,9 +1138,9 @@ def _num_record(item: Dataset, base: dict, series, imported: SrImport):
         elif m.get("NumericValue") not in (None, ""):
             value = float(m.NumericValue)
         units = m.get("MeasurementUnitsCodeSequence")
-        unit = _code(units[0]) if units else None
+        unit = code_of(units[0]) if units else None
     if item.get("NumericValueQualifierCodeSequence"):
-        qualifier = _code(item.NumericValueQualifierCodeSequence[0])
+        qualifier = code_of(item.NumericValueQualifierCodeSequence[0])
     derivation = method = None
     algorithm_name = algorithm_version = ""
     regions: List[_Region] = []
