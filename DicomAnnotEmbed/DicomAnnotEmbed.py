@@ -303,7 +303,10 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """A progress dialog whose Cancel stops the job (the callback raises Cancelled)."""
         from DicomAnnotEmbedLib.module_logic import Cancelled
 
-        dialog = slicer.util.createProgressDialog(windowTitle=title, labelText=title, maximum=1000)
+        # The core reports each stage from 0 to total: with Qt's defaults (autoReset, autoClose) the
+        # dialog would reset (clearing wasCanceled) and hide whenever a stage reaches 100 %.
+        dialog = slicer.util.createProgressDialog(windowTitle=title, labelText=title, maximum=1000,
+                                                  autoReset=False, autoClose=False)
         state = {"last": 0.0}
 
         def progress(done, total, message):
