@@ -34,6 +34,7 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
+from . import arrays
 from .errors import InputError, TooManySegmentsError
 from .model import AnnotationSet, Markup, Segment, Segmentation, Terminology
 from .outputs import prepare_output_dir, write_atomic
@@ -654,18 +655,28 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
     Raises:
         InputError: the series carries no overlay plane.
     """
-    series = source if isinstance(source, ReferenceSeries) else load_series(source, series_uid, progress)
-    shape2d = series.geometry.shape[1:]
-    found: Dict[Tuple[int, str], _Found] = {}
-    markups: Dict[str, Markup] = {}
+    decoded: Dict[str, _FileOverlays] = {}
     parsed: Dict[object, dict] = {}  # the same metadata text is in every file of a series
     with gc_paused():  # everything made here stays alive until the segments are built
+        if isinstance(source, ReferenceSeries):
+            series = source
+        else:
+            # Each file's planes are decoded as its header is read, from the bytes it was read
+            # from: reading them from the file again was a quarter of the import (benchmark notes).
+            def decode(path: str, ds: Dataset, head: Optional[bytes]) -> None:
+                decoded[path] = _decode_file(_OverlayElements(ds, path, head), path, parsed)
+
+            series = load_series(source, series_uid, progress, on_header=decode)
+        shape2d = series.geometry.shape[1:]
+        found: Dict[Tuple[int, str], _Found] = {}
+        markups: Dict[str, Markup] = {}
         frames_of_file = _frames_of_files(series)
         for file_index in track(range(len(series.files)), progress, "Reading overlays"):
-            ds = series.datasets[file_index]
-            _read_overlays(_OverlayElements(ds, series.files[file_index]), series.files[file_index],
-                           _private_metadata(ds, parsed).get("planes", {}), dict(frames_of_file[file_index]),
-                           shape2d, found, markups)
+            path = series.files[file_index]
+            planes = decoded.pop(path, None)
+            if planes is None:
+                planes = _decode_file(_OverlayElements(series.datasets[file_index], path), path, parsed)
+            _add_file(planes, dict(frames_of_file[file_index]), shape2d, found, markups)
         if not found and not markups:
             raise InputError("no overlay planes in this series", series.folder)
         # Segments in overlay group order: the order in which they were exported.
@@ -673,34 +684,56 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
         return AnnotationSet(series.geometry, _segmentation(series.geometry, ordered), list(markups.values()))
 
 
-def _read_overlays(elements: "_OverlayElements", path: str, metadata: dict, slice_of_frame: Dict[int, int],
-                   shape2d: Tuple[int, int], found: Dict[Tuple[int, str], _Found], markups: Dict[str, Markup]) -> None:
-    """Add the overlay planes of one file to ``found`` (by group and segment) and ``markups``."""
+@dataclass
+class _FileOverlays:
+    """The overlay planes of one file: per group its key (group, segment), name, type, our
+    metadata and the (frame, top row, left column, bool block) pieces with pixels; our markups."""
+
+    groups: List[Tuple[Tuple[int, str], str, str, dict, List[Tuple[int, int, int, np.ndarray]]]]
+    markups: List[Markup]
+
+
+def _decode_file(elements: "_OverlayElements", path: str, parsed: Dict[object, dict]) -> _FileOverlays:
+    """Decode the overlay planes of one file (see _FileOverlays)."""
     ds = elements.ds
+    metadata = _private_metadata(ds, parsed).get("planes", {})
+    result = _FileOverlays([], [])
     legacy_words: List[np.ndarray] = []  # stored pixel words, read once per file if needed
     for group in OVERLAY_GROUPS:
         if group << 16 | 0x0010 not in elements.tags:
             continue
         meta = metadata.get(f"{group:04X}", {})
         if meta.get("kind") == "markup":
-            markup = _markup_from_json(meta["markup"], path)
-            markups.setdefault(markup.name, markup)
+            result.markups.append(_markup_from_json(meta["markup"], path))
             continue
         name = meta.get("name") or _text(ds, group, 0x1500) or _text(ds, group, 0x0022) or f"Overlay {group:04X}"
-        key = (group, meta.get("id") or name)
-        if key not in found:
-            found[key] = _Found(name, elements.text(group, 0x0040) or meta.get("overlay_type") or "G", meta)
+        pieces: List[Tuple[int, int, int, np.ndarray]] = []
+        result.groups.append(((group, meta.get("id") or name), name,
+                              elements.text(group, 0x0040) or meta.get("overlay_type") or "G", meta, pieces))
         blocks = _plane_blocks(elements, group, path, legacy_words)
         if not any(block is not None for block in blocks):
             continue  # about half the planes: written empty to keep the groups contiguous
         origin = elements.numbers(group, 0x0050) or (1, 1)
         origin_frame = (elements.number(group, 0x0051) or 1) - 1
         for index, block in enumerate(blocks):
-            k = slice_of_frame.get(origin_frame + index)
-            if k is not None and block is not None:
-                piece = _placed(block[0] + int(origin[0]) - 1, int(origin[1]) - 1, block[1], shape2d)
-                if piece is not None:
-                    found[key].slices.setdefault(k, []).append(piece)
+            if block is not None:
+                pieces.append((origin_frame + index, block[0] + int(origin[0]) - 1, int(origin[1]) - 1, block[1]))
+    return result
+
+
+def _add_file(planes: _FileOverlays, slice_of_frame: Dict[int, int], shape2d: Tuple[int, int],
+              found: Dict[Tuple[int, str], _Found], markups: Dict[str, Markup]) -> None:
+    """Add one file's planes to ``found`` (by group and segment, on slices k) and ``markups``."""
+    for markup in planes.markups:
+        markups.setdefault(markup.name, markup)
+    for key, name, overlay_type, meta, pieces in planes.groups:
+        if key not in found:
+            found[key] = _Found(name, overlay_type, meta)
+        for frame, row, column, block in pieces:
+            k = slice_of_frame.get(frame)
+            piece = _placed(row, column, block, shape2d) if k is not None else None
+            if piece is not None:
+                found[key].slices.setdefault(k, []).append(piece)
 
 
 class _OverlayElements:
@@ -708,16 +741,17 @@ class _OverlayElements:
     converted them yet (little endian): pydicom's conversion of ~8 elements per plane was the
     largest cost of the import (benchmark notes). Anything else goes through pydicom.
 
-    load_series defers Overlay Data (series.DEFER_SIZE): it is read here, all planes of a file
-    in one read, one file at a time."""
+    load_series defers Overlay Data (series.DEFER_SIZE): it is taken from the block of bytes
+    the header was parsed from (``head``), else read here, all planes of a file in one read."""
 
-    def __init__(self, ds: Dataset, path: str):
+    def __init__(self, ds: Dataset, path: str, head: Optional[bytes] = None):
         self.ds, self.path = ds, path
         # int keys: looking an int up among pydicom's BaseTag keys calls BaseTag.__eq__ (Python)
         self.elements = {int(tag): item for tag, item in ds.items()}
         self.tags = self.elements.keys()
         self.little = ds.original_encoding[1] is True
-        self._deferred: Optional[Tuple[int, bytes]] = None  # (file position, bytes) of all deferred data
+        # (file position, bytes) of all deferred data: the block the header was read from, if any
+        self._deferred: Optional[Tuple[int, memoryview]] = None if head is None else (0, memoryview(head))
 
     def _raw(self, group: int, element: int, vr: str) -> Tuple[bool, Optional[bytes]]:
         """(present, the value's bytes when readable here, else None)."""
@@ -854,6 +888,10 @@ def _segmentation(geometry, found: List[_Found]) -> Segmentation:
     from .model import _default_color
 
     layers: List[np.ndarray] = []
+    # Per layer and slice, the boxes painted so far: a piece whose box meets none of them
+    # cannot overlap, and its pixels need not be read (reading never-written pages of the
+    # layer maps them, and painting them then faults them in a second time).
+    boxes: List[Dict[int, List[Tuple[int, int, int, int]]]] = []
     segments: List[Segment] = []
     for n, item in enumerate(found):
         meta = item.metadata
@@ -866,20 +904,34 @@ def _segmentation(geometry, found: List[_Found]) -> Segmentation:
                   for k, in_slice in item.slices.items() for r, c, b in in_slice]
         for layer, labels in enumerate(layers):
             value = max((s.label_value for s in segments if s.layer == layer), default=0) + 1
-            if value <= 65535 and not any(np.count_nonzero(labels[at]) and np.logical_and(labels[at], b).any()
-                                          for at, b in pieces):
+            if value <= 65535 and not any(_meets(boxes[layer].get(at[0], ()), at)
+                                          and np.logical_and(labels[at], b).any() for at, b in pieces):
                 break
         else:
             layer, value = len(layers), 1
-            layers.append(np.zeros(geometry.shape, layers[0].dtype if layers else np.uint8))
+            layers.append(arrays.zeros(geometry.shape, layers[0].dtype if layers else np.uint8))
+            boxes.append({})
+        for (k, rows, columns), _ in pieces:
+            boxes[layer].setdefault(k, []).append((rows.start, rows.stop, columns.start, columns.stop))
         if value > np.iinfo(layers[layer].dtype).max:
             layers = [labels.astype(np.uint16) for labels in layers]
         for at, b in pieces:
             np.copyto(layers[layer][at], value, where=b)
         segment.layer, segment.label_value = layer, value
         segments.append(segment)
-    stacked = layers[0][np.newaxis] if len(layers) == 1 else np.stack(layers) if layers else None
+    stacked = None
+    if len(layers) == 1:
+        stacked = layers[0][np.newaxis]
+    elif layers:
+        stacked = np.stack(layers, out=arrays.zeros((len(layers),) + layers[0].shape, layers[-1].dtype))
     return Segmentation(geometry, stacked, segments)
+
+
+def _meets(boxes: Sequence[Tuple[int, int, int, int]], at: Tuple[int, slice, slice]) -> bool:
+    """Whether the box of ``at`` (slice, rows, columns) meets any of ``boxes`` (row and column ranges)."""
+    _, rows, columns = at
+    return any(r0 < rows.stop and rows.start < r1 and c0 < columns.stop and columns.start < c1
+               for r0, r1, c0, c1 in boxes)
 
 
 def _unique_id(name: str, existing: set) -> str:

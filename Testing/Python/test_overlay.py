@@ -597,3 +597,30 @@ def test_loading_headers_reads_no_pixel_data_and_defers_overlay_data(tmp_path):
     back = import_overlays(series)
     np.testing.assert_array_equal(back.segmentation.mask(back.segmentation.segments[0])[0],
                                   pydicom.dcmread(src).overlay_array(0x6000).astype(bool))
+
+
+def test_planes_decoded_from_header_blocks_equal_planes_read_from_the_files(tmp_path):
+    """Full-size planes (deferred by load_series): the import that decodes them from the blocks
+    the headers were read from gives what decoding them from the files gives, and the masks."""
+    from DicomAnnotEmbedLib.dicomize import dicomize_array
+
+    shape = (6, 384, 400)  # 19 KB planes: above series.DEFER_SIZE
+    geometry = VolumeGeometry(shape, np.array([[0.8, 0, 0, -150], [0, 0.8, 0, -160], [0, 0, 2.0, 30], [0, 0, 0, 1.0]]))
+    dicomize_array(np.zeros(shape, np.int16), geometry, tmp_path / "series")
+    k, j, i = np.indices(shape)
+    masks = [((j - 100) ** 2 + (i - 120) ** 2 < 60 ** 2) & (k >= 1),
+             ((j - 250) ** 2 + (i - 300) ** 2 < 40 ** 2) & (k <= 3),
+             ((j - 200) ** 2 + (i - 200) ** 2 < 90 ** 2) & (k == 2)]  # overlaps both
+    expected = Segmentation.from_masks(geometry, masks, [Segment(id=f"s{n}", name=f"Segment {n}") for n in range(3)])
+    export_overlays(load_series(tmp_path / "series"), AnnotationSet(geometry, expected, []), tmp_path / "overlay")
+
+    heads = {}
+    load_series(tmp_path / "overlay", on_header=lambda path, ds, head: heads.__setitem__(path, (ds, head)))
+    assert sum(head is not None for _, head in heads.values()) >= len(heads) - 2  # blocks grew to the headers
+    assert all(ds.get_item(0x60003000, keep_deferred=True).value is None for ds, _ in heads.values())
+
+    from_blocks = import_overlays(tmp_path / "overlay")
+    from_files = import_overlays(load_series(tmp_path / "overlay"))
+    assert_same_segments(expected, from_blocks.segmentation, metadata=False)
+    assert_same_segments(from_files.segmentation, from_blocks.segmentation)
+    np.testing.assert_array_equal(from_blocks.segmentation.layers, from_files.segmentation.layers)

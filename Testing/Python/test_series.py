@@ -139,3 +139,69 @@ def test_bad_stacks_are_named(sample_case, tmp_path, problem, match):
     assert str(folder) in str(info.value)
     if problem != "tilt":
         assert ".dcm" in str(info.value)  # names the files
+
+
+def header_from_file(path):
+    with open(path, "rb") as stream:
+        ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=16384)
+        return ds, stream.tell()
+
+
+def element_key(element):
+    """What a parsed element is: raw ones with where their value lies (deferred ones have none)."""
+    if hasattr(element, "value_tell"):
+        return element.tag, element.VR, element.length, element.value_tell, element.value
+    return element.tag, element.VR, element.value
+
+
+def assert_same_header(read, path):
+    expected, offset = header_from_file(path)
+    assert read.pixel_data_offset == offset
+    assert [element_key(e) for e in read.values()] == [element_key(e) for e in expected.values()]
+    assert read.file_meta == expected.file_meta and read.original_encoding == expected.original_encoding
+    assert read.filename == str(path) and read.timestamp == expected.timestamp
+
+
+def test_block_header_reader_equals_reading_the_file(sample_case, tmp_path):
+    """Headers parsed from a first block of bytes are what pydicom reads from the file, also where
+    the block cuts a header (overlay files), for short files and for deferred values."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.series import _HeaderReader
+
+    sources = sorted(sample_case.series_dir.iterdir())
+    reader = _HeaderReader()
+    for path in sources:
+        assert_same_header(reader.read(path)[0], path)
+    assert 0 < reader.block <= _HeaderReader.MAX_BLOCK  # small headers: blocks used
+
+    api.export_overlay(sample_case.series_dir, sample_case.segmentation_path, out_dir=tmp_path / "overlay")
+    exported = sorted((tmp_path / "overlay").iterdir())
+    for path in exported:
+        small = _HeaderReader()
+        small.block = 1024  # the header is cut: read from the file
+        ds, head = small.read(path)
+        assert head is None
+        assert_same_header(ds, path)
+        assert ds.get((0x6000, 0x3000)) is None or ds[0x6000, 0x3000].value is not None  # deferred reads work
+    keeping = _HeaderReader(_HeaderReader.MAX_KEPT_BLOCK)  # blocks grow to hold the overlay data
+    heads = [keeping.read(path) for path in exported]
+    assert sum(head is not None for _, head in heads) >= len(exported) - 2
+    for path, (ds, head) in zip(exported, heads):
+        assert_same_header(ds, path)
+        if head is not None:
+            assert path.read_bytes().startswith(head[:ds.pixel_data_offset])
+            overlay_data = ds.get_item((0x6000, 0x3000), keep_deferred=True)
+            if overlay_data is not None and overlay_data.value is None:  # deferred, and in the block
+                assert overlay_data.value_tell + overlay_data.length <= len(head)
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(sources[0].read_bytes()[:2000])  # shorter than a block: parsed whole, as pydicom does
+    assert_same_header(_HeaderReader().read(truncated)[0], truncated)
+
+
+@pytest.mark.parametrize("parts", [("pydicom-data", "MR-SIEMENS-DICOM-WithOverlays.dcm"),
+                                   ("pydicom-data", "eCT_Supplemental.dcm")])
+def test_block_header_reader_on_other_writers_files(parts):
+    from DicomAnnotEmbedLib.series import _HeaderReader
+
+    path = interop(*parts)
+    assert_same_header(_HeaderReader().read(path)[0], path)
