@@ -20,7 +20,7 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pydicom
@@ -632,8 +632,9 @@ def _private_metadata(ds: Dataset, cache: Optional[Dict[object, dict]] = None) -
 
 # --- import ---------------------------------------------------------------------------------
 
-#: A piece of a mask on one slice: top row, left column and the (rows, columns) bool block.
-_Piece = Tuple[int, int, np.ndarray]
+#: A piece of a mask on one slice: top row, left column and the (rows, columns) block: bool,
+#: or _PackedRows (defined below) until painted.
+_Piece = Tuple[int, int, "np.ndarray | _PackedRows"]
 
 
 @dataclass
@@ -819,8 +820,8 @@ _US, _SS2 = struct.Struct("<H"), struct.Struct("<2h")
 
 def _plane_blocks(elements: _OverlayElements, group: int, path: str,
                   legacy_words: List[np.ndarray]) -> List[Optional[Tuple[int, np.ndarray]]]:
-    """For each frame of an overlay group: a row and the bool rows from it that hold all the
-    frame's pixels (give or take a few empty rows), or None when the frame is empty.
+    """For each frame of an overlay group: a row and the rows from it that hold all the frame's
+    pixels (give or take a few empty rows; bool, or _PackedRows), or None when the frame is empty.
 
     Overlay Data is unpacked only around the bytes that have bits set: a plane of a small
     segment is mostly zero bytes. Data that pydicom would warn about or
@@ -846,10 +847,12 @@ def _plane_blocks(elements: _OverlayElements, group: int, path: str,
             last = min(start + size, (start // 8 + span[1]) * 8) - start
             top, bottom = first // columns, -(-last // columns)
             at, count = start + top * columns, (bottom - top) * columns
-            unpacked = np.unpackbits(bits[at // 8:(at + count - 1) // 8 + 1], bitorder="little")
-            band = unpacked[at % 8:at % 8 + count].view(bool).reshape(bottom - top, columns)
-            # A byte shared with the neighbouring frame can hold only its bits.
-            blocks.append((top, band) if size % 8 == 0 or band.any() else None)
+            band = _PackedRows(bits[at // 8:(at + count - 1) // 8 + 1].copy(), at % 8, (bottom - top, columns))
+            if size % 8 == 0:
+                blocks.append((top, band))
+            else:  # a byte shared with the neighbouring frame can hold only its bits
+                rows_of_band = band.unpack()
+                blocks.append((top, rows_of_band) if rows_of_band.any() else None)
         return blocks
     planes = _read_plane(elements.ds, group, path, legacy_words)
     blocks = []
@@ -857,6 +860,28 @@ def _plane_blocks(elements: _OverlayElements, group: int, path: str,
         rows_set = np.flatnonzero(plane.any(axis=1))
         blocks.append((int(rows_set[0]), plane[rows_set[0]:rows_set[-1] + 1]) if rows_set.size else None)
     return blocks
+
+
+class _PackedRows:
+    """Rows of an overlay plane as stored (a bit a pixel, first pixel in the lowest bit of the
+    first byte after ``skip`` bits), unpacked only when painted: unpacked at decoding, all
+    planes were alive at once, each in fresh memory, as large as the painted part of the label
+    layer, and page faults to make and unmappings to free cost ~15% of the import."""
+
+    __slots__ = ("packed", "skip", "shape")
+
+    def __init__(self, packed: np.ndarray, skip: int, shape: Tuple[int, int]):
+        self.packed, self.skip, self.shape = packed, skip, shape
+
+    def unpack(self) -> np.ndarray:
+        """The rows as a bool array of ``shape``."""
+        count = self.shape[0] * self.shape[1]
+        unpacked = np.unpackbits(self.packed, count=self.skip + count, bitorder="little")
+        return unpacked[self.skip:].view(bool).reshape(self.shape)
+
+
+def _unpacked(block: Union[np.ndarray, _PackedRows]) -> np.ndarray:
+    return block.unpack() if isinstance(block, _PackedRows) else block
 
 
 def _nonzero_span(chunk: np.ndarray) -> Optional[Tuple[int, int]]:
@@ -878,7 +903,9 @@ def _placed(row: int, column: int, block: np.ndarray, shape2d: Tuple[int, int]) 
     bottom, right = min(row + block.shape[0], shape2d[0]), min(column + block.shape[1], shape2d[1])
     if bottom <= top or right <= left:
         return None
-    return top, left, block[top - row:bottom - row, left - column:right - column]
+    if (top, left, bottom, right) == (row, column, row + block.shape[0], column + block.shape[1]):
+        return top, left, block  # all of it: packed rows stay packed
+    return top, left, _unpacked(block)[top - row:bottom - row, left - column:right - column]
 
 
 def _segmentation(geometry, found: List[_Found]) -> Segmentation:
@@ -905,7 +932,7 @@ def _segmentation(geometry, found: List[_Found]) -> Segmentation:
         for layer, labels in enumerate(layers):
             value = max((s.label_value for s in segments if s.layer == layer), default=0) + 1
             if value <= 65535 and not any(_meets(boxes[layer].get(at[0], ()), at)
-                                          and np.logical_and(labels[at], b).any() for at, b in pieces):
+                                          and np.logical_and(labels[at], _unpacked(b)).any() for at, b in pieces):
                 break
         else:
             layer, value = len(layers), 1
@@ -916,7 +943,7 @@ def _segmentation(geometry, found: List[_Found]) -> Segmentation:
         if value > np.iinfo(layers[layer].dtype).max:
             layers = [labels.astype(np.uint16) for labels in layers]
         for at, b in pieces:
-            np.copyto(layers[layer][at], value, where=b)
+            np.copyto(layers[layer][at], value, where=_unpacked(b))
         segment.layer, segment.label_value = layer, value
         segments.append(segment)
     stacked = None

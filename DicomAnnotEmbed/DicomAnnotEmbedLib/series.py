@@ -272,36 +272,45 @@ _PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # where stop_before_pix
 class _HeaderReader:
     """Reads headers (up to the pixel data, long values deferred) from one block of the file's
     bytes: pydicom parses a BytesIO a tenth to a quarter faster than a file, whose small reads
-    each go through the buffered reader (benchmark notes). The block grows to what the files
-    need, up to MAX_BLOCK; a header that does not end in the block is read from the file, as
-    before, and after one header longer than the largest block every file is: unless the
-    caller uses the deferred values in the block (MAX_KEPT_BLOCK), a block that holds them
-    costs more to read than it saves."""
+    each go through the buffered reader (benchmark notes).
+
+    The block is sized to the header: the files of a series end alike (Pixel Data of one size),
+    so the file's size less the bytes that followed the previous header gives this one's
+    length. A header that does not end in its block is read from the file, as before. Blocks
+    larger than ``max_block`` are not read: unless the caller uses the deferred values in the
+    block (MAX_KEPT_BLOCK), reading them costs more than the faster parse saves."""
 
     MAX_BLOCK = 1 << 16
     MAX_KEPT_BLOCK = 1 << 22
-    _GRAIN = 1 << 16  # blocks grow in steps of this many bytes
+    FIRST_BLOCK = 1 << 14  # before any file has told how long its header is
+    SLACK = 1024  # bytes read beyond the expected end of the header
 
     def __init__(self, max_block: int = MAX_BLOCK) -> None:
-        self.block, self.max_block = 1 << 14, max_block
+        self.max_block = max_block
+        self.trailing: Optional[int] = None  # fewest bytes seen after a header (Pixel Data and on)
 
     def read(self, path: Path) -> Tuple[Dataset, Optional[bytes]]:
         """The header and the block it was parsed from (None when read from the file)."""
         with open(path, "rb") as stream:
-            if self.block:
-                head = stream.read(self.block)
-                ds = self._parse_block(head, len(head) < self.block)
+            stat = os.fstat(stream.fileno())
+            block = self.FIRST_BLOCK if self.trailing is None else max(stat.st_size - self.trailing, 0) + self.SLACK
+            if block <= self.max_block:
+                head = stream.read(block)
+                ds = self._parse_block(head, len(head) < block)
                 if ds is not None:
                     ds.filename, ds.fileobj_type, ds.buffer = str(path), open, None  # as if read from the file
-                    ds.timestamp = os.fstat(stream.fileno()).st_mtime
+                    ds.timestamp = stat.st_mtime
+                    self._learn(stat.st_size, ds.pixel_data_offset)
                     return ds, head
                 stream.seek(0)
             ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
             ds.pixel_data_offset = stream.tell()  # see pixel_data_offset()
-        if self.block:  # the next files are likely alike: a block for this header, and a quarter more
-            needed = -(-(ds.pixel_data_offset * 5 // 4 + 1024) // self._GRAIN) * self._GRAIN
-            self.block = max(self.block, needed) if needed <= self.max_block else 0
+        self._learn(stat.st_size, ds.pixel_data_offset)
         return ds, None
+
+    def _learn(self, size: int, header_end: int) -> None:
+        trailing = max(size - header_end, 0)
+        self.trailing = trailing if self.trailing is None else min(self.trailing, trailing)
 
     @staticmethod
     def _parse_block(head: bytes, whole_file: bool) -> Optional[Dataset]:
