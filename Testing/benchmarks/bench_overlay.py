@@ -41,7 +41,53 @@ loading, and the interpreter + imports floor. Targets: export <= 1.5 x read+writ
 
 Notes (2-core AMD EPYC VM, 23.5 GiB, ext4; Python 3.11.7, pydicom 3.0.2, numpy 2.4.6)
 ------------------------------------------------------------------------------------
-Second round (figures: README "Speed (overlay)"). The machine was shared with other jobs
+Third round (figures: README "Speed (overlay)"). Medians of 11 rounds, peers 0.39 s
+(read+write) and 0.11 s (read of the overlay files):
+
+* export from the .seg.nrrd: 0.62 -> 0.45 s (1.51 -> 1.14 to 1.23 x);
+* import: 0.16 -> 0.13 s (1.46 to 1.58 -> 1.24 to 1.25 x);
+* peak RSS: export 166 -> 119 MiB, import 133 -> 100 MiB.
+
+Phases were timed with perf_counter in fresh processes (cProfile and line_profiler inflate
+the many small calls 2 to 3 x; pyinstrument's sampling agreed with the plain timings). What
+they found, and what was changed:
+
+* .seg.nrrd decode, 0.2 s: zlib inflate of 52 MB 0.13 s, and pynrrd's growing bytearray and
+  two copies. Now ``segio._read_gzip_voxels`` inflates 1 MB at a time straight into the array:
+  with Python's zlib 0.09 s, with zlib-ng 0.01 s (isal and libdeflate were as fast; zlib-ng
+  mirrors zlib's API). slicerio still reads the metadata.
+* Header parse, about 80 ms for the overlay files: pydicom parsing a BytesIO is 10 to 25 %
+  faster than parsing a buffered file (each small read goes through BufferedReader). Reading a
+  fixed 384 KB or 512 KB block lost the gain to copying; mmap gained 6 ms. Now the block is the
+  file's size less the bytes that followed the previous file's header (Pixel Data of one size
+  in a series), so it ends just after this header (``series._HeaderReader``): parse 80 -> 69 ms
+  (loop of 200 files) when the import keeps the blocks. The export reads blocks only up to
+  64 KB: without a consumer of the deferred values, larger blocks cost more than they save.
+* Overlay Data read a second time, 13 ms: the import now decodes each file's planes from the
+  block its header came from, as load_series reads it (``on_header``). Mapping the files
+  instead of reading them was tried: no faster on this VM.
+* Decoded planes, ~10 ms: each np.unpackbits result of 50 to 200 KB was fresh memory (mmap
+  above glibc's threshold while all were alive), faulted in at decode and unmapped at the end.
+  The rows now stay packed (``overlay._PackedRows``) and are unpacked one at a time when painted,
+  reusing the same freed memory. Decoding fell from 23 to 15 ms.
+* Label layer, 11 to 110 ms: numpy advises huge pages for large arrays, and faulting them in
+  varied from 5 to 110 ms in fresh processes (16 ms steadily on 4 KiB pages). Decoded volumes now
+  come from ``arrays.zeros`` (a private anonymous map, no advice). The overlap check read
+  never-written pages, which then faulted twice: boxes painted so far now decide whether pixels
+  need reading.
+* GC: a full collection over the headers (20 to 30 ms) ran inside the import when two gc_paused
+  blocks ended one after the other; the pause now spans the whole import, and the headers are
+  freed by reference counting before the GC is enabled again.
+* Tried and left out: a thread that pre-faulted the label layer while headers were read
+  (segmentation 15 -> 8 ms, but the header parse slowed as much).
+
+Where the import's 0.13 s goes now: pydicom's parse of the headers ~70 ms (the peer's own
+parse plus its Pixel Data read is ~0.1 s), decoding 865 planes 15 ms, painting 10 ms and
+importing slicerio for the terminology 3.5 ms, building the geometry 7.5 ms, the rest per-file
+Python. The export from the .seg.nrrd: the in-memory export (~0.4 s, as the peer) plus 0.03 s
+of decode.
+
+Second round. The machine was shared with other jobs
 (load 1 to 3 on 2 cores): single runs vary by up to 50 %, ratios within a round less, and the
 kernel writing back one run's files slowed the next run until ``sync`` between runs. Before ->
 after, medians of 11 rounds (before: 5), peers 0.37 to 0.41 s (read+write) and 0.11 s (read of
