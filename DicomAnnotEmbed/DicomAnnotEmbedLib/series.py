@@ -291,20 +291,22 @@ class _HeaderReader:
 
     def read(self, path: Path) -> Tuple[Dataset, Optional[bytes]]:
         """The header and the block it was parsed from (None when read from the file)."""
-        with open(path, "rb") as stream:
-            stat = os.fstat(stream.fileno())
+        # Unbuffered: a buffered reader would read on to its next 4 KiB boundary.
+        with open(path, "rb", buffering=0) as raw:
+            stat = os.fstat(raw.fileno())
             block = self.FIRST_BLOCK if self.trailing is None else max(stat.st_size - self.trailing, 0) + self.SLACK
             if block <= self.max_block:
-                head = stream.read(block)
-                ds = self._parse_block(head, len(head) < block)
+                head = raw.read(block)
+                ds = self._parse_block(head, len(head) >= stat.st_size)
                 if ds is not None:
                     ds.filename, ds.fileobj_type, ds.buffer = str(path), open, None  # as if read from the file
                     ds.timestamp = stat.st_mtime
                     self._learn(stat.st_size, ds.pixel_data_offset)
                     return ds, head
-                stream.seek(0)
-            ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
-            ds.pixel_data_offset = stream.tell()  # see pixel_data_offset()
+                raw.seek(0)
+            with io.BufferedReader(raw) as stream:  # pydicom's many small reads need the buffer
+                ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
+                ds.pixel_data_offset = stream.tell()  # see pixel_data_offset()
         self._learn(stat.st_size, ds.pixel_data_offset)
         return ds, None
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -48,6 +49,31 @@ def test_headers_only_pixel_data_not_read(sample_case):
     series = load_series(sample_case.series_dir)
     for ds in series.datasets:
         assert "PixelData" not in ds  # headers are read up to the pixel data, never beyond
+
+
+def read_bytes_of_this_process() -> int:
+    """Bytes this process has read through system calls so far (Linux /proc)."""
+    io_counters = Path("/proc/self/io")
+    if not io_counters.exists():
+        pytest.skip("no /proc/self/io on this system")
+    return int(next(line for line in io_counters.read_text().splitlines() if line.startswith("rchar:")).split()[1])
+
+
+def test_loading_headers_reads_little_beyond_them(tmp_path):
+    """On a 512x512 series, load_series reads each header and at most SLACK bytes beyond it
+    (FIRST_BLOCK for the first file): far from the pixel data."""
+    from DicomAnnotEmbedLib.dicomize import dicomize_array
+    from DicomAnnotEmbedLib.series import _HeaderReader
+
+    geometry = VolumeGeometry((8, 512, 512), np.diag([0.7, 0.7, 1.5, 1.0]))
+    files = dicomize_array(np.zeros(geometry.shape, np.int16), geometry, tmp_path / "series")
+    load_series(tmp_path / "series")  # modules that load on first use read their files
+    before = read_bytes_of_this_process()
+    series = load_series(tmp_path / "series")
+    read = read_bytes_of_this_process() - before
+    headers = sum(ds.pixel_data_offset for ds in series.datasets)
+    assert headers < read <= headers + _HeaderReader.FIRST_BLOCK + len(files) * (_HeaderReader.SLACK + 64)
+    assert read < sum(Path(f).stat().st_size for f in files) / 20
 
 
 def test_oblique_geometry_is_exact(tmp_path):
