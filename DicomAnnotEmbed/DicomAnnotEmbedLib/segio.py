@@ -190,7 +190,9 @@ def write_seg_nrrd(path: os.PathLike | str, segmentation: Segmentation) -> None:
         if s.terminology is not None:
             entry["terminology"] = s.terminology.to_slicerio()
         segments.append(entry)
-    data = {"voxels": np.ascontiguousarray(voxels) if voxels.ndim == 3 else voxels,
+    # No copy: (K, J, I) in C order is the NRRD's byte order, which pynrrd writes from the
+    # transposed view with one memcpy (a C-contiguous copy cost two strided copies, 1.3 s).
+    data = {"voxels": voxels,
             "ijkToLPS": segmentation.geometry.ijk_to_lps, "segments": segments,
             "encoding": "gzip", "referenceImageExtentOffset": [0, 0, 0],
             "containedRepresentationNames": ["Binary labelmap"], "masterRepresentation": "Binary labelmap"}
