@@ -39,8 +39,8 @@ from .errors import InputError, TooManySegmentsError
 from .model import AnnotationSet, Markup, Segment, Segmentation, Terminology
 from .outputs import prepare_output_dir, write_atomic
 from .progress import ProgressCallback, track
-from .series import (ReferenceSeries, frame_rescales, gc_paused, load_series, modality_frames, pixel_data_offset,
-                     stored_frames)
+from .series import (ReferenceSeries, frame_rescales, gc_paused, header_value, is_deflated, load_series,
+                     modality_frames, pixel_data_offset, stored_frames)
 
 log = logging.getLogger(__name__)
 
@@ -656,7 +656,7 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
     Raises:
         InputError: the series carries no overlay plane.
     """
-    decoded: Dict[str, _FileOverlays] = {}
+    decoded: Dict[str, Union[_FileOverlays, InputError]] = {}
     parsed: Dict[object, dict] = {}  # the same metadata text is in every file of a series
     with gc_paused():  # everything made here stays alive until the segments are built
         if isinstance(source, ReferenceSeries):
@@ -664,8 +664,13 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
         else:
             # Each file's planes are decoded as its header is read, from the bytes it was read
             # from: reading them from the file again was a quarter of the import (benchmark notes).
+            # Errors wait until the file turns out to be in the chosen series.
             def decode(path: str, ds: Dataset, head: Optional[bytes]) -> None:
-                decoded[path] = _decode_file(_OverlayElements(ds, path, head), path, parsed)
+                if series_uid is None or str(header_value(ds, "SeriesInstanceUID", "")) == series_uid:
+                    try:
+                        decoded[path] = _decode_file(_OverlayElements(ds, path, head), path, parsed)
+                    except InputError as error:
+                        decoded[path] = error
 
             series = load_series(source, series_uid, progress, on_header=decode)
         shape2d = series.geometry.shape[1:]
@@ -675,6 +680,8 @@ def import_overlays(source: ReferenceSeries | os.PathLike | str, series_uid: Opt
         for file_index in track(range(len(series.files)), progress, "Reading overlays"):
             path = series.files[file_index]
             planes = decoded.pop(path, None)
+            if isinstance(planes, InputError):
+                raise planes
             if planes is None:
                 planes = _decode_file(_OverlayElements(series.datasets[file_index], path), path, parsed)
             _add_file(planes, dict(frames_of_file[file_index]), shape2d, found, markups)
@@ -695,7 +702,18 @@ class _FileOverlays:
 
 
 def _decode_file(elements: "_OverlayElements", path: str, parsed: Dict[object, dict]) -> _FileOverlays:
-    """Decode the overlay planes of one file (see _FileOverlays)."""
+    """Decode the overlay planes of one file (see _FileOverlays).
+
+    Raises:
+        InputError: an overlay group that cannot be read (the message names the file).
+    """
+    try:
+        return _decode_groups(elements, path, parsed)
+    except (ValueError, TypeError, KeyError, IndexError, struct.error) as error:  # values pydicom cannot convert
+        raise InputError(f"overlay planes cannot be read ({error})", path) from None
+
+
+def _decode_groups(elements: "_OverlayElements", path: str, parsed: Dict[object, dict]) -> _FileOverlays:
     ds = elements.ds
     metadata = _private_metadata(ds, parsed).get("planes", {})
     result = _FileOverlays([], [])
@@ -798,6 +816,8 @@ class _OverlayElements:
             return None
         if item.value is not None or item.length in (0, 0xFFFFFFFF):
             return item.value
+        if is_deflated(self.ds):  # its positions are in the inflated copy pydicom parsed, not in the file
+            return None
         if self._deferred is None:  # deferred by load_series
             self._deferred = self._read_deferred()
         start, data = self._deferred

@@ -88,6 +88,7 @@ _NRRD_INTEGER_TYPES = {
     **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
 }
 _INFLATE_CHUNK = 1 << 20  # bytes inflated at a time: small enough to stay in the CPU cache
+_INFLATE_INPUT_CHUNK = 1 << 16  # compressed bytes given to the inflater at a time
 
 
 def _read_gzip_voxels(path: Path) -> Optional[np.ndarray]:
@@ -103,8 +104,9 @@ def _read_gzip_voxels(path: Path) -> Optional[np.ndarray]:
     with open(path, "rb") as stream:
         header = nrrd.read_header(stream)
         dtype = _NRRD_INTEGER_TYPES.get(str(header.get("type", "")))
-        if (header.get("encoding") not in ("gzip", "gz") or dtype is None or "data file" in header
-                or "datafile" in header or header.get("line skip", 0) or header.get("byte skip", 0)):
+        if (header.get("encoding") not in ("gzip", "gz") or dtype is None
+                or any(key in header for key in ("data file", "datafile"))
+                or any(header.get(key) for key in ("line skip", "lineskip", "byte skip", "byteskip"))):
             return None
         sizes = [int(n) for n in header["sizes"]]
         if len(sizes) not in (3, 4):
@@ -125,14 +127,20 @@ def _inflate_into(compressed: bytes, out: np.ndarray, path: Path) -> None:
         from zlib_ng import zlib_ng as zlib
     except ImportError:  # pragma: no cover - zlib-ng is a dependency; keep working without it
         import zlib
-    inflater, at = zlib.decompressobj(zlib.MAX_WBITS | 16), 0
-    while compressed and not inflater.eof:
-        piece = inflater.decompress(compressed, _INFLATE_CHUNK)
-        compressed = inflater.unconsumed_tail
-        if at + len(piece) > out.size:
-            raise InputError(f"the voxel data holds more than the {out.size} bytes its sizes give", path)
-        out[at:at + len(piece)] = np.frombuffer(piece, np.uint8)
-        at += len(piece)
+    inflater, at, source = zlib.decompressobj(zlib.MAX_WBITS | 16), 0, memoryview(compressed)
+    # Fed a slice at a time: zlib copies its unconsumed input, which for the whole input at
+    # once made inflating quadratic in the compressed size.
+    for start in range(0, len(source), _INFLATE_INPUT_CHUNK):
+        pending = source[start:start + _INFLATE_INPUT_CHUNK]
+        while pending and not inflater.eof:
+            piece = inflater.decompress(pending, _INFLATE_CHUNK)
+            pending = inflater.unconsumed_tail
+            if at + len(piece) > out.size:
+                raise InputError(f"the voxel data holds more than the {out.size} bytes its sizes give", path)
+            out[at:at + len(piece)] = np.frombuffer(piece, np.uint8)
+            at += len(piece)
+        if inflater.eof:
+            break
     if at != out.size:
         raise InputError(f"the voxel data holds {at} bytes, its sizes give {out.size}", path)
 

@@ -13,7 +13,6 @@ import logging
 import os
 import statistics
 import struct
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,9 +178,7 @@ def pixel_data_offset(ds: Dataset) -> Optional[int]:
     """Where the Pixel Data element (and the rest of the file) starts in the file a header was read
     from by :func:`scan_folder`, so that writers can copy it as bytes instead of parsing it; None for
     other datasets and for deflated files (pydicom read them from a decompressed copy)."""
-    offset = ds.__dict__.get("pixel_data_offset")
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    return None if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian else offset
+    return None if is_deflated(ds) else ds.__dict__.get("pixel_data_offset")
 
 
 def frame_rescales(ds: Dataset) -> Optional[List[Tuple[float, float]]]:
@@ -274,59 +271,80 @@ class _HeaderReader:
     bytes: pydicom parses a BytesIO a tenth to a quarter faster than a file, whose small reads
     each go through the buffered reader (benchmark notes).
 
-    The block is sized to the header: the files of a series end alike (Pixel Data of one size),
-    so the file's size less the bytes that followed the previous header gives this one's
-    length. A header that does not end in its block is read from the file, as before. Blocks
-    larger than ``max_block`` are not read: unless the caller uses the deferred values in the
-    block (MAX_KEPT_BLOCK), reading them costs more than the faster parse saves."""
+    The block is sized to the header: the images of a series end alike (Pixel Data of one size),
+    so the file's size less the bytes that followed the last image's header gives this one's
+    length. Files unlike that image, headers that do not end in their block and deflated files
+    are read from the file, as before. Blocks larger than ``max_block`` are not read: unless the caller uses the deferred
+    values in the block (MAX_KEPT_BLOCK), reading them costs more than the faster parse saves."""
 
     MAX_BLOCK = 1 << 16
     MAX_KEPT_BLOCK = 1 << 22
-    FIRST_BLOCK = 1 << 14  # before any file has told how long its header is
+    FIRST_BLOCK = 1 << 14  # before any image has told how long its header is
     SLACK = 1024  # bytes read beyond the expected end of the header
 
     def __init__(self, max_block: int = MAX_BLOCK) -> None:
         self.max_block = max_block
-        self.trailing: Optional[int] = None  # fewest bytes seen after a header (Pixel Data and on)
+        self.trailing: Optional[int] = None  # bytes after the last image's header (Pixel Data and on)
+        self.header_length = 0  # the last image's header
 
     def read(self, path: Path) -> Tuple[Dataset, Optional[bytes]]:
         """The header and the block it was parsed from (None when read from the file)."""
         # Unbuffered: a buffered reader would read on to its next 4 KiB boundary.
         with open(path, "rb", buffering=0) as raw:
             stat = os.fstat(raw.fileno())
-            block = self.FIRST_BLOCK if self.trailing is None else max(stat.st_size - self.trailing, 0) + self.SLACK
-            if block <= self.max_block:
+            block = self._block(stat.st_size)
+            if block is not None:
                 head = raw.read(block)
                 ds = self._parse_block(head, len(head) >= stat.st_size)
                 if ds is not None:
                     ds.filename, ds.fileobj_type, ds.buffer = str(path), open, None  # as if read from the file
                     ds.timestamp = stat.st_mtime
-                    self._learn(stat.st_size, ds.pixel_data_offset)
+                    self._learn(ds, stat.st_size)
                     return ds, head
                 raw.seek(0)
             with io.BufferedReader(raw) as stream:  # pydicom's many small reads need the buffer
                 ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
                 ds.pixel_data_offset = stream.tell()  # see pixel_data_offset()
-        self._learn(stat.st_size, ds.pixel_data_offset)
+        if is_deflated(ds):
+            # pydicom parsed an inflated copy: a deferred value would later be read from the
+            # compressed file at the copy's offsets. Nothing is deferred for these (rare) files.
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        self._learn(ds, stat.st_size)
         return ds, None
 
-    def _learn(self, size: int, header_end: int) -> None:
-        trailing = max(size - header_end, 0)
-        self.trailing = trailing if self.trailing is None else min(self.trailing, trailing)
+    def _block(self, size: int) -> Optional[int]:
+        """Bytes to read for a header in a file of ``size`` bytes; None: read the file instead."""
+        if self.trailing is None:
+            return self.FIRST_BLOCK
+        expected = size - self.trailing
+        if expected <= 0 or expected > 2 * self.header_length + self.FIRST_BLOCK:
+            return None  # unlike the last image (another size, another kind of file)
+        block = expected + self.SLACK
+        return block if block <= self.max_block else None
+
+    def _learn(self, ds: Dataset, size: int) -> None:
+        """Remember an image's header length and what followed it (not other files')."""
+        end = ds.__dict__.get("pixel_data_offset")
+        if end is not None and end < size and "Rows" in ds and not is_deflated(ds):
+            self.trailing, self.header_length = size - end, end
 
     @staticmethod
     def _parse_block(head: bytes, whole_file: bool) -> Optional[Dataset]:
-        """The header parsed from ``head``, or None when it does not end inside ``head``."""
+        """The header parsed from ``head``, or None when it does not end inside ``head`` or the file
+        is deflated."""
+        # Warnings are not caught: a cut ends the parse quietly (short reads stop pydicom's
+        # element loop; a cut sequence raises), and catching them per file would reset Python's
+        # once-per-place memory of warnings, repeating pydicom's for every file.
         stream = io.BytesIO(head)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
-            except Exception:
-                if whole_file:
-                    raise
-                return None  # cut inside an element: the file decides
+        try:
+            ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
+        except Exception:
+            if whole_file:
+                raise
+            return None  # cut inside an element: the file decides
         end = stream.tell()
+        if is_deflated(ds):
+            return None
         if not whole_file:
             if end + 8 > len(head) or "file_meta" not in ds.__dict__:
                 return None
@@ -334,10 +352,14 @@ class _HeaderReader:
             group, element = struct.unpack(order + "HH", head[end:end + 4])
             if group << 16 | element not in _PIXEL_DATA_TAGS:
                 return None
-        for warning in caught:  # only now: a parse cut short may warn about the cut
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         ds.pixel_data_offset = end  # see pixel_data_offset()
         return ds
+
+
+def is_deflated(ds: Dataset) -> bool:
+    """Whether a header comes from a deflated file (pydicom parsed an inflated copy of it)."""
+    syntax = getattr(ds.__dict__.get("file_meta"), "TransferSyntaxUID", None)
+    return syntax == pydicom.uid.DeflatedExplicitVRLittleEndian
 
 
 @contextlib.contextmanager
@@ -432,10 +454,22 @@ def _describe_series(uid: str, items: Sequence[Tuple[str, Dataset]]) -> str:
     return f"{uid} ({getattr(ds, 'Modality', '?')}, '{getattr(ds, 'SeriesDescription', '')}', {len(items)} files)"
 
 
+def _header_int(ds: Dataset, keyword: str, default=None) -> int:
+    """An integer header value; a clear error naming the file when it is not one."""
+    value = header_value(ds, keyword, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SeriesError(f"{keyword} is not a number ({value!r})", getattr(ds, "filename", None)) from None
+
+
 def _frames_of(file_index: int, ds: Dataset) -> List[_Frame]:
     """Position, orientation and pixel spacing of each frame of a file (None when absent)."""
-    n_frames = int(header_value(ds, "NumberOfFrames", 1))
-    instance = int(header_value(ds, "InstanceNumber", 0))
+    n_frames = _header_int(ds, "NumberOfFrames", 1)
+    try:
+        instance = int(header_value(ds, "InstanceNumber", 0))
+    except (TypeError, ValueError):
+        instance = 0  # only orders frames at the same position; a broken one orders nothing
     frames = []
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         for frame in range(n_frames):
@@ -478,11 +512,11 @@ def _build_series(folder: str, uid: str, items: Sequence[Tuple[str, Dataset]],
                   skipped: Dict[str, str]) -> ReferenceSeries:
     paths = [p for p, _ in items]
     datasets = [ds for _, ds in items]
-    sizes = {(int(header_value(ds, "Rows")), int(header_value(ds, "Columns"))) for ds in datasets}
+    sizes = {(_header_int(ds, "Rows"), _header_int(ds, "Columns")) for ds in datasets}
     if len(sizes) > 1:
         by_size = defaultdict(list)
         for p, ds in items:
-            by_size[(int(header_value(ds, "Rows")), int(header_value(ds, "Columns")))].append(Path(p).name)
+            by_size[(_header_int(ds, "Rows"), _header_int(ds, "Columns"))].append(Path(p).name)
         raise SeriesError("images of different sizes in one series: " + "; ".join(
             f"{c}x{r}: {name_files(f)}" for (r, c), f in by_size.items()), folder)
     rows, columns = sizes.pop()

@@ -624,3 +624,50 @@ def test_planes_decoded_from_header_blocks_equal_planes_read_from_the_files(tmp_
     assert_same_segments(expected, from_blocks.segmentation, metadata=False)
     assert_same_segments(from_files.segmentation, from_blocks.segmentation)
     np.testing.assert_array_equal(from_blocks.segmentation.layers, from_files.segmentation.layers)
+
+
+def test_deflated_series_round_trip(tmp_path):
+    """Deflated files: positions of deferred values would be in pydicom's inflated copy, not in
+    the file, so nothing is deferred for them; import gives the masks either way."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from DicomAnnotEmbedLib.dicomize import dicomize_array
+
+    shape = (3, 384, 400)  # 19 KB planes: deferred, were the files not deflated
+    geometry = VolumeGeometry(shape, np.diag([1.0, 1.0, 2.0, 1.0]))
+    noise = np.random.default_rng(3).integers(-1000, 1000, shape).astype(np.int16)  # inflated size != file size
+    for path in dicomize_array(noise, geometry, tmp_path / "series"):
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(path)
+    k, j, i = np.indices(shape)
+    masks = [((j - 100) ** 2 + (i - 150) ** 2 < 70 ** 2) & (k != 1), (j > 200) & (i < 40)]
+    expected = Segmentation.from_masks(geometry, masks, [Segment(id=f"s{n}", name=f"S{n}") for n in range(2)])
+    export_overlays(load_series(tmp_path / "series"), AnnotationSet(geometry, expected, []), tmp_path / "overlay")
+    assert pydicom.dcmread(next((tmp_path / "overlay").iterdir())).file_meta.TransferSyntaxUID == \
+        DeflatedExplicitVRLittleEndian
+    assert_same_segments(expected, import_overlays(tmp_path / "overlay").segmentation, metadata=False)
+    assert_same_segments(expected, import_overlays(load_series(tmp_path / "overlay")).segmentation, metadata=False)
+
+
+def test_a_broken_overlay_in_another_series_does_not_stop_the_import(tmp_path):
+    from DicomAnnotEmbedLib.dicomize import dicomize_array
+    from DicomAnnotEmbedLib.errors import InputError, SeriesError
+
+    geometry = VolumeGeometry((3, 64, 64), np.diag([1.0, 1.0, 2.0, 1.0]))
+    chosen = dicomize_array(np.zeros(geometry.shape, np.int16), geometry, tmp_path / "A")
+    other = dicomize_array(np.zeros(geometry.shape, np.int16), geometry, tmp_path / "B")
+    for path, rows in [(p, 64) for p in chosen] + [(other[0], 9999)]:  # B's plane: 9999 rows, 512 bytes
+        ds = pydicom.dcmread(path)
+        for tag, vr, value in ((0x0010, "US", rows), (0x0011, "US", 64), (0x0040, "CS", "G"),
+                               (0x0050, "SS", [1, 1]), (0x0100, "US", 1), (0x0102, "US", 0)):
+            ds.add_new((0x6000, tag), vr, value)
+        ds.add_new((0x6000, 0x3000), "OW", np.packbits(np.arange(64 * 64) % 7 == 0, bitorder="little").tobytes())
+        ds.save_as(path)
+    uid = str(pydicom.dcmread(chosen[0]).SeriesInstanceUID)
+    assert len(import_overlays(tmp_path, series_uid=uid).segmentation.segments) == 1
+    with pytest.raises(SeriesError, match="2 image series"):
+        import_overlays(tmp_path)
+    with pytest.raises(InputError, match="overlay group 6000") as error:
+        import_overlays(tmp_path / "B")
+    assert other[0] in str(error.value)

@@ -83,3 +83,12 @@ def test_voxel_data_longer_than_the_sizes_names_the_file(sample_case, tmp_path):
     with pytest.raises(InputError, match="more than") as error:
         load_segmentation(path)
     assert "long.seg.nrrd" in str(error.value)
+
+
+@pytest.mark.parametrize("field", [b"line skip", b"lineskip"])
+def test_skip_fields_in_either_spelling_go_through_slicerio(sample_case, tmp_path, field):
+    head, _, body = sample_case.segmentation_path.read_bytes().partition(b"\n\n")
+    path = tmp_path / "skip.seg.nrrd"
+    path.write_bytes(head + b"\n" + field + b": 1\n\n" + b"a line before the data\n" + body)
+    assert _read_gzip_voxels(path) is None
+    assert np.array_equal(load_segmentation(path).layers, slicerio_layers(sample_case.segmentation_path))

@@ -67,13 +67,74 @@ def test_loading_headers_reads_little_beyond_them(tmp_path):
 
     geometry = VolumeGeometry((8, 512, 512), np.diag([0.7, 0.7, 1.5, 1.0]))
     files = dicomize_array(np.zeros(geometry.shape, np.int16), geometry, tmp_path / "series")
-    load_series(tmp_path / "series")  # modules that load on first use read their files
-    before = read_bytes_of_this_process()
-    series = load_series(tmp_path / "series")
-    read = read_bytes_of_this_process() - before
-    headers = sum(ds.pixel_data_offset for ds in series.datasets)
-    assert headers < read <= headers + _HeaderReader.FIRST_BLOCK + len(files) * (_HeaderReader.SLACK + 64)
-    assert read < sum(Path(f).stat().st_size for f in files) / 20
+    # A file without pixel data sorted first (a report beside the images) teaches the reader nothing.
+    report = pydicom.Dataset()
+    report.file_meta = pydicom.dataset.FileMetaDataset()
+    report.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    report.Modality, report.SeriesInstanceUID = "SR", pydicom.uid.generate_uid()
+    report.save_as(tmp_path / "series" / "0_report.dcm", enforce_file_format=True)
+    sizes = sum(p.stat().st_size for p in (tmp_path / "series").iterdir())
+    for keep in (False, True):
+        on_header = (lambda path, ds, head: None) if keep else None
+        load_series(tmp_path / "series", on_header=on_header)  # modules that load on first use read their files
+        before = read_bytes_of_this_process()
+        series = load_series(tmp_path / "series", on_header=on_header)
+        read = read_bytes_of_this_process() - before
+        headers = sum(ds.pixel_data_offset for ds in series.datasets) + (tmp_path / "series" / "0_report.dcm").stat().st_size
+        assert headers < read <= headers + _HeaderReader.FIRST_BLOCK + len(files) * (_HeaderReader.SLACK + 64)
+        assert read < sizes / 20
+
+
+def test_unreadable_numbers_in_headers(sample_case, tmp_path):
+    """A broken Instance Number only orders nothing; a broken Number of Frames is an error that
+    names the file (pydicom cannot write such values: the bytes are edited)."""
+    folder = tmp_path / "series"
+    shutil.copytree(sample_case.series_dir, folder)
+    first = sorted(folder.iterdir())[0]
+
+    def edit_is_value(tag: int, text: bytes) -> None:
+        ds = pydicom.dcmread(first)
+        ds[tag] = pydicom.DataElement(tag, "IS", "1")
+        ds.save_as(first)
+        data = first.read_bytes()
+        at = data.index((tag >> 16).to_bytes(2, "little") + (tag & 0xFFFF).to_bytes(2, "little") + b"IS\x02\x00")
+        first.write_bytes(data[:at + 8] + text.ljust(2) + data[at + 10:])
+
+    edit_is_value(0x00200013, b"x")  # Instance Number
+    assert len(load_series(folder).files) == len(list(folder.iterdir()))
+    edit_is_value(0x00280008, b"x")  # Number of Frames
+    with pytest.raises(SeriesError, match="NumberOfFrames") as error:
+        load_series(folder)
+    assert first.name in str(error.value)
+
+
+def test_pydicom_warnings_are_shown_once_per_place(tmp_path):
+    """Headers parsed from blocks warn as pydicom reading the files does: once per place, under
+    the default filter, not once per file."""
+    import warnings
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    from DicomAnnotEmbedLib.dicomize import dicomize_array
+
+    geometry = VolumeGeometry((6, 32, 32), np.diag([1.0, 1.0, 2.0, 1.0]))
+    for path in dicomize_array(np.zeros(geometry.shape, np.int16), geometry, tmp_path / "series"):
+        ds = pydicom.dcmread(path)
+        out = DicomBytesIO()
+        out.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(out, ds.file_meta)  # says explicit VR...
+        body = DicomBytesIO()
+        body.is_little_endian, body.is_implicit_VR = True, True
+        write_dataset(body, ds)  # ...for an implicit VR dataset
+        Path(path).write_bytes(out.getvalue() + body.getvalue())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        load_series(tmp_path / "series")
+    assert len([w for w in seen if "implicit VR" in str(w.message)]) == 1
 
 
 def test_oblique_geometry_is_exact(tmp_path):
