@@ -3,6 +3,7 @@ independent computations, the checkers (dciodvfy, dsrdump, dcmqi's tid1500reader
 reports, and bad input. Every coordinate is LPS."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -334,6 +335,33 @@ def test_dsrdump_shows_the_tid1500_tree(exported):
                      'inferred from SCOORD3D', 'PNAME:(121008,DCM,"Person Observer Name")="Doe^Jane"'):
         assert expected in text, expected
     assert "error" not in out.stderr.lower()
+
+
+def test_sr_on_a_labelmap_seg_and_the_2022_checkers(sample, tmp_path):
+    """An SR whose segments are in a LABELMAP SEG (what `auto` writes when nothing overlaps).
+    dcmqi's tid1500reader reads it. The Debian checkers of 2022 predate Supplement 243 and do not
+    know the Label Map Segmentation SOP Class: dciodvfy then reads Referenced Segment Number as
+    misplaced, and DCMTK 3.6.7's dsrdump refuses the IMAGE item. Nothing else is allowed; a later
+    checker that knows the class must report nothing."""
+    series, segmentation = sample
+    first_layer = [s for s in segmentation.segments if s.layer == 0]
+    without_overlap = Segmentation.from_masks(series.geometry, [segmentation.mask(s) for s in first_layer],
+                                              [dataclasses.replace(s) for s in first_layer])
+    seg_result = export_seg(series, without_overlap, tmp_path / "seg.dcm")
+    assert str(pydicom.dcmread(seg_result.paths[0]).SOPClassUID) == "1.2.840.10008.5.1.4.1.1.66.7"
+    sr.export_sr(series, seg_result.paths[0], tmp_path / "sr.dcm")
+
+    out = subprocess.run([require_tool("tid1500reader"), "--inputDICOM", str(tmp_path / "sr.dcm"),
+                          "--outputMetadata", str(tmp_path / "sr.json")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(json.loads((tmp_path / "sr.json").read_text())["Measurements"]) == len(without_overlap.segments)
+
+    out = subprocess.run([require_tool("dciodvfy"), str(tmp_path / "sr.dcm")], capture_output=True, text=True)
+    errors = {line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")}
+    assert errors <= {"Error - Shall not be present for Referenced SOP Class that is not segmentation - "
+                      "attribute <ReferencedSegmentNumber>"}, errors
+    out = subprocess.run([require_tool("dsrdump"), str(tmp_path / "sr.dcm")], capture_output=True, text=True)
+    assert out.returncode == 0 or "Invalid or unknown image SOP class referenced from IMAGE content item" in out.stderr
 
 
 def test_tid1500reader_reads_our_measurements(exported, tmp_path):
