@@ -532,8 +532,7 @@ def export_sr(series: ReferenceSeries, seg_file: PathLike, out: PathLike, *,
         report = hd.sr.MeasurementReport(
             observation_context=context, procedure_reported=coded_concept(procedure), imaging_measurements=groups,
             language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
-                hd.sr.templates.DEFAULT_LANGUAGE),
-            referenced_images=list(series.datasets) if options.image_library else None)
+                hd.sr.templates.DEFAULT_LANGUAGE))
     except (ValueError, TypeError, AttributeError) as error:
         raise InputError(f"the measurement report cannot be built: {error}") from None
 
@@ -552,10 +551,28 @@ def export_sr(series: ReferenceSeries, seg_file: PathLike, out: PathLike, *,
             software_versions=f"DicomAnnotEmbed {__version__}")
     except (ValueError, TypeError, AttributeError) as error:
         raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
+    if options.image_library:
+        _insert_image_library(document, series.datasets)
     _add_coding_schemes(document, options)
     with atomic_path(out) as tmp:
         pydicom.dcmwrite(tmp, document, enforce_file_format=True)
     return result
+
+
+def _insert_image_library(document: Dataset, datasets: Sequence[Dataset]) -> None:
+    """Put highdicom's TID 1600 Image Library of ``datasets`` where MeasurementReport puts it
+    (after the procedure, before the first container).
+
+    Not given to MeasurementReport: the SR's constructor deep-copies, searches and converts its
+    whole content, and 17 items for each of 200 images made that 6 of the 8 s an export took
+    (benchmark notes in bench_csv.py). The images are evidence all the same.
+    """
+    import highdicom as hd
+
+    library = list(hd.sr.ImageLibrary(list(datasets)))
+    items = document.ContentSequence
+    at = next((n for n, item in enumerate(items) if item.ValueType == "CONTAINER"), len(items))
+    document.ContentSequence = list(items[:at]) + library + list(items[at:])
 
 
 def _evidence(datasets: Sequence[Dataset]) -> List[Dataset]:

@@ -337,6 +337,20 @@ def test_dsrdump_shows_the_tid1500_tree(exported):
     assert "error" not in out.stderr.lower()
 
 
+def test_image_library_is_highdicoms_after_the_procedure(exported, sample):
+    """The image library, added after highdicom built the document, is highdicom's TID 1600 of the
+    series and sits where MeasurementReport puts it; highdicom reads the document back."""
+    import highdicom as hd
+
+    series, _ = sample
+    document = pydicom.dcmread(exported[0] / "sr.dcm")
+    names = [item.ConceptNameCodeSequence[0].CodeValue for item in document.ContentSequence]
+    at = names.index("111028")  # Image Library
+    assert names[at - 1] == "121058" and names[at + 1] == "126010"  # Procedure reported, Imaging Measurements
+    assert document.ContentSequence[at] == list(hd.sr.ImageLibrary(list(series.datasets)))[0]
+    assert len(hd.sr.Comprehensive3DSR.from_dataset(document).get_evidence()) == len(series.files) + 1
+
+
 def test_sr_on_a_labelmap_seg_and_the_2022_checkers(sample, tmp_path):
     """An SR whose segments are in a LABELMAP SEG (what `auto` writes when nothing overlaps).
     dcmqi's tid1500reader reads it. The Debian checkers of 2022 predate Supplement 243 and do not
