@@ -565,7 +565,7 @@ def _insert_image_library(document: Dataset, datasets: Sequence[Dataset]) -> Non
 
     Not given to MeasurementReport: the SR's constructor deep-copies, searches and converts its
     whole content, and 17 items for each of 200 images made that 6 of the 8 s an export took
-    (benchmark notes in bench_csv.py). The images are evidence all the same.
+    (Testing/benchmarks/bench_csv.py notes). The images are evidence all the same.
     """
     import highdicom as hd
 

@@ -27,6 +27,17 @@ What it does
    * ``dicomannotembed export-ml`` of its SEG, SR and series (label maps, image, sidecars, table), and
      the same with ``--png``.
 3. Checks each result: rows converted, segments, voxels of every finding against the conversion.
+
+Notes (figures: README, "Annotation tables" speed)
+--------------------------------------------------
+The SR export took 12 s of a 17 s ``csv import``. cProfile of ``sr.export_sr`` on the 200-image
+series: with the image library (TID 1600, 17 content items per image) handed to
+MeasurementReport, highdicom's SR constructor deep-copied the whole content (3.6 s profiled),
+searched it for references (2.1 s) and converted it item by item (1.5 s). Without the library,
+the export took 2.05 s; with it, 8.45 s. ``sr._insert_image_library`` now adds highdicom's own
+ImageLibrary after the document is built: 5.8 s, the same content. What remains: highdicom
+building the entries (it checks the IOD tables for every image, ~1.7 s), pydicom writing ~47,000
+elements (~2 s, of which a third is its ambiguous-VR pass), the measurements (~1 s).
 """
 from __future__ import annotations
 
