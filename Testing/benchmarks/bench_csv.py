@@ -28,8 +28,8 @@ What it does
      the same with ``--png``.
 3. Checks each result: rows converted, segments, voxels of every finding against the conversion.
 
-Notes (figures: README, "Annotation tables" speed)
---------------------------------------------------
+Notes (figures: README, "CSV in, ML out" > "Speed")
+----------------------------------------------------
 The SR export took 12 s of a 17 s ``csv import``. cProfile of ``sr.export_sr`` on the 200-image
 series: with the image library (TID 1600, 17 content items per image) handed to
 MeasurementReport, highdicom's SR constructor deep-copied the whole content (3.6 s profiled),
