@@ -37,7 +37,8 @@ from .errors import GeometryError, InputError
 from .dicom_values import code_of, coded_concept, long_string
 from .inputs import read_dicom_file
 from .geometry import VolumeGeometry
-from .model import DEFAULT_TERMINOLOGY, Code, Segment, Segmentation, Terminology, _default_color, present_labels
+from .model import (DEFAULT_TERMINOLOGY, Code, FractionPlanes, Segment, Segmentation, Terminology, _default_color,
+                    present_labels)
 from .outputs import atomic_path, prepare_output_file
 from .progress import ProgressCallback
 from .series import ReferenceSeries
@@ -242,7 +243,9 @@ def _present_slices(segmentation: Segmentation, segment: Segment, counts, seg_ty
     present = counts[segment.id] > 0 if segment.id in counts else np.zeros(segmentation.geometry.shape[0], bool)
     if seg_type == "fractional" and segment.id in segmentation.fractions:
         present = present.copy()
-        present[[k for k, v in segmentation.fractions[segment.id].items() if v.any()]] = True
+        planes = segmentation.fractions[segment.id]
+        present[planes.nonzero_slices() if isinstance(planes, FractionPlanes)
+                else [k for k, v in planes.items() if v.any()]] = True
     return present
 
 
@@ -1258,7 +1261,7 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
         frames_of[by_number[info.segment_number]].append(index)
     layers: List[np.ndarray] = []
     next_value: List[int] = []
-    fractions: Dict[str, Dict[int, np.ndarray]] = {}
+    fractions: Dict[str, FractionPlanes] = {}
     ticks = iter(track(range(decoder.count), progress, "Reading SEG frames"))
     placed = []
     for seg_index, segment in enumerate(segments):
@@ -1274,7 +1277,7 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
                 values = decoder.frame(index).astype(np.float32) / max_value
                 if not values.any():
                     continue
-                fractions.setdefault(segment.id, {})
+                fractions.setdefault(segment.id, FractionPlanes((decoder.rows, decoder.columns)))
                 previous = fractions[segment.id].get(k)
                 fractions[segment.id][k] = values if previous is None else np.maximum(previous, values)
                 mask_rows = values[r0:r1] >= 0.5

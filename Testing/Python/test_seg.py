@@ -304,6 +304,38 @@ def test_fractional_round_trip(sample, tmp_path):
     np.testing.assert_array_equal(back.segmentation.mask("Probability"), probability >= 0.5)
 
 
+def test_fraction_planes_keep_boxes_and_give_full_planes(sample, tmp_path):
+    """FractionPlanes stores each plane's non-zero box and gives back the same full planes; the
+    FRACTIONAL import keeps its values that way."""
+    from DicomAnnotEmbedLib.model import FractionPlanes
+
+    rng = np.random.default_rng(5)
+    planes = {}
+    for k, (top, left, rows, columns) in enumerate([(3, 7, 4, 9), (0, 0, 20, 30), (19, 29, 1, 1)]):
+        plane = np.zeros((20, 30), np.float32)
+        plane[top:top + rows, left:left + columns] = rng.random((rows, columns), np.float32) + 0.01
+        planes[k] = plane
+    planes[3] = np.zeros((20, 30), np.float32)
+    stored = FractionPlanes((20, 30), planes)
+    assert sorted(stored) == [0, 1, 2, 3] and stored.nonzero_slices() == [0, 1, 2]
+    for k, plane in planes.items():
+        np.testing.assert_array_equal(stored[k], plane)
+    assert stored._boxes[0][2].shape == (4, 9) and stored._boxes[2][2].shape == (1, 1)
+    with pytest.raises(GeometryError):
+        stored[4] = np.zeros((30, 20), np.float32)
+
+    series, _ = sample
+    k, j, i = np.meshgrid(*[np.arange(n) for n in series.geometry.shape], indexing="ij")
+    blob = np.clip(1.0 - np.sqrt((k - 16) ** 2 + (j - 40) ** 2 + (i - 50) ** 2) / 10.0, 0, 1).astype(np.float32)
+    result = export_seg(series, Segmentation.from_fractions(series.geometry, [blob], [Segment("b", "Blob")]),
+                        tmp_path / "f.dcm")
+    back = import_seg(result.paths[0], series).segmentation.fractions["Segment_1"]
+    assert isinstance(back, FractionPlanes)
+    assert all(values.size <= 21 * 21 for _, _, values in back._boxes.values())  # the blob's box, not the slice
+    np.testing.assert_allclose(np.stack([back.get(kk, np.zeros(blob.shape[1:], np.float32))
+                                         for kk in range(blob.shape[0])]), blob, atol=0.5 / 255 + 1e-6)
+
+
 def test_fractional_values_outside_zero_one(sample):
     series, _ = sample
     bad = np.full(series.geometry.shape, 1.5, np.float32)
