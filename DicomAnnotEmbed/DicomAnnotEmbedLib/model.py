@@ -364,7 +364,7 @@ class Segmentation:
             table = np.zeros(int(self.layers[layer].max(initial=0)) + 1, dtype=np.uint8)
             values = [s.label_value for s in self.segments if s.layer == layer and s.label_value < table.size]
             table[values] = 1
-            occupied += np.take(table, self.layers[layer])
+            occupied += table[self.layers[layer]]  # np.take made an int64 copy of the indices: 420 MB
         return bool((occupied > 1).any())
 
     def slice_voxel_counts(self) -> Dict[str, np.ndarray]:

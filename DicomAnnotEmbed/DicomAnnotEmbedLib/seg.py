@@ -453,7 +453,7 @@ class _SegWriter:
             tables = self._label_lut()
             labels = np.zeros(shape, dtype=tables[0][1].dtype)
             for layer, table in tables:
-                labels += np.take(table, self.segmentation.layers[layer])
+                labels += table[self.segmentation.layers[layer]]  # np.take: an int64 copy of the volume
             return labels
         dtype = np.float32 if self.seg_type == "fractional" else bool
         pixels = np.zeros(shape + (len(self.segments),), dtype=dtype)
