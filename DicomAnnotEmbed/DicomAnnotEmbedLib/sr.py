@@ -569,9 +569,15 @@ def _insert_image_library(document: Dataset, datasets: Sequence[Dataset]) -> Non
     """
     import highdicom as hd
 
-    library = list(hd.sr.ImageLibrary(list(datasets)))
+    try:
+        library = list(hd.sr.ImageLibrary(list(datasets)))
+    except (ValueError, TypeError, AttributeError) as error:
+        # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
+        log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
+        return
     items = document.ContentSequence
-    at = next((n for n, item in enumerate(items) if item.ValueType == "CONTAINER"), len(items))
+    names = [item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else "" for item in items]
+    at = names.index("126010") if "126010" in names else len(items)  # before Imaging Measurements
     document.ContentSequence = list(items[:at]) + library + list(items[at:])
 
 

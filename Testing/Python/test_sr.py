@@ -339,7 +339,8 @@ def test_dsrdump_shows_the_tid1500_tree(exported):
 
 def test_image_library_is_highdicoms_after_the_procedure(exported, sample):
     """The image library, added after highdicom built the document, is highdicom's TID 1600 of the
-    series and sits where MeasurementReport puts it; highdicom reads the document back."""
+    series, between the procedure and Imaging Measurements as MeasurementReport places it, and
+    highdicom reads the document back."""
     import highdicom as hd
 
     series, _ = sample
@@ -351,12 +352,32 @@ def test_image_library_is_highdicoms_after_the_procedure(exported, sample):
     assert len(hd.sr.Comprehensive3DSR.from_dataset(document).get_evidence()) == len(series.files) + 1
 
 
+def test_images_highdicom_cannot_describe_leave_out_the_library(sample, sample_case, tmp_path, caplog):
+    """An empty Slice Thickness (allowed in CT) stops highdicom's image library: the SR is written
+    without it, with a warning, instead of failing."""
+    series, segmentation = sample
+    folder = tmp_path / "series"
+    shutil.copytree(sample_case.series_dir, folder)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SliceThickness = None
+        ds.save_as(path)
+    thin = load_series(folder)
+    seg_result = export_seg(thin, segmentation, tmp_path / "seg.dcm", seg_type="binary")
+    with caplog.at_level("WARNING"):
+        sr.export_sr(thin, seg_result.paths[0], tmp_path / "sr.dcm")
+    assert "no image library" in caplog.text
+    document = pydicom.dcmread(tmp_path / "sr.dcm")
+    assert "111028" not in [item.ConceptNameCodeSequence[0].CodeValue for item in document.ContentSequence]
+    assert len(sr.import_sr(tmp_path / "sr.dcm", thin).records) > 0
+
+
 def test_sr_on_a_labelmap_seg_and_the_2022_checkers(sample, tmp_path):
     """An SR whose segments are in a LABELMAP SEG (what `auto` writes when nothing overlaps).
     dcmqi's tid1500reader reads it. The Debian checkers of 2022 predate Supplement 243 and do not
     know the Label Map Segmentation SOP Class: dciodvfy then reads Referenced Segment Number as
-    misplaced, and DCMTK 3.6.7's dsrdump refuses the IMAGE item. Nothing else is allowed; a later
-    checker that knows the class must report nothing."""
+    misplaced, and DCMTK 3.6.7's dsrdump refuses the IMAGE item. No other dciodvfy error is
+    allowed, and dsrdump may fail for that reason only."""
     series, segmentation = sample
     first_layer = [s for s in segmentation.segments if s.layer == 0]
     without_overlap = Segmentation.from_masks(series.geometry, [segmentation.mask(s) for s in first_layer],
