@@ -2,8 +2,8 @@
 TID 1500 SR, and back.
 
 Module, Widget, Logic and Test classes of the scripted module. The work is done by the core
-library ``DicomAnnotEmbedLib`` (no Qt): :mod:`DicomAnnotEmbedLib.module_logic` on MRML nodes
-through :mod:`DicomAnnotEmbedLib.mrml_adapter` and :mod:`DicomAnnotEmbedLib.api`. This file adds
+library ``DicomAnnotEmbedLib`` (no Qt): :mod:`DicomAnnotEmbedLib.slicer.logic` on MRML nodes
+through :mod:`DicomAnnotEmbedLib.slicer.mrml_adapter` and :mod:`DicomAnnotEmbedLib.api`. This file adds
 the application: ``slicer.mrmlScene``, the DICOM database, dialogs and the panel.
 
 Python console / batch (``Slicer --no-main-window --python-script script.py``)::
@@ -40,7 +40,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-#: Outputs, SEG types and compressions offered (the same names as DicomAnnotEmbedLib.module_logic.OUTPUTS,
+#: Outputs, SEG types and compressions offered (the same names as DicomAnnotEmbedLib.slicer.logic.OUTPUTS,
 #: seg.SEG_TYPES and seg.COMPRESSIONS; repeated here so that this file loads before the
 #: library's dependencies are installed).
 OUTPUTS = ("overlay", "seg", "sr")
@@ -301,7 +301,7 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @contextlib.contextmanager
     def _progress(self, title):
         """A progress dialog whose Cancel stops the job (the callback raises Cancelled)."""
-        from DicomAnnotEmbedLib.module_logic import Cancelled
+        from DicomAnnotEmbedLib.slicer.logic import Cancelled
 
         # The core reports each stage from 0 to total: with Qt's defaults (autoReset, autoClose) the
         # dialog would reset (clearing wasCanceled) and hide whenever a stage reaches 100 %.
@@ -335,8 +335,8 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showError(title, error)
 
     def _showError(self, title, error) -> None:
-        from DicomAnnotEmbedLib.errors import DicomAnnotEmbedError
-        from DicomAnnotEmbedLib.module_logic import Cancelled
+        from DicomAnnotEmbedLib.core.errors import DicomAnnotEmbedError
+        from DicomAnnotEmbedLib.slicer.logic import Cancelled
 
         if isinstance(error, Cancelled):
             self._showResult(_("Cancelled."))
@@ -359,7 +359,7 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
     """Export and import on MRML nodes of ``slicer.mrmlScene``, usable without the panel (Python
     console, ``Slicer --no-main-window --python-script``). Errors raised on purpose are
-    ``DicomAnnotEmbedLib.errors.DicomAnnotEmbedError`` whose message names the file or node.
+    ``DicomAnnotEmbedLib.core.errors.DicomAnnotEmbedError`` whose message names the file or node.
     Every coordinate in DICOM is LPS; the nodes are RAS, as always in Slicer."""
 
     def __init__(self) -> None:
@@ -389,7 +389,7 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
             RuntimeError: Slicer's pydicom is older than 3.0 (Slicer before 5.12), or the user
                 declined the installation.
         """
-        from DicomAnnotEmbedLib.module_logic import pydicom_version
+        from DicomAnnotEmbedLib.slicer.logic import pydicom_version
 
         if pydicom_version() < MINIMUM_PYDICOM:
             raise RuntimeError(_("DicomAnnotEmbed needs Slicer 5.12 or later (pydicom 3); this Slicer has pydicom "
@@ -426,14 +426,14 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def safeName(name: str) -> str:
         """A file-name-safe version of a node name."""
-        from DicomAnnotEmbedLib.model import safe_file_stem
+        from DicomAnnotEmbedLib.core.model import safe_file_stem
 
         return safe_file_stem(name or "volume")
 
     def _databaseFiles(self, volumeNode, firstOnly=False):
         """Files of the volume's DICOM series in Slicer's DICOM database (only the first one with
         ``firstOnly``), or [] when they are not all there."""
-        from DicomAnnotEmbedLib.module_logic import DICOM_INSTANCE_UIDS_ATTRIBUTE
+        from DicomAnnotEmbedLib.slicer.logic import DICOM_INSTANCE_UIDS_ATTRIBUTE
 
         uids = (volumeNode.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
         database = getattr(slicer, "dicomDatabase", None)
@@ -446,7 +446,7 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         """True when the volume's DICOM series can be found: in Slicer's DICOM database (the
         volume was loaded by the DICOM module), or written by :meth:`createDicomSeriesForVolume`
         or loaded by :meth:`loadDicomSeries`."""
-        from DicomAnnotEmbedLib.module_logic import SERIES_FOLDER_ATTRIBUTE
+        from DicomAnnotEmbedLib.slicer.logic import SERIES_FOLDER_ATTRIBUTE
 
         if volumeNode is None:
             return False
@@ -455,10 +455,10 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
 
     @contextlib.contextmanager
     def openReferenceSeries(self, volumeNode, progress=None):
-        """The DICOM series of a volume (``DicomAnnotEmbedLib.series.ReferenceSeries``), or None
+        """The DICOM series of a volume (``DicomAnnotEmbedLib.core.series.ReferenceSeries``), or None
         when it is not from DICOM (a context manager: files found in the database may be linked
         into a temporary folder while it is open)."""
-        from DicomAnnotEmbedLib import module_logic
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         series = module_logic.series_of_volume(volumeNode, progress)
         if series is not None:
@@ -476,8 +476,8 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         """Load a DICOM image series from a folder as a scalar volume node (without the DICOM
         database; handy in batch scripts). The node remembers the folder, so that
         :meth:`exportToDicom` writes outputs that reference this series. Returns the node."""
-        from DicomAnnotEmbedLib import module_logic
-        from DicomAnnotEmbedLib.series import load_series
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.core.series import load_series
 
         series = load_series(folder, seriesUID, progress)
         node = module_logic.volume_node_of_series(slicer.mrmlScene, series, progress=progress)
@@ -503,8 +503,8 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         Returns:
             The series (``ReferenceSeries``).
         """
-        from DicomAnnotEmbedLib import module_logic
-        from DicomAnnotEmbedLib.errors import InputError
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.core.errors import InputError
 
         if outputFolder is None and not addToDatabase:
             raise InputError("choose an output folder for the DICOM series, or add it to the DICOM database")
@@ -554,14 +554,14 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
             progress: ``progress(done, total, message)`` (raise ``module_logic.Cancelled`` to stop).
 
         Returns:
-            ``DicomAnnotEmbedLib.module_logic.ExportResult`` (``.summary()``, ``.files``).
+            ``DicomAnnotEmbedLib.slicer.logic.ExportResult`` (``.summary()``, ``.files``).
 
         Raises:
             DicomAnnotEmbedError: bad input, a reference volume without DICOM series (and not
                 ``createSeriesIfNeeded``), an output that exists, ...
         """
-        from DicomAnnotEmbedLib import module_logic
-        from DicomAnnotEmbedLib.errors import InputError
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.core.errors import InputError
 
         if referenceVolumeNode is None:
             raise InputError("choose the reference volume the annotations were drawn on")
@@ -601,11 +601,11 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         """Load an overlay-embedded series (a folder, or a list of its files): the images as a
         volume node (unless ``referenceVolumeNode`` is given), the overlay planes as a segmentation
         node, our markups as markups nodes. Returns ``module_logic.SceneImport``."""
-        from DicomAnnotEmbedLib import module_logic
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         files = [folderOrFiles] if isinstance(folderOrFiles, (str, os.PathLike)) else list(folderOrFiles)
         if len(files) == 1 and os.path.isdir(files[0]):
-            from DicomAnnotEmbedLib.series import load_series
+            from DicomAnnotEmbedLib.core.series import load_series
 
             series = load_series(files[0], seriesUID, progress)
             result = module_logic.import_overlay_to_scene(slicer.mrmlScene, series,
@@ -622,7 +622,7 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         """Load a DICOM SEG as a segmentation node: on the grid of ``referenceVolumeNode``'s DICOM
         series, else of the series in ``seriesFolder``, else of its referenced series in the DICOM
         database, else on the SEG's own grid. Returns ``module_logic.SceneImport``."""
-        from DicomAnnotEmbedLib import module_logic
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         with self._seriesFor(segFile, referenceVolumeNode, seriesFolder, progress) as series:
             result = module_logic.import_seg_to_scene(slicer.mrmlScene, segFile, series,
@@ -635,7 +635,7 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         SEG it references (looked for beside the SR, in ``segFolders`` and in the DICOM database)
         as a segmentation node. Returns ``module_logic.SceneImport`` (``missing`` says what was
         not found)."""
-        from DicomAnnotEmbedLib import module_logic
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         kind = module_logic.classify_dicom(srFile)
         folders = list(segFolders) + self._databaseFolders(kind.referenced_instance_uids)
@@ -650,8 +650,8 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         series, or a folder (such as an export folder: its overlay series, SEGs and SRs; a SEG
         that an SR of the folder references is loaded with that SR). Returns a list of
         ``module_logic.SceneImport``."""
-        from DicomAnnotEmbedLib import module_logic
-        from DicomAnnotEmbedLib.errors import InputError
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.core.errors import InputError
 
         path = pathlib.Path(path)
         if not path.exists():
@@ -687,11 +687,11 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
     def _seriesFor(self, dicomFile, referenceVolumeNode, seriesFolder, progress):
         """The image series to put a SEG or SR on: the reference volume's, the folder's, or the
         referenced series from the DICOM database; None when none is found."""
-        from DicomAnnotEmbedLib import module_logic
-        from DicomAnnotEmbedLib.series import load_series
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.core.series import load_series
 
         if seriesFolder:
-            from DicomAnnotEmbedLib.errors import SeriesError
+            from DicomAnnotEmbedLib.core.errors import SeriesError
 
             kind = module_logic.classify_dicom(dicomFile)
             uid = next((u for u in kind.referenced_series_uids if u), None)

@@ -16,7 +16,7 @@ Offers, in the DICOM browser:
   the referenced SEG, selected with confidence 0.97 (above Slicer's TID 1500 plugin, 0.95);
   other TID 1500 SRs are offered unselected (0.5).
 
-The work is done by ``DicomAnnotEmbedLib.module_logic`` (files are recognised by
+The work is done by ``DicomAnnotEmbedLib.slicer.logic`` (files are recognised by
 ``classify_dicom``); this file adds the DICOM database and subject hierarchy.
 """
 import logging
@@ -40,7 +40,7 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
 
     def examineFiles(self, files):
         """Loadables for one series' files: one per SEG/SR file, or one for an overlay series."""
-        from DicomAnnotEmbedLib.module_logic import browser_preference, classify_dicom
+        from DicomAnnotEmbedLib.slicer.logic import browser_preference, classify_dicom
 
         if not files:
             return []
@@ -72,7 +72,7 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
         return [loadable]
 
     def _objectLoadable(self, path, kind):
-        from DicomAnnotEmbedLib.module_logic import browser_preference
+        from DicomAnnotEmbedLib.slicer.logic import browser_preference
 
         loadable = DICOMLoadable()
         loadable.files = [path]
@@ -115,7 +115,7 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
             return False
 
     def _loadOverlay(self, loadable):
-        from DicomAnnotEmbedLib import module_logic
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         volume = self._loadVolume(loadable)
         with module_logic.opened_series(loadable.files, loadable.seriesUID or None) as series:
@@ -146,8 +146,8 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
             return None
 
     def _loadSeg(self, loadable):
-        from DicomAnnotEmbedLib import module_logic
-        from DicomAnnotEmbedLib.errors import GeometryError
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.core.errors import GeometryError
 
         volume = self._volumeOfSeries(loadable.referencedSeriesUIDs)
         files = self._seriesFiles(loadable.referencedSeriesUIDs)
@@ -167,7 +167,7 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
         return True
 
     def _loadSr(self, loadable):
-        from DicomAnnotEmbedLib import module_logic
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         database = slicer.dicomDatabase
         segFiles = [database.fileForInstance(uid) for uid in loadable.referencedInstanceUIDs]

@@ -14,8 +14,8 @@ from typing import List, Optional
 from . import __version__
 from pathlib import Path
 
-from .errors import DicomAnnotEmbedError, InputError, OutputError
-from .progress import TqdmProgress
+from .core.errors import DicomAnnotEmbedError, InputError, OutputError
+from .core.progress import TqdmProgress
 
 log = logging.getLogger("DicomAnnotEmbedLib")
 
@@ -35,7 +35,7 @@ def _slice_list(text: str) -> List[int]:
 
 
 def _format_list(text: str) -> List[str]:
-    from .csv_table import FORMATS
+    from .files.csv_table import FORMATS
 
     formats = [v.strip().lower() for v in text.split(",") if v.strip()]
     unknown = [f for f in formats if f not in FORMATS]
@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
     progress = TqdmProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         if args.command == "sample":
-            from .sample import write_sample
+            from .files.sample import write_sample
 
             case = write_sample(args.out, force=args.force, progress=progress)
             print(f"sample written: {case.series_dir}, {case.segmentation_path}, {case.markups_path}")
@@ -258,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
             for path in getattr(result, "preview_files", []):
                 print(f"preview: {path}")
         elif args.command == "seg" and args.action == "export":
-            from .seg import SegExportOptions
+            from .encodings.seg import SegExportOptions
 
             if Path(args.out).exists() and not args.force:
                 raise OutputError("exists; use --force to replace it", args.out)
@@ -280,7 +280,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{result.seg_type.upper()} SEG ({result.compression}) written to {path}: {frames} frames, "
                       f"{len(names)} segments: {', '.join(names)}")
         elif args.command == "seg" and args.action == "import":
-            from .seg import seg_summary
+            from .encodings.seg import seg_summary
 
             imported = api.import_seg(args.seg_file, args.series, segmentation_out=args.out, progress=progress)
             print(f"{seg_summary(imported)} written to {args.out}")
@@ -304,7 +304,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"SR written to {result.path}: {result.groups} measurement groups, {numeric} measurements, "
                   f"{len(result.records) - numeric} evaluations")
         elif args.command == "sr" and args.action == "import":
-            from .sr import sr_summary
+            from .encodings.sr import sr_summary
 
             imported = api.import_sr(args.sr_file, args.series, seg_folders=args.seg_dir, out_dir=args.out,
                                      force=args.force, progress=progress)

@@ -58,7 +58,7 @@ def rotation(axis, degrees) -> np.ndarray:
 @pytest.fixture(scope="session")
 def sample_case(tmp_path_factory):
     """The bundled sample, written once per test session (read-only by convention)."""
-    from DicomAnnotEmbedLib.sample import write_sample
+    from DicomAnnotEmbedLib.files.sample import write_sample
 
     return write_sample(tmp_path_factory.mktemp("sample") / "case")
 

@@ -102,7 +102,7 @@ def test_too_many_segments_then_split(tmp_path, sample_case):
     import numpy as np
     import SimpleITK as sitk
 
-    from DicomAnnotEmbedLib.series import load_series
+    from DicomAnnotEmbedLib.core.series import load_series
 
     series = load_series(sample_case.series_dir)
     labels = np.zeros(series.geometry.shape, np.uint8)
@@ -120,7 +120,7 @@ def test_empty_segment_warning_and_keep_uids_warning(tmp_path, sample_case):
     import numpy as np
     import SimpleITK as sitk
 
-    from DicomAnnotEmbedLib.series import load_series
+    from DicomAnnotEmbedLib.core.series import load_series
 
     series = load_series(sample_case.series_dir)
     labels = np.zeros(series.geometry.shape, np.uint8)

@@ -59,10 +59,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "DicomAnnotEmbed"))
 
 from DicomAnnotEmbedLib import __version__, api  # noqa: E402
-from DicomAnnotEmbedLib.csv_table import read_annotation_table  # noqa: E402
-from DicomAnnotEmbedLib.dicomize import dicomize_array  # noqa: E402
-from DicomAnnotEmbedLib.geometry import VolumeGeometry  # noqa: E402
-from DicomAnnotEmbedLib.series import load_series  # noqa: E402
+from DicomAnnotEmbedLib.files.csv_table import read_annotation_table  # noqa: E402
+from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array  # noqa: E402
+from DicomAnnotEmbedLib.core.geometry import VolumeGeometry  # noqa: E402
+from DicomAnnotEmbedLib.core.series import load_series  # noqa: E402
 from machine import cpu_model, memory_text
 
 PARAMS = {"size": 512, "slices": 200, "pixel": 0.7, "gap": 1.25, "findings": 10, "shapes": 5, "seed": 7, "v": 1}

@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "DicomAnnotEmbed"))
 
-from DicomAnnotEmbedLib.model import Segmentation  # noqa: E402
-from DicomAnnotEmbedLib.seg import export_seg, import_seg  # noqa: E402
-from DicomAnnotEmbedLib.series import load_series  # noqa: E402
+from DicomAnnotEmbedLib.core.model import Segmentation  # noqa: E402
+from DicomAnnotEmbedLib.encodings.seg import export_seg, import_seg  # noqa: E402
+from DicomAnnotEmbedLib.core.series import load_series  # noqa: E402
 
 
 def resident_mib() -> int:

@@ -13,7 +13,7 @@ What it does
 ------------
 1. Generates (or reuses, when ``--workdir`` already holds data made with the same parameters)
    a synthetic CT series: 512 x 512 x 200 int16, 0.7 mm pixels, 1.25 mm slices, axial, 200
-   single-frame files written with :func:`DicomAnnotEmbedLib.dicomize.dicomize_array`; a
+   single-frame files written with :func:`DicomAnnotEmbedLib.dicom.dicomize.dicomize_array`; a
    segmentation with 10 non-overlapping ellipsoids (3 mm to 70 mm semi-axes, spread through
    the volume) built as an in-memory :class:`Segmentation` and saved as ``.seg.nrrd``; and one
    overlay export of it, used as the input of the import benchmark.
@@ -208,7 +208,7 @@ BLOB_SEMI_AXES_MM = [(70, 55, 65), (45, 35, 55), (30, 30, 30), (25, 20, 40), (18
 
 def make_geometry(size: int, slices: int):
     """Axial grid, identity directions (LPS), centred in-plane, (slices, size, size)."""
-    from DicomAnnotEmbedLib.geometry import VolumeGeometry
+    from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
 
     half = size * SPACING_MM[0] / 2.0
     origin = (-half, -half, -slices * SPACING_MM[2] / 2.0)
@@ -269,7 +269,7 @@ def make_ct(geometry, labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 def make_segmentation(geometry, labels: np.ndarray):
     """The in-memory Segmentation: one layer, one segment per label, with names, colours, codes."""
-    from DicomAnnotEmbedLib.model import Code, Segment, Segmentation, Terminology, _default_color
+    from DicomAnnotEmbedLib.core.model import Code, Segment, Segmentation, Terminology, _default_color
 
     tissue = Code("85756007", "SCT", "Tissue")
     lesion = Code("52988006", "SCT", "Lesion")
@@ -307,8 +307,8 @@ def prepare_data(workdir: Path, size: int, slices: int) -> Dict[str, int]:
             return manifest["voxel_counts"]
         print(f"{workdir} holds data made with other parameters: regenerating", file=sys.stderr)
     from DicomAnnotEmbedLib import api
-    from DicomAnnotEmbedLib.dicomize import dicomize_array
-    from DicomAnnotEmbedLib.segio import write_seg_nrrd
+    from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
+    from DicomAnnotEmbedLib.files.segio import write_seg_nrrd
 
     for name in (SERIES_DIR, FIXTURE_DIR, RUNS_DIR):
         shutil.rmtree(workdir / name, ignore_errors=True)
@@ -424,7 +424,13 @@ def _import_ours() -> None:
     import pydicom.pixels  # noqa: F401
     import slicerio  # noqa: F401
 
-    from DicomAnnotEmbedLib import api, markups_io, overlay, rasterize, segio, series  # noqa: F401
+    from DicomAnnotEmbedLib import api
+
+    from DicomAnnotEmbedLib.files import markups_io, segio
+
+    from DicomAnnotEmbedLib.encodings import overlay
+
+    from DicomAnnotEmbedLib.core import rasterize, series  # noqa: F401
 
 
 def _export_result(clock: _Clock, result) -> dict:
@@ -448,7 +454,7 @@ def run_export_in_memory(workdir: Path, out: Path) -> dict:
     same files read and written as by the peer, plus the series' header pass."""
     _import_ours()
     from DicomAnnotEmbedLib import api
-    from DicomAnnotEmbedLib.segio import load_segmentation
+    from DicomAnnotEmbedLib.files.segio import load_segmentation
 
     segmentation = load_segmentation(workdir / SEG_FILE)
     with _Clock() as clock:
@@ -469,7 +475,7 @@ def run_import(workdir: Path, out: Path) -> dict:
 def run_load_series(workdir: Path, out: Path) -> dict:
     """Ours: series.load_series(series folder) (headers, pixel data deferred)."""
     _import_ours()
-    from DicomAnnotEmbedLib.series import load_series
+    from DicomAnnotEmbedLib.core.series import load_series
 
     with _Clock() as clock:
         series = load_series(workdir / SERIES_DIR)

@@ -17,7 +17,7 @@ Method (as in /work/shared/benchmarks/seg-baseline.md)
 * Data, generated once into ``--workdir`` (reused while :data:`DATA_VERSION` and the parameters
   match its ``manifest.json``): a synthetic CT series 512 x 512 x 200 int16, 0.7 mm pixels,
   1.25 mm slices, axial, 200 single-frame files written by
-  :func:`DicomAnnotEmbedLib.dicomize.dicomize_array`; and uint8 label volumes on the same grid,
+  :func:`DicomAnnotEmbedLib.dicom.dicomize.dicomize_array`; and uint8 label volumes on the same grid,
   deterministic (seeded):
 
   - case A: 1 segment, a 30 mm sphere (24 non-empty frames);
@@ -31,7 +31,7 @@ Method (as in /work/shared/benchmarks/seg-baseline.md)
   volume and the number of non-empty (segment, slice) frames match the baseline's cases; the
   script prints what it generated. Labels are 1..N, so segment numbers equal label values.
   For dcmqi the inputs are prepared with the data (untimed): an uncompressed ``.nrrd`` label map
-  and a dcmqi metadata JSON (:func:`DicomAnnotEmbedLib.dcmqi_metadata.write_dcmqi_metadata`).
+  and a dcmqi metadata JSON (:func:`DicomAnnotEmbedLib.dicom.dcmqi_metadata.write_dcmqi_metadata`).
 * Write = label array + already-loaded CT headers in memory -> file. Loading the headers and
   the label array is not timed; building our ``Segmentation`` and highdicom's segment
   descriptions is. dcmqi is timed as its whole command line (it reads the ``.nrrd`` and the
@@ -178,7 +178,7 @@ CASES: Dict[str, CaseSpec] = {
 
 def make_geometry():
     """Axial grid, identity directions (LPS), centred on the origin, (200, 512, 512)."""
-    from DicomAnnotEmbedLib.geometry import VolumeGeometry
+    from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
 
     return VolumeGeometry.from_origin_spacing_directions(SHAPE, ORIGIN, SPACING_MM, np.eye(3))
 
@@ -258,9 +258,9 @@ def _parameters() -> dict:
 
 def prepare_data(workdir: Path, cases: List[str]) -> dict:
     """Generate what is missing (CT series, label volumes, dcmqi inputs); returns the manifest."""
-    from DicomAnnotEmbedLib.dcmqi_metadata import write_dcmqi_metadata
-    from DicomAnnotEmbedLib.dicomize import dicomize_array
-    from DicomAnnotEmbedLib.model import Segmentation
+    from DicomAnnotEmbedLib.dicom.dcmqi_metadata import write_dcmqi_metadata
+    from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
+    from DicomAnnotEmbedLib.core.model import Segmentation
 
     manifest_path = workdir / MANIFEST
     manifest = {}
@@ -413,8 +413,9 @@ class Context:
             import pydicom.pixels  # noqa: F401
             from pydicom.sr.codedict import codes  # noqa: F401
         if kind == "ours":
-            from DicomAnnotEmbedLib import dicom_raw, seg  # noqa: F401
-            from DicomAnnotEmbedLib.series import load_series
+            from DicomAnnotEmbedLib.dicom import raw as dicom_raw
+            from DicomAnnotEmbedLib.encodings import seg  # noqa: F401
+            from DicomAnnotEmbedLib.core.series import load_series
 
             self.series = load_series(workdir / SERIES_DIR)
         elif kind == "highdicom":
@@ -439,8 +440,8 @@ def _hd_descriptions(count: int):
 
 
 def write_ours(ctx: Context, labels: np.ndarray, out: Path) -> None:
-    from DicomAnnotEmbedLib.model import Segmentation
-    from DicomAnnotEmbedLib.seg import export_seg
+    from DicomAnnotEmbedLib.core.model import Segmentation
+    from DicomAnnotEmbedLib.encodings.seg import export_seg
 
     seg = Segmentation.from_label_map(ctx.series.geometry, labels)
     export_seg(ctx.series, seg, out, seg_type=ctx.variant.seg_type, compression=ctx.variant.compression)
@@ -487,7 +488,7 @@ def write_sitk(ctx: Context, labels: np.ndarray, out: Path) -> None:
 
 
 def read_ours(ctx: Context, path: Path):
-    from DicomAnnotEmbedLib.seg import import_seg
+    from DicomAnnotEmbedLib.encodings.seg import import_seg
 
     imported = import_seg(path, ctx.series)
     return imported, imported.segmentation.layers[0]

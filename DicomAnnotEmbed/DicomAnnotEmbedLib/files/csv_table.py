@@ -1,0 +1,1137 @@
+"""Annotation tables (CSV databases) onto a DICOM series: segments and markups, then overlays,
+SEG and SR (the seed's "reverse pipeline": annotations pushed from CSV into DICOM).
+
+:func:`read_annotation_table` turns a table into a :class:`~.model.Segmentation` on the series
+grid (one segment per finding; overlapping findings go to further layers), markups for points
+and polylines (**LPS**), and qualitative evaluations from per-finding attributes.
+:func:`import_table` also writes the overlay series, the SEG and the SR (through
+:mod:`api`), as ``dicomannotembed csv import`` does. Rows that cannot be used are reported
+with their row numbers; the others are converted.
+
+CSV format
+----------
+One row per shape per slice. A header row names the columns; names ignore case, spaces and
+punctuation (``SOP Instance UID`` = ``sop_instance_uid`` = ``SOPInstanceUID``). Comma,
+semicolon or tab separated, UTF-8 (a BOM is fine). Blank rows and rows whose first cell starts
+with ``#`` (also before the header) are skipped. **Row numbers** in messages are those a spreadsheet shows (the header
+is row 1). Example: ``Resources/Examples/annotations_example.csv`` (on the bundled sample).
+
+Which image (one of these per row; when several are given they must name the same slice):
+
+============================  =====================================================================
+``sop_instance_uid``          SOP Instance UID of the image (aliases ``sop_uid``, ``imageSOP_UID``);
+                              multi-frame images also need ``frame`` (1-based)
+``slice_position``            position in mm along the slice normal (``IPP · normal``, the
+                              value the series is sorted by; on an axial series, z)
+``image_z``                   the z of Image Position (Patient) (LIDC's ``imageZposition``);
+                              only on series whose slices differ in z
+``slice_index``               0-based index along the sorted series (as ``--preview-slices``)
+(none)                        ``space=patient``: the slice is the one the points lie on
+============================  =====================================================================
+
+``series_instance_uid`` (optional): rows of another series are not bad rows: they are counted
+and ignored, so one table can serve every series of a folder of studies. Positions match a
+slice within ``position_tolerance_mm`` (default: a quarter of the slice spacing).
+
+What is drawn:
+
+``finding`` (required; aliases ``finding_id``, ``nodule_id``, ``roi_id``, ``annotation_id``)
+    the object the row belongs to; rows sharing it form one finding (one segment).
+``label`` (optional; alias ``name``, ``class``)
+    the finding's name (segment name, overlay label, SEG segment label); default: the finding
+    id. Findings sharing a label are named ``label (finding)``.
+``shape`` (required)
+    ``point``; ``ellipse`` / ``oval``; ``circle``; ``rectangle`` (``rect``, ``box``); ``polygon``
+    (``contour``, ``closed polyline``); ``freehand`` / ``pencil`` (a polygon of many vertices);
+    ``polyline`` (``line``, ``ruler``, ``open polyline``).
+``coordinates`` (required; aliases ``points``, ``vertices``, ``coords``)
+    numbers separated by spaces, commas, semicolons or brackets: ``x y`` pairs in pixel space,
+    ``x y z`` triples in patient space.
+``space`` (optional; default ``pixel``)
+    ``pixel``: (column, row), 0-based, pixel centres at integers (LIDC's ``xCoord``,
+    ``yCoord``); ``patient`` (or ``lps``, ``mm``): DICOM patient coordinates in mm; ``ras``:
+    Slicer's RAS mm (x and y negated).
+``boundary`` (optional; default: the ``boundary`` argument, ``--boundary``, itself ``inside``)
+    for polygons, freehand shapes and rectangles: ``inside`` — the vertices lie on the region's
+    border, whose pixels belong to it; ``outside`` — the vertices lie just outside the region
+    (LIDC contours: the contour pixels are not part of the nodule), so the outline pixels are
+    removed (:func:`rasterize.polygon_mask`).
+``inclusion`` (optional; ``true``/``false``, default true)
+    ``false``: the shape is cut out of the finding on that slice (LIDC exclusions).
+
+Shapes and their points (pixel centres inside the shape are selected, edges included):
+
+=============  ========================================================================================
+point          one or more points: a point-list markup of the finding (not in the segment, unless
+               ``lines_in_segments``: then one pixel each)
+polyline       2 or more points: a line (2 points) or open-curve markup (its Length / path length in
+               the SR; in the segment as a 1-pixel line only with ``lines_in_segments``)
+rectangle      2 opposite corners (axis-aligned in the image), or 4 corners (a rotated rectangle,
+               drawn as a polygon)
+ellipse, oval  2 points: opposite corners of the bounding box (OsiriX's oval); or 4 points: the
+               ends of one axis, then of the other (DICOM's ELLIPSE), any rotation
+circle         2 points: centre and a point on the circle (DICOM's CIRCLE); in pixel space also
+               ``cx cy r``
+polygon,       3 or more vertices, closed (the last joins the first); filled by the even-odd rule
+freehand
+=============  ========================================================================================
+
+Per-finding attributes (optional; the same value on every row of the finding, or on one row and
+blank on the others; a different value is a bad row):
+
+* ``color`` (``#rrggbb`` or ``r g b`` in 0-255), ``description``;
+* ``category_code``, ``type_code`` (both, or neither) and ``region_code``: the segment's
+  terminology as codes ``(value, scheme, "meaning")``; without them SEG export uses its default;
+* evaluations for the SR (TID 1500 qualitative evaluations, :mod:`evaluations`): a column named
+  as a concept of the code table (default: the bundled LIDC characteristics — ``malignancy``,
+  ``subtlety``, ``internalStructure``, ``calcification``, ``sphericity``, ``margin``,
+  ``lobulation``, ``spiculation``, ``texture``) holds its score (``4``) or value meaning; a
+  column ``attribute:NAME`` (or ``attr:NAME``) any other concept, free text or a code.
+
+Other columns are ignored (listed once in a warning).
+
+Bad rows
+--------
+A row is bad (and skipped as a whole) when it names an image not in the series, has no usable
+image reference, unknown shape or space, coordinates that are not numbers, the wrong count of
+numbers for its shape, vertices outside the image (by more than half a pixel) or, in patient
+space, off the slice plane, or an attribute that contradicts an earlier row of its finding or is
+not a valid score. Each is a :class:`RowProblem` with its row number. A shape that selects no
+pixel centre is converted (nothing is drawn) with a warning.
+
+Rasterisation uses :mod:`rasterize` on a window around each shape (numpy throughout: no
+per-pixel Python loop); the result equals drawing on the whole image.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from ..core.errors import InputError
+from ..dicom.evaluations import CodeTable, ConceptEntry, EvaluationRecord, load_code_table, parse_code
+from ..core.inputs import read_text_file
+from ..core.model import Code, Markup, Segment, Segmentation, Terminology, _default_color
+from ..core.progress import ProgressCallback
+from ..core.rasterize import ellipse_mask, polygon_mask, polyline_mask, rectangle_mask
+from ..core.series import ReferenceSeries, load_series
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Canonical column -> accepted header names (normalised: lower case, letters and digits only).
+COLUMN_ALIASES: Dict[str, Tuple[str, ...]] = {
+    "sop_instance_uid": ("sopinstanceuid", "sopuid", "imagesopuid", "imageuid", "sopinstance"),
+    "frame": ("frame", "framenumber"),
+    "series_instance_uid": ("seriesinstanceuid", "seriesuid"),
+    "slice_position": ("sliceposition", "slicepositionmm", "positionmm"),
+    "image_z": ("imagez", "imagezposition", "zposition", "imagepositionz", "ippz"),
+    "slice_index": ("sliceindex", "k"),
+    "finding": ("finding", "findingid", "noduleid", "objectid", "roiid", "annotationid"),
+    "label": ("label", "name", "classname", "class"),
+    "shape": ("shape", "shapetype", "roitype", "geometry"),
+    "coordinates": ("coordinates", "coords", "points", "vertices"),
+    "space": ("space", "coordinatespace", "coordinatesystem"),
+    "boundary": ("boundary", "contourboundary"),
+    "inclusion": ("inclusion", "include"),
+    "color": ("color", "colour"),
+    "description": ("description",),
+    "category_code": ("categorycode",),
+    "type_code": ("typecode",),
+    "region_code": ("regioncode", "anatomicregioncode", "sitecode"),
+}
+_BY_ALIAS = {alias: column for column, aliases in COLUMN_ALIASES.items() for alias in aliases}
+_FINDING_FIELDS = ("label", "color", "description", "category_code", "type_code", "region_code")
+
+#: Shape names (normalised) -> kind.
+SHAPES: Dict[str, str] = {
+    "point": "point", "points": "point", "pointlist": "point",
+    "ellipse": "ellipse", "oval": "ellipse",
+    "circle": "circle",
+    "rectangle": "rectangle", "rect": "rectangle", "box": "rectangle",
+    "polygon": "polygon", "contour": "polygon", "closedpolyline": "polygon", "closedpolygon": "polygon",
+    "freehand": "freehand", "pencil": "freehand",
+    "polyline": "polyline", "openpolyline": "polyline", "line": "polyline", "ruler": "polyline",
+}
+AREA_SHAPES = ("ellipse", "circle", "rectangle", "polygon", "freehand")
+_SPACES = {"pixel": "pixel", "pixels": "pixel", "px": "pixel", "image": "pixel", "index": "pixel",
+           "patient": "patient", "lps": "patient", "mm": "patient", "world": "patient", "ras": "ras"}
+_BOUNDARIES = {"inside": "inside", "on": "inside", "border": "inside", "inclusive": "inside",
+               "outside": "outside", "exclusive": "outside", "lidc": "outside"}
+_TRUE = {"true", "yes", "y", "1", "t", "include", "included"}
+_FALSE = {"false", "no", "n", "0", "f", "exclude", "excluded"}
+_SEPARATORS = re.compile(r"[\s,;()\[\]]+")
+_PROGRESS_EVERY = 250  # rows between progress reports (a terminal redraw per row costs more than the row)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "", str(text).casefold())
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row that was not converted (bad row) or was converted with a remark (warning).
+
+    Attributes:
+        row: the row number a spreadsheet shows (the header is row 1).
+        problem: what is wrong, in words.
+        finding: the row's finding id, when it could be read.
+    """
+
+    row: int
+    problem: str
+    finding: str = ""
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.problem}"
+
+
+@dataclass
+class FindingSummary:
+    """What became of one finding.
+
+    Attributes:
+        id: the finding id of the table.
+        label: its label.
+        segment_id: the segment made of it (None when it has no area).
+        markups: names of the markups made of its points and polylines.
+        rows: the rows converted.
+        voxels: voxels of its segment.
+    """
+
+    id: str
+    label: str
+    segment_id: Optional[str]
+    markups: List[str]
+    rows: List[int]
+    voxels: int = 0
+
+
+@dataclass
+class TableConversion:
+    """An annotation table read onto a series (see :func:`read_annotation_table`).
+
+    Attributes:
+        path: the table.
+        series: the reference series.
+        segmentation: one segment per finding with an area (on ``series.geometry``; overlapping
+            findings in further layers). Segment id = finding id; attributes carry a Tracking
+            Identifier (the finding id) and a new Tracking UID, which the SEG and SR keep.
+        markups: point lists and polylines, in **LPS**.
+        evaluations: per-finding attributes as evaluation records (segment = segment id).
+        findings: one summary per finding, in table order.
+        rows: data rows read; converted_rows: rows converted.
+        bad_rows: rows not converted, with the reason; warnings: remarks about converted rows.
+        other_series_rows: rows of another series (``series_instance_uid``), ignored.
+        ignored_columns: header names that are not part of the format.
+    """
+
+    path: str
+    series: ReferenceSeries
+    segmentation: Segmentation
+    markups: List[Markup] = field(default_factory=list)
+    evaluations: List[EvaluationRecord] = field(default_factory=list)
+    findings: List[FindingSummary] = field(default_factory=list)
+    rows: int = 0
+    converted_rows: int = 0
+    bad_rows: List[RowProblem] = field(default_factory=list)
+    warnings: List[RowProblem] = field(default_factory=list)
+    other_series_rows: int = 0
+    ignored_columns: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        segments = len(self.segmentation.segments)
+        text = (f"{self.converted_rows} of {self.rows} rows converted: {len(self.findings)} findings, "
+                f"{segments} segments ({self.segmentation.layers.shape[0]} layers), {len(self.markups)} markups, "
+                f"{len(self.evaluations)} evaluations")
+        if self.other_series_rows:
+            text += f"; {self.other_series_rows} rows of other series ignored"
+        if self.bad_rows:
+            text += f"; {len(self.bad_rows)} bad rows"
+        return text
+
+
+class _RowError(Exception):
+    """A bad row (message without the row number)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Header
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Attribute:
+    header: str
+    column: int
+    entry: Optional[ConceptEntry]  # a code table concept, else None
+    concept_text: str  # the concept as written (for attribute:NAME columns)
+
+
+@dataclass
+class _Header:
+    columns: Dict[str, int]
+    attributes: List[_Attribute]
+    ignored: List[str]
+
+
+def _parse_header(names: List[str], table: CodeTable, path: Path) -> _Header:
+    columns: Dict[str, int] = {}
+    attributes: List[_Attribute] = []
+    ignored: List[str] = []
+    for index, name in enumerate(names):
+        raw = name.strip()
+        lowered = raw.casefold()
+        prefix = next((p for p in ("attribute:", "attr:") if lowered.startswith(p)), None)
+        if prefix:
+            concept = raw[len(prefix):].strip()
+            if not concept:
+                raise InputError(f"column {index + 1}: {raw!r} names no attribute", path)
+            attributes.append(_Attribute(raw, index, table.find(concept), concept))
+            continue
+        column = _BY_ALIAS.get(_norm(raw))
+        if column is not None:
+            if column in columns:
+                raise InputError(f"columns {columns[column] + 1} and {index + 1} both give {column!r} "
+                                 f"({names[columns[column]]!r}, {raw!r})", path)
+            columns[column] = index
+            continue
+        entry = table.find(raw) if _norm(raw) else None
+        if entry is not None:
+            attributes.append(_Attribute(raw, index, entry, raw))
+        elif raw:
+            ignored.append(raw)
+    missing = [c for c in ("finding", "shape", "coordinates") if c not in columns]
+    if missing:
+        raise InputError(f"the header has no {', '.join(missing)} column; found: {', '.join(repr(n) for n in names)} "
+                         "(format: csv_table module / README 'CSV in, ML out')", path)
+    concepts = {}
+    for attribute in attributes:
+        key = (attribute.entry.code.value, attribute.entry.code.scheme) if attribute.entry else _norm(attribute.concept_text)
+        if key in concepts:
+            raise InputError(f"columns {concepts[key]!r} and {attribute.header!r} give the same attribute", path)
+        concepts[key] = attribute.header
+    return _Header(columns, attributes, ignored)
+
+
+def _read_rows(text: str, table: CodeTable, path: Path) -> Tuple[_Header, List[Tuple[int, List[str]]]]:
+    header_line = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")),
+                       None)
+    if header_line is None:
+        raise InputError("the table is empty; it needs a header row (finding, shape, coordinates, ...)", path)
+    best = None
+    for delimiter in (",", ";", "\t"):
+        names = next(csv.reader([header_line], delimiter=delimiter))
+        found = sum(1 for n in names if _BY_ALIAS.get(_norm(n)) in ("finding", "shape", "coordinates"))
+        if best is None or found > best[0]:
+            best = (found, delimiter)
+    delimiter = best[1]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: List[Tuple[int, List[str]]] = []
+    header: Optional[_Header] = None
+    line = 0
+    try:
+        for cells in reader:
+            start, line = line + 1, reader.line_num
+            if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = _parse_header(cells, table, path)
+                continue
+            rows.append((start, cells))
+    except csv.Error as error:
+        raise InputError(f"row {reader.line_num}: not valid CSV ({error})", path) from None
+    return header, rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Slices
+# ----------------------------------------------------------------------------------------------
+
+class _Slices:
+    """Finds the slice index k a row names."""
+
+    def __init__(self, series: ReferenceSeries, tolerance_mm: Optional[float]):
+        geometry = series.geometry
+        self.series = series
+        self.depth = geometry.shape[0]
+        self.by_uid: Dict[str, List[Tuple[int, int]]] = {}
+        for k, ref in enumerate(series.slices):
+            self.by_uid.setdefault(ref.sop_instance_uid, []).append((ref.frame + 1, k))
+        step = geometry.ijk_to_lps[:3, 2]
+        normal = geometry.slice_normal if geometry.in_patient_space else np.array([0.0, 0.0, 1.0])
+        self.gap = float(abs(step @ normal)) or 1.0
+        self.tolerance = float(tolerance_mm) if tolerance_mm is not None else 0.25 * self.gap
+        origins = geometry.ijk_to_lps_points(np.column_stack([np.zeros(self.depth), np.zeros(self.depth),
+                                                              np.arange(self.depth)]))
+        self.positions = origins @ normal
+        self.z = origins[:, 2]
+        self.z_gap = float(abs(step[2]))
+
+    def locate(self, cells: Dict[str, str]) -> Optional[int]:
+        found: List[Tuple[str, int]] = []
+        uid = cells.get("sop_instance_uid", "")
+        if uid:
+            matches = self.by_uid.get(uid)
+            if not matches:
+                raise _RowError(f"image {uid} is not in the series")
+            frame_text = cells.get("frame", "")
+            if len(matches) > 1 or frame_text:
+                frame = _integer(frame_text, "frame") if frame_text else None
+                if frame is None:
+                    raise _RowError(f"image {uid} is multi-frame ({len(matches)} frames): give its frame (1-based)")
+                k = next((k for f, k in matches if f == frame), None)
+                if k is None:
+                    raise _RowError(f"image {uid} has no frame {frame} (frames 1..{len(matches)})")
+                found.append(("sop_instance_uid", k))
+            else:
+                found.append(("sop_instance_uid", matches[0][1]))
+        text = cells.get("slice_index", "")
+        if text:
+            k = _integer(text, "slice_index")
+            if not 0 <= k < self.depth:
+                raise _RowError(f"slice_index {k} is not in the series (0..{self.depth - 1})")
+            found.append(("slice_index", k))
+        text = cells.get("slice_position", "")
+        if text:
+            if not self.series.geometry.in_patient_space:
+                raise _RowError("slice_position is given, but the series has no patient positions")
+            found.append(("slice_position", self._nearest(self.positions, _number(text, "slice_position"),
+                                                          "slice position", self.tolerance)))
+        text = cells.get("image_z", "")
+        if text:
+            if not self.series.geometry.in_patient_space:
+                raise _RowError("image_z is given, but the series has no patient positions")
+            if self.z_gap < 1e-3:
+                raise _RowError("image_z cannot name a slice here: the slices do not differ in z (use slice_position "
+                                "or slice_index)")
+            # On a tilted or oblique stack z changes less than the slice spacing per slice.
+            tolerance = self.tolerance if self.z_gap >= self.gap - 1e-6 else min(self.tolerance, 0.25 * self.z_gap)
+            found.append(("image_z", self._nearest(self.z, _number(text, "image_z"), "image z", tolerance)))
+        if len({k for _, k in found}) > 1:
+            raise _RowError("the image columns name different slices: "
+                            + ", ".join(f"{name} -> slice {k}" for name, k in found))
+        return found[0][1] if found else None
+
+    def _nearest(self, values: np.ndarray, value: float, what: str, tolerance: float) -> int:
+        k = int(np.argmin(np.abs(values - value)))
+        if abs(values[k] - value) > tolerance:
+            raise _RowError(f"no slice at {what} {value:g} mm (nearest: {values[k]:.3f} mm, slice {k}; "
+                            f"tolerance {tolerance:.3g} mm)")
+        return k
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _RowError(f"{what} {text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise _RowError(f"{what} {text!r} is not a finite number")
+    return value
+
+
+def _integer(text: str, what: str) -> int:
+    value = _number(text, what)
+    if not value.is_integer():
+        raise _RowError(f"{what} {text!r} is not an integer")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Findings
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Piece:
+    k: int
+    r0: int
+    c0: int
+    mask: np.ndarray
+    include: bool
+
+
+@dataclass
+class _Finding:
+    id: str
+    first_row: int
+    fields: Dict[str, Tuple[str, int]] = field(default_factory=dict)  # label, color, ... -> (value, row)
+    attributes: Dict[str, Tuple[str, int]] = field(default_factory=dict)  # attribute header -> (value, row)
+    pieces: List[_Piece] = field(default_factory=list)
+    points: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # (LPS (3,), row)
+    polylines: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # ((N, 3) LPS, row)
+    rows: List[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.fields.get("label", (self.id, 0))[0]
+
+
+def _rasterize(kind: str, points: np.ndarray, shape2d: Tuple[int, int], boundary: str,
+               radius: Optional[float]) -> Tuple[int, int, np.ndarray]:
+    """(row offset, column offset, mask) of a shape drawn on a window of the image around it.
+
+    ``points`` are (column, row). Drawing on the window equals drawing on the whole image: the
+    window has a 2-pixel margin around the shape, clipped only at the image's edges."""
+    if kind == "circle":
+        center = points[0]
+        radius = float(np.hypot(*(points[1] - points[0]))) if radius is None else radius
+        lo, hi = center - radius, center + radius
+    elif kind == "ellipse":
+        center, radii, angle = _ellipse(points)
+        reach = max(radii)
+        lo, hi = center - reach, center + reach
+    else:
+        lo, hi = points.min(axis=0), points.max(axis=0)
+    rows, columns = shape2d
+    c0, r0 = max(int(np.floor(lo[0])) - 2, 0), max(int(np.floor(lo[1])) - 2, 0)
+    c1, r1 = min(int(np.ceil(hi[0])) + 2, columns - 1), min(int(np.ceil(hi[1])) + 2, rows - 1)
+    window = (max(r1 - r0 + 1, 1), max(c1 - c0 + 1, 1))
+    offset = np.array([c0, r0], dtype=float)
+    local = points - offset
+    if kind == "circle":
+        mask = ellipse_mask(window, center - offset, (radius, radius))
+    elif kind == "ellipse":
+        mask = ellipse_mask(window, center - offset, radii, angle)
+    elif kind == "rectangle" and len(points) == 2 and boundary == "inside":
+        mask = rectangle_mask(window, local[0], local[1])
+    elif kind == "rectangle" and len(points) == 2:
+        (x0, y0), (x1, y1) = local
+        mask = polygon_mask(window, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), boundary=boundary)
+    elif kind in ("rectangle", "polygon", "freehand"):
+        mask = polygon_mask(window, local, boundary=boundary)
+    elif kind == "polyline":
+        mask = polyline_mask(window, local)
+    elif kind == "point":  # one pixel per point (the nearest centre)
+        mask = np.zeros(window, dtype=bool)
+        for point in local:
+            mask |= polyline_mask(window, point[None])
+    else:  # pragma: no cover - kinds are checked when the row is read
+        raise _RowError(f"cannot draw {kind}")
+    return r0, c0, mask
+
+
+def _ellipse(points: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float], float]:
+    """Centre, semi-axes and angle (degrees) of an ellipse given by 2 bounding-box corners or
+    4 axis ends (column, row)."""
+    if len(points) == 2:
+        center = points.mean(axis=0)
+        half = np.abs(points[1] - points[0]) / 2.0
+        return center, (float(half[0]), float(half[1])), 0.0
+    first, second = points[1] - points[0], points[3] - points[2]
+    center = (points[0] + points[1]) / 2.0
+    a, b = float(np.linalg.norm(first)) / 2.0, float(np.linalg.norm(second)) / 2.0
+    if a == 0 or b == 0:
+        raise _RowError("an ellipse axis has length 0")
+    if np.linalg.norm((points[2] + points[3]) / 2.0 - center) > 0.5 + 1e-6:
+        raise _RowError("the two ellipse axes do not cross at their middles (4 points: ends of one axis, then of the "
+                        "other)")
+    if abs(first @ second) / (2 * a * 2 * b) > 0.02:
+        raise _RowError("the two ellipse axes are not perpendicular")
+    return center, (a, b), float(np.degrees(np.arctan2(first[1], first[0])))
+
+
+_COUNTS = {"point": (1, None), "polyline": (2, None), "polygon": (3, None), "freehand": (3, None),
+           "circle": (2, 2), "ellipse": (2, 4), "rectangle": (2, 4)}
+
+
+def _check_count(kind: str, n: int) -> None:
+    low, high = _COUNTS[kind]
+    if kind in ("ellipse", "rectangle") and n not in (2, 4):
+        raise _RowError(f"a {kind} needs 2 or 4 points, got {n}")
+    if n < low or (high is not None and n > high):
+        raise _RowError(f"a {kind} needs {'exactly' if low == high else 'at least'} {low} point"
+                        f"{'s' if low > 1 else ''}, got {n}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a table
+# ----------------------------------------------------------------------------------------------
+
+def read_annotation_table(table: PathLike, series: ReferenceSeries, *, boundary: str = "inside",
+                          code_table: Union[str, PathLike, CodeTable] = "lidc", lines_in_segments: bool = False,
+                          position_tolerance_mm: Optional[float] = None,
+                          progress: Optional[ProgressCallback] = None) -> TableConversion:
+    """Read an annotation table (format: module docstring) onto ``series``.
+
+    Args:
+        table: the CSV file.
+        series: the reference series (its headers; no pixel data is read).
+        boundary: ``"inside"`` or ``"outside"``: polygon convention of rows without a
+            ``boundary`` cell.
+        code_table: code table of the evaluation columns (a bundled name or a file).
+        lines_in_segments: also draw points (one pixel) and polylines (1-pixel lines) into
+            their finding's segment; they are markups in any case.
+        position_tolerance_mm: how far a ``slice_position`` / ``image_z`` / patient point may
+            lie from a slice plane (default: a quarter of the slice spacing).
+        progress: progress callback.
+
+    Returns:
+        :class:`TableConversion`: what was converted and the bad rows with their row numbers.
+
+    Raises:
+        InputError: the file cannot be read, is not CSV, or its header lacks a required column.
+            Bad rows do not raise: they are listed in ``bad_rows``.
+    """
+    path = Path(table)
+    if boundary not in ("inside", "outside"):
+        raise InputError(f'boundary must be "inside" or "outside", got {boundary!r}')
+    codes = load_code_table(code_table)
+    text = read_text_file(path, "an annotation table (CSV)")
+    header, rows = _read_rows(text, codes, path)
+    if header is None:
+        raise InputError("the table has no header row", path)
+    if header.ignored:
+        log.warning("%s: columns not part of the format are ignored: %s", path, ", ".join(header.ignored))
+    slices = _Slices(series, position_tolerance_mm)
+    result = TableConversion(path=str(path), series=series, segmentation=Segmentation(series.geometry),
+                             rows=len(rows), ignored_columns=header.ignored)
+    findings: Dict[str, _Finding] = {}
+    shape2d = series.geometry.shape[1:]
+    total = len(rows)
+    if progress is not None:
+        progress(0, total, "Reading annotation table")
+    for done, (row, cells) in enumerate(rows, 1):
+        try:
+            if _read_row(row, cells, header, codes, series, slices, findings, shape2d, boundary,
+                         lines_in_segments, result):
+                result.converted_rows += 1
+        except _RowError as error:
+            finding = _cell(cells, header.columns.get("finding"))
+            result.bad_rows.append(RowProblem(row, str(error), finding))
+        if progress is not None and (done % _PROGRESS_EVERY == 0 or done == total):
+            progress(done, total, "Reading annotation table")
+    _build(result, list(findings.values()), header, series, progress)
+    for problem in result.bad_rows:
+        log.info("%s: %s", path, problem)
+    return result
+
+
+def _cell(cells: List[str], index: Optional[int]) -> str:
+    return cells[index].strip() if index is not None and index < len(cells) else ""
+
+
+def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, series: ReferenceSeries,
+              slices: _Slices, findings: Dict[str, _Finding], shape2d, default_boundary: str,
+              lines_in_segments: bool, result: TableConversion) -> bool:
+    """Convert one row into its finding; False when the row belongs to another series."""
+    values = {name: _cell(cells, index) for name, index in header.columns.items()}
+    series_uid = values.get("series_instance_uid", "")
+    if series_uid and series_uid != series.series_instance_uid:
+        result.other_series_rows += 1
+        return False
+    finding_id = values.get("finding", "")
+    if not finding_id:
+        raise _RowError("the finding cell is empty")
+    kind = SHAPES.get(_norm(values.get("shape", "")))
+    if kind is None:
+        raise _RowError(f"unknown shape {values.get('shape', '')!r}; expected one of "
+                        + ", ".join(sorted(set(SHAPES) - {"points", "pointlist", "closedpolygon"})))
+    space = _SPACES.get(_norm(values.get("space", "") or "pixel"))
+    if space is None:
+        raise _RowError(f"unknown space {values.get('space')!r}; expected pixel, patient (lps) or ras")
+    boundary = _BOUNDARIES.get(_norm(values.get("boundary", "") or default_boundary))
+    if boundary is None:
+        raise _RowError(f"unknown boundary {values.get('boundary')!r}; expected inside or outside")
+    inclusion_text = _norm(values.get("inclusion", "") or "true")
+    if inclusion_text not in _TRUE | _FALSE:
+        raise _RowError(f"inclusion {values.get('inclusion')!r} is not true or false")
+    include = inclusion_text in _TRUE
+    if not include and kind not in AREA_SHAPES:
+        raise _RowError(f"an exclusion (inclusion false) must be an area shape, not a {kind}")
+
+    numbers = _coordinates(values.get("coordinates", ""))
+    geometry = series.geometry
+    k = slices.locate(values)
+    radius = None
+    if space == "pixel":
+        if kind == "circle" and len(numbers) == 3:
+            numbers, radius = numbers[:2], numbers[2]
+            if radius <= 0:
+                raise _RowError(f"circle radius {radius:g} is not positive")
+        if len(numbers) % 2:
+            raise _RowError(f"{len(numbers)} numbers: pixel coordinates are (column, row) pairs")
+        points = np.asarray(numbers, dtype=float).reshape(-1, 2)
+        if k is None:
+            raise _RowError("the row names no image: give sop_instance_uid, slice_position, image_z or slice_index "
+                            "(or patient coordinates)")
+    else:
+        if not geometry.in_patient_space:
+            raise _RowError("patient coordinates are given, but the series has no patient positions")
+        if len(numbers) % 3:
+            raise _RowError(f"{len(numbers)} numbers: patient coordinates are (x, y, z) triples")
+        lps = np.asarray(numbers, dtype=float).reshape(-1, 3)
+        if space == "ras":
+            lps[:, :2] *= -1.0
+        ijk = geometry.lps_to_ijk_points(lps)
+        if k is None:
+            k = int(np.floor(np.median(ijk[:, 2]) + 0.5))
+            if not 0 <= k < slices.depth:
+                raise _RowError(f"the points lie outside the series (slice {k}, series has 0..{slices.depth - 1})")
+        off = np.abs(ijk[:, 2] - k) * slices.gap
+        if off.max() > slices.tolerance:
+            worst = int(np.argmax(off))
+            raise _RowError(f"point {worst + 1} ({_fmt(lps[worst])}) lies {off[worst]:.3g} mm from the plane of slice {k} "
+                            f"(tolerance {slices.tolerance:.3g} mm)")
+        points = ijk[:, :2]
+    if radius is None:
+        _check_count(kind, len(points))
+    rows_n, columns_n = shape2d
+    outside = (points[:, 0] < -0.5 - 1e-6) | (points[:, 0] > columns_n - 0.5 + 1e-6) | \
+              (points[:, 1] < -0.5 - 1e-6) | (points[:, 1] > rows_n - 0.5 + 1e-6)
+    if outside.any():
+        n = int(np.argmax(outside))
+        raise _RowError(f"point {n + 1} (column {points[n, 0]:g}, row {points[n, 1]:g}) lies outside the "
+                        f"{columns_n}x{rows_n} image")
+
+    finding = findings.get(finding_id)
+    new_fields = {name: values[name] for name in _FINDING_FIELDS if values.get(name)}
+    new_attributes = {a.header: _cell(cells, a.column) for a in header.attributes if _cell(cells, a.column)}
+    for name, value in new_fields.items():
+        old = finding.fields.get(name) if finding else None
+        if old is not None and old[0] != value:
+            raise _RowError(f"finding {finding_id!r} has {name} {old[0]!r} on row {old[1]}, here {value!r}")
+        if name == "color":
+            _color(value)
+        elif name.endswith("_code"):
+            _code_cell(value, name)
+    for attribute in header.attributes:
+        value = new_attributes.get(attribute.header)
+        if value is None:
+            continue
+        record = _evaluation(attribute, value, "", row)  # checks the score
+        old = finding.attributes.get(attribute.header) if finding else None
+        if old is not None and _same_value(_evaluation(attribute, old[0], "", old[1]), record) is False:
+            raise _RowError(f"finding {finding_id!r} has {attribute.header} {old[0]!r} on row {old[1]}, here {value!r}")
+
+    # Draw (nothing is stored before the row is known to be good).
+    piece = None
+    if kind in AREA_SHAPES or lines_in_segments:
+        if kind == "ellipse":
+            _ellipse(points)  # checks the axes
+        r0, c0, mask = _rasterize(kind, points, shape2d, boundary, radius)
+        piece = _Piece(k, r0, c0, mask, include)
+        if not mask.any():
+            result.warnings.append(RowProblem(row, f"the {kind} selects no pixel centre: nothing is drawn", finding_id))
+    if finding is None:
+        finding = findings[finding_id] = _Finding(finding_id, row)
+    for name, value in new_fields.items():
+        finding.fields.setdefault(name, (value, row))
+    for name, value in new_attributes.items():
+        finding.attributes.setdefault(name, (value, row))
+    if piece is not None:
+        finding.pieces.append(piece)
+    if kind in ("point", "polyline"):
+        lps = geometry.ijk_to_lps_points(np.column_stack([points, np.full(len(points), float(k))]))
+        if kind == "point":
+            finding.points.extend((p, row) for p in lps)
+        else:
+            finding.polylines.append((lps, row))
+    finding.rows.append(row)
+    return True
+
+
+def _same_value(a: EvaluationRecord, b: EvaluationRecord) -> bool:
+    return (a.score, a.value, a.text) == (b.score, b.value, b.text)
+
+
+def _coordinates(text: str) -> List[float]:
+    tokens = [t for t in _SEPARATORS.split(text.strip()) if t]
+    if not tokens:
+        raise _RowError("no coordinates")
+    try:
+        numbers = list(map(float, tokens))
+    except ValueError:
+        bad = next(t for t in tokens if not _is_float(t))
+        raise _RowError(f"coordinate {bad!r} is not a number") from None
+    if not np.all(np.isfinite(numbers)):
+        bad = next(t for t, v in zip(tokens, numbers) if not np.isfinite(v))
+        raise _RowError(f"coordinate {bad!r} is not a finite number")
+    return numbers
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _fmt(values) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _color(text: str) -> Tuple[float, float, float]:
+    text = text.strip()
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        return tuple(int(text[n:n + 2], 16) / 255.0 for n in (1, 3, 5))
+    parts = [p for p in _SEPARATORS.split(text) if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise _RowError(f"color {text!r} is not #rrggbb or three numbers 0-255")
+    return tuple(v / 255.0 for v in values)
+
+
+def _code_cell(text: str, what: str) -> Code:
+    code = parse_code(text)
+    if code is None or not code.meaning:
+        raise _RowError(f"{what} {text!r} is not a code (value, scheme, \"meaning\")")
+    return code
+
+
+def _evaluation(attribute: _Attribute, value: str, segment: str, row: int) -> EvaluationRecord:
+    """The evaluation an attribute cell gives (checked as read_evaluations_csv checks a row)."""
+    entry = attribute.entry
+    if entry is not None:
+        try:
+            score, code = entry.lookup(value)
+        except InputError as error:
+            raise _RowError(f"{attribute.header}: {error.problem}") from None
+        return EvaluationRecord(segment, entry.code, entry.name, code, None, score, row)
+    concept = None
+    text = attribute.concept_text
+    if text.startswith("(") and text.endswith(")"):
+        concept = _code_cell(text, f"attribute {attribute.header!r}")
+    coded = None
+    if value.startswith("(") and value.endswith(")") and "," in value:
+        coded = _code_cell(value, f"{attribute.header} value")
+    return EvaluationRecord(segment, concept, concept.meaning if concept else text, coded,
+                            None if coded is not None else value, None, row)
+
+
+# ----------------------------------------------------------------------------------------------
+# Findings to segments and markups
+# ----------------------------------------------------------------------------------------------
+
+def _merged_planes(pieces: Sequence[_Piece]) -> Dict[int, Tuple[int, int, np.ndarray]]:
+    """{k: (r0, c0, mask)} of a finding: its inclusions joined, its exclusions cut out, on the
+    bounding window of its inclusions on each slice."""
+    by_slice: Dict[int, List[_Piece]] = {}
+    for piece in pieces:
+        by_slice.setdefault(piece.k, []).append(piece)
+    planes = {}
+    for k, items in sorted(by_slice.items()):
+        included = [p for p in items if p.include and p.mask.size]
+        if not included:
+            continue
+        r0 = min(p.r0 for p in included)
+        c0 = min(p.c0 for p in included)
+        r1 = max(p.r0 + p.mask.shape[0] for p in included)
+        c1 = max(p.c0 + p.mask.shape[1] for p in included)
+        window = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        for p in items:  # in row order: an exclusion cuts what came before it on the slice
+            rr0, cc0 = max(p.r0, r0), max(p.c0, c0)
+            rr1, cc1 = min(p.r0 + p.mask.shape[0], r1), min(p.c0 + p.mask.shape[1], c1)
+            if rr0 >= rr1 or cc0 >= cc1:
+                continue
+            part = p.mask[rr0 - p.r0:rr1 - p.r0, cc0 - p.c0:cc1 - p.c0]
+            target = window[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0]
+            if p.include:
+                target |= part
+            else:
+                target &= ~part
+        if window.any():
+            planes[k] = (r0, c0, window)
+    return planes
+
+
+def _unique_names(findings: Sequence[_Finding]) -> Dict[str, str]:
+    """Finding id -> display name: its label, or "label (finding)" when findings share a label."""
+    counts: Dict[str, int] = {}
+    for finding in findings:
+        counts[finding.label] = counts.get(finding.label, 0) + 1
+    names: Dict[str, str] = {}
+    used = set()
+    for finding in findings:
+        name = finding.label if counts[finding.label] == 1 or finding.label == finding.id \
+            else f"{finding.label} ({finding.id})"
+        base, n = name, 2
+        while name in used:
+            name, n = f"{base} {n}", n + 1
+        used.add(name)
+        names[finding.id] = name
+    return names
+
+
+def _build(result: TableConversion, findings: List[_Finding], header: _Header, series: ReferenceSeries,
+           progress: Optional[ProgressCallback]) -> None:
+    geometry = series.geometry
+    names = _unique_names(findings)
+    layers: List[np.ndarray] = []
+    next_value: List[int] = []
+    segments: List[Segment] = []
+    used_markup_names: set = set()
+    attributes_by_header = {a.header: a for a in header.attributes}
+    total = len(findings)
+    if progress is not None:
+        progress(0, total, "Rasterising findings")
+    for done, finding in enumerate(findings, 1):
+        name = names[finding.id]
+        color = _color(finding.fields["color"][0]) if "color" in finding.fields else _default_color(done - 1)
+        planes = _merged_planes(finding.pieces)
+        segment_id = None
+        voxels = 0
+        if planes:
+            layer = _free_layer(layers, next_value, planes, geometry.shape)
+            value = next_value[layer]
+            next_value[layer] += 1
+            if value > 255 and layers[layer].dtype == np.uint8:
+                layers[layer] = layers[layer].astype(np.uint16)
+            for k, (r0, c0, mask) in planes.items():
+                layers[layer][k, r0:r0 + mask.shape[0], c0:c0 + mask.shape[1]][mask] = value
+                voxels += int(mask.sum())
+            segment = Segment(id=finding.id, name=name, color=color, terminology=_terminology(finding),
+                              description=finding.fields.get("description", ("", 0))[0], layer=layer,
+                              label_value=value,
+                              attributes={"TrackingIdentifier": finding.id[:64],
+                                          "TrackingUniqueIdentifier": generate_uid()})
+            segments.append(segment)
+            segment_id = segment.id
+        elif finding.pieces and any(p.include for p in finding.pieces):
+            result.warnings.append(RowProblem(finding.first_row, f"finding {finding.id!r} covers no pixel: no segment",
+                                              finding.id))
+        markups = _markups(finding, name, color, used_markup_names)
+        result.markups.extend(markups)
+        if finding.attributes:
+            if segment_id is None:
+                result.warnings.append(RowProblem(
+                    finding.first_row, f"the attributes of finding {finding.id!r} are not written: it has no area "
+                    "(SR evaluations belong to segments)", finding.id))
+            else:
+                for header_name, (value, row) in finding.attributes.items():
+                    result.evaluations.append(_evaluation(attributes_by_header[header_name], value, segment_id, row))
+        result.findings.append(FindingSummary(finding.id, finding.label, segment_id, [m.name for m in markups],
+                                              finding.rows, voxels))
+        if progress is not None:
+            progress(done, total, "Rasterising findings")
+    stacked = None
+    if layers:
+        # Copied layer by layer into untouched (not yet resident) memory, each freed once copied:
+        # the peak stays near one volume above the layers, not twice the layers as np.stack's.
+        dtype = np.uint16 if any(layer.dtype == np.uint16 for layer in layers) else np.uint8
+        stacked = np.empty((len(layers),) + geometry.shape, dtype=dtype)
+        for index in range(len(layers)):
+            stacked[index] = layers[index]
+            layers[index] = None
+    result.segmentation = Segmentation(geometry, stacked, segments)
+
+
+def _free_layer(layers: List[np.ndarray], next_value: List[int], planes, shape) -> int:
+    """The first layer where the finding overlaps nothing and a label value is left (a new one
+    when there is none)."""
+    for index, layer in enumerate(layers):
+        if next_value[index] > 65535:
+            continue
+        if not any(layer[k, r0:r0 + m.shape[0], c0:c0 + m.shape[1]][m].any() for k, (r0, c0, m) in planes.items()):
+            return index
+    layers.append(np.zeros(shape, dtype=np.uint8))
+    next_value.append(1)
+    return len(layers) - 1
+
+
+def _terminology(finding: _Finding) -> Optional[Terminology]:
+    fields = finding.fields
+    category = _code_cell(fields["category_code"][0], "category_code") if "category_code" in fields else None
+    type_ = _code_cell(fields["type_code"][0], "type_code") if "type_code" in fields else None
+    region = _code_cell(fields["region_code"][0], "region_code") if "region_code" in fields else None
+    if category is None and type_ is None:
+        if region is not None:
+            log.warning("finding %r: region_code without category_code and type_code is not used", finding.id)
+        return None
+    if category is None or type_ is None:
+        log.warning("finding %r: category_code and type_code go together; the one given is not used", finding.id)
+        return None
+    return Terminology(category, type_, anatomic_region=region)
+
+
+def _markups(finding: _Finding, name: str, color, used: set) -> List[Markup]:
+    markups = []
+
+    def unique(text: str) -> str:
+        base, candidate, n = text, text, 2
+        while candidate in used:
+            candidate, n = f"{base} {n}", n + 1
+        used.add(candidate)
+        return candidate
+
+    if finding.points:
+        label = unique(name if not finding.pieces else f"{name} points")
+        points = np.array([p for p, _ in finding.points])
+        markups.append(Markup("point_list", label, points, [f"{label}-{n + 1}" for n in range(len(points))],
+                              color=color, description=f"finding {finding.id}"))
+    several = len(finding.polylines) > 1
+    for number, (points, row) in enumerate(finding.polylines, 1):
+        base = name if not finding.pieces and not finding.points else f"{name} line"
+        label = unique(f"{base} {number}" if several else base)
+        markups.append(Markup("line" if len(points) == 2 else "curve", label, points, color=color,
+                              description=f"finding {finding.id}, row {row}"))
+    return markups
+
+
+# ----------------------------------------------------------------------------------------------
+# Table to DICOM
+# ----------------------------------------------------------------------------------------------
+
+FORMATS = ("overlay", "seg", "sr")
+
+
+@dataclass
+class TableImportResult:
+    """What :func:`import_table` wrote.
+
+    Attributes:
+        conversion: the table as read (segments, markups, evaluations, bad rows).
+        out_dir: the output folder.
+        segmentation_path, markups_path, evaluations_path, bad_rows_path: files written there
+            (None when there was nothing to write).
+        overlay: :class:`overlay.OverlayExportResult` or None; seg: :class:`seg.SegExportResult`
+            or None; sr: :class:`sr.SrExportResult` or None.
+        skipped: outputs that were not written, and why.
+    """
+
+    conversion: TableConversion
+    out_dir: Path
+    segmentation_path: Optional[Path] = None
+    markups_path: Optional[Path] = None
+    evaluations_path: Optional[Path] = None
+    bad_rows_path: Optional[Path] = None
+    overlay: object = None
+    seg: object = None
+    sr: object = None
+    skipped: List[str] = field(default_factory=list)
+
+
+def import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_dir: PathLike, *,
+                 formats: Sequence[str] = FORMATS, series_uid: Optional[str] = None, boundary: str = "inside",
+                 code_table: Union[str, PathLike] = "lidc", lines_in_segments: bool = False,
+                 position_tolerance_mm: Optional[float] = None, lidc: bool = False, split: bool = False,
+                 observer_name: Optional[str] = None, force: bool = False,
+                 progress: Optional[ProgressCallback] = None) -> TableImportResult:
+    """Read an annotation table onto a series and write what a Slicer export writes.
+
+    Writes into ``out_dir`` (which must be empty unless ``force``): ``segmentation.seg.nrrd``
+    (the rasterised findings, for Slicer), ``markups.mrk.json`` (points and polylines, LPS),
+    ``evaluations.csv`` (the per-finding attributes in :mod:`evaluations`' format), and per
+    ``formats``: ``overlay/`` (:func:`api.export_overlay`), ``seg.dcm`` (:func:`api.export_seg`),
+    ``sr.dcm`` (:func:`api.export_sr`: measurements of every segment, the evaluations, the
+    markups). ``sr`` needs the SEG, so it implies ``seg``. With bad rows, ``bad_rows.csv``
+    lists them (row, finding, problem); the caller decides whether that is an error.
+
+    Args:
+        formats: any of "overlay", "seg", "sr".
+        lidc: the LIDC preset (:func:`sr.apply_lidc_preset`, SR ``lidc``).
+        split: overlay export: several series when there are more than 16 planes.
+        Other arguments: see :func:`read_annotation_table` and :func:`sr.export_sr`.
+
+    Raises:
+        InputError: an unknown format, an unreadable table or series, or no row converted.
+        OutputError: the output folder is not empty or not writable.
+    """
+    from .. import api
+    from ..core.outputs import prepare_output_dir
+
+    formats = [f.strip().lower() for f in formats if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise InputError(f"unknown format(s) {', '.join(unknown) or '(none)'}; expected some of {', '.join(FORMATS)}")
+    if "sr" in formats and "seg" not in formats:
+        log.info("the SR references a SEG: seg.dcm is written too")
+        formats.append("seg")
+    out = prepare_output_dir(out_dir, force)
+    reference = series if isinstance(series, ReferenceSeries) else load_series(series, series_uid, progress)
+    conversion = read_annotation_table(table, reference, boundary=boundary, code_table=code_table,
+                                       lines_in_segments=lines_in_segments,
+                                       position_tolerance_mm=position_tolerance_mm, progress=progress)
+    result = TableImportResult(conversion, out)
+    segmentation = conversion.segmentation
+    if "overlay" in formats and not split:  # before anything is written
+        from ..core.errors import TooManySegmentsError
+        from ..encodings.overlay import OVERLAY_GROUPS, used_overlay_groups
+
+        free = len(OVERLAY_GROUPS) - len(used_overlay_groups(reference.datasets))
+        planes = len(segmentation.segments) + len(conversion.markups)
+        if planes > free:
+            raise TooManySegmentsError(
+                f"{len(segmentation.segments)} segments and {len(conversion.markups)} markups need {planes} overlay "
+                f"planes, but the images have {free} free overlay groups; use --split (split=True) to write several "
+                "overlay series, or leave overlay out of --formats", table)
+    if conversion.bad_rows:
+        result.bad_rows_path = out / "bad_rows.csv"
+        _write_csv(result.bad_rows_path, ["row", "finding", "problem"],
+                   [[p.row, p.finding, p.problem] for p in conversion.bad_rows])
+    if not segmentation.segments and not conversion.markups:
+        shown = "; ".join(str(p) for p in conversion.bad_rows[:10])
+        more = f" (+{len(conversion.bad_rows) - 10} more)" if len(conversion.bad_rows) > 10 else ""
+        reason = (f"{len(conversion.bad_rows)} bad rows: {shown}{more}" if conversion.bad_rows else
+                  f"{conversion.other_series_rows} rows of other series, none of series "
+                  f"{reference.series_instance_uid}" if conversion.other_series_rows else "no data rows")
+        raise InputError(f"nothing to convert: {reason}", table)
+    if lidc and segmentation.segments:
+        from ..encodings.sr import apply_lidc_preset
+
+        apply_lidc_preset(segmentation)
+    from .markups_io import write_markups
+    from .segio import write_seg_nrrd
+
+    if segmentation.segments:
+        result.segmentation_path = out / "segmentation.seg.nrrd"
+        write_seg_nrrd(result.segmentation_path, segmentation)
+    if conversion.markups:
+        result.markups_path = out / "markups.mrk.json"
+        write_markups(result.markups_path, conversion.markups)
+    if conversion.evaluations:
+        result.evaluations_path = out / "evaluations.csv"
+        _write_csv(result.evaluations_path, ["segment", "concept", "value"],
+                   [[e.segment, str(e.concept) if e.concept and e.score is None else e.concept_name,
+                     str(e.score) if e.score is not None else (str(e.value) if e.value else e.text)]
+                    for e in conversion.evaluations])
+    if "overlay" in formats:
+        result.overlay = api.export_overlay(reference, segmentation if segmentation.segments else None,
+                                            conversion.markups, out / "overlay", split=split, force=force,
+                                            progress=progress)
+    if "seg" in formats:
+        if segmentation.segments:
+            result.seg = api.export_seg(reference, segmentation, out / "seg.dcm", progress=progress)
+        else:
+            result.skipped.append("seg: no finding has an area (only points and polylines)")
+    if "sr" in formats:
+        if result.seg is not None:
+            result.sr = api.export_sr(reference, result.seg.paths[0], out / "sr.dcm", segmentation=segmentation,
+                                      markups=conversion.markups, evaluations=conversion.evaluations, lidc=lidc,
+                                      code_table=code_table, observer_name=observer_name, progress=progress)
+        else:
+            result.skipped.append("sr: it needs a SEG, and no finding has an area")
+    for message in result.skipped:
+        log.warning("not written: %s", message)
+    return result
+
+
+def _write_csv(path: Path, header: List[str], rows: List[list]) -> None:
+    from ..core.outputs import atomic_path
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(buffer.getvalue(), encoding="utf-8")
+
+
+__all__ = ["AREA_SHAPES", "COLUMN_ALIASES", "FORMATS", "FindingSummary", "RowProblem", "SHAPES", "TableConversion",
+           "TableImportResult", "import_table", "read_annotation_table"]
