@@ -1,4 +1,4 @@
-"""Python API for scripts and Slicer's Python console (no Slicer needed).
+"""The one-case conversions of the Python API (re-exported by ``api``; no Slicer needed).
 
 Example::
 
@@ -19,10 +19,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .core.errors import GeometryError, InputError
-from .core.model import AnnotationSet, Markup, Segmentation
-from .core.progress import ProgressCallback
-from .core.series import ReferenceSeries, gc_paused, load_series
+from ..core.errors import GeometryError, InputError
+from ..core.model import AnnotationSet, Markup, Segmentation
+from ..core.progress import ProgressCallback
+from ..core.series import ReferenceSeries, gc_paused, load_series
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def load_annotations(series: ReferenceSeries, segmentation: SegmentationSource =
     Raises:
         GeometryError: the segmentation cannot lie on the series (names the file).
     """
-    from .files.markups_io import read_markups
-    from .files.segio import load_segmentation, segmentation_from_array
+    from ..files.markups_io import read_markups
+    from ..files.segio import load_segmentation, segmentation_from_array
 
     seg = None
     if isinstance(segmentation, np.ndarray):
@@ -85,7 +85,7 @@ def export_overlay(series: Union[ReferenceSeries, PathLike], segmentation: Segme
     ``preview_dir`` also writes PNG previews of ``preview_slices`` (slice indices k, 0-based along
     the sorted series; default: the most annotated slices).
     """
-    from .encodings.overlay import export_overlays
+    from ..encodings.overlay import export_overlays
 
     reference = _series(series, series_uid, progress)
     annotations = load_annotations(reference, segmentation, markups)
@@ -101,7 +101,7 @@ def import_overlay(series: Union[ReferenceSeries, PathLike], *, series_uid: Opti
                    progress: Optional[ProgressCallback] = None) -> AnnotationSet:
     """Read the overlay planes of a series back into segments (and markups, for our files);
     optionally write them as ``.seg.nrrd`` (or a label map by suffix) and ``.mrk.json``."""
-    from .encodings.overlay import import_overlays
+    from ..encodings.overlay import import_overlays
 
     # The headers die with this call: the cyclic GC need never walk them (a full collection
     # over a series' headers cost 20-30 ms, as much as decoding every plane; benchmark notes).
@@ -114,9 +114,9 @@ def import_overlay(series: Union[ReferenceSeries, PathLike], *, series_uid: Opti
 def write_annotations(annotations: AnnotationSet, segmentation_out: Optional[PathLike] = None,
                       markups_out: Optional[PathLike] = None) -> None:
     """Write segments (``.seg.nrrd``, or ``.nrrd``/``.nii.gz`` label map) and markups (``.mrk.json``)."""
-    from .files.markups_io import write_markups
-    from .core.outputs import prepare_output_file
-    from .files.segio import write_label_map, write_seg_nrrd
+    from ..files.markups_io import write_markups
+    from ..core.outputs import prepare_output_file
+    from ..files.segio import write_label_map, write_seg_nrrd
 
     if segmentation_out is not None and annotations.segmentation is not None:
         prepare_output_file(segmentation_out)
@@ -135,9 +135,9 @@ def write_annotations(annotations: AnnotationSet, segmentation_out: Optional[Pat
 def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: PathLike,
                   slices: Optional[Sequence[int]] = None, force: bool = False) -> List[str]:
     """PNG previews of chosen slices with every segment and markup in its colour."""
-    from .core.outputs import prepare_output_dir
-    from .files.preview import render_preview
-    from .core.rasterize import markup_slice_masks
+    from ..core.outputs import prepare_output_dir
+    from ..files.preview import render_preview
+    from ..core.rasterize import markup_slice_masks
 
     geometry = series.geometry
     overlays = []
@@ -179,8 +179,8 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
     """
     import dataclasses
 
-    from .encodings.seg import SegExportOptions
-    from .encodings.seg import export_seg as write_seg
+    from ..encodings.seg import SegExportOptions
+    from ..encodings.seg import export_seg as write_seg
 
     reference = _series(series, series_uid, progress)
     annotations = load_annotations(reference, segmentation)
@@ -188,11 +188,11 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
         raise InputError("no segmentation given")
     seg_options = options.pop("options", None) or SegExportOptions()
     if lidc:
-        from .encodings.sr import apply_lidc_preset
+        from ..encodings.sr import apply_lidc_preset
 
         apply_lidc_preset(annotations.segmentation)
     if metadata is not None:
-        from .dicom.dcmqi_metadata import apply_metadata, read_dcmqi_metadata
+        from ..dicom.dcmqi_metadata import apply_metadata, read_dcmqi_metadata
 
         meta = read_dcmqi_metadata(metadata)
         apply_metadata(annotations.segmentation, meta)
@@ -215,7 +215,7 @@ def import_seg(seg_file: PathLike, series: Union[ReferenceSeries, PathLike, None
     """Read a DICOM SEG into segments (on the series grid when ``series`` is given, else on the
     SEG's own frame grid); optionally write them as ``.seg.nrrd`` or a ``.nrrd``/``.nii.gz`` label
     map. Returns :class:`seg.SegImport`."""
-    from .encodings.seg import import_seg as read_seg
+    from ..encodings.seg import import_seg as read_seg
 
     imported = read_seg(seg_file, series, progress)
     if segmentation_out is not None:
@@ -225,7 +225,7 @@ def import_seg(seg_file: PathLike, series: Union[ReferenceSeries, PathLike, None
 
 def dicomize(volume: PathLike, out_dir: PathLike, **options) -> List[str]:
     """A DICOM series for a non-DICOM volume (NRRD, NIfTI, MHA); see :mod:`dicomize`."""
-    from .dicom.dicomize import dicomize_file
+    from ..dicom.dicomize import dicomize_file
 
     return dicomize_file(volume, out_dir, **options)
 
@@ -241,7 +241,7 @@ def export_sr(series: Union[ReferenceSeries, PathLike], seg_file: PathLike, out:
     code_table, series_description, ...), or ``options=SrExportOptions(...)``.
     Returns :class:`sr.SrExportResult`; see :func:`sr.export_sr`.
     """
-    from .encodings.sr import export_sr as write_sr
+    from ..encodings.sr import export_sr as write_sr
 
     reference = _series(series, series_uid, progress)
     return write_sr(reference, seg_file, out, segmentation=segmentation, markups=markups, evaluations=evaluations,
@@ -254,8 +254,8 @@ def import_sr(sr_file: PathLike, series: Union[ReferenceSeries, PathLike, None] 
     """Read a TID 1500 SR (markups in LPS, measurement records, the referenced SEG when found
     beside the SR or in ``seg_folders``); with ``out_dir`` also write ``measurements.csv``,
     ``markups.mrk.json`` and ``segmentation.seg.nrrd`` there. Returns :class:`sr.SrImport`."""
-    from .encodings.sr import import_sr as read_sr
-    from .encodings.sr import write_sr_import
+    from ..encodings.sr import import_sr as read_sr
+    from ..encodings.sr import write_sr_import
 
     imported = read_sr(sr_file, series, seg_folders=seg_folders, progress=progress)
     if out_dir is not None:
@@ -272,7 +272,7 @@ def import_csv(table: PathLike, series: Union[ReferenceSeries, PathLike], out_di
     ``bad_rows.csv``. ``options``: boundary, code_table, lines_in_segments,
     position_tolerance_mm, lidc, split, observer_name, force. Bad rows do not raise: see
     ``result.conversion.bad_rows``. Returns :class:`csv_table.TableImportResult`."""
-    from .files.csv_table import import_table
+    from ..files.csv_table import import_table
 
     return import_table(table, series, out_dir, formats=formats, series_uid=series_uid, progress=progress, **options)
 
@@ -283,6 +283,6 @@ def export_ml(inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *,
     folders): per case label maps (NIfTI, NRRD) with a JSON sidecar, ``measurements.csv`` (one row
     per finding) and ``cases.csv``; see :func:`ml_export.export_ml` for ``options`` (png, image,
     code_table, force). Returns :class:`ml_export.MlExportResult`."""
-    from .files.ml_export import export_ml as write_ml
+    from ..files.ml_export import export_ml as write_ml
 
     return write_ml(inputs, out_dir, progress=progress, **options)

@@ -1,0 +1,15 @@
+"""The Python API: one call per conversion, for scripts, Slicer's Python console and services.
+
+Coordinates: every path or object passed in or out is in the frame its file format defines
+(DICOM, .seg.nrrd: LPS; .mrk.json: as the file says, LPS or RAS); ``Markup`` and
+``Segmentation`` objects hold LPS.
+
+Each topic lives in its own module of this package; this module only re-exports the public names.
+"""
+from .conversions import (MarkupsSource, PathLike, SegmentationSource, dicomize, export_ml, export_overlay,
+                          export_seg, export_sr, import_csv, import_overlay, import_seg, import_sr,
+                          load_annotations, write_annotations, write_preview)
+
+__all__ = ["MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "export_ml", "export_overlay",
+           "export_seg", "export_sr", "import_csv", "import_overlay", "import_seg", "import_sr",
+           "load_annotations", "write_annotations", "write_preview"]

@@ -1,0 +1,92 @@
+"""The ``dicomannotembed`` command line.
+
+One module per command group (``overlay``, ``seg``, ``sr``, ``csv``, ...); each has a
+``register(commands, command)`` that adds its sub-commands and sets ``run`` on each, a function
+``run(args, progress) -> exit code``. A new group is a new module listed in ``GROUPS``.
+
+Exit codes: 0 success, 2 bad command line, 3 bad input, 4 output cannot be written,
+1 unexpected internal error (run again with --debug for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+from typing import List, Optional
+
+from .. import __version__
+from ..core.errors import DicomAnnotEmbedError
+from ..core.progress import TqdmProgress
+from ._common import EXIT_CODES, UsageError
+
+log = logging.getLogger("DicomAnnotEmbedLib")
+
+#: Command groups in the order ``--help`` lists them (modules of this package).
+GROUPS = ("overlay", "seg", "sr", "volumes", "csv", "ml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The shared flags are accepted before or after the sub-command; SUPPRESS keeps a sub-command
+    # from resetting a flag given earlier (argparse copies sub-parser defaults over the namespace).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bar, only warnings and errors")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also report what was skipped and why")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of unexpected errors")
+
+    parser = argparse.ArgumentParser(
+        prog="dicomannotembed", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Slicer segmentations and markups to DICOM (overlays, SEG, SR) and back. "
+                    "Coordinates in files are as the files say (DICOM and .seg.nrrd: LPS; .mrk.json: LPS or RAS).",
+        epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(group, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=[common], help=summary, description=description,
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    for group in GROUPS:
+        importlib.import_module(f"{__name__}.{group}").register(commands, command)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag in ("quiet", "verbose", "debug"):  # shared flags are absent unless given
+        setattr(args, flag, getattr(args, flag, False))
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
+    warnings.simplefilter("ignore", category=UserWarning)  # our warnings are logged once, not twice
+    progress = TqdmProgress(enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        return args.run(args, progress)
+    except UsageError as exc:
+        parser.error(str(exc))
+    except DicomAnnotEmbedError as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure is a bug: say so in one line
+        if args.debug:
+            raise
+        progress.close()
+        print(f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
