@@ -271,8 +271,8 @@ def import_csv(table: PathLike, series: Union[ReferenceSeries, PathLike], out_di
     ``segmentation.seg.nrrd``, ``markups.mrk.json``, ``evaluations.csv`` and, for bad rows,
     ``bad_rows.csv``. ``options``: boundary, code_table, lines_in_segments,
     position_tolerance_mm, lidc, split, observer_name, force. Bad rows do not raise: see
-    ``result.conversion.bad_rows``. Returns :class:`csv_table.TableImportResult`."""
-    from ..files.csv_table import import_table
+    ``result.conversion.bad_rows``. Returns :class:`csv_pipeline.TableImportResult`."""
+    from .csv_pipeline import import_table
 
     return import_table(table, series, out_dir, formats=formats, series_uid=series_uid, progress=progress, **options)
 

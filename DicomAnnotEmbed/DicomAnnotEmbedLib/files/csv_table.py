@@ -4,8 +4,8 @@ SEG and SR (the seed's "reverse pipeline": annotations pushed from CSV into DICO
 :func:`read_annotation_table` turns a table into a :class:`~.model.Segmentation` on the series
 grid (one segment per finding; overlapping findings go to further layers), markups for points
 and polylines (**LPS**), and qualitative evaluations from per-finding attributes.
-:func:`import_table` also writes the overlay series, the SEG and the SR (through
-:mod:`api`), as ``dicomannotembed csv import`` does. Rows that cannot be used are reported
+``api.import_csv`` (:mod:`..api.csv_pipeline`) also writes the overlay series, the SEG and the
+SR, as ``dicomannotembed csv import`` does. Rows that cannot be used are reported
 with their row numbers; the others are converted.
 
 CSV format
@@ -99,8 +99,7 @@ space, off the slice plane, or an attribute that contradicts an earlier row of i
 not a valid score. Each is a :class:`RowProblem` with its row number. A shape that selects no
 pixel centre is converted (nothing is drawn) with a warning.
 
-Rasterisation uses :mod:`rasterize` on a window around each shape (numpy throughout: no
-per-pixel Python loop); the result equals drawing on the whole image.
+Shapes are drawn by :mod:`.csv_shapes`.
 """
 from __future__ import annotations
 
@@ -111,7 +110,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from pydicom.uid import generate_uid
@@ -121,8 +120,9 @@ from ..dicom.evaluations import CodeTable, ConceptEntry, EvaluationRecord, load_
 from ..core.inputs import read_text_file
 from ..core.model import Code, Markup, Segment, Segmentation, Terminology, _default_color
 from ..core.progress import ProgressCallback
-from ..core.rasterize import ellipse_mask, polygon_mask, polyline_mask, rectangle_mask
-from ..core.series import ReferenceSeries, load_series
+from ..core.series import ReferenceSeries
+from .csv_shapes import (_check_count, _ellipse, _Finding, _free_layer, _markups, _merged_planes, _Piece,
+                         _rasterize, _RowError, _unique_names)
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +262,6 @@ class TableConversion:
         if self.bad_rows:
             text += f"; {len(self.bad_rows)} bad rows"
         return text
-
-
-class _RowError(Exception):
-    """A bad row (message without the row number)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,111 +445,6 @@ def _integer(text: str, what: str) -> int:
         raise _RowError(f"{what} {text!r} is not an integer")
     return int(value)
 
-
-# ----------------------------------------------------------------------------------------------
-# Findings
-# ----------------------------------------------------------------------------------------------
-
-@dataclass
-class _Piece:
-    k: int
-    r0: int
-    c0: int
-    mask: np.ndarray
-    include: bool
-
-
-@dataclass
-class _Finding:
-    id: str
-    first_row: int
-    fields: Dict[str, Tuple[str, int]] = field(default_factory=dict)  # label, color, ... -> (value, row)
-    attributes: Dict[str, Tuple[str, int]] = field(default_factory=dict)  # attribute header -> (value, row)
-    pieces: List[_Piece] = field(default_factory=list)
-    points: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # (LPS (3,), row)
-    polylines: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # ((N, 3) LPS, row)
-    rows: List[int] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return self.fields.get("label", (self.id, 0))[0]
-
-
-def _rasterize(kind: str, points: np.ndarray, shape2d: Tuple[int, int], boundary: str,
-               radius: Optional[float]) -> Tuple[int, int, np.ndarray]:
-    """(row offset, column offset, mask) of a shape drawn on a window of the image around it.
-
-    ``points`` are (column, row). Drawing on the window equals drawing on the whole image: the
-    window has a 2-pixel margin around the shape, clipped only at the image's edges."""
-    if kind == "circle":
-        center = points[0]
-        radius = float(np.hypot(*(points[1] - points[0]))) if radius is None else radius
-        lo, hi = center - radius, center + radius
-    elif kind == "ellipse":
-        center, radii, angle = _ellipse(points)
-        reach = max(radii)
-        lo, hi = center - reach, center + reach
-    else:
-        lo, hi = points.min(axis=0), points.max(axis=0)
-    rows, columns = shape2d
-    c0, r0 = max(int(np.floor(lo[0])) - 2, 0), max(int(np.floor(lo[1])) - 2, 0)
-    c1, r1 = min(int(np.ceil(hi[0])) + 2, columns - 1), min(int(np.ceil(hi[1])) + 2, rows - 1)
-    window = (max(r1 - r0 + 1, 1), max(c1 - c0 + 1, 1))
-    offset = np.array([c0, r0], dtype=float)
-    local = points - offset
-    if kind == "circle":
-        mask = ellipse_mask(window, center - offset, (radius, radius))
-    elif kind == "ellipse":
-        mask = ellipse_mask(window, center - offset, radii, angle)
-    elif kind == "rectangle" and len(points) == 2 and boundary == "inside":
-        mask = rectangle_mask(window, local[0], local[1])
-    elif kind == "rectangle" and len(points) == 2:
-        (x0, y0), (x1, y1) = local
-        mask = polygon_mask(window, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), boundary=boundary)
-    elif kind in ("rectangle", "polygon", "freehand"):
-        mask = polygon_mask(window, local, boundary=boundary)
-    elif kind == "polyline":
-        mask = polyline_mask(window, local)
-    elif kind == "point":  # one pixel per point (the nearest centre)
-        mask = np.zeros(window, dtype=bool)
-        for point in local:
-            mask |= polyline_mask(window, point[None])
-    else:  # pragma: no cover - kinds are checked when the row is read
-        raise _RowError(f"cannot draw {kind}")
-    return r0, c0, mask
-
-
-def _ellipse(points: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float], float]:
-    """Centre, semi-axes and angle (degrees) of an ellipse given by 2 bounding-box corners or
-    4 axis ends (column, row)."""
-    if len(points) == 2:
-        center = points.mean(axis=0)
-        half = np.abs(points[1] - points[0]) / 2.0
-        return center, (float(half[0]), float(half[1])), 0.0
-    first, second = points[1] - points[0], points[3] - points[2]
-    center = (points[0] + points[1]) / 2.0
-    a, b = float(np.linalg.norm(first)) / 2.0, float(np.linalg.norm(second)) / 2.0
-    if a == 0 or b == 0:
-        raise _RowError("an ellipse axis has length 0")
-    if np.linalg.norm((points[2] + points[3]) / 2.0 - center) > 0.5 + 1e-6:
-        raise _RowError("the two ellipse axes do not cross at their middles (4 points: ends of one axis, then of the "
-                        "other)")
-    if abs(first @ second) / (2 * a * 2 * b) > 0.02:
-        raise _RowError("the two ellipse axes are not perpendicular")
-    return center, (a, b), float(np.degrees(np.arctan2(first[1], first[0])))
-
-
-_COUNTS = {"point": (1, None), "polyline": (2, None), "polygon": (3, None), "freehand": (3, None),
-           "circle": (2, 2), "ellipse": (2, 4), "rectangle": (2, 4)}
-
-
-def _check_count(kind: str, n: int) -> None:
-    low, high = _COUNTS[kind]
-    if kind in ("ellipse", "rectangle") and n not in (2, 4):
-        raise _RowError(f"a {kind} needs 2 or 4 points, got {n}")
-    if n < low or (high is not None and n > high):
-        raise _RowError(f"a {kind} needs {'exactly' if low == high else 'at least'} {low} point"
-                        f"{'s' if low > 1 else ''}, got {n}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -815,59 +706,6 @@ def _evaluation(attribute: _Attribute, value: str, segment: str, row: int) -> Ev
                             None if coded is not None else value, None, row)
 
 
-# ----------------------------------------------------------------------------------------------
-# Findings to segments and markups
-# ----------------------------------------------------------------------------------------------
-
-def _merged_planes(pieces: Sequence[_Piece]) -> Dict[int, Tuple[int, int, np.ndarray]]:
-    """{k: (r0, c0, mask)} of a finding: its inclusions joined, its exclusions cut out, on the
-    bounding window of its inclusions on each slice."""
-    by_slice: Dict[int, List[_Piece]] = {}
-    for piece in pieces:
-        by_slice.setdefault(piece.k, []).append(piece)
-    planes = {}
-    for k, items in sorted(by_slice.items()):
-        included = [p for p in items if p.include and p.mask.size]
-        if not included:
-            continue
-        r0 = min(p.r0 for p in included)
-        c0 = min(p.c0 for p in included)
-        r1 = max(p.r0 + p.mask.shape[0] for p in included)
-        c1 = max(p.c0 + p.mask.shape[1] for p in included)
-        window = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-        for p in items:  # in row order: an exclusion cuts what came before it on the slice
-            rr0, cc0 = max(p.r0, r0), max(p.c0, c0)
-            rr1, cc1 = min(p.r0 + p.mask.shape[0], r1), min(p.c0 + p.mask.shape[1], c1)
-            if rr0 >= rr1 or cc0 >= cc1:
-                continue
-            part = p.mask[rr0 - p.r0:rr1 - p.r0, cc0 - p.c0:cc1 - p.c0]
-            target = window[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0]
-            if p.include:
-                target |= part
-            else:
-                target &= ~part
-        if window.any():
-            planes[k] = (r0, c0, window)
-    return planes
-
-
-def _unique_names(findings: Sequence[_Finding]) -> Dict[str, str]:
-    """Finding id -> display name: its label, or "label (finding)" when findings share a label."""
-    counts: Dict[str, int] = {}
-    for finding in findings:
-        counts[finding.label] = counts.get(finding.label, 0) + 1
-    names: Dict[str, str] = {}
-    used = set()
-    for finding in findings:
-        name = finding.label if counts[finding.label] == 1 or finding.label == finding.id \
-            else f"{finding.label} ({finding.id})"
-        base, n = name, 2
-        while name in used:
-            name, n = f"{base} {n}", n + 1
-        used.add(name)
-        names[finding.id] = name
-    return names
-
 
 def _build(result: TableConversion, findings: List[_Finding], header: _Header, series: ReferenceSeries,
            progress: Optional[ProgressCallback]) -> None:
@@ -932,18 +770,6 @@ def _build(result: TableConversion, findings: List[_Finding], header: _Header, s
     result.segmentation = Segmentation(geometry, stacked, segments)
 
 
-def _free_layer(layers: List[np.ndarray], next_value: List[int], planes, shape) -> int:
-    """The first layer where the finding overlaps nothing and a label value is left (a new one
-    when there is none)."""
-    for index, layer in enumerate(layers):
-        if next_value[index] > 65535:
-            continue
-        if not any(layer[k, r0:r0 + m.shape[0], c0:c0 + m.shape[1]][m].any() for k, (r0, c0, m) in planes.items()):
-            return index
-    layers.append(np.zeros(shape, dtype=np.uint8))
-    next_value.append(1)
-    return len(layers) - 1
-
 
 def _terminology(finding: _Finding) -> Optional[Terminology]:
     fields = finding.fields
@@ -960,178 +786,5 @@ def _terminology(finding: _Finding) -> Optional[Terminology]:
     return Terminology(category, type_, anatomic_region=region)
 
 
-def _markups(finding: _Finding, name: str, color, used: set) -> List[Markup]:
-    markups = []
-
-    def unique(text: str) -> str:
-        base, candidate, n = text, text, 2
-        while candidate in used:
-            candidate, n = f"{base} {n}", n + 1
-        used.add(candidate)
-        return candidate
-
-    if finding.points:
-        label = unique(name if not finding.pieces else f"{name} points")
-        points = np.array([p for p, _ in finding.points])
-        markups.append(Markup("point_list", label, points, [f"{label}-{n + 1}" for n in range(len(points))],
-                              color=color, description=f"finding {finding.id}"))
-    several = len(finding.polylines) > 1
-    for number, (points, row) in enumerate(finding.polylines, 1):
-        base = name if not finding.pieces and not finding.points else f"{name} line"
-        label = unique(f"{base} {number}" if several else base)
-        markups.append(Markup("line" if len(points) == 2 else "curve", label, points, color=color,
-                              description=f"finding {finding.id}, row {row}"))
-    return markups
-
-
-# ----------------------------------------------------------------------------------------------
-# Table to DICOM
-# ----------------------------------------------------------------------------------------------
-
-FORMATS = ("overlay", "seg", "sr")
-
-
-@dataclass
-class TableImportResult:
-    """What :func:`import_table` wrote.
-
-    Attributes:
-        conversion: the table as read (segments, markups, evaluations, bad rows).
-        out_dir: the output folder.
-        segmentation_path, markups_path, evaluations_path, bad_rows_path: files written there
-            (None when there was nothing to write).
-        overlay: :class:`overlay.OverlayExportResult` or None; seg: :class:`seg.SegExportResult`
-            or None; sr: :class:`sr.SrExportResult` or None.
-        skipped: outputs that were not written, and why.
-    """
-
-    conversion: TableConversion
-    out_dir: Path
-    segmentation_path: Optional[Path] = None
-    markups_path: Optional[Path] = None
-    evaluations_path: Optional[Path] = None
-    bad_rows_path: Optional[Path] = None
-    overlay: object = None
-    seg: object = None
-    sr: object = None
-    skipped: List[str] = field(default_factory=list)
-
-
-def import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_dir: PathLike, *,
-                 formats: Sequence[str] = FORMATS, series_uid: Optional[str] = None, boundary: str = "inside",
-                 code_table: Union[str, PathLike] = "lidc", lines_in_segments: bool = False,
-                 position_tolerance_mm: Optional[float] = None, lidc: bool = False, split: bool = False,
-                 observer_name: Optional[str] = None, force: bool = False,
-                 progress: Optional[ProgressCallback] = None) -> TableImportResult:
-    """Read an annotation table onto a series and write what a Slicer export writes.
-
-    Writes into ``out_dir`` (which must be empty unless ``force``): ``segmentation.seg.nrrd``
-    (the rasterised findings, for Slicer), ``markups.mrk.json`` (points and polylines, LPS),
-    ``evaluations.csv`` (the per-finding attributes in :mod:`evaluations`' format), and per
-    ``formats``: ``overlay/`` (:func:`api.export_overlay`), ``seg.dcm`` (:func:`api.export_seg`),
-    ``sr.dcm`` (:func:`api.export_sr`: measurements of every segment, the evaluations, the
-    markups). ``sr`` needs the SEG, so it implies ``seg``. With bad rows, ``bad_rows.csv``
-    lists them (row, finding, problem); the caller decides whether that is an error.
-
-    Args:
-        formats: any of "overlay", "seg", "sr".
-        lidc: the LIDC preset (:func:`sr.apply_lidc_preset`, SR ``lidc``).
-        split: overlay export: several series when there are more than 16 planes.
-        Other arguments: see :func:`read_annotation_table` and :func:`sr.export_sr`.
-
-    Raises:
-        InputError: an unknown format, an unreadable table or series, or no row converted.
-        OutputError: the output folder is not empty or not writable.
-    """
-    from .. import api
-    from ..core.outputs import prepare_output_dir
-
-    formats = [f.strip().lower() for f in formats if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise InputError(f"unknown format(s) {', '.join(unknown) or '(none)'}; expected some of {', '.join(FORMATS)}")
-    if "sr" in formats and "seg" not in formats:
-        log.info("the SR references a SEG: seg.dcm is written too")
-        formats.append("seg")
-    out = prepare_output_dir(out_dir, force)
-    reference = series if isinstance(series, ReferenceSeries) else load_series(series, series_uid, progress)
-    conversion = read_annotation_table(table, reference, boundary=boundary, code_table=code_table,
-                                       lines_in_segments=lines_in_segments,
-                                       position_tolerance_mm=position_tolerance_mm, progress=progress)
-    result = TableImportResult(conversion, out)
-    segmentation = conversion.segmentation
-    if "overlay" in formats and not split:  # before anything is written
-        from ..core.errors import TooManySegmentsError
-        from ..encodings.overlay import OVERLAY_GROUPS, used_overlay_groups
-
-        free = len(OVERLAY_GROUPS) - len(used_overlay_groups(reference.datasets))
-        planes = len(segmentation.segments) + len(conversion.markups)
-        if planes > free:
-            raise TooManySegmentsError(
-                f"{len(segmentation.segments)} segments and {len(conversion.markups)} markups need {planes} overlay "
-                f"planes, but the images have {free} free overlay groups; use --split (split=True) to write several "
-                "overlay series, or leave overlay out of --formats", table)
-    if conversion.bad_rows:
-        result.bad_rows_path = out / "bad_rows.csv"
-        _write_csv(result.bad_rows_path, ["row", "finding", "problem"],
-                   [[p.row, p.finding, p.problem] for p in conversion.bad_rows])
-    if not segmentation.segments and not conversion.markups:
-        shown = "; ".join(str(p) for p in conversion.bad_rows[:10])
-        more = f" (+{len(conversion.bad_rows) - 10} more)" if len(conversion.bad_rows) > 10 else ""
-        reason = (f"{len(conversion.bad_rows)} bad rows: {shown}{more}" if conversion.bad_rows else
-                  f"{conversion.other_series_rows} rows of other series, none of series "
-                  f"{reference.series_instance_uid}" if conversion.other_series_rows else "no data rows")
-        raise InputError(f"nothing to convert: {reason}", table)
-    if lidc and segmentation.segments:
-        from ..encodings.sr import apply_lidc_preset
-
-        apply_lidc_preset(segmentation)
-    from .markups_io import write_markups
-    from .segio import write_seg_nrrd
-
-    if segmentation.segments:
-        result.segmentation_path = out / "segmentation.seg.nrrd"
-        write_seg_nrrd(result.segmentation_path, segmentation)
-    if conversion.markups:
-        result.markups_path = out / "markups.mrk.json"
-        write_markups(result.markups_path, conversion.markups)
-    if conversion.evaluations:
-        result.evaluations_path = out / "evaluations.csv"
-        _write_csv(result.evaluations_path, ["segment", "concept", "value"],
-                   [[e.segment, str(e.concept) if e.concept and e.score is None else e.concept_name,
-                     str(e.score) if e.score is not None else (str(e.value) if e.value else e.text)]
-                    for e in conversion.evaluations])
-    if "overlay" in formats:
-        result.overlay = api.export_overlay(reference, segmentation if segmentation.segments else None,
-                                            conversion.markups, out / "overlay", split=split, force=force,
-                                            progress=progress)
-    if "seg" in formats:
-        if segmentation.segments:
-            result.seg = api.export_seg(reference, segmentation, out / "seg.dcm", progress=progress)
-        else:
-            result.skipped.append("seg: no finding has an area (only points and polylines)")
-    if "sr" in formats:
-        if result.seg is not None:
-            result.sr = api.export_sr(reference, result.seg.paths[0], out / "sr.dcm", segmentation=segmentation,
-                                      markups=conversion.markups, evaluations=conversion.evaluations, lidc=lidc,
-                                      code_table=code_table, observer_name=observer_name, progress=progress)
-        else:
-            result.skipped.append("sr: it needs a SEG, and no finding has an area")
-    for message in result.skipped:
-        log.warning("not written: %s", message)
-    return result
-
-
-def _write_csv(path: Path, header: List[str], rows: List[list]) -> None:
-    from ..core.outputs import atomic_path
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(buffer.getvalue(), encoding="utf-8")
-
-
-__all__ = ["AREA_SHAPES", "COLUMN_ALIASES", "FORMATS", "FindingSummary", "RowProblem", "SHAPES", "TableConversion",
-           "TableImportResult", "import_table", "read_annotation_table"]
+__all__ = ["AREA_SHAPES", "COLUMN_ALIASES", "FindingSummary", "RowProblem", "SHAPES", "TableConversion",
+           "read_annotation_table"]

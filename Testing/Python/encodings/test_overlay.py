@@ -412,7 +412,7 @@ def _odd_source(folder, sample_case, syntax="1.2.840.10008.1.2.1"):
 def test_byte_splicing_equals_pydicom_writing(sample_case, tmp_path, monkeypatch, keep_uids, syntax):
     """The same export written by splicing bytes and by pydicom alone (the way for files that
     cannot be spliced) gives the same files: byte for byte when the UIDs are kept."""
-    from DicomAnnotEmbedLib.encodings import overlay
+    from DicomAnnotEmbedLib.encodings.overlay import encode as overlay
 
     source = _odd_source(tmp_path / "src", sample_case, syntax)
     spliced_files = []
@@ -468,7 +468,7 @@ def test_element_encoder_writes_what_pydicom_writes(syntax, charset):
     from pydicom.filewriter import write_data_element
     from pydicom.uid import UID
 
-    from DicomAnnotEmbedLib.encodings.overlay import _ElementEncoder
+    from DicomAnnotEmbedLib.encodings.overlay.encode import _ElementEncoder
 
     syntax = UID(syntax)
     header = pydicom.Dataset()
@@ -509,7 +509,7 @@ def test_sparse_plane_decoding_equals_pydicom(tmp_path):
     overlay origin off the image: the same masks as pydicom's overlay_array."""
     import io
 
-    from DicomAnnotEmbedLib.encodings.overlay import _OverlayElements, _plane_blocks, _unpacked
+    from DicomAnnotEmbedLib.encodings.overlay.decode import _OverlayElements, _plane_blocks, _unpacked
 
     rng = np.random.default_rng(7)
     for rows, columns, frames in [(5, 7, 3), (9, 13, 4), (16, 16, 2), (1, 3, 5), (64, 64, 1)]:

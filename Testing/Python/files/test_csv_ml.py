@@ -617,3 +617,12 @@ def test_vectorised_rasterize_equals_per_edge_drawing():
             fill = _reference_fill(shape, points)
             np.testing.assert_array_equal(polygon_mask(shape, points, "inside"), fill | line)
             np.testing.assert_array_equal(polygon_mask(shape, points, "outside"), fill & ~line)
+
+
+def test_format_list_constant_is_the_pipeline_formats():
+    """cli/_common keeps the CSV formats as a constant (argument parsing imports nothing heavy):
+    the same as the pipeline's."""
+    from DicomAnnotEmbedLib.api.csv_pipeline import FORMATS
+    from DicomAnnotEmbedLib.cli._common import CSV_FORMATS
+
+    assert CSV_FORMATS == FORMATS
