@@ -45,6 +45,12 @@ class OutputError(DicomAnnotEmbedError):
     exit_code = 4
 
 
+class NetworkError(DicomAnnotEmbedError):
+    """An archive cannot be reached, refuses the association, or did not store every file."""
+
+    exit_code = 5
+
+
 def name_files(paths: Iterable[os.PathLike | str], limit: int = 6) -> str:
     """Short human list of file names for error messages: 'a.dcm, b.dcm (+3 more)'."""
     paths = [str(p) for p in paths]
