@@ -167,7 +167,7 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
     ``options``: seg_type, compression, keep_empty_frames, fractional_type, palette, split_layers,
     options=SegExportOptions(...)).
 
-    ``lidc``: the LIDC conversion's conventions (:func:`sr.apply_lidc_preset`): descriptions
+    ``lidc``: the LIDC conversion's conventions (:func:`presets.lidc.apply_lidc_preset`): descriptions
     "Nodule N - Annotation A", one tracking UID per nodule shared by its annotations, finding
     Nodule in Lung; give ``--lidc`` to ``sr export`` too, so that the SR says the same.
 
@@ -188,7 +188,7 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
         raise InputError("no segmentation given")
     seg_options = options.pop("options", None) or SegExportOptions()
     if lidc:
-        from ..encodings.sr import apply_lidc_preset
+        from ..presets.lidc import apply_lidc_preset
 
         apply_lidc_preset(annotations.segmentation)
     if metadata is not None:
@@ -237,29 +237,63 @@ def export_sr(series: Union[ReferenceSeries, PathLike], seg_file: PathLike, out:
     """Write a TID 1500 Comprehensive 3D SR: one volumetric group per segment of ``seg_file``
     (measurements, evaluations from the ``evaluations`` CSV) and one group per markup (LPS).
 
+    Reads the SEG (through the SEG encoding, onto the series grid), the ``segmentation`` the SEG
+    was written from (its segment ids/names may then be used in the evaluation CSV) and the
+    markups (``.mrk.json`` paths or :class:`Markup` objects), and hands them to the SR encoding.
     ``options``: fields of :class:`sr.SrExportOptions` (observer_name, device_name, lidc,
     code_table, series_description, ...), or ``options=SrExportOptions(...)``.
-    Returns :class:`sr.SrExportResult`; see :func:`sr.export_sr`.
+    Returns :class:`sr.SrExportResult`; see :func:`sr.encode.export_sr`.
     """
+    from ..core.outputs import prepare_output_file
+    from ..encodings.seg import import_seg as read_seg
+    from ..encodings.sr import check_seg_series, read_seg_header
     from ..encodings.sr import export_sr as write_sr
+    from ..files.markups_io import read_markups
 
     reference = _series(series, series_uid, progress)
-    return write_sr(reference, seg_file, out, segmentation=segmentation, markups=markups, evaluations=evaluations,
-                    progress=progress, **options)
+    prepare_output_file(out)
+    seg_header = read_seg_header(seg_file)
+    check_seg_series(seg_header, reference)
+    seg_import = read_seg(seg_file, reference, progress)
+    work = None
+    if segmentation is not None:
+        work = load_annotations(reference, segmentation).segmentation
+    shapes: List[Markup] = []
+    for item in markups:
+        shapes.extend([item] if isinstance(item, Markup) else read_markups(item))
+    return write_sr(reference, seg_header, seg_import.segmentation, seg_import.segment_numbers, out,
+                    segmentation=work, markups=shapes, evaluations=evaluations, progress=progress, **options)
 
 
 def import_sr(sr_file: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
               seg_folders: Sequence[PathLike] = (), out_dir: Optional[PathLike] = None, force: bool = False,
-              progress: Optional[ProgressCallback] = None):
+              load_seg: bool = True, progress: Optional[ProgressCallback] = None):
     """Read a TID 1500 SR (markups in LPS, measurement records, the referenced SEG when found
-    beside the SR or in ``seg_folders``); with ``out_dir`` also write ``measurements.csv``,
-    ``markups.mrk.json`` and ``segmentation.seg.nrrd`` there. Returns :class:`sr.SrImport`."""
+    beside the SR or in ``seg_folders``, read through the SEG encoding; ``load_seg=False`` only
+    lists the SEGs); with ``out_dir`` also write ``measurements.csv``, ``markups.mrk.json`` and
+    ``segmentation.seg.nrrd`` (``segmentation_N.seg.nrrd`` for several SEGs) there, listed in
+    ``written``. Returns :class:`sr.SrImport`."""
+    from ..core.outputs import prepare_output_dir
+    from ..encodings.seg import import_seg as read_seg
     from ..encodings.sr import import_sr as read_sr
-    from ..encodings.sr import write_sr_import
+    from ..encodings.sr import write_measurements_csv
+    from ..files.markups_io import write_markups
+    from ..files.segio import write_seg_nrrd
 
-    imported = read_sr(sr_file, series, seg_folders=seg_folders, progress=progress)
+    imported = read_sr(sr_file, series, seg_folders=seg_folders, seg_reader=read_seg if load_seg else None,
+                       progress=progress)
     if out_dir is not None:
-        write_sr_import(imported, out_dir, force=force)
+        out = prepare_output_dir(out_dir, force)
+        written = [out / "measurements.csv"]
+        write_measurements_csv(written[0], imported.records)
+        if imported.markups:
+            written.append(out / "markups.mrk.json")
+            write_markups(written[-1], imported.markups)
+        for n, seg_import in enumerate(imported.seg_imports, 1):
+            written.append(out / ("segmentation.seg.nrrd" if len(imported.seg_imports) == 1
+                                  else f"segmentation_{n}.seg.nrrd"))
+            write_seg_nrrd(written[-1], seg_import.segmentation)
+        imported.written = [str(p) for p in written]
     return imported
 
 

@@ -356,6 +356,7 @@ class _CaseBuilder:
             self.seg_cases_by_uid[case.seg_sop_instance_uid] = case
 
     def sr_cases(self, rows: "_Rows") -> None:
+        from ..encodings.seg import import_seg
         from ..encodings.sr import import_sr, read_sr_dataset
 
         folders = sorted({os.path.dirname(os.path.abspath(p)) for p, _ in self.found.segs + self.found.srs})
@@ -367,9 +368,10 @@ class _CaseBuilder:
                 continue
             series = next(iter(self._reference_for(ds)), None)
             try:
-                imported = import_sr(path, series, load_seg=False, progress=self.progress)
+                imported = import_sr(path, series, progress=self.progress)
                 if any(uid not in self.seg_cases_by_uid for uid in imported.referenced_seg_uids):
-                    imported = import_sr(path, series, seg_folders=folders, progress=self.progress)
+                    imported = import_sr(path, series, seg_folders=folders, seg_reader=import_seg,
+                                         progress=self.progress)
             except DicomAnnotEmbedError as error:
                 self.problem(path, error.problem)
                 continue

@@ -72,7 +72,7 @@ class ExportOptions:
             "labelmap" or "fractional".
         compression: SEG pixel data: "auto", "none", "jpegls", "rle" or "jpeg2000".
         lidc: the LIDC preset (finding Nodule in Lung, "Nodule N - Annotation A" descriptions, one
-            Tracking UID per nodule in the SEG and the SR; see :func:`.sr.apply_lidc_preset`).
+            Tracking UID per nodule in the SEG and the SR; see :func:`presets.lidc.apply_lidc_preset`).
         observer_name: the person observer of the SR and the SEG's content creator (DICOM PN,
             ``Family^Given``); empty: the SR names the device "DicomAnnotEmbed".
         evaluations: an evaluation CSV for the SR (see :mod:`.evaluations`), or None.
@@ -230,7 +230,7 @@ def export_nodes(series: ReferenceSeries, segmentation_node: Optional[MRMLNode] 
     _check_outputs(out_dir, "overlay" in outputs, write_seg, "sr" in outputs, options.force)
 
     if options.lidc and segmentation is not None:
-        from ..encodings.sr import apply_lidc_preset
+        from ..presets.lidc import apply_lidc_preset
 
         apply_lidc_preset(segmentation)
     if "overlay" in outputs:

@@ -16,6 +16,7 @@ import pytest
 from conftest import interop, require_tool, rotation
 from DicomAnnotEmbedLib import api
 from DicomAnnotEmbedLib.encodings import sr
+from DicomAnnotEmbedLib.presets.lidc import apply_lidc_preset
 from DicomAnnotEmbedLib.cli import main
 from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
 from DicomAnnotEmbedLib.core.errors import GeometryError, InputError
@@ -50,7 +51,7 @@ def exported(sample, sample_case, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sr")
     seg_result = export_seg(series, segmentation, folder / "seg.dcm", seg_type="binary")
     (folder / "evaluations.csv").write_text(EVALUATIONS, encoding="utf-8")
-    result = sr.export_sr(series, seg_result.paths[0], folder / "sr.dcm", segmentation=sample_case.segmentation_path,
+    result = api.export_sr(series, seg_result.paths[0], folder / "sr.dcm", segmentation=sample_case.segmentation_path,
                           markups=[sample_case.markups_path], evaluations=folder / "evaluations.csv",
                           observer_name="Doe^Jane", device_name="Reading station 3")
     return folder, seg_result, result
@@ -79,7 +80,7 @@ def assert_same_records(expected, actual):
 def test_round_trip_on_the_sample(sample, sample_case, exported):
     series, segmentation = sample
     folder, seg_result, result = exported
-    back = sr.import_sr(folder / "sr.dcm", series)
+    back = api.import_sr(folder / "sr.dcm", series)
     assert back.missing == []
     assert back.sop_class == "Comprehensive 3D SR"
     assert back.title == Code("126000", "DCM", "Imaging Measurement Report")
@@ -110,7 +111,7 @@ def test_round_trip_on_the_sample(sample, sample_case, exported):
 
 def test_evaluations_coded_and_text(exported):
     folder, _, result = exported
-    back = sr.import_sr(folder / "sr.dcm")
+    back = api.import_sr(folder / "sr.dcm")
     by_segment = {}
     for r in back.records:
         if r.kind != "numeric":
@@ -129,7 +130,7 @@ def test_evaluations_coded_and_text(exported):
 
 def test_measurements_csv_round_trip(exported, tmp_path):
     folder, _, result = exported
-    back = sr.import_sr(folder / "sr.dcm")
+    back = api.import_sr(folder / "sr.dcm")
     sr.write_measurements_csv(tmp_path / "m.csv", back.records)
     assert sr.read_measurements_csv(tmp_path / "m.csv") == back.records
 
@@ -216,7 +217,7 @@ def test_sphere_surface_area_and_diameter(tmp_path):
     series = load_series(tmp_path / "series")
     segmentation = Segmentation.from_masks(series.geometry, [ball], [Segment("ball", "Ball")])
     export_seg(series, segmentation, tmp_path / "seg.dcm")
-    result = sr.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm")
+    result = api.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm")
     values = {r.concept.meaning + (r.derivation.meaning if r.derivation else ""): r.value for r in result.records}
     assert values["Volume"] == ball.sum()
     assert 1.0 <= values["Surface Area of Mesh"] / (4 * np.pi * 12.0 ** 2) <= 1.15
@@ -255,14 +256,14 @@ def oblique(tmp_path_factory):
                roi_axes_lps=axes),
     ]
     seg_result = export_seg(series, oblique_seg, folder / "seg.dcm", seg_type="binary")
-    result = sr.export_sr(series, seg_result.paths[0], folder / "sr.dcm", segmentation=oblique_seg, markups=markups)
+    result = api.export_sr(series, seg_result.paths[0], folder / "sr.dcm", segmentation=oblique_seg, markups=markups)
     return folder, series, oblique_seg, markups, result
 
 
 def test_round_trip_on_an_oblique_series(oblique):
     folder, series, segmentation, markups, result = oblique
     assert not series.geometry.is_orthogonal or not np.allclose(series.geometry.directions, np.eye(3))
-    back = sr.import_sr(folder / "sr.dcm", series)
+    back = api.import_sr(folder / "sr.dcm", series)
     assert back.missing == []
     assert_same_records(result.records, back.records)
     assert_same_markups(markups, back.markups)
@@ -300,7 +301,7 @@ def test_image_relative_coordinates_on_an_oblique_series(oblique, tmp_path):
     document = hd.sr.Comprehensive3DSR(evidence=[image], content=report, series_instance_uid=hd.UID(), series_number=9,
                                        sop_instance_uid=hd.UID(), instance_number=1)
     document.save_as(tmp_path / "viewer.dcm")
-    back = sr.import_sr(tmp_path / "viewer.dcm", folder / "series")
+    back = api.import_sr(tmp_path / "viewer.dcm", folder / "series")
     assert back.missing == []
     (markup,) = back.markups
     assert markup.kind == "closed_curve"
@@ -366,11 +367,11 @@ def test_images_highdicom_cannot_describe_leave_out_the_library(sample, sample_c
     thin = load_series(folder)
     seg_result = export_seg(thin, segmentation, tmp_path / "seg.dcm", seg_type="binary")
     with caplog.at_level("WARNING"):
-        sr.export_sr(thin, seg_result.paths[0], tmp_path / "sr.dcm")
+        api.export_sr(thin, seg_result.paths[0], tmp_path / "sr.dcm")
     assert "no image library" in caplog.text
     document = pydicom.dcmread(tmp_path / "sr.dcm")
     assert "111028" not in [item.ConceptNameCodeSequence[0].CodeValue for item in document.ContentSequence]
-    assert len(sr.import_sr(tmp_path / "sr.dcm", thin).records) > 0
+    assert len(api.import_sr(tmp_path / "sr.dcm", thin).records) > 0
 
 
 def test_sr_on_a_labelmap_seg_and_the_2022_checkers(sample, tmp_path):
@@ -385,7 +386,7 @@ def test_sr_on_a_labelmap_seg_and_the_2022_checkers(sample, tmp_path):
                                               [dataclasses.replace(s) for s in first_layer])
     seg_result = export_seg(series, without_overlap, tmp_path / "seg.dcm")
     assert str(pydicom.dcmread(seg_result.paths[0]).SOPClassUID) == "1.2.840.10008.5.1.4.1.1.66.7"
-    sr.export_sr(series, seg_result.paths[0], tmp_path / "sr.dcm")
+    api.export_sr(series, seg_result.paths[0], tmp_path / "sr.dcm")
 
     out = subprocess.run([require_tool("tid1500reader"), "--inputDICOM", str(tmp_path / "sr.dcm"),
                           "--outputMetadata", str(tmp_path / "sr.json")], capture_output=True, text=True)
@@ -428,7 +429,7 @@ def test_tid1500reader_reads_our_measurements(exported, tmp_path):
 
 def test_import_dcmqi_example(tmp_path):
     path = interop("dcmqi", "sr-example", "sr.dcm")
-    back = sr.import_sr(path)
+    back = api.import_sr(path)
     assert back.missing == []
     assert len(back.records) == 22
     first = back.records[0]
@@ -452,7 +453,7 @@ def test_import_highdicom_examples(tmp_path):
     ct = pydicom.dcmread(tmp_path / "ct_image.dcm", stop_before_pixels=True)
     ipp, spacing = np.array(ct.ImagePositionPatient, float), float(ct.PixelSpacing[0])
 
-    back = sr.import_sr(tmp_path / "sr_document.dcm", tmp_path)
+    back = api.import_sr(tmp_path / "sr_document.dcm", tmp_path)
     assert back.missing == []
     (record,) = back.records
     assert (record.concept.meaning, record.value, record.unit.value) == ("Area of defined region", 1.7, "cm2")
@@ -461,7 +462,7 @@ def test_import_highdicom_examples(tmp_path):
     assert circle.kind == "closed_curve"
     assert np.allclose(circle.points_lps[:, 2], ipp[2])
 
-    back = sr.import_sr(tmp_path / "sr_document_with_multiple_groups.dcm", tmp_path)
+    back = api.import_sr(tmp_path / "sr_document_with_multiple_groups.dcm", tmp_path)
     assert back.missing == []
     assert [r.tracking_id for r in back.records] == ["Image0001", "Image0001", "LungNodule0001", "LungNodule0001",
                                                      "Aorta0001", "Vertebra0001"]
@@ -481,7 +482,7 @@ def test_import_highdicom_examples(tmp_path):
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(tmp_path / "sr_document_with_multiple_groups.dcm", alone / "sr.dcm")
-    back = sr.import_sr(alone / "sr.dcm")
+    back = api.import_sr(alone / "sr.dcm")
     assert len(back.records) == 6
     assert [m.name for m in back.markups] == ["Vertebra0001"]
     assert any("2D coordinates on image" in m for m in back.missing)
@@ -508,15 +509,15 @@ def test_lidc_preset(sample, tmp_path):
     annotations = Segmentation.from_masks(series.geometry, [tumor, smaller, other], [
         Segment("a1", "Nodule 1 - Annotation 001"), Segment("a2", "Nodule 1 - Annotation 002"),
         Segment("a3", "Nodule 2 - Annotation 007")])
-    numbers = sr.apply_lidc_preset(annotations)
+    numbers = apply_lidc_preset(annotations)
     assert numbers == {"a1": (1, "001"), "a2": (1, "002"), "a3": (2, "007")}
     export_seg(series, annotations, tmp_path / "seg.dcm", seg_type="binary")
     (tmp_path / "ev.csv").write_text("segment,concept,value\na1,Malignancy,4\na2,Malignancy,3\na3,Subtlety,5\n")
-    result = sr.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm", segmentation=annotations,
+    result = api.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm", segmentation=annotations,
                           evaluations=tmp_path / "ev.csv", lidc=True)
     ds = pydicom.dcmread(tmp_path / "sr.dcm")
     assert ds.SeriesDescription.startswith("Nodule 1 - Annotation 001; Nodule 1 - Annotation 002")
-    back = sr.import_sr(tmp_path / "sr.dcm", series)
+    back = api.import_sr(tmp_path / "sr.dcm", series)
     groups = {}
     for r in back.records:
         groups.setdefault(r.segment, r)
@@ -546,24 +547,24 @@ def test_sr_of_another_template_is_refused(exported, sample_case, tmp_path):
     ds.ConceptNameCodeSequence[0].CodeMeaning = "Diagnostic Imaging Report"
     ds.save_as(tmp_path / "other.dcm")
     with pytest.raises(InputError, match="not a TID 1500 Measurement Report: the document follows template 2000"):
-        sr.import_sr(tmp_path / "other.dcm")
+        api.import_sr(tmp_path / "other.dcm")
     image = next(Path(sample_case.series_dir).iterdir())
     with pytest.raises(InputError, match="not a DICOM SR"):
-        sr.import_sr(image)
+        api.import_sr(image)
     assert main(["-q", "sr", "import", str(tmp_path / "other.dcm"), "--out", str(tmp_path / "o")]) == 3
 
 
 def test_missing_seg_loads_what_it_can(exported, sample, tmp_path, capsys):
     folder, seg_result, result = exported
     shutil.copy(folder / "sr.dcm", tmp_path / "sr.dcm")  # without the SEG beside it
-    back = sr.import_sr(tmp_path / "sr.dcm", sample[0])
+    back = api.import_sr(tmp_path / "sr.dcm", sample[0])
     assert back.segmentation is None
     assert back.referenced_seg_uids == seg_result.sop_instance_uids
     (message,) = back.missing
     assert seg_result.sop_instance_uids[0] in message and "not found" in message
     assert len(back.records) == len(result.records) and len(back.markups) == 4
     # Found when its folder is given.
-    assert sr.import_sr(tmp_path / "sr.dcm", seg_folders=[folder]).segmentation is not None
+    assert api.import_sr(tmp_path / "sr.dcm", seg_folders=[folder]).segmentation is not None
     assert main(["-q", "sr", "import", str(tmp_path / "sr.dcm"), "--out", str(tmp_path / "out")]) == 0
     assert "missing: the SEG" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["markups.mrk.json", "measurements.csv"]
@@ -574,10 +575,10 @@ def test_markups_outside_the_series(sample, exported, tmp_path):
     folder, _, _ = exported
     far = Markup("line", "Far line", [[0.0, 0.0, 0.0], [0.0, 0.0, 200.0]])
     with pytest.raises(GeometryError, match=r"'Far line' lies outside the series: control point 2 .* mm outside"):
-        sr.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", markups=[far])
+        api.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", markups=[far])
     box = Markup("roi", "Far box", roi_center_lps=[500.0, 0, 0], roi_size=[1, 1, 1])
     with pytest.raises(GeometryError, match="its centre"):
-        sr.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", markups=[box])
+        api.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", markups=[box])
     assert not (tmp_path / "sr.dcm").exists()
 
 
@@ -590,7 +591,7 @@ def test_empty_segments(sample, tmp_path, caplog):
                                                            Segment("l", "Liver")])
     seg_result = export_seg(series, seg, tmp_path / "seg.dcm", seg_type="binary")
     assert seg_result.skipped_segments == ["Empty"]
-    result = sr.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm", segmentation=seg)
+    result = api.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm", segmentation=seg)
     assert any("'Empty' is not in the SEG (it is empty" in m for m in result.skipped)
     # Blank out the frames of segment 2 (Liver) of the SEG.
     ds = pydicom.dcmread(tmp_path / "seg.dcm")
@@ -602,10 +603,10 @@ def test_empty_segments(sample, tmp_path, caplog):
     ds.PixelData = bytes(data)
     ds.save_as(tmp_path / "blank.dcm")
     caplog.clear()
-    result = sr.export_sr(series, tmp_path / "blank.dcm", tmp_path / "sr2.dcm")
+    result = api.export_sr(series, tmp_path / "blank.dcm", tmp_path / "sr2.dcm")
     assert "segment 'Liver' of the SEG is empty: its group has no measurements" in caplog.text
     assert {r.segment for r in result.records} == {"Tumor"}
-    back = sr.import_sr(tmp_path / "sr2.dcm")
+    back = api.import_sr(tmp_path / "sr2.dcm")
     assert [r.tracking_id for r in back.records if r.concept.meaning == "Volume"] == ["Tumor"]
     assert _text(_groups(pydicom.dcmread(tmp_path / "sr2.dcm"))[1], "112039") == "Liver"
 
@@ -615,17 +616,17 @@ def test_seg_of_another_series_and_bad_files(sample, exported, tmp_path):
     folder, _, _ = exported
     other = load_series(interop("dcmqi", "ct-3slice"))
     with pytest.raises(InputError, match="the SEG was made on series"):
-        sr.export_sr(other, folder / "seg.dcm", tmp_path / "sr.dcm")
+        api.export_sr(other, folder / "seg.dcm", tmp_path / "sr.dcm")
     with pytest.raises(InputError, match="not a DICOM SEG"):
-        sr.export_sr(series, series.files[0], tmp_path / "sr.dcm")
+        api.export_sr(series, series.files[0], tmp_path / "sr.dcm")
     with pytest.raises(InputError, match="SEG file does not exist"):
-        sr.export_sr(series, tmp_path / "nothing.dcm", tmp_path / "sr.dcm")
+        api.export_sr(series, tmp_path / "nothing.dcm", tmp_path / "sr.dcm")
     (tmp_path / "bad.csv").write_text("segment,concept,value\nNo such segment,Malignancy,4\n")
     with pytest.raises(InputError, match="line 2: no segment with id or name 'No such segment'"):
-        sr.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", evaluations=tmp_path / "bad.csv")
+        api.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", evaluations=tmp_path / "bad.csv")
     (tmp_path / "bad.csv").write_text("segment,concept,value\nTumor,Malignancy,9\n")
     with pytest.raises(InputError, match="valid scores"):
-        sr.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", evaluations=tmp_path / "bad.csv")
+        api.export_sr(series, folder / "seg.dcm", tmp_path / "sr.dcm", evaluations=tmp_path / "bad.csv")
 
 
 # --- command line and API -------------------------------------------------------------------------
@@ -645,7 +646,7 @@ def test_command_line(exported, sample_case, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["markups.mrk.json", "measurements.csv",
                                                                       "segmentation.seg.nrrd"]
     records = sr.read_measurements_csv(tmp_path / "back" / "measurements.csv")
-    assert records == sr.import_sr(out, seg_folders=[folder]).records
+    assert records == api.import_sr(out, seg_folders=[folder]).records
     assert main(["-q", "sr", "import", str(out), "--out", str(tmp_path / "back")]) == 4  # not empty
     for argv in (["sr", "--help"], ["sr", "export", "--help"], ["sr", "import", "--help"]):
         with pytest.raises(SystemExit) as exit_info:

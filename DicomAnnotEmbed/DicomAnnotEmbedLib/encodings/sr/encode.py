@@ -1,0 +1,608 @@
+"""TID 1500 export: a Comprehensive 3D SR about the segments of a SEG and about markups (LPS).
+
+See the package docstring for the layout of the document. This module takes objects (the
+series, the SEG's header and segments, markups); reading and writing other files is the
+caller's (``api.export_sr``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from ... import __version__
+from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
+from ...core.geometry import VolumeGeometry
+from ...core.model import Code, Markup, Segment, Segmentation
+from ...core.outputs import atomic_path, prepare_output_file
+from ...core.progress import ProgressCallback
+from ...core.series import ReferenceSeries
+from ...dicom.values import coded_concept, long_string
+from ...presets.lidc import check_lidc_tracking, lidc_numbers, lidc_terminology
+from .codes import (ALGORITHM_NAME, ANGLE, AREA, DERIVATIONS, IMAGE_VALUE, IMAGING_PROCEDURE, INTENSITY_CONCEPTS,
+                    LATERALITIES, LENGTH, MAXIMUM_DIAMETER, PATH_LENGTH, PERIMETER, PRIVATE_SCHEME,
+                    PRIVATE_SCHEME_NAME, PROCEDURES, SEG_SOP_CLASSES, SURFACE_AREA, VOLUME, VOXEL_SUM_METHOD,
+                    PathLike, _FINDING, _key, _unique, private_concept)
+from .records import MeasurementRecord
+
+log = logging.getLogger(__name__)
+
+#: Tolerance for "inside the series": control points may lie this far (mm) outside the outer voxel faces.
+INSIDE_TOLERANCE_MM = 1e-3
+
+
+# ================================================================================================
+# Export
+# ================================================================================================
+
+@dataclass
+class SrExportOptions:
+    """Document-level options of :func:`export_sr` (all optional).
+
+    Attributes:
+        observer_name: a person observer (DICOM PN, e.g. ``Doe^Jane``).
+        device_name: a device observer's name (its Device Observer UID is derived from the name).
+            With neither, the device observer is ``DicomAnnotEmbed``.
+        procedure_reported: defaults by modality (CT, MR, PT, NM unspecified body region;
+            otherwise "Imaging procedure").
+        code_table: code table for the evaluation CSV (a bundled name such as ``lidc``, or a file).
+        lidc: the LIDC preset (see :func:`presets.lidc.apply_lidc_preset`): finding Nodule, site Lung, series
+            description "Nodule N - Annotation A".
+        image_library: include the TID 1600 image library of the source images.
+        series_description, series_number, instance_number: of the SR.
+    """
+
+    observer_name: Optional[str] = None
+    device_name: Optional[str] = None
+    procedure_reported: Optional[Code] = None
+    code_table: str = "lidc"
+    lidc: bool = False
+    image_library: bool = True
+    series_description: Optional[str] = None
+    series_number: int = 400
+    instance_number: int = 1
+    algorithm_version: str = __version__
+
+
+@dataclass
+class SrExportResult:
+    """What :func:`export_sr` wrote.
+
+    Attributes:
+        path: the SR file.
+        sop_instance_uid, series_instance_uid: of the SR.
+        records: every measurement and evaluation written, as :class:`MeasurementRecord`.
+        groups: number of measurement groups.
+        skipped: what was left out and why (empty segments, segments not in the SEG, ...).
+    """
+
+    path: Path
+    sop_instance_uid: str
+    series_instance_uid: str
+    records: List[MeasurementRecord] = field(default_factory=list)
+    groups: int = 0
+    skipped: List[str] = field(default_factory=list)
+
+
+
+def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Segmentation,
+              segment_numbers: Dict[str, int], out: PathLike, *,
+              segmentation: Optional[Segmentation] = None,
+              markups: Sequence[Markup] = (),
+              evaluations: Union[PathLike, Sequence, None] = None,
+              options: Optional[SrExportOptions] = None,
+              progress: Optional[ProgressCallback] = None, **option_values) -> SrExportResult:
+    """Write a TID 1500 Comprehensive 3D SR about the segments of a SEG and about markups.
+
+    The caller (``api.export_sr``) reads the files: this encoder takes objects.
+
+    Args:
+        series: the source image series the SEG was made on (its headers; pixel data is read
+            for the image statistics).
+        seg_header: the SEG's header (see :func:`read_seg_header`); its ``filename`` names the
+            SEG in messages.
+        seg_segmentation: the SEG's segments as read back by the SEG import, on the series grid;
+            the measurements are computed on them.
+        segment_numbers: {segment id: Segment Number in the SEG}.
+        out: the SR file.
+        segmentation: optionally the segmentation the SEG was written from, on the series grid:
+            its segment ids and names may then be used in the evaluation
+            CSV. Its segments are matched to the SEG's by Tracking UID, else Tracking Identifier,
+            else name (= Segment Label); its segments not in the SEG (empty ones, which a SEG
+            leaves out) are skipped with a warning.
+        markups: :class:`Markup` objects, coordinates in **LPS**.
+            Every control point (an ROI's or plane's centre) must lie inside the series volume.
+        evaluations: an evaluation CSV (see :mod:`evaluations`) read with ``options.code_table``,
+            or a list of :class:`evaluations.EvaluationRecord`.
+        options: :class:`SrExportOptions`; single fields may also be given as keywords.
+
+    Raises:
+        InputError: a SEG of another series, nothing to report, a bad CSV.
+        GeometryError: a markup outside the series; a series without patient coordinates.
+        OutputError: the file cannot be written.
+
+    An empty segment of the SEG gets its group (finding, reference, evaluations) without
+    measurements, and a warning.
+    """
+    import highdicom as hd
+
+    from ...core.measurements import measure_markup, measure_segmentation
+
+    options = dataclasses.replace(options or SrExportOptions(), **option_values)
+    out = prepare_output_file(out)
+    seg_file = getattr(seg_header, "filename", None) or None
+    check_seg_series(seg_header, series)
+    frame_of_reference = str(getattr(series.datasets[0], "FrameOfReferenceUID", "") or "")
+    result = SrExportResult(path=out, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid())
+    numbers = segment_numbers
+    work = seg_segmentation if segmentation is None else segmentation
+
+    shapes: List[Markup] = list(markups)
+    if shapes:
+        if not series.geometry.in_patient_space or not frame_of_reference:
+            raise GeometryError("the series has no patient coordinates (position, orientation, Frame of Reference "
+                                "UID): markups cannot be placed in it", series.folder)
+        for markup in shapes:
+            check_markup_inside(markup, series.geometry)
+
+    # Which working segment is which SEG segment.
+    matches = _match_segments(work, seg_segmentation, result) if work is not seg_segmentation else \
+        {s.id: s for s in seg_segmentation.segments}
+    matched = {seg_segment.id for seg_segment in matches.values()}
+
+    # Evaluations, by SEG segment id.
+    per_segment: Dict[str, list] = {}
+    if evaluations is not None:
+        if isinstance(evaluations, (str, os.PathLike)):
+            from ...dicom.evaluations import read_evaluations_csv
+
+            evaluations = read_evaluations_csv(evaluations, options.code_table, work)
+        for record in evaluations:
+            key = record.segment
+            try:
+                key = work.segment(key).id
+            except KeyError:
+                raise InputError(f"evaluation for unknown segment {record.segment!r}") from None
+            if key not in matches:
+                raise InputError(f"evaluations are given for segment {work.segment(key).name!r}, which is not in "
+                                 f"the SEG", seg_file)
+            per_segment.setdefault(matches[key].id, []).append(record)
+
+    # Measurements of the SEG's segments (empty ones are warned about and get none).
+    counts = seg_segmentation.voxel_counts()
+    present = [s for s in seg_segmentation.segments if counts.get(s.id, 0) > 0]
+    for s in seg_segmentation.segments:
+        if counts.get(s.id, 0) == 0:
+            message = f"segment {s.name!r} of the SEG is empty: its group has no measurements"
+            log.warning(message)
+            result.skipped.append(message)
+    measured = {}
+    if present:
+        image = series.read_volume(progress)
+        measured = measure_segmentation(Segmentation(seg_segmentation.geometry, seg_segmentation.layers, present),
+                                        image, series.modality)
+
+    lidc = lidc_numbers(seg_segmentation.segments) if options.lidc else {}
+    if options.lidc:
+        check_lidc_tracking(seg_segmentation.segments, lidc)
+
+    algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=options.algorithm_version)
+    groups = []
+    for seg_segment in sorted(seg_segmentation.segments, key=lambda s: numbers[s.id]):
+        if seg_segment.id not in matched:
+            log.info("SEG segment %r has no counterpart in the given segmentation: reported from the SEG alone",
+                     seg_segment.name)
+        group, records = _segment_group(
+            seg_segment, numbers[seg_segment.id], seg_header, series, measured.get(seg_segment.id),
+            per_segment.get(seg_segment.id, []), algorithm, lidc.get(seg_segment.id))
+        groups.append(group)
+        result.records.extend(records)
+    used_names: Dict[str, int] = {}
+    for markup in shapes:
+        name = _unique(markup.name, used_names)
+        quantities = measure_markup(markup)
+        new_groups, records = _markup_groups(markup, name, quantities, frame_of_reference, series, algorithm)
+        groups.extend(new_groups)
+        result.records.extend(records)
+    if not groups:
+        raise InputError("nothing to report: the SEG has no segments and no markups were given", seg_file)
+    result.groups = len(groups)
+
+    observer_person = observer_device = None
+    if options.observer_name:
+        observer_person = hd.sr.ObserverContext(
+            observer_type=coded_concept(Code("121006", "DCM", "Person")),
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=options.observer_name))
+    if options.device_name or not options.observer_name:
+        name = options.device_name or ALGORITHM_NAME
+        observer_device = hd.sr.ObserverContext(
+            observer_type=coded_concept(Code("121007", "DCM", "Device")),
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=generate_uid(entropy_srcs=["DicomAnnotEmbed device observer", name]), name=long_string(name)))
+    context = hd.sr.ObservationContext(observer_person_context=observer_person,
+                                       observer_device_context=observer_device)
+    procedure = options.procedure_reported or PROCEDURES.get(series.modality.upper(), IMAGING_PROCEDURE)
+    try:
+        report = hd.sr.MeasurementReport(
+            observation_context=context, procedure_reported=coded_concept(procedure), imaging_measurements=groups,
+            language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
+                hd.sr.templates.DEFAULT_LANGUAGE))
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"the measurement report cannot be built: {error}") from None
+
+    description = options.series_description
+    if description is None:
+        if options.lidc and lidc:
+            description = "; ".join(f"Nodule {n} - Annotation {a}" for n, a in lidc.values())
+        else:
+            description = "Measurements (DicomAnnotEmbed)"
+    try:
+        document = hd.sr.Comprehensive3DSR(
+            evidence=_evidence(series.datasets) + [seg_header], content=report,
+            series_instance_uid=result.series_instance_uid, series_number=options.series_number,
+            sop_instance_uid=result.sop_instance_uid, instance_number=options.instance_number,
+            manufacturer="DicomAnnotEmbed", series_description=long_string(description),
+            software_versions=f"DicomAnnotEmbed {__version__}")
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
+    if options.image_library:
+        _insert_image_library(document, series.datasets)
+    _add_coding_schemes(document, options)
+    with atomic_path(out) as tmp:
+        pydicom.dcmwrite(tmp, document, enforce_file_format=True)
+    return result
+
+
+def _insert_image_library(document: Dataset, datasets: Sequence[Dataset]) -> None:
+    """Put highdicom's TID 1600 Image Library of ``datasets`` where MeasurementReport puts it
+    (after the procedure, before the first container).
+
+    Not given to MeasurementReport: the SR's constructor deep-copies, searches and converts its
+    whole content, and 17 items for each of 200 images made that 6 of the 8 s an export took
+    (Testing/benchmarks/bench_csv.py notes). The images are evidence all the same.
+    """
+    import highdicom as hd
+
+    try:
+        library = list(hd.sr.ImageLibrary(list(datasets)))
+    except (ValueError, TypeError, AttributeError) as error:
+        # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
+        log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
+        return
+    items = document.ContentSequence
+    names = [item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else "" for item in items]
+    at = names.index("126010") if "126010" in names else len(items)  # before Imaging Measurements
+    document.ContentSequence = list(items[:at]) + library + list(items[at:])
+
+
+def _evidence(datasets: Sequence[Dataset]) -> List[Dataset]:
+    """The source headers as evidence; the first one (whose patient and study attributes the SR
+    copies) gets the Type 2 attributes it lacks, empty, as highdicom reads them unconditionally."""
+    first = Dataset()
+    first.update(datasets[0])
+    for keyword in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                    "StudyDate", "StudyTime", "ReferringPhysicianName"):
+        if keyword not in first:
+            setattr(first, keyword, None)
+    return [first] + list(datasets[1:])
+
+
+def read_seg_header(path: PathLike) -> Dataset:
+    """The header of a SEG file (no pixel data), checked to be a SEG."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("SEG file does not exist", path)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as error:  # pydicom raises several types for broken files
+        raise InputError(f"not a readable DICOM file ({error})", path) from None
+    if str(getattr(ds, "SOPClassUID", "")) not in SEG_SOP_CLASSES:
+        raise InputError(f"not a DICOM SEG (SOP Class UID {getattr(ds, 'SOPClassUID', 'missing')}, Modality "
+                         f"{getattr(ds, 'Modality', '?')})", path)
+    return ds
+
+
+def _seg_referenced_series(ds: Dataset) -> str:
+    for item in ds.get("ReferencedSeriesSequence", []) or []:
+        if item.get("SeriesInstanceUID"):
+            return str(item.SeriesInstanceUID)
+    for study in ds.get("StudiesContainingOtherReferencedInstancesSequence", []) or []:
+        for item in study.get("ReferencedSeriesSequence", []) or []:
+            return str(item.get("SeriesInstanceUID", ""))
+    return ""
+
+
+def check_seg_series(seg_header: Dataset, series: ReferenceSeries) -> None:
+    """Raise :class:`InputError` (naming the SEG) when the SEG says it was made on another series."""
+    seg_series = _seg_referenced_series(seg_header)
+    if seg_series and seg_series != series.series_instance_uid:
+        raise InputError(f"the SEG was made on series {seg_series}, not on {series.series_instance_uid} "
+                         f"({series.folder})", getattr(seg_header, "filename", None) or None)
+
+
+def _match_segments(work: Segmentation, seg_segmentation: Segmentation, result: SrExportResult) -> Dict[str, Segment]:
+    """{working segment id: SEG segment}; unmatched working segments are warned about."""
+    by_uid: Dict[str, List[Segment]] = {}
+    by_tracking: Dict[str, List[Segment]] = {}
+    for s in seg_segmentation.segments:
+        by_uid.setdefault(s.attributes.get("TrackingUniqueIdentifier") or "", []).append(s)
+        by_tracking.setdefault(s.attributes.get("TrackingIdentifier") or "", []).append(s)
+    by_label = {s.name: s for s in seg_segmentation.segments}
+    matches: Dict[str, Segment] = {}
+    work_counts = work.voxel_counts()
+    seg_counts = seg_segmentation.voxel_counts()
+    taken = set()
+
+    def one(candidates: List[Segment], label: str) -> Optional[Segment]:
+        """The candidate, or among several (annotations sharing a nodule's UID) the one so labelled."""
+        if len(candidates) > 1:
+            candidates = [c for c in candidates if c.name == label]
+        return candidates[0] if len(candidates) == 1 else None
+
+    for segment in work.segments:
+        label = long_string(segment.name)
+        uid, tracking_id = (segment.attributes.get("TrackingUniqueIdentifier"),
+                            segment.attributes.get("TrackingIdentifier"))
+        found = one(by_uid.get(uid, []), label) if uid else None
+        if found is None and tracking_id:
+            found = one(by_tracking.get(tracking_id, []), label)
+        if found is None:
+            found = by_label.get(label)
+        if found is None or found.id in taken:
+            message = f"segment {segment.name!r} is not in the SEG" + (
+                " (it is empty; a SEG leaves empty segments out)" if work_counts.get(segment.id, 0) == 0 else "")
+            log.warning("%s: skipped", message)
+            result.skipped.append(message)
+            continue
+        taken.add(found.id)
+        matches[segment.id] = found
+        if work_counts.get(segment.id, 0) != seg_counts.get(found.id, 0):
+            log.warning("segment %r has %d voxels in the given segmentation but %d in the SEG; the measurements are "
+                        "of the SEG's segment", segment.name, work_counts.get(segment.id, 0),
+                        seg_counts.get(found.id, 0))
+    return matches
+
+
+def check_markup_inside(markup: Markup, geometry: VolumeGeometry) -> None:
+    """Raise :class:`GeometryError` when a control point of ``markup`` (an ROI's or plane's
+    centre) lies outside the volume of ``geometry`` (outer voxel faces, LPS)."""
+    points = markup.points_lps if markup.kind not in ("roi", "plane") else markup.roi_center_lps[None]
+    if len(points) == 0:
+        return
+    ijk = geometry.lps_to_ijk_points(points)
+    upper = np.array(geometry.shape[::-1], dtype=float) - 0.5
+    clamped = np.clip(ijk, -0.5, upper)
+    distance = np.linalg.norm(geometry.ijk_to_lps_points(clamped) - points, axis=1)
+    worst = int(np.argmax(distance))
+    if distance[worst] > INSIDE_TOLERANCE_MM:
+        where = ", ".join(f"{v:.2f}" for v in points[worst])
+        what = "its centre" if markup.kind in ("roi", "plane") else f"control point {worst + 1}"
+        raise GeometryError(f"markup {markup.name!r} lies outside the series: {what} at LPS ({where}) is "
+                            f"{distance[worst]:.1f} mm outside the volume ({geometry.describe()})")
+
+
+def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: ReferenceSeries, measured,
+                   evaluations: list, algorithm, lidc: Optional[Tuple[int, str]]):
+    """The TID 1411 group of one SEG segment and its records."""
+    import highdicom as hd
+
+    from ...core.model import DEFAULT_TERMINOLOGY
+
+    tracking_id = segment.attributes.get("TrackingIdentifier")
+    tracking_uid = segment.attributes.get("TrackingUniqueIdentifier")
+    if not tracking_id or not tracking_uid:
+        log.warning("SEG segment %r has no tracking identifier and UID; new ones are made for the SR", segment.name)
+        tracking_id = tracking_id or long_string(segment.name)
+        tracking_uid = tracking_uid or generate_uid()
+    term = segment.terminology or DEFAULT_TERMINOLOGY
+    if lidc is not None:
+        term = lidc_terminology()
+    finding_site = None
+    if term.anatomic_region is not None:
+        modifier = term.anatomic_region_modifier
+        lateral = modifier is not None and (modifier.value, modifier.scheme) in LATERALITIES
+        finding_site = hd.sr.FindingSite(
+            coded_concept(term.anatomic_region), laterality=coded_concept(modifier) if lateral else None,
+            topographical_modifier=coded_concept(modifier) if modifier is not None and not lateral else None)
+    records: List[MeasurementRecord] = []
+
+    def record(concept: Code, **values) -> None:
+        records.append(MeasurementRecord(
+            tracking_id=tracking_id, tracking_uid=tracking_uid, concept=concept, template="1411",
+            finding=term.type, finding_site=term.anatomic_region, seg_sop_instance_uid=str(seg_header.SOPInstanceUID),
+            segment_number=number, segment=segment.name, **values))
+
+    measurements = []
+    if measured is not None:
+        for name, quantity in measured.quantities().items():
+            unit = quantity.unit_code
+            derivation = DERIVATIONS.get(name)
+            method = VOXEL_SUM_METHOD if name == "volume" else None
+            if derivation is not None:
+                concept = INTENSITY_CONCEPTS.get(series.modality.upper(), IMAGE_VALUE)
+            else:
+                concept = {"volume": VOLUME, "surface_area": SURFACE_AREA, "maximum_diameter": MAXIMUM_DIAMETER}[name]
+            measurements.append(hd.sr.Measurement(
+                name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(unit), algorithm_id=algorithm,
+                derivation=coded_concept(derivation) if derivation else None, method=coded_concept(method) if method else None))
+            record(concept, value=float(quantity.value), unit=unit, derivation=derivation, method=method,
+                   algorithm=_algorithm_text(algorithm))
+    qualitative, texts = [], []
+    for evaluation in evaluations:
+        concept = evaluation.concept or private_concept(evaluation.concept_name)
+        if evaluation.value is not None:
+            qualitative.append(hd.sr.QualitativeEvaluation(coded_concept(concept), coded_concept(evaluation.value)))
+            record(concept, coded_value=evaluation.value)
+        else:
+            texts.append(hd.sr.TextContentItem(name=coded_concept(concept), value=str(evaluation.text),
+                                               relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+            record(concept, text=str(evaluation.text))
+    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=long_string(tracking_id)),
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=str(seg_header.SOPClassUID), sop_instance_uid=str(seg_header.SOPInstanceUID),
+            segment_number=int(number),
+            source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid)),
+        finding_type=coded_concept(term.type), finding_category=coded_concept(term.category),
+        finding_sites=[finding_site] if finding_site is not None else None,
+        measurements=measurements or None, qualitative_evaluations=qualitative or None)
+    content = group[0].ContentSequence
+    if term.type_modifier is not None:
+        _add_finding_modifier(content, term.type_modifier)
+    content.extend(texts)
+    return group, records
+
+
+def _algorithm_text(algorithm) -> str:
+    """"name version" of a highdicom AlgorithmIdentification (as import reads it back)."""
+    return " ".join(str(item.value) for item in algorithm[:2])
+
+
+def _add_finding_modifier(content, modifier: Code) -> None:
+    """The segment's type modifier as a concept modifier of its Finding item."""
+    import highdicom as hd
+
+    lateral = (modifier.value, modifier.scheme) in LATERALITIES
+    name = Code("272741003", "SCT", "Laterality") if lateral else Code("106233006", "SCT", "Topographical modifier")
+    for item in content:
+        if _key(item) in _FINDING:
+            item.ContentSequence = hd.sr.ContentSequence([hd.sr.CodeContentItem(
+                name=coded_concept(name), value=coded_concept(modifier), relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)])
+            return
+
+
+def _markup_groups(markup: Markup, name: str, quantities: dict, frame_of_reference: str,
+                   series: ReferenceSeries, algorithm):
+    """Measurement groups and records for one markup (see the module docstring)."""
+    import highdicom as hd
+    from highdicom.spatial import are_points_coplanar
+
+    uid = markup.attributes.get("TrackingUniqueIdentifier") or generate_uid()
+    tracking = hd.sr.TrackingIdentifier(uid=uid, identifier=name)
+    records: List[MeasurementRecord] = []
+
+    def measurement(concept: Code, quantity, template: str, coordinates=None):
+        records.append(MeasurementRecord(
+            tracking_id=name, tracking_uid=uid, concept=concept, template=template, value=float(quantity.value),
+            unit=quantity.unit_code, algorithm=_algorithm_text(algorithm), markup=name))
+        return hd.sr.Measurement(name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(quantity.unit_code),
+                                 algorithm_id=algorithm, referenced_coordinates=coordinates)
+
+    def coords(graphic_type: str, points: np.ndarray):
+        return [hd.sr.CoordinatesForMeasurement3D(graphic_type=graphic_type, graphic_data=np.asarray(points, float),
+                                                  frame_of_reference_uid=frame_of_reference)]
+
+    points = markup.points_lps
+    kind = markup.kind
+    if kind == "point_list":
+        if len(points) == 0:
+            log.warning("markup %r has no control points and is skipped", markup.name)
+            return [], []
+        groups = [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, referenced_region=hd.sr.ImageRegion3D(
+                graphic_type="POINT", graphic_data=p[None], frame_of_reference_uid=frame_of_reference))
+            for p in points]
+        return groups, records
+    if kind in ("line", "curve", "angle"):
+        concept, key = {"line": (LENGTH, "length"), "curve": (PATH_LENGTH, "length"), "angle": (ANGLE, "angle")}[kind]
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            measurements=[measurement(concept, quantities[key], "1501", coords("POLYLINE", points))])
+        return [group], records
+    if kind == "closed_curve":
+        closed = np.vstack([points, points[:1]])
+        if are_points_coplanar(points):
+            area, perimeter = measurement(AREA, quantities["area"], "1410"), \
+                measurement(PERIMETER, quantities["perimeter"], "1410")
+            group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking, measurements=[area, perimeter],
+                referenced_region=hd.sr.ImageRegion3D(graphic_type="POLYGON", graphic_data=closed,
+                                                      frame_of_reference_uid=frame_of_reference))
+        else:
+            log.warning("closed curve %r is not planar: written as a closed POLYLINE (a POLYGON must be planar); its "
+                        "area is that of its projection on the best-fit plane", markup.name)
+            group = hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                measurements=[measurement(PERIMETER, quantities["perimeter"], "1501", coords("POLYLINE", closed)),
+                              measurement(AREA, quantities["area"], "1501")])
+        return [group], records
+    if kind == "plane":
+        corners = _plane_corners(markup)
+        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, referenced_region=hd.sr.ImageRegion3D(
+                graphic_type="POLYGON", graphic_data=np.vstack([corners, corners[:1]]),
+                frame_of_reference_uid=frame_of_reference))
+        return [group], records
+    if kind == "roi":
+        faces = [np.vstack([f, f[:1]]) for f in _box_faces(markup)]
+        surface = hd.sr.VolumeSurface(graphic_type="POLYGON", graphic_data=faces,
+                                      frame_of_reference_uid=frame_of_reference,
+                                      source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid))
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, referenced_volume_surface=surface,
+            measurements=[measurement(VOLUME, quantities["volume"], "1411")])
+        return [group], records
+    raise InputError(f"markup {markup.name!r}: kind {kind!r} cannot be written to an SR")
+
+
+def _plane_corners(markup: Markup) -> np.ndarray:
+    """The 4 corners (LPS) of a plane markup's rectangle, in order around it."""
+    half_u = markup.roi_axes_lps[:, 0] * markup.roi_size[0] / 2.0
+    half_v = markup.roi_axes_lps[:, 1] * markup.roi_size[1] / 2.0
+    c = markup.roi_center_lps
+    return np.array([c - half_u - half_v, c + half_u - half_v, c + half_u + half_v, c - half_u + half_v])
+
+
+def _box_faces(markup: Markup) -> List[np.ndarray]:
+    """The 6 faces (4 corners each, LPS) of an ROI box. The first face is the one at -axis 3,
+    its corners going along axis 1 then axis 2, so that import can recover the axes' order."""
+    c = markup.roi_center_lps
+    e = markup.roi_axes_lps * (markup.roi_size / 2.0)  # columns: half edges
+
+    def corner(a, b, d):
+        return c + a * e[:, 0] + b * e[:, 1] + d * e[:, 2]
+
+    square = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+    faces = [np.array([corner(a, b, -1) for a, b in square]), np.array([corner(a, b, 1) for a, b in square]),
+             np.array([corner(-1, a, b) for a, b in square]), np.array([corner(1, a, b) for a, b in square]),
+             np.array([corner(a, -1, b) for a, b in square]), np.array([corner(a, 1, b) for a, b in square])]
+    return faces
+
+
+def _add_coding_schemes(document: Dataset, options: SrExportOptions) -> None:
+    """Coding Scheme Identification items for the private schemes the document uses."""
+    schemes = set()
+
+    def walk(items):
+        for item in items:
+            for keyword in ("ConceptNameCodeSequence", "ConceptCodeSequence"):
+                for code in item.get(keyword, []) or []:
+                    schemes.add(str(code.CodingSchemeDesignator))
+            walk(item.get("ContentSequence", []) or [])
+
+    walk(document.ContentSequence)
+    names = {PRIVATE_SCHEME: PRIVATE_SCHEME_NAME}
+    try:
+        from ...dicom.evaluations import load_code_table
+
+        names.update(load_code_table(options.code_table).coding_schemes)
+    except DicomAnnotEmbedError:
+        pass
+    items = []
+    for scheme in sorted(s for s in schemes if s.startswith("99")):
+        item = Dataset()
+        item.CodingSchemeDesignator = scheme
+        item.CodingSchemeName = long_string(names.get(scheme, scheme))
+        items.append(item)
+    if items:
+        document.CodingSchemeIdentificationSequence = items
+
+
