@@ -57,7 +57,8 @@ What is drawn:
     (LIDC contours: the contour pixels are not part of the nodule), so the outline pixels are
     removed (:func:`rasterize.polygon_mask`).
 ``inclusion`` (optional; ``true``/``false``, default true)
-    ``false``: the shape is cut out of the finding on that slice (LIDC exclusions).
+    ``false``: the shape is cut out of the finding on that slice (LIDC exclusions), its outline
+    pixels included, whatever ``boundary`` says (LIDC: contour pixels are never part of the nodule).
 
 Shapes and their points (pixel centres inside the shape are selected, edges included):
 
@@ -612,7 +613,9 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
     if kind in AREA_SHAPES or lines_in_segments:
         if kind == "ellipse":
             _ellipse(points)  # checks the axes
-        r0, c0, mask = _rasterize(kind, points, shape2d, boundary, radius)
+        # An exclusion's outline is outside the finding under either convention ("outside": contour
+        # pixels are never part of the nodule, LIDC's reading; "inside": they belong to the hole).
+        r0, c0, mask = _rasterize(kind, points, shape2d, boundary if include else "inside", radius)
         piece = _Piece(k, r0, c0, mask, include)
         if not mask.any():
             result.warnings.append(RowProblem(row, f"the {kind} selects no pixel centre: nothing is drawn", finding_id))

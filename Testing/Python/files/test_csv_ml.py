@@ -626,3 +626,25 @@ def test_format_list_constant_is_the_pipeline_formats():
     from DicomAnnotEmbedLib.cli._common import CSV_FORMATS
 
     assert CSV_FORMATS == FORMATS
+
+
+@pytest.mark.parametrize("boundary", ["outside", "inside"])
+def test_exclusion_outline_is_cut_out_too(series, tmp_path, boundary):
+    """LIDC: a contour's pixels are never part of the nodule, an exclusion's included. A 20 x 20
+    square with a square hole whose vertices are (30, 30)-(37, 37): the hole's outline pixels are
+    removed as well as its inside, under both conventions (hand-computed masks)."""
+    square = pixels((20, 20), (47, 20), (47, 47), (20, 47))
+    hole = pixels((30, 30), (37, 30), (37, 37), (30, 37))
+    rows = [dict(finding="N", shape="polygon", slice_index="7", coordinates=square, boundary=boundary),
+            dict(finding="N", shape="polygon", slice_index="7", coordinates=hole, boundary=boundary, inclusion="false")]
+    conversion = read_annotation_table(write_table(tmp_path / "t.csv", rows), series)
+    assert conversion.bad_rows == []
+    expected = np.zeros(series.geometry.shape[1:], bool)
+    if boundary == "outside":
+        expected[21:47, 21:47] = True  # the outer contour's pixels are outside the nodule
+    else:
+        expected[20:48, 20:48] = True
+    expected[30:38, 30:38] = False  # the hole: rows and columns 30..37, outline included
+    mask = conversion.segmentation.mask("N")
+    np.testing.assert_array_equal(mask[7], expected)
+    assert mask.sum() == expected.sum() == (26 * 26 if boundary == "outside" else 28 * 28) - 64
