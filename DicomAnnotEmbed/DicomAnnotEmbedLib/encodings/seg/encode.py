@@ -315,13 +315,15 @@ class _SegWriter:
         import highdicom as hd
 
         o = self.options
-        sources = _clean_sources(self.series.datasets)
+        sources = self.series.datasets
         referenced_only = template_plane is not None and len(sources) > 1
         if referenced_only:
             # highdicom checks and works out the geometry of every source image (0.3 s and more
             # for 200), which the one-plane template does not need: it gets its plane's image,
             # and the references to all images are added below as highdicom writes them.
             sources = [sources[self.series.slices[template_plane].file_index]]
+        measures = _slice_measures(self.series)
+        sources = _clean_sources(sources, measures[0] if measures else None)
         kwargs = dict(
             source_images=sources, pixel_array=pixel_array,
             segmentation_type=self.seg_type.upper(), segment_descriptions=descriptions,
@@ -347,6 +349,7 @@ class _SegWriter:
                                ("BodyPartExamined", o.body_part_examined)):
             if value:
                 setattr(ds, keyword, value)
+        _set_slice_measures(ds, measures)
         if "ContentCreatorName" not in ds:  # type 2: present, empty when unknown (dcmqi warns otherwise)
             ds.ContentCreatorName = ""
         if referenced_only:
@@ -442,14 +445,22 @@ def _reference_all_sources(ds: Dataset, sources: Sequence[Dataset]) -> None:
     ds.ReferencedSeriesSequence = series_items
 
 
-def _clean_sources(datasets: Sequence[Dataset]) -> List[Dataset]:
-    """Source headers highdicom accepts: an empty Specific Character Set (seen in dcmqi's test
-    CT) means the default repertoire and is dropped, on a copy (inputs are never changed)."""
+def _clean_sources(datasets: Sequence[Dataset], thickness: Optional[float] = None) -> List[Dataset]:
+    """Source headers highdicom accepts, changed on a copy (inputs are never changed): an empty
+    Specific Character Set (seen in dcmqi's test CT) means the default repertoire and is dropped;
+    a single-frame image without Slice Thickness (type 2: may be empty) gets ``thickness``, which
+    highdicom needs (the SEG's own value is set afterwards by :func:`_set_slice_measures`)."""
     cleaned = []
     for ds in datasets:
-        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+        no_charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
+        no_thickness = (thickness is not None and "PerFrameFunctionalGroupsSequence" not in ds
+                        and _positive(ds.get("SliceThickness")) is None)
+        if no_charset or no_thickness:
             ds = copy.deepcopy(ds)
-            del ds.SpecificCharacterSet
+            if no_charset:
+                del ds.SpecificCharacterSet
+            if no_thickness:
+                ds.SliceThickness = round(float(thickness), 6)
         cleaned.append(ds)
     return cleaned
 
@@ -466,6 +477,71 @@ def _highdicom_plane_order(geometry: VolumeGeometry) -> List[int]:
     orientation = list(directions[:, 0]) + list(directions[:, 1])
     normal = np.asarray(get_normal_vector(orientation, index_convention=VOLUME_INDEX_CONVENTION))
     return k_order[::-1] if float(normal @ directions[:, 2]) < 0 else k_order
+
+
+def _source_value(series: ReferenceSeries, k: int, keyword: str):
+    """A Pixel Measures value of slice k's source: per-frame, shared, then top level; None when absent/empty."""
+    ref = series.slices[k]
+    ds = series.datasets[ref.file_index]
+    places = []
+    if "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) > ref.frame:
+        places.append(ds.PerFrameFunctionalGroupsSequence[ref.frame])
+    if "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
+        places.append(ds.SharedFunctionalGroupsSequence[0])
+    for place in places:
+        if "PixelMeasuresSequence" in place and len(place.PixelMeasuresSequence):
+            value = place.PixelMeasuresSequence[0].get(keyword)
+            if value not in (None, ""):
+                return value
+    value = ds.get(keyword)
+    return None if value in (None, "") else value
+
+
+def _slice_measures(series: ReferenceSeries) -> Optional[Tuple[float, Optional[float]]]:
+    """(Slice Thickness, Spacing Between Slices) of the SEG, from the series geometry (LPS).
+
+    The spacing is the distance of the series' planes along their normal: highdicom takes the
+    source's 0018,0088 or, when the source has none, works it out from the planes it is given,
+    which is 1.0 for the one-plane template of the fast writer. The thickness is the source's
+    when it states one, else that spacing. None outside patient space.
+    """
+    geometry = series.geometry
+    if not geometry.in_patient_space:
+        return None
+    if geometry.shape[0] > 1:
+        spacing = round(abs(float(np.dot(geometry.ijk_to_lps[:3, 2], geometry.slice_normal))), 6)
+    else:
+        spacing = _positive(_source_value(series, 0, "SpacingBetweenSlices"))
+    thickness = _positive(_source_value(series, 0, "SliceThickness"))
+    if thickness is None:
+        thickness = spacing if spacing is not None else float(geometry.spacing[2])
+    return thickness, spacing
+
+
+def _positive(value) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 and np.isfinite(number) else None
+
+
+def _set_slice_measures(ds: Dataset, measures: Optional[Tuple[float, Optional[float]]]) -> None:
+    """Write the true Slice Thickness / Spacing Between Slices into the shared Pixel Measures."""
+    from pydicom.valuerep import format_number_as_ds
+
+    if measures is None or "SharedFunctionalGroupsSequence" not in ds:
+        return
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    if "PixelMeasuresSequence" not in shared:
+        return
+    item = shared.PixelMeasuresSequence[0]
+    thickness, spacing = measures
+    item.SliceThickness = format_number_as_ds(float(thickness))
+    if spacing is not None:
+        item.SpacingBetweenSlices = format_number_as_ds(float(spacing))
+    elif "SpacingBetweenSlices" in item:
+        del item.SpacingBetweenSlices
 
 
 def _cs_label(text: str) -> str:

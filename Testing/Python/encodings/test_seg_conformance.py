@@ -1,0 +1,93 @@
+"""SEG conformance (issue "Conformance"): geometry without Spacing Between Slices, small images,
+other writers' tiled and slide SEGs, character sets, empty segments. Each output is read by
+highdicom, dcmqi (segimage2itkimage, on uncompressed files) and dciodvfy."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import require_tool
+from DicomAnnotEmbedLib.core.errors import InputError
+from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
+from DicomAnnotEmbedLib.core.model import Segmentation
+from DicomAnnotEmbedLib.core.series import load_series
+from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
+from DicomAnnotEmbedLib.encodings.seg import export_seg, import_seg
+
+
+def _series(folder, shape=(6, 40, 48), spacing=(0.7, 0.8, 2.5), drop=("SpacingBetweenSlices",), **values):
+    """A synthetic CT series (LPS origin (-20, -30, 15)), with some header elements removed or set."""
+    geometry = VolumeGeometry.from_origin_spacing_directions(shape, (-20.0, -30.0, 15.0), spacing, np.eye(3))
+    volume = (np.arange(np.prod(shape)) % 50).reshape(shape).astype(np.int16)
+    files = dicomize_array(volume, geometry, folder, patient_name=values.pop("patient_name", "Test^Patient"))
+    for f in files:
+        ds = pydicom.dcmread(f)
+        for keyword in drop:
+            if keyword in ds:
+                delattr(ds, keyword)
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        ds.save_as(f)
+    return load_series(folder)
+
+
+def _labels(shape):
+    labels = np.zeros(shape, np.uint8)
+    labels[1:4, 10:20, 10:30] = 1
+    labels[3:6, 25:35, 5:15] = 2
+    return labels
+
+
+def _world_points(affine, indices):
+    return np.round(np.c_[indices, np.ones(len(indices))] @ affine.T, 4)[:, :3]
+
+
+# --- a) geometry without Spacing Between Slices ---------------------------------------------------
+
+@pytest.mark.parametrize("thickness", ["2.5", None])
+@pytest.mark.parametrize("seg_type", ["binary", "labelmap"])
+def test_slice_spacing_without_0018_0088(tmp_path, seg_type, thickness):
+    """2.5 mm slices, no Spacing Between Slices (and no Slice Thickness): the SEG states 2.5 mm;
+    highdicom builds its volume and dcmqi places the frames where ours are."""
+    import highdicom as hd
+    import SimpleITK as sitk
+
+    series = _series(tmp_path / "series", SliceThickness=thickness)
+    assert "SpacingBetweenSlices" not in pydicom.dcmread(series.files[0])
+    labels = _labels(series.geometry.shape)
+    segmentation = Segmentation.from_label_map(series.geometry, labels)
+    path = export_seg(series, segmentation, tmp_path / "s.dcm", seg_type=seg_type, compression="none").paths[0]
+
+    measures = pydicom.dcmread(path).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SpacingBetweenSlices) == pytest.approx(2.5)
+    assert float(measures.SliceThickness) == pytest.approx(2.5)
+
+    volume = hd.seg.segread(path).get_volume(combine_segments=True)
+    assert volume.spacing == pytest.approx((2.5, 0.8, 0.7))
+    theirs = _world_points(volume.affine, np.argwhere(volume.array > 0))
+    ours = np.round(series.geometry.ijk_to_lps_points(np.argwhere(labels > 0)[:, ::-1]), 4)
+    assert sorted(map(tuple, theirs)) == sorted(map(tuple, ours))
+
+    out = tmp_path / "dcmqi"
+    out.mkdir()
+    subprocess.run([require_tool("segimage2itkimage"), "--inputDICOM", str(path), "--outputDirectory", str(out),
+                    "--outputType", "nrrd"], check=True, capture_output=True)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["segmentAttributes"]
+    for number in (1, 2):
+        # LPS; BINARY: one file per segment on the grid of its frames, LABELMAP: one label file
+        image = sitk.ReadImage(str(out / ("1.nrrd" if seg_type == "labelmap" else f"{number}.nrrd")))
+        assert image.GetSpacing() == pytest.approx((0.7, 0.8, 2.5))
+        array = sitk.GetArrayFromImage(image)
+        theirs = np.round([image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
+                           for k, j, i in np.argwhere(array == number if seg_type == "labelmap" else array > 0)], 4)
+        ours = np.round(series.geometry.ijk_to_lps_points(np.argwhere(labels == number)[:, ::-1]), 4)
+        assert sorted(map(tuple, theirs)) == sorted(map(tuple, ours)), number
+    back = import_seg(path, series).segmentation
+    for segment, number in zip(back.segments, (1, 2)):
+        np.testing.assert_array_equal(back.mask(segment), labels == number)
