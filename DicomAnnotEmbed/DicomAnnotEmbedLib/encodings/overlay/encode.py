@@ -358,10 +358,11 @@ class _DerivedHeaders:
 
     def __init__(self, series_uid: str, description: str, names: str, metadata: str, keep_uids: bool):
         self.keep_uids = keep_uids
+        self.derivation_description = _lo_text(f"Overlay planes added by DicomAnnotEmbed: {names}", 1024)
         self.fixed: List[DataElement] = [] if keep_uids else [
             _element("SeriesInstanceUID", series_uid),
             _element("SeriesDescription", _lo(description)),
-            _element("DerivationDescription", _lo_text(f"Overlay planes added by DicomAnnotEmbed: {names}", 1024)),
+            _element("DerivationDescription", self.derivation_description),
             _element("DerivationCodeSequence", DicomSequence([_code("113076", "DCM", "Segmentation")]))]
         self.metadata = metadata
         self._encoded: Dict[tuple, Dict[int, bytes]] = {}  # (encoding, charset, private slot) -> fixed elements
@@ -374,34 +375,62 @@ class _DerivedHeaders:
         if self.keep_uids:
             return changes, header.SOPInstanceUID
         e, uid = encoder, generate_uid()
+        enhanced = _is_enhanced(header)
+        # Value 2: SECONDARY on classic images; enhanced IODs (C.8.16.1.1, C.8.13.1.1.1) allow
+        # only PRIMARY there (dciodvfy: "Unrecognized enumerated value"): DERIVED\PRIMARY.
+        second = "PRIMARY" if enhanced else "SECONDARY"
         image_type = header.get("ImageType") or ["ORIGINAL", "PRIMARY"]
         image_type = [image_type] if isinstance(image_type, str) else list(image_type)
         image_type[0] = "DERIVED"
         if len(image_type) > 1:
-            image_type[1] = "SECONDARY"
+            image_type[1] = second
         series_number = (int(header.get("SeriesNumber") or 0) % 100000) + 1000
         changes[0x00080008] = e.text(0x0008, 0x0008, "CS", "\\".join(image_type))
         changes[0x00080018] = e.text(0x0008, 0x0018, "UI", uid)
         changes[0x00200011] = e.text(0x0020, 0x0011, "IS", str(series_number))
-        # Source Image Sequence: one item, the source image with its purpose of reference code.
-        purpose = e.sequence(0x0040, 0xA170, [
-            e.text(0x0008, 0x0100, "SH", "121322") + e.text(0x0008, 0x0102, "SH", "DCM")
-            + e.text(0x0008, 0x0104, "LO", "Source image for image processing operation")])
-        changes[0x00082112] = e.sequence(0x0008, 0x2112, [
-            e.text(0x0008, 0x1150, "UI", header.SOPClassUID) + e.text(0x0008, 0x1155, "UI", header.SOPInstanceUID)
-            + purpose])
-        for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-            if keyword in header:  # enhanced multi-frame: Frame Type inside the functional groups
-                groups = copy.deepcopy(header[keyword])
-                for item in groups.value:
-                    for element in item:
-                        if element.keyword.endswith("FrameTypeSequence"):
-                            for frame_type in element.value:
-                                ft = list(frame_type.FrameType)
-                                ft[0], ft[1] = "DERIVED", "SECONDARY"
-                                frame_type.FrameType = ft
-                changes[groups.tag] = _pydicom_bytes(groups, header)
+        if not enhanced:
+            # Source Image Sequence: one item, the source image with its purpose of reference code.
+            purpose = e.sequence(0x0040, 0xA170, [
+                e.text(0x0008, 0x0100, "SH", "121322") + e.text(0x0008, 0x0102, "SH", "DCM")
+                + e.text(0x0008, 0x0104, "LO", "Source image for image processing operation")])
+            changes[0x00082112] = e.sequence(0x0008, 0x2112, [
+                e.text(0x0008, 0x1150, "UI", header.SOPClassUID) + e.text(0x0008, 0x1155, "UI", header.SOPInstanceUID)
+                + purpose])
+            return changes, uid
+        # Enhanced multi-frame: Frame Type and the derivation live in the functional groups.
+        derivation_in_frames = False
+        for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+            if keyword not in header:
+                continue
+            groups = copy.deepcopy(header[keyword])
+            for item in groups.value:
+                derivation_in_frames |= keyword.startswith("PerFrame") and "DerivationImageSequence" in item
+                for element in item:
+                    if element.keyword.endswith("FrameTypeSequence"):
+                        for frame_type in element.value:
+                            ft = list(frame_type.FrameType)
+                            ft[0], ft[1] = "DERIVED", "PRIMARY"
+                            frame_type.FrameType = ft
+            if keyword.startswith("Shared") and groups.value and not derivation_in_frames:
+                # Derivation Image Functional Group (C.7.6.16.2.6), for all frames: the source
+                # instance (every frame of it), how it was derived.
+                groups.value[0].DerivationImageSequence = DicomSequence([self._derivation_item(header)])
+            changes[groups.tag] = _pydicom_bytes(groups, header)
+        if not derivation_in_frames:  # Source Image Evidence: needed with a Source Image Sequence in the groups
+            changes[0x00089154] = _pydicom_bytes(DataElement(0x00089154, "SQ", DicomSequence(
+                [_source_evidence(header)])), header)
         return changes, uid
+
+    def _derivation_item(self, header: Dataset) -> Dataset:
+        source = Dataset()
+        source.ReferencedSOPClassUID, source.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID
+        source.PurposeOfReferenceCodeSequence = DicomSequence(
+            [_code("121322", "DCM", "Source image for image processing operation")])
+        item = Dataset()
+        item.DerivationDescription = self.derivation_description
+        item.DerivationCodeSequence = DicomSequence([_code("113076", "DCM", "Segmentation")])
+        item.SourceImageSequence = DicomSequence([source])
+        return item
 
     def _fixed_elements(self, header: Dataset) -> Dict[int, bytes]:
         """The elements that are the same in every file, with our private creator in the first
@@ -413,9 +442,11 @@ class _DerivedHeaders:
         new_creator = slot is None
         if new_creator:
             slot = next(s for s in range(0x10, 0x100) if s not in creators)
-        key = (header.original_encoding, str(header.get("SpecificCharacterSet")), slot, new_creator)
+        enhanced = _is_enhanced(header)  # its derivation is in the functional groups (see changes)
+        key = (header.original_encoding, str(header.get("SpecificCharacterSet")), slot, new_creator, enhanced)
         if key not in self._encoded:
-            elements = self.fixed + [DataElement(base | slot << 8 | PRIVATE_METADATA_ELEMENT, "UT", self.metadata)]
+            fixed = [e for e in self.fixed if not (enhanced and e.keyword.startswith("Derivation"))]
+            elements = fixed + [DataElement(base | slot << 8 | PRIVATE_METADATA_ELEMENT, "UT", self.metadata)]
             if new_creator:
                 elements.append(DataElement(base | slot, "LO", PRIVATE_CREATOR))
             self._encoded[key] = {element.tag: _pydicom_bytes(element, header) for element in elements}
@@ -460,6 +491,24 @@ class _DerivedHeaders:
         before, after = self._file_meta[key]
         length = len(before) - 132 - 12 + len(uid_element) + len(after)  # after the group length element
         return before[:132 + 8] + struct.pack("<L", length) + before[132 + 12:] + uid_element + after
+
+
+def _source_evidence(header: Dataset) -> Dataset:
+    """Hierarchical SOP Instance Reference Macro (C.17-3) item naming the source image."""
+    instance = Dataset()
+    instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = header.SeriesInstanceUID
+    series.ReferencedSOPSequence = DicomSequence([instance])
+    study = Dataset()
+    study.StudyInstanceUID = header.StudyInstanceUID
+    study.ReferencedSeriesSequence = DicomSequence([series])
+    return study
+
+
+def _is_enhanced(header: Dataset) -> bool:
+    """Whether the image is of an enhanced multi-frame IOD (functional groups)."""
+    return "SharedFunctionalGroupsSequence" in header or "PerFrameFunctionalGroupsSequence" in header
 
 
 def _element(keyword: str, value) -> DataElement:
