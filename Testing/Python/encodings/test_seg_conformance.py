@@ -91,3 +91,34 @@ def test_slice_spacing_without_0018_0088(tmp_path, seg_type, thickness):
     back = import_seg(path, series).segmentation
     for segment, number in zip(back.segments, (1, 2)):
         np.testing.assert_array_equal(back.mask(segment), labels == number)
+
+
+# --- b) small images and JPEG 2000 ----------------------------------------------------------------
+
+def test_jpeg2000_on_small_images_is_refused_before_any_work(tmp_path, capsys):
+    from DicomAnnotEmbedLib.cli import main
+    from DicomAnnotEmbedLib.files.segio import write_seg_nrrd
+
+    series = _series(tmp_path / "series", shape=(3, 16, 40))
+    labels = np.zeros(series.geometry.shape, np.uint8)
+    labels[1, 2:5, 2:6], labels[2, 10:14, 30:38] = 1, 2
+    segmentation = Segmentation.from_label_map(series.geometry, labels)
+    calls = []
+    for seg_type in ("binary", "labelmap", "fractional"):
+        with pytest.raises(InputError, match=r"series .*series: JPEG 2000 .* 16x40\): use --compress none"):
+            export_seg(series, segmentation, tmp_path / f"{seg_type}.dcm", seg_type=seg_type, compression="jpeg2000",
+                       progress=lambda *a: calls.append(a))
+        assert not (tmp_path / f"{seg_type}.dcm").exists()
+    assert calls == []
+    # the codecs chosen by default work on such images, and independent readers read them
+    import highdicom as hd
+
+    for seg_type in ("binary", "labelmap"):
+        path = export_seg(series, segmentation, tmp_path / f"{seg_type}.dcm", seg_type=seg_type).paths[0]
+        assert hd.seg.segread(path).get_volume(combine_segments=True).array.max() == 2
+    write_seg_nrrd(tmp_path / "s.seg.nrrd", segmentation)
+    code = main(["-q", "seg", "export", "--series", str(tmp_path / "series"), "--segmentation",
+                 str(tmp_path / "s.seg.nrrd"), "--out", str(tmp_path / "cli.dcm"), "--compress", "jpeg2000"])
+    err = capsys.readouterr().err
+    assert code == 3 and "--compress none" in err and "Traceback" not in err
+    assert not (tmp_path / "cli.dcm").exists()

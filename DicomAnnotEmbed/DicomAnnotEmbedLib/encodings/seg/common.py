@@ -22,6 +22,8 @@ TRANSFER_SYNTAXES = {"none": ExplicitVRLittleEndian, "jpegls": JPEGLSLossless, "
 ALLOWED_COMPRESSIONS = {"binary": ("none", "jpeg2000"), "labelmap": ("none", "jpegls", "rle", "jpeg2000"),
                         "fractional": ("none", "jpegls", "rle", "jpeg2000")}
 DEFAULT_COMPRESSION = {"binary": "none", "labelmap": "jpegls", "fractional": "jpegls"}
+# openjpeg (through highdicom and pydicom) encodes no frame narrower or shorter than this.
+JPEG2000_MIN_SIZE = 32
 ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC")
 MAX_SEGMENTS = 65535  # Segment Number is US; LABELMAP pixels are at most 16 bits
 
@@ -85,3 +87,17 @@ class SegExportOptions:
     clinical_trial_time_point_id: Optional[str] = None
     clinical_trial_coordinating_center_name: Optional[str] = None
     body_part_examined: Optional[str] = None
+
+
+def check_compression(rows: int, columns: int, compression: str, where: str = "") -> None:
+    """Refuse, before any work, a codec that cannot encode frames of rows x columns pixels.
+
+    Raises:
+        InputError: JPEG 2000 for frames under 32 pixels along a side (names --compress).
+    """
+    from ...core.errors import InputError
+
+    if compression == "jpeg2000" and min(rows, columns) < JPEG2000_MIN_SIZE:
+        raise InputError(f"{where + ': ' if where else ''}JPEG 2000 cannot encode frames smaller than "
+                         f"{JPEG2000_MIN_SIZE} pixels along a side (these are {rows}x{columns}): use --compress none "
+                         "(or, for LABELMAP and FRACTIONAL, --compress jpegls or rle)")

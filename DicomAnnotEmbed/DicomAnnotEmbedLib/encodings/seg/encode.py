@@ -26,9 +26,9 @@ from ...core.outputs import atomic_path, prepare_output_file
 from ...core.progress import ProgressCallback
 from ...core.series import ReferenceSeries
 from .common import (ALGORITHM_TYPES, ALLOWED_COMPRESSIONS, COMPRESSIONS, DEFAULT_COMPRESSION, MAX_SEGMENTS, SEG_TYPES,
-                     TRANSFER_SYNTAXES, SegExportOptions, SegExportResult, _DERIVATION_IMAGE, _DIMENSION_INDEX_VALUES,
-                     _FRAME_CONTENT, _IMAGE_POSITION, _PER_FRAME, _PIXEL_DATA, _PLANE_POSITION, _SEGMENT_IDENTIFICATION,
-                     _SEGMENT_NUMBER)
+                     TRANSFER_SYNTAXES, SegExportOptions, SegExportResult, check_compression, _DERIVATION_IMAGE,
+                     _DIMENSION_INDEX_VALUES, _FRAME_CONTENT, _IMAGE_POSITION, _PER_FRAME, _PIXEL_DATA, _PLANE_POSITION,
+                     _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
         raise InputError(f"unknown fractional type {fractional_type!r}; expected PROBABILITY or OCCUPANCY")
     if not 1 <= max_fractional_value <= 255:
         raise InputError(f"maximum fractional value must be 1..255, got {max_fractional_value}")
+    check_compression(*series.geometry.shape[1:], compression, f"series {series.folder}")
 
     result = SegExportResult()
     counts = segmentation.slice_voxel_counts()
