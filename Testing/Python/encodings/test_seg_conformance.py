@@ -122,3 +122,82 @@ def test_jpeg2000_on_small_images_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3 and "--compress none" in err and "Traceback" not in err
     assert not (tmp_path / "cli.dcm").exists()
+
+
+# --- c) other writers' tiled / slide-microscopy SEGs ----------------------------------------------
+
+def _wsi_source(rows=16, columns=16, total=(48, 64)):
+    """A minimal VL Whole Slide Microscopy image (TILED_FULL, slide coordinates) for highdicom."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Slide^Test", "SLIDE1", "", ""
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = \
+        "20260101", "120000", "", "", "1"
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer, ds.ContainerIdentifier = "SM", 1, 1, "x", "C1"
+    ds.Rows, ds.Columns = rows, columns
+    ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = total
+    ds.NumberOfFrames = (total[0] // rows) * (total[1] // columns)
+    ds.DimensionOrganizationType = "TILED_FULL"
+    ds.ImageOrientationSlide = [0, -1, 0, -1, 0, 0]
+    origin = Dataset()
+    origin.XOffsetInSlideCoordinateSystem, origin.YOffsetInSlideCoordinateSystem = 20, 40
+    ds.TotalPixelMatrixOriginSequence = [origin]
+    ds.TotalPixelMatrixFocalPlanes = 1
+    measures, shared = Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [0.0005, 0.0005], 0.001
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.PixelData = np.zeros((int(ds.NumberOfFrames), rows, columns), np.uint8).tobytes()
+    return ds
+
+
+@pytest.fixture(scope="module")
+def slide_segs(tmp_path_factory):
+    """Slide SEGs written by highdicom itself: TILED_FULL (no per-frame items) and TILED_SPARSE."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path_factory.mktemp("slide")
+    source = _wsi_source()
+    mask = np.zeros((1, 48, 64), np.uint8)
+    mask[0, 5:30, 10:40] = 1
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Tumour",
+        segmented_property_category=hd.sr.CodedConcept("49755003", "SCT", "Morphologically Altered Structure"),
+        segmented_property_type=hd.sr.CodedConcept("108369006", "SCT", "Neoplasm"), algorithm_type="MANUAL")
+    paths = {}
+    for organization in ("TILED_FULL", "TILED_SPARSE"):
+        seg = hd.seg.Segmentation(
+            source_images=[source], pixel_array=mask, segmentation_type="BINARY", segment_descriptions=[description],
+            series_instance_uid=generate_uid(), series_number=2, sop_instance_uid=generate_uid(), instance_number=1,
+            manufacturer="x", manufacturer_model_name="x", software_versions="1", device_serial_number="1",
+            tile_pixel_array=True, tile_size=(16, 16), dimension_organization_type=organization,
+            omit_empty_frames=False)
+        paths[organization] = folder / f"{organization.lower()}.dcm"
+        seg.save_as(paths[organization])
+    assert "PerFrameFunctionalGroupsSequence" not in pydicom.dcmread(paths["TILED_FULL"])
+    return paths
+
+
+@pytest.mark.parametrize("organization", ["TILED_FULL", "TILED_SPARSE"])
+def test_slide_segs_are_refused_clearly(slide_segs, tmp_path, capsys, organization):
+    from DicomAnnotEmbedLib.cli import main
+
+    path = slide_segs[organization]
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=rf"{path.name}.*slide-microscopy SEG .*{organization}.*48x64 in 16x16 tiles"):
+        import_seg(path)
+    code = main(["-q", "seg", "import", str(path), "--out", str(tmp_path / "back.seg.nrrd")])
+    err = capsys.readouterr().err
+    assert code == 3 and path.name in err and "not slices of a radiology volume" in err and "Traceback" not in err
+    assert not (tmp_path / "back.seg.nrrd").exists() and path.read_bytes() == before

@@ -88,11 +88,13 @@ def import_seg(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLi
         progress: progress callback.
 
     Raises:
-        InputError: not a SEG, truncated, or frames that do not lie on a regular grid.
+        InputError: not a SEG, truncated, frames that do not lie on a regular grid, or a tiled
+            (slide microscopy) SEG: tiles of one 2D slide, not a radiology volume.
         GeometryError: the SEG does not lie on the given series.
     """
     ds = read_seg_dataset(path)
     path = str(path)
+    _refuse_tiled(ds, path)
     referenced_uid = _referenced_series_uid(ds)
     if series is not None and not isinstance(series, ReferenceSeries):
         series = _find_series(series, referenced_uid, path, progress)
@@ -120,6 +122,40 @@ def import_seg(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLi
                      series=series if isinstance(series, ReferenceSeries) else None,
                      referenced_series_uid=referenced_uid,
                      segment_numbers={s.id: n for n, s in zip(numbers, segments)}, path=path)
+
+
+VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def _refuse_tiled(ds: Dataset, path: str) -> None:
+    """A SEG whose frames are tiles of one total pixel matrix (slide microscopy: TILED_FULL or
+    TILED_SPARSE, slide coordinates, Total Pixel Matrix attributes, or drawn on whole-slide
+    images) is no stack of slices: refused with what it is, instead of being read as one."""
+    organization = str(ds.get("DimensionOrganizationType", "") or "").upper()
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
+    signs = []
+    if organization.startswith("TILED"):
+        signs.append(f"Dimension Organization Type {organization}")
+    if "TotalPixelMatrixRows" in ds or "TotalPixelMatrixColumns" in ds:
+        signs.append(f"a total pixel matrix of {ds.get('TotalPixelMatrixRows', '?')}x"
+                     f"{ds.get('TotalPixelMatrixColumns', '?')} in {ds.Rows}x{ds.Columns} tiles")
+    if "ImageOrientationSlide" in ds or "PlanePositionSlideSequence" in shared:
+        signs.append("slide coordinates")
+    if VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE in _referenced_sop_classes(ds):
+        signs.append("drawn on VL Whole Slide Microscopy images")
+    if signs:
+        raise InputError("a tiled slide-microscopy SEG (" + "; ".join(signs) + "): its frames are tiles of a 2D "
+                         "slide, not slices of a radiology volume, and cannot be imported here", path)
+
+
+def _referenced_sop_classes(ds: Dataset) -> set:
+    classes = set()
+    for series in ds.get("ReferencedSeriesSequence", []) or []:
+        for item in series.get("ReferencedInstanceSequence", []) or []:
+            classes.add(str(item.get("ReferencedSOPClassUID", "")))
+    for item in ds.get("SourceImageSequence", []) or []:
+        classes.add(str(item.get("ReferencedSOPClassUID", "")))
+    return classes
 
 
 def _referenced_series_uid(ds: Dataset) -> str:
