@@ -13,3 +13,16 @@ from .conversions import (MarkupsSource, PathLike, SegmentationSource, dicomize,
 __all__ = ["MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "export_ml", "export_overlay",
            "export_seg", "export_sr", "import_csv", "import_overlay", "import_seg", "import_sr",
            "load_annotations", "write_annotations", "write_preview"]
+
+#: Names re-exported lazily (``api`` imports nothing of ``services`` until one is used):
+#: name -> module relative to this package's parent.
+_LAZY = {"run_batch": "services.batch"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}"), name)
