@@ -351,6 +351,7 @@ class _SegWriter:
             if value:
                 setattr(ds, keyword, value)
         _set_slice_measures(ds, measures)
+        _declare_character_set(ds)
         if "ContentCreatorName" not in ds:  # type 2: present, empty when unknown (dcmqi warns otherwise)
             ds.ContentCreatorName = ""
         if referenced_only:
@@ -444,6 +445,24 @@ def _reference_all_sources(ds: Dataset, sources: Sequence[Dataset]) -> None:
         item.ReferencedInstanceSequence = references
         series_items.append(item)
     ds.ReferencedSeriesSequence = series_items
+
+
+_TEXT_VRS = ("SH", "LO", "ST", "LT", "UT", "UC", "PN")
+
+
+def _declare_character_set(ds: Dataset) -> None:
+    """Specific Character Set ISO_IR 192 (UTF-8) when any text (segment labels, descriptions,
+    names copied from the source, whatever its character set was) is not ASCII; else the
+    default repertoire, or what highdicom copied from the source. pydicom then encodes every
+    text as UTF-8 (values read from the source were decoded with the source's set)."""
+    def non_ascii(value) -> bool:
+        values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+        return any(v is not None and not str(v).isascii() for v in values)
+
+    for element in ds.iterall():
+        if element.VR in _TEXT_VRS and element.value not in (None, "") and non_ascii(element.value):
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            return
 
 
 def _clean_sources(datasets: Sequence[Dataset], thickness: Optional[float] = None) -> List[Dataset]:
