@@ -17,6 +17,7 @@ __all__ = ["MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "expor
 #: Names re-exported lazily (``api`` imports nothing of ``services`` until one is used):
 #: name -> module relative to this package's parent.
 _LAZY = {"run_batch": "services.batch"}
+_LAZY.update(dict.fromkeys(("pacs_echo", "pacs_find", "pacs_get", "pacs_send"), "services.pacs"))
 
 
 def __getattr__(name):

@@ -4,7 +4,7 @@ One module per command group (``overlay``, ``seg``, ``sr``, ``csv``, ...); each 
 ``register(commands, command)`` that adds its sub-commands and sets ``run`` on each, a function
 ``run(args, progress) -> exit code``. A new group is a new module listed in ``GROUPS``.
 
-Exit codes: 0 success, 2 bad command line, 3 bad input, 4 output cannot be written,
+Exit codes: 0 success, 2 bad command line, 3 bad input, 4 output cannot be written, 5 network,
 1 unexpected internal error (run again with --debug for the traceback).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ._common import EXIT_CODES, UsageError
 log = logging.getLogger("DicomAnnotEmbedLib")
 
 #: Command groups in the order ``--help`` lists them (modules of this package).
-GROUPS = ("overlay", "seg", "sr", "volumes", "csv", "ml", "batch")
+GROUPS = ("overlay", "seg", "sr", "volumes", "csv", "ml", "batch", "pacs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,94 @@
+"""``dicomannotembed pacs echo|find|get|send``: DIMSE (AET@HOST:PORT) or DICOMweb (URL) nodes."""
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_node_options, finish_send, node_options
+
+NODE_HELP = ("AET@HOST:PORT (DIMSE), a DICOMweb base URL (https:// unless given), or a name in the node "
+             "config file (--nodes)")
+
+
+def register(commands, command) -> None:
+    pacs = command(commands, "pacs", "talk to an archive: echo, find, get, send (DIMSE or DICOMweb)",
+                   "Fetch images from an archive, send results to it, find them again. A node is "
+                   + NODE_HELP + ". DICOMweb credentials come from the environment "
+                   "(DICOMANNOTEMBED_DICOMWEB_TOKEN, or DICOMANNOTEMBED_DICOMWEB_USER and _PASSWORD). "
+                   "Network failures exit with code 5.")
+    actions = pacs.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    echo = command(actions, "echo", "check that a node answers (C-ECHO or a QIDO-RS query)",
+                   "Check that a node answers and accepts us (C-ECHO over DIMSE, a one-study QIDO-RS query over DICOMweb).")
+    echo.add_argument("node", metavar="NODE", help=NODE_HELP)
+    add_node_options(echo)
+    echo.set_defaults(run=run_echo)
+
+    find = command(actions, "find", "list studies, series or instances on a node (C-FIND or QIDO-RS)",
+                   "List what a node holds as a tab-separated table (header first).")
+    find.add_argument("node", metavar="NODE", help=NODE_HELP)
+    find.add_argument("--patient-id", metavar="ID")
+    find.add_argument("--study", metavar="UID", help="Study Instance UID")
+    find.add_argument("--series", metavar="UID", help="Series Instance UID")
+    find.add_argument("--modality", metavar="MODALITY", type=str.upper,
+                      help="series of this modality (SEG, SR, RTSTRUCT, PR, CT, MR, ...)")
+    find.add_argument("--level", default="series", choices=["study", "series", "instance"],
+                      help="one row per study, series (default) or instance")
+    add_node_options(find)
+    find.set_defaults(run=run_find)
+
+    get = command(actions, "get", "retrieve a study or series into a folder (C-GET or WADO-RS)",
+                  "Retrieve a study (or one series) into OUT/<Modality>_<SeriesInstanceUID>/<SOPInstanceUID>.dcm, "
+                  "as the archive holds the files.")
+    get.add_argument("node", metavar="NODE", help=NODE_HELP)
+    get.add_argument("--study", required=True, metavar="UID", help="Study Instance UID")
+    get.add_argument("--series", metavar="UID", help="only this Series Instance UID")
+    get.add_argument("--modality", metavar="MODALITY", type=str.upper, help="only series of this modality")
+    get.add_argument("--out", required=True, metavar="DIR", help="output folder (created; may hold earlier retrievals)")
+    add_node_options(get)
+    get.set_defaults(run=run_get)
+
+    send = command(actions, "send", "store DICOM files on a node (C-STORE or STOW-RS)",
+                   "Store DICOM files (folders are searched recursively) on a node. What the archive already "
+                   "holds (same SOP Instance UID) is not sent again; lost connections are retried (--retries); "
+                   "files that were not stored are listed with the reason, and the local files are kept.")
+    send.add_argument("node", metavar="NODE", help=NODE_HELP)
+    send.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
+    add_node_options(send)
+    send.set_defaults(run=run_send)
+
+
+def run_echo(args: argparse.Namespace, progress) -> int:
+    from ..services import pacs
+
+    seconds = pacs.echo(args.node, **node_options(args))
+    print(f"{args.node} answered in {seconds * 1000:.0f} ms")
+    return 0
+
+
+def run_find(args: argparse.Namespace, progress) -> int:
+    from ..services import pacs
+
+    rows = pacs.find(args.node, level=args.level, patient_id=args.patient_id, study_uid=args.study,
+                     series_uid=args.series, modality=args.modality, **node_options(args))
+    print(pacs.format_rows(rows, pacs.LEVELS[args.level]))
+    return 0
+
+
+def run_get(args: argparse.Namespace, progress) -> int:
+    from ..services import pacs
+
+    report = pacs.get(args.node, args.study, args.out, series_uid=args.series, modality=args.modality,
+                      retries=args.retries, progress=progress, **node_options(args))
+    print(report.summary())
+    for uid, folder in report.series_dirs.items():
+        print(f"  {folder}")
+    return 0
+
+
+def run_send(args: argparse.Namespace, progress) -> int:
+    from ..services import pacs
+
+    report = pacs.send(args.node, args.paths, retries=args.retries, progress=progress, check=False,
+                       **node_options(args))
+    finish_send(report)
+    return 0

@@ -1,0 +1,202 @@
+"""A throw-away Orthanc (with its DICOMweb plugin) for the PACS tests and the benchmark.
+
+Started on free loopback ports with a temporary JSON configuration and storage folder, stopped
+by its PID. Never the Debian service's defaults (4242/8042). Not a conftest: the test files
+import :func:`orthanc` and use it as a context manager (or through their own fixtures).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+ORTHANC_AET = "TESTPACS"
+OUR_AET = "DAETEST"
+
+
+def find_orthanc() -> Optional[str]:
+    return shutil.which("Orthanc") or (Path("/usr/sbin/Orthanc").exists() and "/usr/sbin/Orthanc") or None
+
+
+def dicomweb_plugin() -> Optional[str]:
+    """The DICOMweb plugin's shared library, as the Debian package installs it (dpkg -L orthanc-dicomweb)."""
+    try:
+        listing = subprocess.run(["dpkg", "-L", "orthanc-dicomweb"], capture_output=True, text=True).stdout
+    except OSError:
+        listing = ""
+    for line in listing.splitlines():
+        if "DicomWeb" in line and line.endswith(".so") and Path(line).exists():
+            return line
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Orthanc:
+    """A running Orthanc: its ports, AE title, folder and process."""
+    dicom_port: int
+    http_port: int
+    aet: str
+    folder: Path
+    process: subprocess.Popen
+
+    @property
+    def dimse_node(self) -> str:
+        return f"{self.aet}@127.0.0.1:{self.dicom_port}"
+
+    @property
+    def web_node(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def get_json(self, path: str):
+        with urllib.request.urlopen(self.rest + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def instance_count(self) -> int:
+        """Instances Orthanc holds (its REST /statistics)."""
+        return int(self.get_json("/statistics")["CountInstances"])
+
+    def sop_instance_uids(self) -> list:
+        uids = []
+        for orthanc_id in self.get_json("/instances"):
+            tags = self.get_json(f"/instances/{orthanc_id}/simplified-tags")
+            uids.append(tags["SOPInstanceUID"])
+        return uids
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL by PID), as a crash would."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+
+
+def _config(folder: Path, dicom_port: int, http_port: int, *, lua: Optional[str],
+            accepted_transfer_syntaxes, extra: Dict) -> dict:
+    plugin = dicomweb_plugin()
+    config = {
+        "Name": "DicomAnnotEmbed test PACS",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "DicomAet": ORTHANC_AET,
+        "DicomPort": dicom_port,
+        "HttpPort": http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "HttpServerEnabled": True,
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowEcho": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True,
+        "DicomModalities": {"dae": [OUR_AET, "127.0.0.1", free_port()]},
+        "StorageCompression": False,
+        "SyncStorageArea": False,  # no fsync per file: the tests time our side, not the disk
+        "OverwriteInstances": False,
+        "ConcurrentJobs": 2,
+        "DicomThreadsCount": 8,
+        "MaximumPduLength": 131072,
+        "StableAge": 1,
+        "SaveJobs": False,
+        "Plugins": [plugin] if plugin else [],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Host": "127.0.0.1",
+                     "Ssl": False},
+        "LuaScripts": [],
+    }
+    if accepted_transfer_syntaxes is not None:
+        config["AcceptedTransferSyntaxes"] = list(accepted_transfer_syntaxes)
+    if lua:
+        script = folder / "filter.lua"
+        script.write_text(lua)
+        config["LuaScripts"] = [str(script)]
+    config.update(extra)
+    return config
+
+
+@contextlib.contextmanager
+def orthanc(folder: Path, *, lua: Optional[str] = None, accepted_transfer_syntaxes=None,
+            extra: Optional[Dict] = None, require_dicomweb: bool = True) -> Iterator[Orthanc]:
+    """Start Orthanc in ``folder`` (config, storage, log) and stop it by PID on exit.
+
+    Skips (pytest) when Orthanc or its DICOMweb plugin is not installed, fails in CI.
+    """
+    from conftest import require_tool
+    import pytest
+
+    binary = find_orthanc() or require_tool("Orthanc")
+    if require_dicomweb and dicomweb_plugin() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("the orthanc-dicomweb package is not installed; .ci/run installs it")
+        pytest.skip("orthanc-dicomweb not installed")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dicom_port, http_port = free_port(), free_port()
+    while http_port == dicom_port:
+        http_port = free_port()
+    config_path = folder / "orthanc.json"
+    config_path.write_text(json.dumps(_config(folder, dicom_port, http_port, lua=lua,
+                                              accepted_transfer_syntaxes=accepted_transfer_syntaxes,
+                                              extra=extra or {}), indent=1))
+    log = open(folder / "orthanc.log", "wb")
+    process = subprocess.Popen([binary, str(config_path)], stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, cwd=folder)
+    server = Orthanc(dicom_port, http_port, ORTHANC_AET, folder, process)
+    try:
+        wait_until_up(server)
+        yield server
+    finally:
+        server.stop()
+        log.close()
+
+
+def wait_until_up(server: Orthanc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with {server.process.returncode}; see {server.folder / 'orthanc.log'}")
+        try:
+            server.get_json("/system")
+            with socket.create_connection(("127.0.0.1", server.dicom_port), timeout=1):
+                return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
+    raise RuntimeError(f"Orthanc did not start in {timeout} s; see {server.folder / 'orthanc.log'}")
+
+
+def restart(server: Orthanc) -> Orthanc:
+    """Start Orthanc again on the same ports, configuration and storage (after :meth:`Orthanc.kill`)."""
+    server.stop()
+    log = open(server.folder / "orthanc.log", "ab")
+    process = subprocess.Popen([find_orthanc(), str(server.folder / "orthanc.json")], stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=server.folder)
+    log.close()
+    server.process = process
+    wait_until_up(server)
+    return server
