@@ -7,18 +7,40 @@ line prints that message and exits with the class's ``exit_code``, without a tra
 from __future__ import annotations
 
 import os
+import re
 from typing import Iterable, Optional
+
+#: Hints of the libraries that mean nothing to a user of the command line (pydicom's
+#: "Use force=True", our API's "(force=True)").
+_LIBRARY_HINTS = re.compile(r"\s*\(force=True\)|[,;.]?\s*use force=True[^.;]*", re.IGNORECASE)
+#: Longest message kept (a value repr of a whole array would drown the point).
+MAX_MESSAGE = 600
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message on one line: newlines (numpy reprs) become spaces, library hints are dropped,
+    and it is cut at ``limit`` characters."""
+    text = " ".join(_LIBRARY_HINTS.sub("", str(text)).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class DicomAnnotEmbedError(Exception):
-    """Base class of all errors this package raises on purpose."""
+    """Base class of all errors this package raises on purpose.
+
+    ``path`` is the file, folder or node the error is about; the message starts with it.
+    """
 
     exit_code = 1
 
     def __init__(self, message: str, path: Optional[os.PathLike | str] = None):
+        self.problem = one_line(message)
+        self.path = None
+        self.set_path(path)
+
+    def set_path(self, path: Optional[os.PathLike | str]) -> None:
+        """Say which file (folder, node) the error is about, when it did not say already."""
         self.path = None if path is None else str(path)
-        self.problem = message
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+        self.args = (f"{self.path}: {self.problem}" if self.path else self.problem,)
 
 
 class InputError(DicomAnnotEmbedError):

@@ -1,12 +1,58 @@
 """Reading input files with one clear error per problem (the message names the file)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import struct
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Optional
 
-from .errors import InputError
+from .errors import DicomAnnotEmbedError, InputError, one_line
+
+#: Libraries that decode input files: an exception raised inside one of them while a reader is
+#: reading a file is a fault of that file (pydicom decodes elements lazily, when first used:
+#: an unknown VR, a cut sequence or a wrong length surfaces far from dcmread).
+DECODING_LIBRARIES = ("pydicom", "highdicom", "nrrd", "SimpleITK", "PIL", "slicerio", "pylibjpeg",
+                      "jpeg_ls", "openjpeg", "rle", "zlib_ng", "gzip", "zlib", "csv", "json")
+
+
+def is_decoding_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from decoding a file: raised inside a decoding library, or one of
+    the exceptions that only byte parsing raises."""
+    import pydicom.errors
+
+    if isinstance(exc, (struct.error, EOFError, UnicodeDecodeError, pydicom.errors.InvalidDicomError,
+                        pydicom.errors.BytesLengthException)):
+        return True
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    innermost = frames[-1].filename.replace("\\", "/")
+    return any(f"/{name}/" in innermost or innermost.endswith(f"/{name}.py") for name in DECODING_LIBRARIES)
+
+
+@contextlib.contextmanager
+def reading(path: Optional[os.PathLike | str], what: str = "") -> Iterator[None]:
+    """Guard a reader's work on one input file.
+
+    Inside it, a project error that names no file gets ``path``; an exception raised while a
+    decoding library (pydicom, highdicom, pynrrd, ...) decodes the file becomes one
+    :class:`InputError` naming ``path`` ("cannot decode ..."). Other exceptions (bugs) pass.
+    """
+    try:
+        yield
+    except DicomAnnotEmbedError as exc:
+        if exc.path is None and path is not None:
+            exc.set_path(path)
+        raise
+    except Exception as exc:
+        if path is None or isinstance(exc, MemoryError) or not is_decoding_error(exc):
+            raise
+        raise InputError(f"cannot decode{' ' + what if what else ''}: "
+                         f"{exc.__class__.__name__}: {one_line(exc, 300)}", path) from None
 
 
 def read_text_file(path: os.PathLike | str, what: str) -> str:
@@ -47,6 +93,25 @@ def read_json_file(path: os.PathLike | str, what: str, **loads_options) -> Any:
                          path) from None
 
 
+class BoundedReader(io.BufferedReader):
+    """A buffered binary file whose reads never ask for more than the file holds: pydicom reads a
+    value by its declared length, and ``read(0xFFFFFFF0)`` on a broken file first allocates 4 GiB."""
+
+    def __init__(self, raw, size: Optional[int] = None):
+        super().__init__(raw)
+        self._size = os.fstat(raw.fileno()).st_size if size is None else size
+
+    def read(self, size=-1):
+        if size is not None and size > 65536:
+            size = max(0, min(size, self._size - self.tell()))
+        return super().read(size)
+
+
+def open_bounded(path: os.PathLike | str) -> BoundedReader:
+    """``open(path, "rb")`` with reads bounded by the file size (see BoundedReader)."""
+    return BoundedReader(io.FileIO(str(path), "rb"))
+
+
 def read_dicom_file(path: os.PathLike | str, what: str, **dcmread_options):
     """A DICOM dataset read by pydicom, pixel data included unless ``stop_before_pixels``.
 
@@ -60,6 +125,11 @@ def read_dicom_file(path: os.PathLike | str, what: str, **dcmread_options):
         raise InputError(f"{what} file does not exist" if not path.exists() else f"is not a file; expected {what}",
                          path)
     try:
-        return pydicom.dcmread(path, **dcmread_options)
+        if dcmread_options.get("defer_size") is not None:  # deferred values are read from the path later
+            return pydicom.dcmread(path, **dcmread_options)
+        with open_bounded(path) as stream:
+            ds = pydicom.dcmread(stream, **dcmread_options)
+        ds.filename = str(path)  # as dcmread(path) sets it
+        return ds
     except Exception as exc:  # pydicom raises several types for broken files
-        raise InputError(f"not a readable DICOM file ({exc})", path) from None
+        raise InputError(f"not a readable DICOM file ({one_line(exc, 300)})", path) from None

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 
 from .errors import GeometryError, SeriesError, name_files
 from .geometry import VolumeGeometry
+from .inputs import BoundedReader, is_decoding_error, read_dicom_file, reading
 from .progress import ProgressCallback, track
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,10 @@ class ReferenceSeries:
         """The image as float32 (K, J, I) in modality units (rescale applied, HU for CT)."""
         volume = np.zeros(self.geometry.shape, dtype=np.float32)
         for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
-            frames = modality_frames(pydicom.dcmread(self.files[file_index]))
-            for frame, k in self.slices_of_file(file_index):
-                volume[k] = frames[frame]
+            with reading(self.files[file_index], "the pixel data"):
+                frames = modality_frames(read_dicom_file(self.files[file_index], "image"))
+                for frame, k in self.slices_of_file(file_index):
+                    volume[k] = frames[frame]
         return volume
 
     def summary(self) -> str:
@@ -108,19 +110,30 @@ def stored_frames(ds: Dataset, raw_words: bool = False, pixel_data: Optional[byt
     is the Pixel Data value (not encapsulated) of a header read without it, as load_series
     reads them.
     """
-    frames = int(header_value(ds, "NumberOfFrames", 1))
-    shape = (frames, int(header_value(ds, "Rows")), int(header_value(ds, "Columns")))
-    syntax = ds.file_meta.TransferSyntaxUID
-    bits = int(header_value(ds, "BitsAllocated"))
-    stored_bits = int(header_value(ds, "BitsStored", bits))
-    simple = (not syntax.is_compressed and int(header_value(ds, "SamplesPerPixel", 1)) == 1
+    path = getattr(ds, "filename", None)
+    frames, rows, columns, bits = image_size(ds)
+    shape = (frames, rows, columns)
+    syntax = transfer_syntax(ds)
+    stored_bits = _header_int(ds, "BitsStored", bits)
+    samples = _header_int(ds, "SamplesPerPixel", 1)
+    data = None
+    if not syntax.is_compressed:
+        data = header_value(ds, "PixelData") if pixel_data is None else pixel_data
+        if data is None or isinstance(data, (list, tuple)):
+            raise SeriesError("no Pixel Data", path)
+        needed = frames * rows * columns * samples * max(bits, 1) // 8
+        if len(data) < needed:
+            raise SeriesError(f"Pixel Data holds {len(data)} bytes, but {frames} frame(s) of {rows}x{columns}x"
+                              f"{samples} samples of {bits} bits need {needed}: the file is cut or its header wrong",
+                              path)
+    simple = (not syntax.is_compressed and samples == 1
               and bits in (8, 16, 32) and 0 < stored_bits <= bits
               and (raw_words or stored_bits == bits
                    or header_value(ds, "HighBit", stored_bits - 1) == stored_bits - 1))
     if simple:
-        signed = not raw_words and int(header_value(ds, "PixelRepresentation", 0)) == 1
+        signed = not raw_words and _header_int(ds, "PixelRepresentation", 0) == 1
         order = "<" if syntax.is_little_endian else ">"
-        words = np.frombuffer(ds.PixelData if pixel_data is None else pixel_data, dtype=f"{order}u{bits // 8}",
+        words = np.frombuffer(data, dtype=f"{order}u{bits // 8}",
                               count=int(np.prod(shape))).reshape(shape)
         if raw_words:
             return words
@@ -135,8 +148,59 @@ def stored_frames(ds: Dataset, raw_words: bool = False, pixel_data: Optional[byt
         ds.file_meta = header.file_meta
         ds.set_original_encoding(*header.original_encoding, header.original_character_set)
         ds.add_new(0x7FE00010, "OB" if bits <= 8 else "OW", bytes(pixel_data))
-    pixels = np.asarray(ds.pixel_array).reshape(shape)
+    with reading(path, "the pixel data"):
+        pixels = np.asarray(ds.pixel_array)
+    if pixels.size != frames * rows * columns:
+        raise SeriesError(f"pixel data decode to {pixels.shape}, not {frames} frame(s) of {rows}x{columns} "
+                          f"(Samples per Pixel {samples}: only grey images are supported)", path)
+    pixels = pixels.reshape(shape)
     return pixels.view(np.dtype(f"u{pixels.dtype.itemsize}")) if raw_words else pixels
+
+
+#: The most pixels (frames x rows x columns) one image may declare, whatever its file size
+#: (compressed data): 2**31, an 8 GiB float32 volume.
+MAX_IMAGE_PIXELS = 1 << 31
+
+
+def transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
+    """The file's Transfer Syntax UID; a SeriesError naming the file when it is missing or unknown."""
+    meta = ds.__dict__.get("file_meta")
+    syntax = header_value(meta, "TransferSyntaxUID") if meta is not None else None
+    if not syntax:
+        raise SeriesError("no Transfer Syntax UID in the file meta information", getattr(ds, "filename", None))
+    syntax = pydicom.uid.UID(str(syntax))
+    try:
+        syntax.is_compressed, syntax.is_little_endian  # noqa: B018 - raise for an unknown syntax
+    except ValueError:
+        raise SeriesError(f"unknown Transfer Syntax UID {str(syntax)[:64]!r}", getattr(ds, "filename", None)) from None
+    return syntax
+
+
+def image_size(ds: Dataset) -> Tuple[int, int, int, int]:
+    """(frames, rows, columns, bits allocated) of an image header, checked against what the file
+    can hold: positive, and, for uncompressed data, no more pixels than the file has bytes for.
+
+    Raises:
+        SeriesError: naming the file, for a missing, non-numeric or impossible value.
+    """
+    path = getattr(ds, "filename", None)
+    frames = _header_int(ds, "NumberOfFrames", 1)
+    rows, columns = _header_int(ds, "Rows"), _header_int(ds, "Columns")
+    bits = _header_int(ds, "BitsAllocated")
+    if frames < 1 or rows < 1 or columns < 1:
+        raise SeriesError(f"image size {frames} frame(s) of {rows}x{columns} pixels is empty", path)
+    if bits not in (1, 8, 16, 32, 64):
+        raise SeriesError(f"Bits Allocated {bits} is not 1, 8, 16, 32 or 64", path)
+    pixels = frames * rows * columns
+    limit = MAX_IMAGE_PIXELS
+    if isinstance(path, str) and os.path.isfile(path) and "file_meta" in ds.__dict__ and not transfer_syntax(ds).is_compressed \
+            and not is_deflated(ds):
+        limit = os.path.getsize(path) * 8 // bits  # what the file really holds
+    if pixels > limit:
+        raise SeriesError(f"{frames} frame(s) of {rows}x{columns} pixels of {bits} bits cannot be in this file "
+                          f"({os.path.getsize(path) if isinstance(path, str) and os.path.isfile(path) else '?'} bytes):"
+                          f" Number of Frames, Rows or Columns is wrong", path)
+    return frames, rows, columns, bits
 
 
 #: VRs whose values header_value() reads from the raw bytes itself.
@@ -170,7 +234,13 @@ def header_value(ds: Dataset, keyword: str, default=None):
                     return int(text) if vr == "IS" else text
             except ValueError:
                 pass  # pydicom decides (and warns or raises)
-    value = ds[tag].value
+    try:
+        value = ds[tag].value
+    except Exception as exc:
+        if not is_decoding_error(exc) and not isinstance(exc, (ValueError, TypeError)):
+            raise
+        raise SeriesError(f"{keyword} cannot be decoded ({exc.__class__.__name__}: {exc})",
+                          getattr(ds, "filename", None)) from None
     return default if value is None or value == "" else value
 
 
@@ -206,9 +276,22 @@ def modality_frames(ds: Dataset, pixel_data: Optional[bytes] = None) -> np.ndarr
 
 def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
     item = _functional_group(ds, frame, "PixelValueTransformationSequence")
-    if item is None:
-        return float(header_value(ds, "RescaleSlope", 1) or 1), float(header_value(ds, "RescaleIntercept", 0))
-    return float(getattr(item, "RescaleSlope", 1) or 1), float(getattr(item, "RescaleIntercept", 0) or 0)
+    source = ds if item is None else item
+    slope = _header_float(source, "RescaleSlope", 1.0, getattr(ds, "filename", None)) or 1.0
+    return slope, _header_float(source, "RescaleIntercept", 0.0, getattr(ds, "filename", None))
+
+
+def _header_float(ds: Dataset, keyword: str, default: float, path=None) -> float:
+    """A number of a header (or functional group item); a SeriesError naming ``path`` when it is
+    not one finite number."""
+    value = header_value(ds, keyword, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise SeriesError(f"{keyword} is not one finite number ({str(value)[:80]})", path)
+    return number
 
 
 def _functional_group(ds: Dataset, frame: int, sequence_name: str) -> Optional[Dataset]:
@@ -302,7 +385,7 @@ class _HeaderReader:
                     self._learn(ds, stat.st_size)
                     return ds, head
                 raw.seek(0)
-            with io.BufferedReader(raw) as stream:  # pydicom's many small reads need the buffer
+            with BoundedReader(raw, stat.st_size) as stream:  # pydicom's many small reads need the buffer
                 ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
                 ds.pixel_data_offset = stream.tell()  # see pixel_data_offset()
         if is_deflated(ds):
@@ -382,7 +465,10 @@ def _scan_file(path: Path, reader: _HeaderReader, series: Dict[str, List[Tuple[s
     """Read one file's header into ``series`` (by Series Instance UID), or say in ``skipped`` why not."""
     try:
         ds, head = reader.read(path)
-    except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:
+        if not (is_decoding_error(exc) or isinstance(exc, (OSError, ValueError, TypeError, KeyError,
+                                                           NotImplementedError))):
+            raise
         skipped[str(path)] = f"not DICOM ({exc.__class__.__name__})"
         return
     if "file_meta" in ds.__dict__ and header_value(ds.file_meta, "MediaStorageSOPClassUID") == _DICOMDIR_UID:
@@ -426,7 +512,7 @@ def _load_series(folder: os.PathLike | str, series_uid: Optional[str],
         raise SeriesError("no DICOM image series found" + detail, folder)
     if series_uid is None:
         if len(found) > 1:
-            raise SeriesError(f"{len(found)} image series found; choose one with --series UID: "
+            raise SeriesError(f"{len(found)} image series found; choose one with --series-uid UID: "
                               + "; ".join(_describe_series(uid, items) for uid, items in found.items()), folder)
         series_uid = next(iter(found))
     elif series_uid not in found:
@@ -457,15 +543,23 @@ def _describe_series(uid: str, items: Sequence[Tuple[str, Dataset]]) -> str:
 def _header_int(ds: Dataset, keyword: str, default=None) -> int:
     """An integer header value; a clear error naming the file when it is not one."""
     value = header_value(ds, keyword, default)
+    if value is None:
+        raise SeriesError(f"{keyword} is missing", getattr(ds, "filename", None))
     try:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
         return int(value)
-    except (TypeError, ValueError):
-        raise SeriesError(f"{keyword} is not a number ({value!r})", getattr(ds, "filename", None)) from None
+    except (TypeError, ValueError, OverflowError):
+        raise SeriesError(f"{keyword} is not one whole number ({str(value)[:80]})", getattr(ds, "filename", None)) from None
 
 
 def _frames_of(file_index: int, ds: Dataset) -> List[_Frame]:
     """Position, orientation and pixel spacing of each frame of a file (None when absent)."""
-    n_frames = _header_int(ds, "NumberOfFrames", 1)
+    n_frames = image_size(ds)[0]
+    per_frame = header_value(ds, "PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) != n_frames:
+        raise SeriesError(f"Number of Frames is {n_frames} but the Per-Frame Functional Groups Sequence has "
+                          f"{len(per_frame)} items", getattr(ds, "filename", None))
     try:
         instance = int(header_value(ds, "InstanceNumber", 0))
     except (TypeError, ValueError):
@@ -478,8 +572,8 @@ def _frames_of(file_index: int, ds: Dataset) -> List[_Frame]:
             measures = _functional_group(ds, frame, "PixelMeasuresSequence")
             frames.append(_Frame(
                 file_index, frame,
-                _floats(getattr(position, "ImagePositionPatient", None)),
-                _floats(getattr(orientation, "ImageOrientationPatient", None)),
+                _vector(ds, position, "ImagePositionPatient", 3),
+                _vector(ds, orientation, "ImageOrientationPatient", 6),
                 _pixel_spacing(measures) if measures is not None else _pixel_spacing(ds),
                 instance * 100000 + frame))
         return frames
@@ -487,8 +581,24 @@ def _frames_of(file_index: int, ds: Dataset) -> List[_Frame]:
         raise SeriesError(f"multi-frame image without functional groups ({n_frames} frames, "
                           f"{getattr(ds, 'SOPClassUID', '?')}): its frames have no positions to place them",
                           getattr(ds, "filename", None))
-    return [_Frame(file_index, 0, _floats(header_value(ds, "ImagePositionPatient")),
-                   _floats(header_value(ds, "ImageOrientationPatient")), _pixel_spacing(ds), instance)]
+    return [_Frame(file_index, 0, _vector(ds, ds, "ImagePositionPatient", 3),
+                   _vector(ds, ds, "ImageOrientationPatient", 6), _pixel_spacing(ds), instance)]
+
+
+def _vector(ds: Dataset, source: Optional[Dataset], keyword: str, size: int) -> Optional[np.ndarray]:
+    """A position (3) or orientation (6) of a header or functional group item: None when absent,
+    a SeriesError naming the file when present with the wrong count or non-finite numbers."""
+    if source is None:
+        return None
+    value = header_value(source, keyword)
+    if value is None:
+        return None
+    values = _floats(value if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and
+                     not isinstance(value, str) else [value])
+    if values is None or len(values) != size or not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1e9):
+        shown = str(value)[:80]
+        raise SeriesError(f"{keyword} must be {size} finite numbers, got {shown}", getattr(ds, "filename", None))
+    return values
 
 
 def _floats(value) -> Optional[np.ndarray]:
@@ -523,7 +633,12 @@ def _build_series(folder: str, uid: str, items: Sequence[Tuple[str, Dataset]],
     frames = [f for index, ds in enumerate(datasets) for f in _frames_of(index, ds)]
     name = lambda f: Path(paths[f.file_index]).name + (f"[frame {f.frame + 1}]" if len(frames) > len(paths) else "")
 
-    if any(f.position is None or f.orientation is None or len(f.orientation) != 6 for f in frames):
+    located = [f.position is not None and f.orientation is not None for f in frames]
+    if any(located) and not all(located):
+        raise GeometryError(f"{name_files(name(f) for f, ok in zip(frames, located) if not ok)} have no image "
+                            f"position or orientation, but {name_files(name(f) for f, ok in zip(frames, located) if ok)}"
+                            f" have", folder)
+    if not all(located):
         geometry, order = _nominal_geometry(frames, rows, columns, paths)
     else:
         geometry, order = _patient_geometry(frames, rows, columns, name, folder, _slice_thickness(datasets[0]))
