@@ -51,7 +51,7 @@ SLICER_BUNDLED = {
 OLDEST_SUPPORTED_SLICER = "5.12"
 #: Packages the brief says the module installs (and the ones it must not, as Slicer bundles them).
 EXPECTED_REQUIREMENTS = {"highdicom", "pyjpegls", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle", "slicerio",
-                         "pynrrd", "tqdm", "zlib-ng"}
+                         "pynrrd", "tqdm", "zlib-ng", "pynetdicom"}
 NEVER_REQUIRED = {"vtk", "numpy", "simpleitk", "pydicom"}
 
 
