@@ -15,6 +15,8 @@ __all__ = ["MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "expor
            "export_seg", "export_sr", "import_csv", "import_overlay", "import_seg", "import_sr",
            "load_annotations", "write_annotations", "write_preview"]
 __all__ += ["export_gsps", "import_gsps"]
+from .rtstruct import export_rtstruct, import_rtstruct  # noqa: E402
+__all__ += ["export_rtstruct", "import_rtstruct"]
 
 #: Names re-exported lazily (``api`` imports nothing of ``services`` until one is used):
 #: name -> module relative to this package's parent.

@@ -1,0 +1,324 @@
+"""RT Structure Set import (decode side): any RTSTRUCT (ours, plastimatch's, rt-utils', ...)
+onto the grid of its referenced series.
+
+CLOSED_PLANAR contours become segment voxels: a pixel belongs to the ROI when its centre is
+inside, the contours of one slice combined by the even-odd rule (holes and islands). POINT
+contours become point-list markups, OPEN_PLANAR / OPEN_NONPLANAR contours lines or curves (and
+the markups we wrote come back as the kind they were). Contours off the slices (beyond the
+tolerance), off the image, or of unknown geometric types are skipped with one warning per ROI.
+
+Coordinates: LPS throughout, as in DICOM.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from ...core.errors import InputError, SeriesError
+from ...core.inputs import read_dicom_file
+from ...core.model import (AnnotationSet, Code, DEFAULT_TERMINOLOGY, Markup, Segment, Segmentation, Terminology)
+from ...core.progress import ProgressCallback, track
+from ...core.series import ReferenceSeries, load_series
+from ...dicom.values import code_of
+from .common import (DEFAULT_TOLERANCE_MM, GEOMETRIC_TYPES, INTERPRETED_TYPE_ATTRIBUTE, MARKUP_PREFIX,
+                     RT_STRUCTURE_SET_STORAGE, RtStructImport)
+from .contours import fill_slices
+
+log = logging.getLogger(__name__)
+
+_ANATOMY = Code("123037004", "SCT", "Anatomical Structure")
+_ALTERED = Code("49755003", "SCT", "Morphologically Altered Structure")
+_ANATOMIC_TYPES = {"ORGAN", "OAR", "EXTERNAL", "AVOIDANCE", "CAVITY"}
+_LESION_TYPES = {"GTV", "CTV", "PTV"}
+
+
+def read_rtstruct_dataset(path: os.PathLike | str) -> Dataset:
+    """The RTSTRUCT dataset, checked to be one.
+
+    Raises:
+        InputError: not DICOM, or not an RT Structure Set.
+    """
+    ds = read_dicom_file(path, "RTSTRUCT")
+    sop_class = str(getattr(ds, "SOPClassUID", ""))
+    if sop_class != RT_STRUCTURE_SET_STORAGE:
+        raise InputError(f"not an RT Structure Set (SOP Class UID {sop_class or 'missing'}, Modality "
+                         f"{getattr(ds, 'Modality', '?')})", path)
+    if "StructureSetROISequence" not in ds:
+        raise InputError("RT Structure Set has no Structure Set ROI Sequence (truncated or incomplete file)", path)
+    return ds
+
+
+def referenced_series_uid(ds: Dataset) -> Tuple[str, str]:
+    """(Series Instance UID, Frame of Reference UID) the structure set refers to ('' when absent)."""
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
+        for study in frame.get("RTReferencedStudySequence", None) or []:
+            for series in study.get("RTReferencedSeriesSequence", None) or []:
+                if series.get("SeriesInstanceUID"):
+                    return str(series.SeriesInstanceUID), str(frame.get("FrameOfReferenceUID", ""))
+        if frame.get("FrameOfReferenceUID"):
+            return "", str(frame.FrameOfReferenceUID)
+    return "", ""
+
+
+def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLike, str, None] = None, *,
+                    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+                    progress: Optional[ProgressCallback] = None) -> RtStructImport:
+    """Read an RT Structure Set into segments and markups on its referenced series' grid.
+
+    Args:
+        path: the RTSTRUCT file.
+        series: the referenced series, a folder to find it in (by the referenced Series Instance
+            UID), or None: then it is searched for in the RTSTRUCT's own folder.
+        tolerance_mm: a contour lies on slice k when all its points are this close to the plane.
+
+    Raises:
+        InputError: not an RTSTRUCT; the referenced series is not found; no contour lies on the
+            series.
+    """
+    ds = read_rtstruct_dataset(path)
+    path = str(path)
+    series_uid, frame_uid = referenced_series_uid(ds)
+    if not isinstance(series, ReferenceSeries):
+        series = _find_series(series, series_uid, path, progress)
+    geometry = series.geometry
+    series_frame = str(series.datasets[0].get("FrameOfReferenceUID", "") or "")
+    if frame_uid and series_frame and frame_uid != series_frame:
+        log.warning("%s: the structure set's Frame of Reference %s is not the series' %s; the contours are "
+                    "placed by their coordinates all the same", path, frame_uid, series_frame)
+
+    observations = {}
+    for item in ds.get("RTROIObservationsSequence", None) or []:
+        if "ReferencedROINumber" in item:
+            observations.setdefault(int(item.ReferencedROINumber), item)
+    contours_of = {}
+    for item in ds.get("ROIContourSequence", None) or []:
+        if "ReferencedROINumber" in item:
+            contours_of[int(item.ReferencedROINumber)] = item
+
+    result = RtStructImport(annotations=AnnotationSet(geometry), path=path, referenced_series_uid=series_uid,
+                            frame_of_reference_uid=frame_uid, series=series)
+    builder = _LayerBuilder(geometry.shape)
+    segments: List[Segment] = []
+    used_ids = set()
+    total_on = 0
+    for roi in track(list(ds.StructureSetROISequence), progress, "Filling contours"):
+        number = int(roi.get("ROINumber", 0) or 0)
+        name = str(roi.get("ROIName", "") or f"ROI {number}")
+        contour_item = contours_of.get(number)
+        if contour_item is None or not contour_item.get("ContourSequence"):
+            log.warning("%s: ROI %r has no contours and is skipped", path, name)
+            result.skipped.append(f"{name}: no contours")
+            continue
+        color = _color(contour_item)
+        observation = observations.get(number)
+        interpreted = str(observation.get("RTROIInterpretedType", "") or "") if observation else ""
+        generation = str(roi.get("ROIGenerationDescription", "") or "")
+        markup_kind = generation[len(MARKUP_PREFIX):] if generation.startswith(MARKUP_PREFIX) else ""
+        closed, points, opened, problems = _read_contours(contour_item, geometry, tolerance_mm)
+        total_on += len(closed) + len(points) + len(opened)
+        if problems:
+            message = f"ROI {name!r}: " + "; ".join(f"{count} {what}" for what, count in problems.items()) + \
+                      " skipped"
+            log.warning("%s: %s", path, message)
+            result.skipped.append(message)
+        result.interpreted_types[name] = interpreted
+        if markup_kind == "closed_curve" and closed:
+            for n, (_, _, lps) in enumerate(closed):
+                result.annotations.markups.append(Markup("closed_curve", _numbered(name, n, len(closed)), lps,
+                                                         color=color))
+            closed = []
+        if closed:
+            planes = fill_slices(geometry.shape[1:], [(k, cr) for k, cr, _ in closed])
+            segment_id = _unique(name, used_ids)
+            segment = Segment(id=segment_id, name=name, color=color,
+                              terminology=_terminology(observation, interpreted),
+                              description=str(roi.get("ROIDescription", "") or ""),
+                              attributes={INTERPRETED_TYPE_ATTRIBUTE: interpreted} if interpreted else {})
+            if any(plane.any() for plane in planes.values()):
+                builder.add(segment, planes)
+                segments.append(segment)
+            else:
+                log.warning("%s: ROI %r covers no pixel centre of the series and is skipped", path, name)
+                result.skipped.append(f"{name}: covers no pixel centre")
+        if points:
+            result.annotations.markups.append(Markup("point_list", name, np.array(points), color=color))
+        for n, lps in enumerate(opened):
+            kind = markup_kind if markup_kind in ("line", "angle", "curve") else ("line" if len(lps) == 2 else "curve")
+            if markup_kind == "closed_curve":  # written open (not planar) with the first point repeated
+                kind, lps = "closed_curve", lps[:-1] if len(lps) > 3 and np.allclose(lps[0], lps[-1]) else lps
+            if kind == "angle" and len(lps) != 3:
+                kind = "curve"
+            if len(lps) < 2:
+                continue
+            result.annotations.markups.append(Markup(kind, _numbered(name, n, len(opened)), lps, color=color))
+    if total_on == 0:
+        raise InputError(f"no contour of the structure set lies on the series {series.series_instance_uid} "
+                         f"({geometry.describe()}) within {tolerance_mm} mm: " + "; ".join(result.skipped), path)
+    if segments:
+        result.annotations.segmentation = Segmentation(geometry, builder.layers(), segments)
+    return result
+
+
+def _numbered(name: str, index: int, count: int) -> str:
+    return name if count == 1 else f"{name} {index + 1}"
+
+
+def _unique(name: str, used: set) -> str:
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{name}_{n}"
+    used.add(candidate)
+    return candidate
+
+
+def _color(item: Dataset) -> Tuple[float, float, float]:
+    value = item.get("ROIDisplayColor")
+    try:
+        rgb = [min(max(int(v), 0), 255) / 255.0 for v in value]
+        if len(rgb) == 3:
+            return tuple(rgb)
+    except (TypeError, ValueError):
+        pass
+    return (0.5, 0.5, 0.5)
+
+
+def _terminology(observation: Optional[Dataset], interpreted: str) -> Optional[Terminology]:
+    if observation is None:
+        return None
+    codes = observation.get("RTROIIdentificationCodeSequence")
+    code = code_of(codes[0]) if codes else None
+    text = str(observation.get("ROIObservationDescription", "") or "")
+    if "~" in text:  # ours: Slicer's terminology entry, kept where it agrees with the code
+        terminology = Terminology.from_slicer_string(text)
+        if terminology is not None and (code is None or (terminology.type.value, terminology.type.scheme)
+                                        == (code.value, code.scheme)):
+            return terminology
+    if code is None:
+        return None
+    category = _ANATOMY if interpreted in _ANATOMIC_TYPES else (
+        _ALTERED if interpreted in _LESION_TYPES else DEFAULT_TERMINOLOGY.category)
+    return Terminology(category=category, type=code)
+
+
+def _contour_values(item: Dataset) -> Optional[np.ndarray]:
+    """Contour Data as floats, parsed from the raw value when pydicom has not converted it."""
+    element = item.get_item(0x30060050)
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("ascii", "replace").replace("\\", " ")
+        try:
+            numbers = np.array(text.split(), dtype=float)
+        except ValueError:
+            return None
+    else:
+        value = item.ContourData
+        numbers = np.array([float(v) for v in (value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__")
+                                               else [value])], dtype=float)
+    if numbers.size == 0 or numbers.size % 3 or not np.all(np.isfinite(numbers)):
+        return None
+    return numbers.reshape(-1, 3)
+
+
+def _read_contours(item: Dataset, geometry, tolerance_mm: float):
+    """(closed [(k, (N, 2) column-row, (N, 3) LPS)], points [(3,) LPS], open [(N, 3) LPS], problems {what: count})."""
+    closed, points, opened = [], [], []
+    problems: Dict[str, int] = {}
+
+    def problem(what):
+        problems[what] = problems.get(what, 0) + 1
+
+    slice_gap = float(geometry.spacing[2])
+    for contour in item.ContourSequence:
+        kind = str(contour.get("ContourGeometricType", "") or "").upper()
+        lps = _contour_values(contour)
+        if lps is None:
+            problem("contours without readable Contour Data")
+            continue
+        if kind not in GEOMETRIC_TYPES:
+            problem(f"contours of unknown geometric type {kind or '(none)'}")
+            continue
+        if kind == "POINT":
+            points.extend(lps)
+            continue
+        if kind not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
+            opened.append(lps)
+            continue
+        if len(lps) < 3:
+            problem("closed contours of fewer than 3 points")
+            continue
+        ijk = geometry.lps_to_ijk_points(lps)
+        k = int(np.round(ijk[:, 2].mean()))
+        if np.max(np.abs(ijk[:, 2] - k)) * slice_gap > tolerance_mm:
+            problem(f"contours not on a slice plane of the series (beyond {tolerance_mm} mm)")
+            continue
+        if not 0 <= k < geometry.shape[0]:
+            problem("contours beyond the first or last slice")
+            continue
+        closed.append((k, ijk[:, :2], lps))
+    return closed, points, opened, problems
+
+
+class _LayerBuilder:
+    """Segments placed into label layers as Slicer stores them: each in the first layer where
+    it overlaps nothing (checked on each slice's box only)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self._layers: List[np.ndarray] = []
+        self._next: List[int] = []
+
+    def add(self, segment: Segment, planes: Dict[int, np.ndarray]) -> None:
+        boxes = {}
+        for k, plane in planes.items():
+            rows = np.flatnonzero(plane.any(axis=1))
+            if rows.size == 0:
+                continue
+            cols = np.flatnonzero(plane[rows[0]:rows[-1] + 1].any(axis=0))
+            box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+            boxes[k] = (box, plane[box])
+        for layer, labels in enumerate(self._layers):
+            if self._next[layer] <= 65535 and not any(labels[k][box][crop].any()
+                                                      for k, (box, crop) in boxes.items()):
+                break
+        else:
+            self._layers.append(np.zeros(self.shape, np.uint8))
+            self._next.append(1)
+            layer = len(self._layers) - 1
+        value = self._next[layer]
+        if value > 255 and self._layers[layer].dtype == np.uint8:
+            self._layers[layer] = self._layers[layer].astype(np.uint16)
+        labels = self._layers[layer]
+        for k, (box, crop) in boxes.items():
+            labels[k][box][crop] = value
+        segment.layer, segment.label_value = layer, value
+        self._next[layer] = value + 1
+
+    def layers(self) -> np.ndarray:
+        if not self._layers:
+            return np.zeros((0,) + tuple(self.shape), np.uint8)
+        if len(self._layers) == 1:
+            return self._layers[0][np.newaxis]
+        dtype = np.result_type(*self._layers)
+        return np.stack([layer.astype(dtype, copy=False) for layer in self._layers])
+
+
+def _find_series(folder, uid: str, path: str, progress) -> ReferenceSeries:
+    searched = folder if folder is not None else Path(path).parent
+    try:
+        return load_series(searched, uid or None, progress)
+    except SeriesError as exc:
+        if folder is None:
+            raise InputError(f"the referenced series {uid or '(none named)'} is not beside the structure set "
+                             f"({exc.problem}); give the series folder (--series DIR)", path) from None
+        if not uid or "not found" not in exc.problem:
+            raise
+    log.warning("%s: the referenced series %s is not in %s; using the image series found there", path, uid, folder)
+    return load_series(folder, None, progress)
