@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -70,4 +71,8 @@ def run_import(args: argparse.Namespace, progress) -> int:
           f"written to {args.out}" + (f": {names}" if names else ""))
     if args.markups_out and annotations.markups:
         print(f"{len(annotations.markups)} markups written to {args.markups_out}")
+    elif annotations.markups:
+        logging.getLogger(__name__).warning(
+            "%d markups stored in the series (%s) are not written: give --markups-out FILE.mrk.json to keep them",
+            len(annotations.markups), ", ".join(m.name for m in annotations.markups))
     return 0

@@ -20,13 +20,13 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pydicom
-from pydicom.charset import convert_encodings, default_encoding, encode_string
+from pydicom.charset import convert_encodings, default_encoding, encode_string, python_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -214,7 +214,8 @@ def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, k
         description = f"{base} + overlays" + (f" {part[0]}/{part[1]}" if part[1] > 1 else "") + f": {names}"
     metadata = json.dumps({"version": METADATA_VERSION, "planes": {f"{p.group:04X}": dict(
         p.metadata, overlay_type=p.overlay_type) for p in planes}}, separators=(",", ":"))
-    headers = _DerivedHeaders(new_series_uid, description, names, metadata, keep_uids)
+    headers = _DerivedHeaders(new_series_uid, description, names, metadata, keep_uids,
+                              texts=[text for p in planes for text in (p.name, p.description)])
     our_groups = {p.group for p in planes}
     shape2d = series.geometry.shape[1:]
     frames_of_file = _frames_of_files(series)
@@ -232,9 +233,10 @@ def _write_series(series: ReferenceSeries, planes: List[_Plane], folder: Path, k
         # Planes are written up to the last one with pixels on this image, empty ones included:
         # validators (dciodvfy) expect the overlay groups of an image to have no gaps.
         last = max((n for n, stack in enumerate(stacks) if stack is not None), default=-1)
-        encoder = _ElementEncoder(source.header)
+        charset = headers.charset(source.header)
+        encoder = _ElementEncoder(source.header, charset)
         empty = np.zeros((len(frames),) + shape2d, bool)
-        changes, sop_instance_uid = headers.changes(source.header, encoder)
+        changes, sop_instance_uid = headers.changes(source.header, encoder, charset)
         for plane, stack in zip(planes[:last + 1], stacks):
             changes[plane.group << 16] = _plane_bytes(
                 encoder, plane, empty if stack is None else stack,
@@ -356,7 +358,8 @@ class _DerivedHeaders:
     more (benchmark notes).
     """
 
-    def __init__(self, series_uid: str, description: str, names: str, metadata: str, keep_uids: bool):
+    def __init__(self, series_uid: str, description: str, names: str, metadata: str, keep_uids: bool,
+                 texts: Sequence[str] = ()):
         self.keep_uids = keep_uids
         self.derivation_description = _lo_text(f"Overlay planes added by DicomAnnotEmbed: {names}", 1024)
         self.fixed: List[DataElement] = [] if keep_uids else [
@@ -365,13 +368,29 @@ class _DerivedHeaders:
             _element("DerivationDescription", self.derivation_description),
             _element("DerivationCodeSequence", DicomSequence([_code("113076", "DCM", "Segmentation")]))]
         self.metadata = metadata
+        # The text we write (the private metadata is JSON with \u escapes: ASCII).
+        self.texts = list(texts) + ([] if keep_uids else [_lo(description), self.derivation_description])
+        self._charsets: Dict[str, Optional[str]] = {}
         self._encoded: Dict[tuple, Dict[int, bytes]] = {}  # (encoding, charset, private slot) -> fixed elements
         self._file_meta: Dict[tuple, Tuple[bytes, bytes]] = {}  # see _file_meta_bytes
 
-    def changes(self, header: Dataset, encoder: _ElementEncoder) -> Tuple[Dict[int, bytes], str]:
+    def charset(self, header: Dataset) -> Optional[str]:
+        """The Specific Character Set the output must declare when it differs from the header's:
+        "ISO_IR 192" (UTF-8) when a text we write does not fit the header's character set (none
+        declared: ASCII), else None (the source's is kept)."""
+        declared = header.get("SpecificCharacterSet")
+        key = str(declared)
+        if key not in self._charsets:
+            self._charsets[key] = None if all(_fits(text, declared) for text in self.texts) else UTF8
+        return self._charsets[key]
+
+    def changes(self, header: Dataset, encoder: _ElementEncoder,
+                charset: Optional[str] = None) -> Tuple[Dict[int, bytes], str]:
         """The changed and added elements of one image (tag -> encoded element), and its new SOP
-        Instance UID."""
-        changes = dict(self._fixed_elements(header))
+        Instance UID; ``charset``: the new Specific Character Set (see :meth:`charset`)."""
+        changes = dict(self._fixed_elements(header, charset))
+        if charset is not None:
+            changes[0x00080005] = encoder.text(0x0008, 0x0005, "CS", charset)
         if self.keep_uids:
             return changes, header.SOPInstanceUID
         e, uid = encoder, generate_uid()
@@ -415,10 +434,10 @@ class _DerivedHeaders:
                 # Derivation Image Functional Group (C.7.6.16.2.6), for all frames: the source
                 # instance (every frame of it), how it was derived.
                 groups.value[0].DerivationImageSequence = DicomSequence([self._derivation_item(header)])
-            changes[groups.tag] = _pydicom_bytes(groups, header)
+            changes[groups.tag] = _pydicom_bytes(groups, header, charset)
         if not derivation_in_frames:  # Source Image Evidence: needed with a Source Image Sequence in the groups
             changes[0x00089154] = _pydicom_bytes(DataElement(0x00089154, "SQ", DicomSequence(
-                [_source_evidence(header)])), header)
+                [_source_evidence(header)])), header, charset)
         return changes, uid
 
     def _derivation_item(self, header: Dataset) -> Dataset:
@@ -432,7 +451,7 @@ class _DerivedHeaders:
         item.SourceImageSequence = DicomSequence([source])
         return item
 
-    def _fixed_elements(self, header: Dataset) -> Dict[int, bytes]:
+    def _fixed_elements(self, header: Dataset, charset: Optional[str]) -> Dict[int, bytes]:
         """The elements that are the same in every file, with our private creator in the first
         free slot of the header (as pydicom's private_block) and our metadata."""
         base = PRIVATE_GROUP << 16
@@ -443,26 +462,37 @@ class _DerivedHeaders:
         if new_creator:
             slot = next(s for s in range(0x10, 0x100) if s not in creators)
         enhanced = _is_enhanced(header)  # its derivation is in the functional groups (see changes)
-        key = (header.original_encoding, str(header.get("SpecificCharacterSet")), slot, new_creator, enhanced)
+        key = (header.original_encoding, charset or str(header.get("SpecificCharacterSet")), slot, new_creator,
+               enhanced)
         if key not in self._encoded:
             fixed = [e for e in self.fixed if not (enhanced and e.keyword.startswith("Derivation"))]
             elements = fixed + [DataElement(base | slot << 8 | PRIVATE_METADATA_ELEMENT, "UT", self.metadata)]
             if new_creator:
                 elements.append(DataElement(base | slot, "LO", PRIVATE_CREATOR))
-            self._encoded[key] = {element.tag: _pydicom_bytes(element, header) for element in elements}
+            self._encoded[key] = {element.tag: _pydicom_bytes(element, header, charset) for element in elements}
         return self._encoded[key]
 
     def write(self, stream: BinaryIO, source: _SourceFile, changes: Dict[int, bytes], sop_instance_uid: str) -> None:
         """Write one file: the source with ``changes`` (see _SourceFile.splice)."""
         header = source.header
-        parts = source.splice(changes) if source.data is not None else None
+        # A new character set where the source declared one: every text element is re-encoded
+        # (by pydicom); without one the source's text is ASCII, which UTF-8 keeps as it is.
+        transcode = 0x00080005 in changes and _declared(header.get("SpecificCharacterSet")) != []
+        parts = source.splice(changes) if source.data is not None and not transcode else None
         if parts is not None:
             stream.write(self._file_meta_bytes(header, sop_instance_uid))
             stream.writelines(parts)
             return
         # pydicom reads and writes the whole file, with the same elements (read from their bytes).
         ds = source.full()
-        ds.update(read_dataset(io.BytesIO(b"".join(changes.values())), *header.original_encoding))
+        if transcode:
+            ds.decode()  # every text value read in the source's character set before it changes
+        changed = read_dataset(io.BytesIO(b"".join(changes.values())), *header.original_encoding)
+        if transcode:  # values of ours, in the new character set, converted while it is known
+            encodings = convert_encodings(UTF8)
+            changed = {tag: convert_raw_data_element(changed.get_item(tag), encoding=encodings, ds=changed)
+                       for tag in changed.keys()}
+        ds.update(changed)
         ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
         ds.save_as(stream, enforce_file_format=True)
 
@@ -515,12 +545,37 @@ def _element(keyword: str, value) -> DataElement:
     return DataElement(keyword, dictionary_VR(keyword), value)
 
 
-def _pydicom_bytes(element: DataElement, header: Dataset) -> bytes:
-    """An element as pydicom writes it in the header's encoding and character set."""
+def _pydicom_bytes(element: DataElement, header: Dataset, charset: Optional[str] = None) -> bytes:
+    """An element as pydicom writes it in the header's encoding and character set (``charset``
+    when given)."""
     buffer = DicomBytesIO()
     buffer.is_implicit_VR, buffer.is_little_endian = header.original_encoding
-    write_data_element(buffer, element, header.get("SpecificCharacterSet", default_encoding))
+    encodings = convert_encodings(charset or header.get("SpecificCharacterSet") or default_encoding)
+    write_data_element(buffer, element, encodings)
     return buffer.getvalue()
+
+
+UTF8 = "ISO_IR 192"
+
+
+def _declared(charset) -> List[str]:
+    """The declared character set terms; [] for the default repertoire (ASCII)."""
+    terms = [charset] if isinstance(charset, str) else list(charset or [])
+    terms = [str(term).strip() for term in terms]
+    return [] if all(term in ("", "ISO_IR 6", "ISO 2022 IR 6") for term in terms) else terms
+
+
+def _fits(text: str, charset) -> bool:
+    """Whether ``text`` can be written in the declared character set without loss (a set with
+    code extensions only for ASCII text: pydicom picks their escape sequences itself)."""
+    terms = _declared(charset)
+    if not terms or len(terms) > 1 or text.isascii():
+        return text.isascii()
+    codec = python_encoding.get(terms[0])
+    try:
+        return codec is not None and text.encode(codec) is not None
+    except (UnicodeError, LookupError):
+        return False
 
 
 class _RoiStatistics:
@@ -553,10 +608,10 @@ class _ElementEncoder:
     """Elements as bytes in a dataset's encoding and character set, as pydicom.filewriter writes
     them (the tests compare), for the elements written per plane and per file."""
 
-    def __init__(self, ds: Dataset):
+    def __init__(self, ds: Dataset, charset: Optional[str] = None):
         self.implicit, little = ds.original_encoding
         self.order = "<" if little else ">"
-        self.encodings = convert_encodings(ds.get("SpecificCharacterSet") or default_encoding)
+        self.encodings = convert_encodings(charset or ds.get("SpecificCharacterSet") or default_encoding)
 
     def element(self, group: int, element: int, vr: str, value: bytes) -> bytes:
         if len(value) % 2:
@@ -605,8 +660,7 @@ def _plane_bytes(encoder: _ElementEncoder, plane: _Plane, masks: np.ndarray,
 
 
 def _lo(text: str) -> str:
-    text = (text or "").replace("\\", "/")
-    return text if len(text) <= _LO_MAX else text[:_LO_MAX - 1] + "~"
+    return _lo_text((text or "").replace("\\", "/"), _LO_MAX)
 
 
 def _ds(value: float) -> str:
@@ -616,7 +670,10 @@ def _ds(value: float) -> str:
 
 
 def _lo_text(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "~"
+    """``text`` cut to ``limit`` bytes in UTF-8 (the longest of the encodings we write: checkers
+    count a value's bytes), ending in "~" when cut."""
+    encoded = text.encode("utf-8")
+    return text if len(encoded) <= limit else encoded[:limit - 1].decode("utf-8", "ignore") + "~"
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
