@@ -14,23 +14,26 @@ their true patient-space values):
   statistics.
 * **surface area** (mm2): area of the surface mesh that discrete marching cubes
   (``vtkDiscreteFlyingEdges3D``, contour at the mask boundary, no smoothing, no decimation)
-  extracts from the mask, mapped to LPS with the grid's matrix, measured by
-  ``vtkMassProperties``. This is IBSI's "surface area of mesh" (C0JK). Mesh vertices lie half
-  way between an inside and an outside voxel centre. On an unsmoothed binary mask this
-  staircase surface is larger than the smooth object it samples: for a sphere about 8-9 %
-  on an isotropic grid, up to about 13-15 % on strongly anisotropic ones; this is inherent to
-  the definition (the same figure pyradiomics and IBSI give), not a calibration error.
+  extracts from the mask, mapped to LPS with the grid's matrix. This is IBSI's "surface area of
+  mesh" (C0JK). Mesh vertices lie half way between an inside and an outside voxel centre, so
+  each 2x2x2 cell's triangles depend only on which of its corners are inside: the area is a
+  histogram of the 256 cell configurations times a table of their areas on this grid (built
+  once from VTK's own triangulation), one vectorised pass, equal to measuring VTK's whole mesh
+  (tested to 1e-9). On an unsmoothed binary mask this staircase surface is larger than the
+  smooth object it samples: for a sphere about 8-9 % on an isotropic grid, up to about 13-15 %
+  on strongly anisotropic ones; this is inherent to the definition (the same figure pyradiomics
+  and IBSI give), not a calibration error.
 * **maximum 3D diameter** (mm): the largest Euclidean distance between two vertices of that
-  same mesh (IBSI "maximum 3D diameter", L0JK). It is found exactly: the farthest pair is a
-  pair of convex hull vertices, so vertices between two others on a grid line are dropped,
-  the hull of the rest is taken (qhull, through scipy) and all pairs of hull vertices are
-  compared (vectorised, in blocks). Without scipy the pairs of the grid-line extremes are
-  compared: the same value, slower for large segments.
+  same mesh (IBSI "maximum 3D diameter", L0JK), found exactly without building the mesh: on each
+  grid line only the first and last boundary crossings can be convex hull vertices; pairs are
+  pruned with the triangle inequality around the centroid; where many candidates remain (round
+  objects) vertices between two others on a grid line are dropped and the convex hull of the
+  rest is taken (qhull, through scipy); the rest are compared pairwise in blocks.
 
-All of it is vectorised (numpy and VTK); segments are cropped to their bounding box first,
-found for all segments of a layer in one slice-by-slice pass, so 100 segments on 512x512x200
-take seconds. Measuring an empty segment raises :class:`InputError` naming the segment (use
-:meth:`Segmentation.without_empty_segments` first to skip them).
+All of it is vectorised (numpy); segments are cropped to their bounding box first, found for
+all segments of a layer in one slice-by-slice pass: 100 segments on 512x512x200 take about a
+second (Testing/benchmarks/bench_sr.py). Measuring an empty segment raises :class:`InputError`
+naming the segment (use :meth:`Segmentation.without_empty_segments` first to skip them).
 
 Markup measurements (:func:`measure_markup` and the functions it calls), in LPS mm:
 
@@ -44,6 +47,7 @@ Markup measurements (:func:`measure_markup` and the functions it calls), in LPS 
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +73,8 @@ UCUM_MEANINGS: dict[str, str] = {
 #: Pairs of points compared at once when looking for the largest distance (memory per block:
 #: this many x the number of candidate points x 8 bytes).
 _DISTANCE_BLOCK = 512
+#: Above this many candidate points, the farthest pair is looked for among their convex hull's vertices.
+_HULL_ABOVE = 4000
 
 
 @dataclass(frozen=True)
@@ -234,8 +240,9 @@ def _measure_crop(crop: np.ndarray, offset: tuple[int, int, int], geometry: Volu
     count = int(np.count_nonzero(crop))
     if count == 0:
         raise InputError(f"segment {name!r} is empty: there is nothing to measure")
-    area, vertices_ijk = _surface_mesh(crop, offset, geometry)
-    diameter = _maximum_distance(_hull_vertices(geometry.ijk_to_lps_points(_hull_candidates(vertices_ijk))))
+    area = _surface_area(crop, geometry)
+    extremes = _boundary_extremes(crop, offset)
+    diameter = _maximum_distance(geometry.ijk_to_lps_points(extremes), extremes, geometry)
     stats: dict[str, Quantity | None] = {"mean": None, "standard_deviation": None, "minimum": None, "maximum": None}
     if image_crop is not None:
         values = image_crop[crop]
@@ -252,43 +259,104 @@ def _measure_crop(crop: np.ndarray, offset: tuple[int, int, int], geometry: Volu
         surface_area=Quantity(area, "mm2"), maximum_diameter=Quantity(diameter, "mm"), **stats)
 
 
-def _surface_mesh(crop: np.ndarray, offset: tuple[int, int, int],
-                  geometry: VolumeGeometry) -> tuple[float, np.ndarray]:
-    """Area (mm2) of the discrete marching-cubes surface of ``crop`` and its vertices as
-    continuous (i, j, k) indices of the full grid."""
+def _surface_area(crop: np.ndarray, geometry: VolumeGeometry) -> float:
+    """Area (mm2) of the discrete marching-cubes surface of ``crop`` (zero-padded to close it).
+
+    Marching cubes triangulates each 2x2x2 cell of voxel centres from its configuration alone
+    (which of its 8 corners are inside), with vertices at edge midpoints. So the mesh's area is
+    the sum over the 256 configurations of (cells with that configuration) x (area of that
+    configuration's triangles mapped to LPS): one pass that builds each cell's configuration
+    number, a histogram, and a dot product with a table computed once per grid matrix. The table
+    comes from VTK's own triangulation (``vtkDiscreteFlyingEdges3D``, the mesh this area was always
+    defined on); ``Testing/Python/core/test_measurements.py`` checks it against the whole-mesh area
+    that VTK measures."""
+    padded = np.pad(crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8), 1)
+    cells = tuple(s - 1 for s in padded.shape)
+    configuration = np.zeros(cells, dtype=np.uint8)
+    shifted = np.empty(cells, dtype=np.uint8)
+    for bit, (dk, dj, di) in enumerate(_CORNERS):
+        corner = padded[dk:dk + cells[0], dj:dj + cells[1], di:di + cells[2]]
+        np.left_shift(corner, bit, out=shifted)
+        np.bitwise_or(configuration, shifted, out=configuration)
+    counts = np.bincount(configuration.ravel(), minlength=256)
+    counts[0] = counts[255] = 0  # no surface in a cell wholly outside or inside
+    return float(counts @ _configuration_areas(tuple(geometry.ijk_to_lps[:3, :3].ravel())))
+
+
+#: Corner (dk, dj, di) of a cell for each bit of its configuration number: bit = di + 2 dj + 4 dk,
+#: the order of VTK's point ids in a 2x2x2 image, so that configuration c is the image whose
+#: point p has the value of bit p of c.
+_CORNERS = tuple((bit >> 2 & 1, bit >> 1 & 1, bit & 1) for bit in range(8))
+
+
+@functools.lru_cache(maxsize=1)
+def _configuration_triangles() -> np.ndarray:
+    """(256, T, 3, 3): the triangles (vertices as cell-relative i, j, k) that discrete marching
+    cubes makes in a cell of each configuration, padded with degenerate ones."""
     from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
-    from vtkmodules.vtkCommonCore import vtkPoints
     from vtkmodules.vtkCommonDataModel import vtkImageData
-    from vtkmodules.vtkFiltersCore import vtkMassProperties
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
-    padded = np.pad(crop, 1).astype(np.uint8)  # a zero border closes the surface
-    k0, j0, i0 = offset
-    volume = vtkImageData()
-    volume.SetDimensions(padded.shape[2], padded.shape[1], padded.shape[0])
-    volume.SetOrigin(i0 - 1.0, j0 - 1.0, k0 - 1.0)  # index space of the full grid
-    volume.SetSpacing(1.0, 1.0, 1.0)
-    scalars = numpy_to_vtk(padded.ravel(), deep=True)
-    volume.GetPointData().SetScalars(scalars)
-    surface = vtkDiscreteFlyingEdges3D()
-    surface.SetInputData(volume)
-    surface.SetValue(0, 1)
-    surface.ComputeNormalsOff()
-    surface.ComputeGradientsOff()
-    surface.ComputeScalarsOff()
-    surface.Update()
-    mesh = surface.GetOutput()
-    vertices_ijk = vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64)
-    # To LPS (relative to the crop's first voxel: small numbers, same area).
-    matrix = geometry.ijk_to_lps[:3, :3]
-    points_lps = (vertices_ijk - np.array([i0, j0, k0], dtype=float)) @ matrix.T
-    points = vtkPoints()
-    points.SetData(numpy_to_vtk(np.ascontiguousarray(points_lps), deep=True))
-    mesh.SetPoints(points)
-    mass = vtkMassProperties()
-    mass.SetInputData(mesh)
-    mass.Update()
-    return float(mass.GetSurfaceArea()), vertices_ijk
+    triangles = []
+    for configuration in range(256):
+        values = np.array([(configuration >> bit) & 1 for bit in range(8)], dtype=np.uint8)
+        cell = vtkImageData()
+        cell.SetDimensions(2, 2, 2)
+        cell.GetPointData().SetScalars(numpy_to_vtk(values, deep=True))
+        surface = vtkDiscreteFlyingEdges3D()
+        surface.SetInputData(cell)
+        surface.SetValue(0, 1)
+        surface.ComputeNormalsOff()
+        surface.ComputeGradientsOff()
+        surface.ComputeScalarsOff()
+        surface.Update()
+        mesh = surface.GetOutput()
+        if mesh.GetNumberOfPolys() == 0:
+            triangles.append(np.zeros((0, 3, 3)))
+            continue
+        points = vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64)
+        polys = vtk_to_numpy(mesh.GetPolys().GetConnectivityArray()).reshape(-1, 3)
+        triangles.append(points[polys])
+    most = max(len(t) for t in triangles)
+    table = np.zeros((256, most, 3, 3))
+    for configuration, found in enumerate(triangles):
+        table[configuration, :len(found)] = found
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def _configuration_areas(matrix: tuple) -> np.ndarray:
+    """Area (mm2) of each configuration's triangles on a grid whose IJK to LPS 3x3 matrix is
+    ``matrix`` (row-major, as a tuple so that it can be a cache key)."""
+    lps = _configuration_triangles() @ np.asarray(matrix, dtype=np.float64).reshape(3, 3).T
+    normals = np.cross(lps[:, :, 1] - lps[:, :, 0], lps[:, :, 2] - lps[:, :, 0])
+    return 0.5 * np.linalg.norm(normals, axis=-1).sum(axis=1)
+
+
+def _boundary_extremes(crop: np.ndarray, offset: tuple[int, int, int]) -> np.ndarray:
+    """The marching-cubes mesh vertices that can be convex hull vertices, as (i, j, k) indices
+    of the full grid, found without building the mesh.
+
+    Every vertex is the midpoint of a grid edge between an inside and an outside voxel centre.
+    The vertices on edges along axis a lie on grid lines along a; on each such line only the
+    first and the last can be hull vertices (the others lie between them), and they are half a
+    voxel before the first inside voxel and after the last one. :func:`_hull_candidates` then
+    drops more points that lie between two others."""
+    found = []
+    for axis in range(3):  # axis of the (k, j, i) array
+        present = crop.any(axis=axis)
+        if not present.any():
+            continue
+        first = np.argmax(crop, axis=axis)
+        last = crop.shape[axis] - 1 - np.argmax(np.flip(crop, axis=axis), axis=axis)
+        others = np.nonzero(present)
+        for position in (first[others] - 0.5, last[others] + 0.5):
+            kji = [None, None, None]
+            kji[axis] = position
+            rest = [a for a in range(3) if a != axis]
+            kji[rest[0]], kji[rest[1]] = others[0].astype(float), others[1].astype(float)
+            found.append(np.column_stack([kji[2] + offset[2], kji[1] + offset[1], kji[0] + offset[0]]))
+    return np.vstack(found)
 
 
 def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
@@ -331,23 +399,58 @@ def _hull_vertices(points: np.ndarray) -> np.ndarray:
         return points
 
 
-def _maximum_distance(points: np.ndarray) -> float:
-    """Largest distance between two of the (N, 3) points (0 for a single point)."""
+def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
+                      geometry: VolumeGeometry | None = None) -> float:
+    """Largest distance between two of the (N, 3) points (0 for a single point), exactly.
+
+    Pairs are pruned with the triangle inequality around the centroid c: |a - b| <= r_a + r_b
+    (r = distance to c). A first lower bound comes from a few farthest-point steps; a point
+    with r + max(r) below it cannot be in the farthest pair. The rest, sorted by r, are compared
+    in blocks, each block only with the points that can still beat the best so far; where many
+    remain (a nearly round object) their convex hull is taken first (the farthest pair is a
+    pair of hull vertices). ``lattice_ijk`` (with ``geometry``), the grid indices of ``points``
+    on the half-voxel lattice of mesh vertices, lets :func:`_hull_candidates` drop points that lie
+    between two others before a hull is needed."""
     points = np.asarray(points, dtype=np.float64)
     if len(points) < 2:
         return 0.0
-    points = points - points.mean(axis=0)  # small coordinates: exact enough Gram products
-    squared = np.einsum("ij,ij->i", points, points)
-    best, pair = -1.0, (0, 0)
+    centre = points.mean(axis=0)
+    points = points - centre  # small coordinates: exact enough Gram products
+    radius = np.sqrt(np.einsum("ij,ij->i", points, points))
+    best, start = 0.0, int(np.argmax(radius))
+    for _ in range(4):
+        distances = np.linalg.norm(points - points[start], axis=1)
+        farthest = int(np.argmax(distances))
+        if distances[farthest] <= best:
+            break
+        best, start = float(distances[farthest]), farthest
+    keep = radius + radius.max() >= best
+    points = points[keep]
+    if len(points) > _HULL_ABOVE and lattice_ijk is not None:
+        points = geometry.ijk_to_lps_points(_hull_candidates(lattice_ijk[keep])) - centre
+    if len(points) > _HULL_ABOVE:
+        points = _hull_vertices(points)
+    radius = np.sqrt(np.einsum("ij,ij->i", points, points))
+    order = np.argsort(-radius)
+    points, radius = points[order], radius[order]
+    squared = radius * radius
+    best_squared = best * best
     for start in range(0, len(points), _DISTANCE_BLOCK):
+        if radius[start] + radius[0] < best:
+            break  # no pair with a point from here on can be longer
         block = points[start:start + _DISTANCE_BLOCK]
-        d2 = squared[start:start + _DISTANCE_BLOCK, None] + squared[None, :] - 2.0 * (block @ points.T)
+        # Partners that can still beat the best: r_j >= best - r_i, a prefix of the sorted points.
+        partners = int(np.searchsorted(-radius, -(best - radius[start]), side="right"))
+        partners = max(partners, start + len(block))
+        d2 = (squared[start:start + len(block), None] + squared[None, start:partners]
+              - 2.0 * (block @ points[start:partners].T))
         index = int(np.argmax(d2))
         row, col = divmod(index, d2.shape[1])
-        if d2[row, col] > best:
-            best, pair = float(d2[row, col]), (start + row, col)
-    # Recompute the winning distance directly (no cancellation error).
-    return float(np.linalg.norm(points[pair[0]] - points[pair[1]]))
+        if d2[row, col] > best_squared:
+            best_squared = float(d2[row, col])
+            # Recompute the winning distance directly (no cancellation error).
+            best = max(best, float(np.linalg.norm(points[start + row] - points[start + col])))
+    return best
 
 
 # --- markups ----------------------------------------------------------------------------

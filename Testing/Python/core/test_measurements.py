@@ -1,7 +1,6 @@
 """Segment and markup measurements, checked against hand computations and numpy."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -145,15 +144,62 @@ def test_diameter_without_scipy_hull_is_the_same(monkeypatch):
     assert measure_mask(mask, g).maximum_diameter.value == pytest.approx(with_hull, abs=1e-9)
 
 
-def test_diameter_matches_brute_force_on_an_irregular_shape():
-    rng = np.random.default_rng(3)
-    g = grid((8, 9, 10))
-    mask = rng.random(g.shape) < 0.15
+def vtk_mesh(mask: np.ndarray, geometry):
+    """The independent computation: VTK's discrete marching-cubes mesh of the zero-padded mask,
+    mapped to LPS, its area measured by vtkMassProperties, and its vertices (LPS). The library
+    computes the same area from a table of cell configurations and the diameter from boundary
+    extremes, without building this mesh."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkFiltersCore import vtkMassProperties
+    from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
+
+    padded = np.pad(mask, 1).astype(np.uint8)
+    image = vtkImageData()
+    image.SetDimensions(padded.shape[2], padded.shape[1], padded.shape[0])
+    image.SetOrigin(-1.0, -1.0, -1.0)
+    image.GetPointData().SetScalars(numpy_to_vtk(padded.ravel(), deep=True))
+    surface = vtkDiscreteFlyingEdges3D()
+    surface.SetInputData(image)
+    surface.SetValue(0, 1)
+    surface.Update()
+    mesh = surface.GetOutput()
+    lps = geometry.ijk_to_lps_points(vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64))
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(lps), deep=True))
+    mesh.SetPoints(points)
+    mass = vtkMassProperties()
+    mass.SetInputData(mesh)
+    mass.Update()
+    return mass.GetSurfaceArea(), lps
+
+
+def brute_force_diameter(points: np.ndarray) -> float:
+    return max(float(np.linalg.norm(points - p, axis=1).max()) for p in points)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_area_and_diameter_equal_vtks_whole_mesh_on_random_shapes_and_grids(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(4, 14, 3))
+    directions = rotation(tuple(rng.normal(size=3)), float(rng.uniform(0, 180))) if seed % 2 else np.eye(3)
+    g = grid(shape, tuple(rng.uniform(0.4, 2.5, 3)), directions=directions)
+    mask = rng.random(shape) < rng.uniform(0.1, 0.7)
+    area, vertices = vtk_mesh(mask, g)
     result = measure_mask(mask, g)
-    _, vertices = measurements._surface_mesh(mask, (0, 0, 0), g)
-    points = g.ijk_to_lps_points(vertices)
-    brute = max(np.linalg.norm(points - p, axis=1).max() for p in points)
-    assert result.maximum_diameter.value == pytest.approx(brute, rel=1e-12)
+    assert result.surface_area.value == pytest.approx(area, rel=1e-9)
+    assert result.maximum_diameter.value == pytest.approx(brute_force_diameter(vertices), rel=1e-12)
+
+
+def test_diameter_through_the_hull_of_many_candidates(monkeypatch):
+    """Nearly round objects leave many candidates after pruning: their convex hull is taken
+    first. The value must not change."""
+    g = grid((24, 24, 24), (0.9, 1.1, 1.3))
+    mask = sphere(g, 9.0, (11.3, 11.6, 11.1))
+    _, vertices = vtk_mesh(mask, g)
+    monkeypatch.setattr(measurements, "_HULL_ABOVE", 10)
+    assert measure_mask(mask, g).maximum_diameter.value == pytest.approx(brute_force_diameter(vertices), rel=1e-12)
 
 
 def test_oblique_grid_gives_the_same_values_as_the_axial_one():
@@ -222,8 +268,9 @@ def test_image_on_another_grid_is_refused():
         measure_mask(mask, g, np.full(g.shape, "x"))
 
 
-def test_many_segments_on_a_large_volume_take_seconds():
-    """100 blobs on 512x512x200: bounding boxes in one pass, then per-segment crops."""
+def test_many_segments_on_a_large_volume():
+    """100 blobs on 512x512x200: bounding boxes in one pass, then per-segment crops (the time is
+    the benchmark's business: Testing/benchmarks/bench_sr.py)."""
     rng = np.random.default_rng(11)
     shape = (200, 512, 512)
     g = grid(shape, (0.7, 0.7, 1.5))
@@ -234,11 +281,8 @@ def test_many_segments_on_a_large_volume_take_seconds():
         labels[k - r // 2:k + r // 2 + 1, j - r:j + r, i - r:i + r] = value
     seg = Segmentation.from_label_map(g, labels)
     image = rng.integers(-100, 100, shape).astype(np.int16)
-    start = time.perf_counter()
     results = measure_segmentation(seg.without_empty_segments(), image, "CT")
-    elapsed = time.perf_counter() - start
     assert len(results) > 90
-    assert elapsed < 20, f"{elapsed:.1f} s"
     some = seg.segments[0]
     assert results[some.id].voxel_count == np.count_nonzero(labels == some.label_value)
 
