@@ -39,7 +39,7 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, MRImageStorage,
                          SecondaryCaptureImageStorage, generate_uid)
 
 from .. import __version__
-from ..core.outputs import prepare_output_dir, write_atomic
+from ..core.outputs import check_output_dir, staged_folder, write_atomic
 from ..core.errors import GeometryError, InputError
 from ..core.geometry import DIRECTION_TOLERANCE, VolumeGeometry
 from ..core.progress import ProgressCallback, track
@@ -235,24 +235,21 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
                  encoding.slope, encoding.intercept, encoding.max_error)
 
     out = Path(out_dir)
-    prepare_output_dir(out, force)
+    check_output_dir(out, force)
     template = _series_template(volume, geometry, encoding, modality, patient_name,
                                 patient_id, study_instance_uid, series_description, series_number)
     n_slices = volume.shape[0]
     width = max(4, len(str(n_slices)))
-    written: List[str] = []
-    try:
+    names: List[str] = []
+    # The series is written into a hidden folder beside ``out`` and renamed into place whole:
+    # a failure or a kill leaves no partial series (core.outputs.staged_folder).
+    with staged_folder(out, force) as stage:
         for k in track(range(n_slices), progress, "Writing DICOM slices"):
             ds = _slice_dataset(template, volume[k], k, geometry, encoding)
-            path = out / f"IMG{k + 1:0{width}d}.dcm"
-            write_atomic(path, lambda f, ds=ds: pydicom.dcmwrite(f, ds, enforce_file_format=True))
-            written.append(str(path))
-    except BaseException:
-        # A partial series is worse than none: remove what this call wrote.
-        for path in written:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-        raise
+            name = f"IMG{k + 1:0{width}d}.dcm"
+            write_atomic(stage / name, lambda f, ds=ds: pydicom.dcmwrite(f, ds, enforce_file_format=True))
+            names.append(name)
+    written = [str(out / name) for name in names]
     return written
 
 
