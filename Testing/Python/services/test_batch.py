@@ -1,0 +1,133 @@
+"""The batch command on a local Dask cluster: a 20-case collection with 2 bad cases.
+
+Checks: every good case's outputs equal what the one-case API writes (overlay pixels and planes
+read by pydicom, SEG frames and segments by highdicom, SR content by highdicom, ML label maps by
+SimpleITK), dciodvfy and dsrdump find nothing on the batch's files that they do not find on the
+one-case files, the ledger lists every case (outputs' hashes equal the files, the bad cases with
+their messages), inputs are untouched, and a rerun skips what is finished.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batch_collection import (BAD, OUTPUTS, assert_same_case, collection, ledger_lines,  # noqa: F401 (fixture)
+                              run_single_case, sha256)
+from conftest import require_tool, tree_hashes
+
+COMPARED = ("case-00", "case-01", "case-10", "case-19")  # case-01: SEG options {"seg_type": "binary"}
+
+
+@pytest.fixture(scope="module")
+def local_run(collection, tmp_path_factory):  # noqa: F811
+    """The batch command run once on a local cluster of 2 workers."""
+    manifest, cases = collection
+    before = tree_hashes(manifest.parent / "cases")
+    out = tmp_path_factory.mktemp("batch-local") / "out"
+    process = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "batch", str(manifest), "--out", str(out),
+                              "--workers", "2", "--no-dashboard"], capture_output=True, text=True, timeout=400)
+    return manifest, cases, out, process, before
+
+
+@pytest.fixture(scope="module")
+def single_case(collection, tmp_path_factory):  # noqa: F811
+    """The compared cases written by the one-case API."""
+    _, cases = collection
+    root = tmp_path_factory.mktemp("batch-single")
+    for case_id in COMPARED:
+        run_single_case(cases[case_id], root / case_id, OUTPUTS, binary=int(case_id[-2:]) % 4 == 1)
+    return root
+
+
+def test_batch_on_local_cluster_writes_what_the_one_case_api_writes(local_run, single_case):
+    manifest, cases, out, process, before = local_run
+    assert process.returncode == 3, process.stderr  # two cases failed
+    assert "Traceback" not in process.stderr and "internal error" not in process.stderr
+    assert re.search(r"done now\s+18\b", process.stdout) and re.search(r"failed now\s+2\b", process.stdout)
+    assert "local cluster of 2 worker processes on 127.0.0.1" in process.stderr
+    lines = ledger_lines(out)
+    assert len(lines) == 20
+    records = {r["case"]: r for r in lines}
+    for case_id, files in cases.items():
+        record = records[case_id]
+        if files["bad"]:
+            assert record["status"] == "failed" and not (out / case_id).exists()
+            continue
+        assert record["status"] == "done", record
+        folder = out / case_id
+        on_disk = {p.relative_to(folder).as_posix(): sha256(p) for p in folder.rglob("*")
+                   if p.is_file() and p.name != "case.json"}
+        assert record["outputs"] == on_disk
+        assert {"overlay/", "seg.dcm", "sr.dcm", "ml/"} <= {k if "/" not in k else k.split("/")[0] + "/" for k in on_disk}
+        assert record["duration_s"] > 0 and record["peak_memory_mb"] > 50
+    missing, broken = (f"case-{i:02d}" for i in BAD)
+    assert records[missing]["error"] == f"{cases[missing]['series']}: folder does not exist"
+    assert str(cases[broken]["segmentation"]) in records[broken]["error"]
+    assert "not a readable NRRD file" in records[broken]["error"]
+    assert f"{missing}  {records[missing]['error']}" in process.stdout  # the summary lists failed cases
+    assert not [p for p in out.iterdir() if p.name.startswith(".partial-")]
+    assert tree_hashes(manifest.parent / "cases") == before  # inputs never modified
+    for case_id in COMPARED:
+        assert_same_case(out / case_id, single_case / case_id)
+
+
+def _errors(tool: str, path: Path) -> set:
+    run = subprocess.run([tool, str(path)], capture_output=True, text=True)
+    return {line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")}
+
+
+def test_batch_outputs_pass_the_checkers_as_the_one_case_outputs_do(local_run, single_case):
+    _, _, out, _, _ = local_run
+    dciodvfy = require_tool("dciodvfy")
+    dsrdump = require_tool("dsrdump")
+    for case_id in ("case-00", "case-01"):
+        for name in ("seg.dcm", "sr.dcm", "overlay/IMG00004.dcm"):
+            assert _errors(dciodvfy, out / case_id / name) == _errors(dciodvfy, single_case / case_id / name), name
+        dump = subprocess.run([dsrdump, str(out / case_id / "sr.dcm")], capture_output=True, text=True)
+        assert dump.returncode == 0 and "Imaging Measurement Report" in dump.stdout
+
+
+def test_batch_rerun_skips_finished_cases_and_retries_failed_ones(local_run):
+    from DicomAnnotEmbedLib import api
+
+    manifest, cases, out, _, _ = local_run
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "ledger" not in p.name}
+
+    again = api.run_batch(manifest, out, workers=2)
+    assert again.ran == [] and sorted(again.skipped) == sorted(cases) and again.workers == 0  # no cluster
+    assert sorted(again.failed) == [f"case-{i:02d}" for i in BAD] and not again.ok
+    assert len(ledger_lines(out)) == 20
+
+    # One case's input changes (its modification time), the failed ones are retried.
+    segmentation = cases["case-03"]["segmentation"]
+    st = segmentation.stat()
+    os.utime(segmentation, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    try:
+        third = api.run_batch(manifest, out, workers=1, retry_failed=True)
+    finally:
+        os.utime(segmentation, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert sorted(third.ran) == ["case-03", "case-06", "case-13"]
+    assert third.records["case-03"]["status"] == "done" and sorted(third.failed) == ["case-06", "case-13"]
+    for path, stamp in stamps.items():
+        if path.exists() and not path.is_relative_to(out / "case-03"):
+            assert path.stat().st_mtime_ns == stamp, path  # nothing else recomputed
+    assert (out / "case-03" / "seg.dcm").stat().st_mtime_ns > stamps[out / "case-03" / "seg.dcm"]
+    assert len(ledger_lines(out)) == 23
+
+
+def test_batch_bad_manifest_is_one_clear_error(tmp_path, collection):  # noqa: F811
+    manifest, _ = collection
+    bad = tmp_path / "bad.csv"
+    bad.write_text(manifest.read_text().replace("overlay;seg;sr;ml", "overlay;seg;tiff", 1))
+    process = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "batch", str(bad), "--out",
+                              str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 3 and "Traceback" not in process.stderr
+    assert f"{bad}: line 2: case case-00: outputs tiff: expected some of overlay, seg, sr, ml" in process.stderr
+    process = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "batch", str(manifest), "--out",
+                              str(tmp_path / "o2"), "--workers", "0"], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 2 and "--workers must be at least 1" in process.stderr
