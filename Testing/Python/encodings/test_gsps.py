@@ -452,3 +452,37 @@ def test_bad_inputs_are_named(tmp_path, capsys):
         (tmp_path / "there.dcm").write_bytes(b"")
         api.export_gsps(series, _markups(series.geometry), tmp_path / "there.dcm")
     assert tree_hashes(series_dir) == before
+
+
+def test_markups_beyond_the_image_are_cut_at_its_border_and_names_keep_their_letters(tmp_path):
+    series = load_series(_axial(tmp_path / "series"))
+    geometry = series.geometry
+
+    def at(*ijk):
+        return geometry.ijk_to_lps_points(np.array(ijk, dtype=float))
+
+    markups = [Markup("line", "Läsion ü", at([-50, 5, 2], [140, 30, 2.1])),
+               Markup("point_list", "Punkte", at([-10, -10, 1], [5, 5, 1])),
+               Markup("closed_curve", "Groß", at([-10, -10, 3], [100, -10, 3], [100, 30, 3], [-10, 30, 3])),
+               Markup("roi", "Box", roi_center_lps=at([75, 30, 3])[0], roi_size=[20, 8, 6])]
+    out = tmp_path / "pr.dcm"
+    result = api.export_gsps(series, markups, out)
+    assert len(result.skipped) == 4 and all("cut away" in line for line in result.skipped)
+    ds = pydicom.dcmread(out)
+    for item in ds.GraphicAnnotationSequence:
+        for graphic in item.GraphicObjectSequence:
+            cr = np.array(graphic.GraphicData, dtype=float).reshape(-1, 2)
+            assert cr.min() >= 0 and np.all(cr <= [ds.DisplayedAreaSelectionSequence[0].DisplayedAreaBottomRightHandCorner[0],
+                                                    ds.DisplayedAreaSelectionSequence[0].DisplayedAreaBottomRightHandCorner[1]])
+    errors = subprocess.run([require_tool("dciodvfy"), str(out)], capture_output=True)
+    assert b"Error" not in errors.stdout + errors.stderr
+    checked = subprocess.run([require_tool("dcmpschk"), str(out)], capture_output=True)
+    assert checked.returncode == 0 and b"E:" not in checked.stdout + checked.stderr
+    back = api.import_gsps(out, series)
+    names = {m.name.split(" part ")[0] for m in back.markups}
+    assert names == {"Läsion ü", "Punkte", "Groß", "Box"}
+    line = next(m for m in back.markups if m.name == "Läsion ü")
+    ijk = geometry.lps_to_ijk_points(line.points_lps)
+    assert ijk[0, 0] == pytest.approx(-0.5) and ijk[-1, 0] == pytest.approx(79.5)  # the image's edges
+    [points] = [m for m in back.markups if m.kind == "point_list"]
+    np.testing.assert_allclose(geometry.lps_to_ijk_points(points.points_lps), [[5, 5, 1]], atol=1e-6)

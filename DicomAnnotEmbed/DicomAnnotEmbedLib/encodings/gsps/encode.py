@@ -178,6 +178,89 @@ def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[b
     return {k: v for k, v in sorted(graphics.items())}
 
 
+def _clip_segment(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Liang-Barsky: the part (t0, t1) of segment a-b inside the box [lo, hi], or None."""
+    t0, t1 = 0.0, 1.0
+    d = b - a
+    for axis in range(2):
+        if abs(d[axis]) < 1e-15:
+            if a[axis] < lo[axis] or a[axis] > hi[axis]:
+                return None
+            continue
+        ta, tb = (lo[axis] - a[axis]) / d[axis], (hi[axis] - a[axis]) / d[axis]
+        t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
+    return (t0, t1) if t0 <= t1 else None
+
+
+def clip_polyline(ij: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> List[np.ndarray]:
+    """The parts of an open polyline inside the box [lo, hi] (one array per contiguous part)."""
+    parts: List[List[np.ndarray]] = []
+    joined = False  # the previous segment reached its end inside the box
+    for a, b in zip(ij[:-1], ij[1:]):
+        span = _clip_segment(a, b, lo, hi)
+        if span is None:
+            joined = False
+            continue
+        p0, p1 = a + span[0] * (b - a), a + span[1] * (b - a)
+        if joined and span[0] == 0.0:
+            parts[-1].append(p1)
+        else:
+            parts.append([p0, p1])
+        joined = span[1] == 1.0
+    if len(ij) == 1 and np.all(ij[0] >= lo) and np.all(ij[0] <= hi):
+        parts.append([ij[0]])
+    return [np.array(part) for part in parts]
+
+
+def clip_polygon(ij: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Optional[np.ndarray]:
+    """Sutherland-Hodgman: a closed polygon cut to the box [lo, hi]; None when nothing is left."""
+    polygon = [p for p in np.asarray(ij, dtype=float)]
+    for axis in range(2):
+        for bound, keep in ((lo[axis], lambda v, c: v >= c), (hi[axis], lambda v, c: v <= c)):
+            if not polygon:
+                return None
+            result = []
+            for n, current in enumerate(polygon):
+                previous = polygon[n - 1]
+                inside_c, inside_p = keep(current[axis], bound), keep(previous[axis], bound)
+                if inside_c != inside_p:
+                    t = (bound - previous[axis]) / (current[axis] - previous[axis])
+                    crossing = previous + t * (current - previous)
+                    crossing[axis] = bound
+                    result.append(crossing)
+                if inside_c:
+                    result.append(current)
+            polygon = result
+    return np.array(polygon) if len(polygon) >= 3 else None
+
+
+def clip_to_image(graphics: Dict[int, List[Graphic]], rows: int, columns: int) -> Tuple[Dict[int, List[Graphic]], bool]:
+    """Graphics cut to the image ((i, j) from -0.5 to size - 0.5: PIXEL 0 to size, as highdicom
+    requires non-negative pixel coordinates); True when something was cut away."""
+    lo, hi = np.array([-0.5, -0.5]), np.array([columns - 0.5, rows - 0.5])
+    clipped: Dict[int, List[Graphic]] = {}
+    cut = False
+    for k, items in graphics.items():
+        kept: List[Graphic] = []
+        for kind, ij, closed, filled in items:
+            if np.all(ij >= lo) and np.all(ij <= hi):
+                kept.append((kind, ij, closed, filled))
+                continue
+            cut = True
+            if kind == "POINT":
+                continue
+            if closed:
+                polygon = clip_polygon(ij, lo, hi)
+                if polygon is not None:
+                    kept.append((kind, np.clip(polygon, lo, hi), True, filled))
+            else:
+                kept.extend((kind, np.clip(part, lo, hi), False, False)
+                            for part in clip_polyline(ij, lo, hi) if len(part) >= 2)
+        if kept:
+            clipped[k] = kept
+    return clipped, cut
+
+
 def segment_outlines(mask2d: np.ndarray) -> List[np.ndarray]:
     """Closed outlines ((N, 2) ij, first vertex not repeated) of a 2D mask: VTK's marching
     squares at 0.5 on the 0/1 image, joined into polylines by vtkStripper."""
@@ -287,7 +370,10 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     layers: List[Tuple[str, str, Tuple[float, float, float], Dict[int, List[Graphic]], Optional[str]]] = []
     numbers: Dict[str, int] = defaultdict(int)
     for markup in track(annotations.markups, progress, "Placing markups"):
-        graphics = markup_graphics(markup, geometry, fill)
+        graphics, cut = clip_to_image(markup_graphics(markup, geometry, fill), *geometry.shape[1:])
+        if cut:
+            result.skipped.append(f"markup {markup.name!r}: the parts outside the images were cut away")
+            log.warning("markup %r lies partly outside the images; the parts outside were cut away", markup.name)
         if not graphics:
             result.skipped.append(f"markup {markup.name!r}: not on any slice of the series")
             log.warning("markup %r is not on any slice of the series; left out", markup.name)
@@ -364,6 +450,10 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
         graphic_layers=graphic_layers,
         content_creator_name=content_creator_name, voi_lut_transformations=voi or None)
     gsps.SeriesDescription = series_description[:64]
+    added = [series_description, content_label, content_creator_name or ""] + \
+        [description for _, description, _, _, _ in layers] + [label or "" for *_, label in layers]
+    if not all(value.isascii() for value in added):
+        gsps.SpecificCharacterSet = _character_set(added, gsps.get("SpecificCharacterSet"))
     source = series.datasets[0]
     # General Series Laterality (Type 2C): as the images say; dciodvfy wants it whenever it cannot
     # tell that the body part is unpaired.
@@ -374,6 +464,23 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     with atomic_path(out) as tmp:
         pydicom.dcmwrite(tmp, gsps, enforce_file_format=True)
     return result
+
+
+def _character_set(added: Sequence[str], source) -> str:
+    """The Specific Character Set for names beyond ASCII: the images' own when it is UTF-8, else
+    Latin-1 (ISO_IR 100) when the images use Latin-1 or ASCII and every name fits it (older viewers
+    read it, and DCMTK's checker misreads UTF-8 bytes 0x80-0x9F as control characters), else UTF-8."""
+    source = [str(v) for v in (source if isinstance(source, (list, tuple)) or
+                               (source is not None and not isinstance(source, str)) else [source] if source else [])]
+    if source == ["ISO_IR 192"]:
+        return "ISO_IR 192"
+    if source in ([], ["ISO_IR 6"], ["ISO_IR 100"]):
+        try:
+            "".join(added).encode("latin-1")
+            return "ISO_IR 100"
+        except UnicodeEncodeError:
+            pass
+    return "ISO_IR 192"
 
 
 def _graphic_data(kind: str, ij: np.ndarray, closed: bool) -> np.ndarray:
