@@ -446,7 +446,10 @@ def test_empty_segmentation(sample, tmp_path, caplog):
     empty = Segmentation(series.geometry, np.zeros_like(segmentation.layers), segmentation.segments)
     with pytest.raises(InputError, match="nothing to export"):
         export_seg(series, empty, tmp_path / "e.dcm")
+    with pytest.raises(InputError, match="nothing to export"):
+        export_seg(series, empty, tmp_path / "e.dcm", keep_empty_segments=False)
     assert "is empty and is skipped" in caplog.text
+    assert not (tmp_path / "e.dcm").exists()
 
 
 def test_corrupt_and_wrong_files(sample, tmp_path):

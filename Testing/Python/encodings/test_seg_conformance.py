@@ -278,3 +278,83 @@ def test_import_reads_any_declared_character_set(tmp_path, charset, names):
     assert names[0].encode("utf-8") not in (tmp_path / "other.dcm").read_bytes()  # really another encoding
     assert [s.name for s in import_seg(tmp_path / "other.dcm", series).segmentation.segments] == names
     assert [s.name for s in import_seg(tmp_path / "other.dcm").segmentation.segments] == names
+
+
+# --- e) empty segments --------------------------------------------------------------------------------
+
+def _with_empty_segment(series):
+    from DicomAnnotEmbedLib.core.model import Code, Segment, Terminology
+
+    masks = np.zeros((3,) + series.geometry.shape, bool)
+    masks[0, 1:3, 2:5, 2:6] = True
+    masks[2, 2:4, 10:14, 30:38] = True
+    lesion = Terminology(category=Code("49755003", "SCT", "Morphologically Altered Structure"),
+                         type=Code("108369006", "SCT", "Neoplasm"),
+                         anatomic_region=Code("10200004", "SCT", "Liver"))
+    liver = Terminology(category=Code("123037004", "SCT", "Anatomical Structure"), type=Code("10200004", "SCT", "Liver"))
+    segments = [Segment("a", "Liver", terminology=liver), Segment("e", "Lesion to draw", terminology=lesion),
+                Segment("c", "Other")]
+    return Segmentation.from_masks(series.geometry, list(masks), segments), lesion
+
+
+@pytest.mark.parametrize("seg_type,engine", [("binary", "fast"), ("binary", "highdicom"), ("labelmap", "fast"),
+                                             ("labelmap", "highdicom"), ("fractional", "fast")])
+def test_empty_segment_survives_the_round_trip(tmp_path, seg_type, engine):
+    """A segment defined but left empty is described in the SEG (no frames) with its codes;
+    highdicom reads the description, dciodvfy finds nothing wrong, our import returns it."""
+    import highdicom as hd
+
+    series = _series(tmp_path / "series")
+    segmentation, lesion = _with_empty_segment(series)
+    result = export_seg(series, segmentation, tmp_path / "s.dcm", seg_type=seg_type, engine=engine,
+                        compression="none")
+    assert result.empty_segments == ["Lesion to draw"] and result.skipped_segments == []
+    path = result.paths[0]
+    seg = hd.seg.segread(path)
+    description = seg.get_segment_description(2)
+    assert description.segment_label == "Lesion to draw"
+    assert (description.segmented_property_type.value, description.segmented_property_type.scheme_designator) == \
+        ("108369006", "SCT")
+    assert [r.value for r in description.anatomic_regions] == ["10200004"]
+    volume = seg.get_volume(combine_segments=False)
+    assert volume.array.shape[-1] == 3 and not volume.array[..., 1].any() and volume.array[..., 0].any()
+    if seg_type == "binary":
+        frames = pydicom.dcmread(path).PerFrameFunctionalGroupsSequence
+        numbers = {int(i.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for i in frames}
+        assert numbers == {1, 3}  # the empty segment has no frames
+    errors = _dciodvfy_errors(path)
+    if seg_type == "labelmap":
+        errors = [e for e in errors if not any(re.match(p, e) for p in LABELMAP_ALLOWED)]
+    assert errors == []
+    back = import_seg(path, series).segmentation
+    assert [s.name for s in back.segments] == ["Liver", "Lesion to draw", "Other"]
+    empty = back.segments[1]
+    assert not back.mask(empty).any()
+    assert (empty.terminology.category, empty.terminology.type, empty.terminology.anatomic_region) == \
+        (lesion.category, lesion.type, lesion.anatomic_region)
+    for original, again in zip(segmentation.segments, back.segments):
+        np.testing.assert_array_equal(back.mask(again), segmentation.mask(original))
+
+
+def test_empty_segments_can_still_be_left_out(tmp_path):
+    series = _series(tmp_path / "series")
+    segmentation, _ = _with_empty_segment(series)
+    result = export_seg(series, segmentation, tmp_path / "s.dcm", seg_type="binary", keep_empty_segments=False)
+    assert result.skipped_segments == ["Lesion to draw"] and result.empty_segments == []
+    assert [s.name for s in import_seg(result.paths[0], series).segmentation.segments] == ["Liver", "Other"]
+
+
+def test_empty_segment_with_split_layers(tmp_path):
+    """LABELMAP per layer: the empty segment goes with the first layer's instance."""
+    from DicomAnnotEmbedLib.core.model import Segment
+
+    series = _series(tmp_path / "series")
+    masks = np.zeros((3,) + series.geometry.shape, bool)
+    masks[0, 1:4, 2:9, 2:9] = True
+    masks[2, 2:3, 4:6, 4:6] = True  # inside segment 1: another layer
+    segmentation = Segmentation.from_masks(series.geometry, list(masks),
+                                           [Segment("a", "A"), Segment("e", "Empty"), Segment("c", "C")])
+    result = export_seg(series, segmentation, tmp_path / "s.dcm", seg_type="labelmap", split_layers=True)
+    assert len(result.paths) == 2 and result.segments[0] == ["A", "Empty"] and result.segments[1] == ["C"]
+    back = [import_seg(p, series).segmentation for p in result.paths]
+    assert [s.name for s in back[0].segments] == ["A", "Empty"] and not back[0].mask(back[0].segments[1]).any()

@@ -589,7 +589,8 @@ def test_empty_segments(sample, tmp_path, caplog):
     masks = [segmentation.mask("Tumor"), np.zeros(series.geometry.shape, bool), segmentation.mask("Liver")]
     seg = Segmentation.from_masks(series.geometry, masks, [Segment("t", "Tumor"), Segment("e", "Empty"),
                                                            Segment("l", "Liver")])
-    seg_result = export_seg(series, seg, tmp_path / "seg.dcm", seg_type="binary")
+    # keep_empty_segments=False: the SEG leaves the empty segment out (by default it is described without frames)
+    seg_result = export_seg(series, seg, tmp_path / "seg.dcm", seg_type="binary", keep_empty_segments=False)
     assert seg_result.skipped_segments == ["Empty"]
     result = api.export_sr(series, tmp_path / "seg.dcm", tmp_path / "sr.dcm", segmentation=seg)
     assert any("'Empty' is not in the SEG (it is empty" in m for m in result.skipped)

@@ -48,7 +48,8 @@ class SegExportResult:
         compression: "none", "jpegls", "rle" or "jpeg2000".
         frames: number of frames of each file.
         segments: names of the segments of each file, by segment number order.
-        skipped_segments: names of empty segments that were left out.
+        skipped_segments: names of empty segments that were left out (``keep_empty_segments=False``).
+        empty_segments: names of empty segments described in the SEG without frames.
         series_instance_uid: of the SEG series.
         sop_instance_uids: one per file.
         tracking: {segment id: (tracking identifier, tracking UID)} as written (for the SR).
@@ -60,6 +61,7 @@ class SegExportResult:
     frames: List[int] = field(default_factory=list)
     segments: List[List[str]] = field(default_factory=list)
     skipped_segments: List[str] = field(default_factory=list)
+    empty_segments: List[str] = field(default_factory=list)
     series_instance_uid: str = ""
     sop_instance_uids: List[str] = field(default_factory=list)
     tracking: Dict[str, Tuple[str, str]] = field(default_factory=dict)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.PathLike | str, *,
                seg_type: str = "auto", compression: str = "auto", keep_empty_frames: bool = False,
                fractional_type: str = "PROBABILITY", max_fractional_value: int = 255,
-               palette: bool = False, split_layers: bool = False,
+               palette: bool = False, split_layers: bool = False, keep_empty_segments: bool = True,
                options: Optional[SegExportOptions] = None, engine: str = "fast",
                progress: Optional[ProgressCallback] = None) -> SegExportResult:
     """Write ``segmentation`` (on the series grid) as a DICOM SEG referencing ``series``.
@@ -56,6 +56,10 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
         palette: LABELMAP: add a palette colour LUT built from the segment colours.
         split_layers: LABELMAP with overlapping segments: one instance per layer instead of
             an error.
+        keep_empty_segments: a segment without voxels is described in the SEG (its name, codes,
+            colour) with no frames, so that it survives a round trip (default); False leaves it
+            out (``SegExportResult.skipped_segments``). A segmentation whose every segment is
+            empty is refused either way.
         options: series-level and descriptive attributes.
         engine: "fast" (this module writes the frames) or "highdicom" (highdicom builds every
             frame; slower, same result; used as a reference and a fallback).
@@ -87,14 +91,19 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
 
     result = SegExportResult()
     counts = segmentation.slice_voxel_counts()
-    kept = []
+    kept, empty = [], set()
     for segment in segmentation.segments:
-        if not _present_slices(segmentation, segment, counts, "fractional").any():
+        if _present_slices(segmentation, segment, counts, "fractional").any():
+            kept.append(segment)
+        elif keep_empty_segments:
+            log.info("segment %r is empty: described in the SEG without frames", segment.name)
+            result.empty_segments.append(segment.name)
+            empty.add(segment.id)
+            kept.append(segment)
+        else:
             log.warning("segment %r is empty and is skipped", segment.name)
             result.skipped_segments.append(segment.name)
-        else:
-            kept.append(segment)
-    if not kept:
+    if len(empty) == len(kept):
         raise InputError("nothing to export: the segmentation has no non-empty segment")
     if len(kept) > MAX_SEGMENTS:
         raise InputError(f"{len(kept)} segments: a DICOM SEG holds at most {MAX_SEGMENTS}")
@@ -119,8 +128,10 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
                 "segments overlap (Slicer stores them in "
                 f"{segmentation.layers.shape[0]} layers), and a LABELMAP SEG gives each voxel one segment: "
                 "use --type binary, or --split-layers for one LABELMAP instance per layer")
-        groups = [[s for s in kept if s.layer == layer] for layer in range(segmentation.layers.shape[0])]
-        groups = [g for g in groups if g]
+        # an empty segment overlaps nothing: it goes with the first layer's instance
+        layers = sorted({s.layer for s in kept if s.id not in empty})
+        groups = [[s for s in kept if (s.layer == layer and s.id not in empty)
+                   or (s.id in empty and layer == layers[0])] for layer in layers]
 
     out = prepare_output_file(out)
     series_uid = generate_uid()
