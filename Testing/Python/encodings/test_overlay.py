@@ -379,6 +379,59 @@ def test_enhanced_ct_overlay_copy_adds_no_dciodvfy_error(tmp_path):
         np.testing.assert_array_equal(frames[ref.frame], masks[k])
     assert_same_segments(seg, import_overlays(tmp_path / "out").segmentation, metadata=False)
 
+
+def _dcm2pnm_plane(path, number: int, frame: int = 1) -> np.ndarray:
+    """The pixels dcmtk's dcm2pnm draws for overlay ``number`` (1-based) of one frame: rendered
+    in Replace mode with foreground density 1 and 0, a pixel differs exactly where the overlay
+    is set (a pixel cannot be white and black at once)."""
+    renders = []
+    for density in ("1", "0"):
+        out = subprocess.run([require_tool("dcm2pnm"), "+F", str(frame), "+O", str(number), "+Omr", "+Osf",
+                              density, "+opb", str(path)], capture_output=True, check=True)
+        fields = out.stdout.split()  # ASCII PGM: P2, width, height, maximum, the pixels
+        assert fields[0] == b"P2"
+        width, height = int(fields[1]), int(fields[2])
+        renders.append(np.array(fields[4:], dtype=np.uint16).reshape(height, width))
+    return renders[0] != renders[1]
+
+
+def test_dcm2pnm_draws_every_plane(sample_case, sample_export):
+    """dcmtk draws each segment plane exactly where the segment is, on slices with and without it."""
+    result, out = sample_export
+    series = load_series(sample_case.series_dir)
+    written = load_series(out)
+    expected = api.load_annotations(series, sample_case.segmentation_path).segmentation
+    groups = {name: int(group, 16) for group, name in result.series[0].planes.items()}
+    checked = 0
+    for k in (4, 12, 16, 22):
+        path = written.files[written.slices[k].file_index]
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for segment in expected.segments:
+            group = groups[segment.name]
+            if (group, 0x0010) not in ds:
+                assert not expected.mask(segment)[k].any()
+                continue
+            drawn = _dcm2pnm_plane(path, (group - 0x6000) // 2 + 1)
+            np.testing.assert_array_equal(drawn, expected.mask(segment)[k], err_msg=f"{segment.name} slice {k}")
+            checked += drawn.any()
+    assert checked >= 4
+
+
+def test_dcm2pnm_draws_multiframe_overlays(tmp_path):
+    """Enhanced CT (2 frames): dcmtk draws each frame's part of the plane on that frame."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(interop("pydicom-data", "eCT_Supplemental.dcm"), src / "ect.dcm")
+    series = load_series(src)
+    masks = np.zeros(series.geometry.shape, bool)
+    masks[0, 300:310, 300:305] = True
+    masks[1, 100:200, 150:300] = True
+    seg = Segmentation.from_masks(series.geometry, [masks], [Segment("a", "A")])
+    export_overlays(series, AnnotationSet(series.geometry, seg), tmp_path / "out")
+    [path] = sorted((tmp_path / "out").iterdir())
+    for k, ref in enumerate(series.slices):
+        np.testing.assert_array_equal(_dcm2pnm_plane(path, 1, ref.frame + 1), masks[k])
+
 # --- the fast paths (byte splicing on export, raw bytes on import) against pydicom ---------
 
 def _pydicom_rewrite(source_file, written_file) -> bytes:

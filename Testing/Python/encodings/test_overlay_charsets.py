@@ -80,6 +80,9 @@ def test_non_ascii_names_are_written_in_a_declared_character_set(sample_case, tm
     for k in (0, 16):
         new = dciodvfy_errors(files[k]) - dciodvfy_errors(sorted(source.iterdir())[k])
         assert not new, new
+    # dcmtk reads and draws the (re-encoded) file
+    drawn = subprocess.run([require_tool("dcm2pnm"), "+O", "0", "+opb", files[16]], capture_output=True)
+    assert drawn.returncode == 0 and drawn.stdout.startswith(b"P2") and b"E:" not in drawn.stderr, drawn.stderr
     back = import_overlays(tmp_path / "out")
     assert [s.name for s in back.segmentation.segments][:3] == SEGMENT_NAMES
     assert [m.name for m in back.markups][:3] == MARKUP_NAMES
