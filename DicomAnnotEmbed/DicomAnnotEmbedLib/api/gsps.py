@@ -23,14 +23,16 @@ from .conversions import MarkupsSource, PathLike, SegmentationSource, _series, l
 def export_gsps(series: Union[ReferenceSeries, PathLike], markups: Sequence[MarkupsSource] = (),
                 out: PathLike = "annotations.pr.dcm", *, segmentation: SegmentationSource = None,
                 outlines: bool = False, series_uid: Optional[str] = None,
-                window: Optional[Tuple[float, float]] = None, fill: Optional[bool] = None, text: bool = True,
+                window: Optional[Tuple[float, float]] = None, fill: Optional[bool] = None,
+                interpolated: bool = False, text: bool = True,
                 force: bool = False, progress: Optional[ProgressCallback] = None, **options):
     """Write one Grayscale Softcopy Presentation State that draws ``markups`` (``.mrk.json`` paths
     or LPS :class:`Markup` objects) and, with ``outlines``, each segment of ``segmentation``
     slice by slice on the images of ``series`` (a folder or a loaded series); nothing is copied.
 
     ``window``: (centre, width) of the presentation; default the series' own. ``fill``: draw
-    closed shapes filled (None: as each markup says). ``text``: name and measurement of each
+    closed shapes filled (None: as each markup says). ``interpolated``: curves as INTERPOLATED
+    graphics (smooth in the viewer) instead of polylines. ``text``: name and measurement of each
     markup. ``options``: series_description, series_number, content_label, content_creator_name.
     Returns :class:`encodings.gsps.GspsExportResult`.
     """
@@ -38,8 +40,8 @@ def export_gsps(series: Union[ReferenceSeries, PathLike], markups: Sequence[Mark
 
     reference = _series(series, series_uid, progress)
     annotations = load_annotations(reference, segmentation if outlines else None, markups)
-    return write_gsps(reference, annotations, out, outlines=outlines, fill=fill, text=text, window=window,
-                      force=force, progress=progress, **options)
+    return write_gsps(reference, annotations, out, outlines=outlines, fill=fill, interpolated=interpolated,
+                      text=text, window=window, force=force, progress=progress, **options)
 
 
 def import_gsps(gsps_file: PathLike, series: Union[ReferenceSeries, PathLike], *, series_uid: Optional[str] = None,

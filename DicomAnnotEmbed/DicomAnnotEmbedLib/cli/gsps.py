@@ -25,6 +25,8 @@ def register(commands, command) -> None:
     export.add_argument("--outlines", action="store_true", help="draw each segment's outline on each slice as closed polylines")
     export.add_argument("--fill", dest="fill", action="store_true", default=None, help="draw closed shapes filled")
     export.add_argument("--no-fill", dest="fill", action="store_false", help="draw closed shapes as outlines even when the markup says filled")
+    export.add_argument("--interpolated", action="store_true",
+                        help="curves and closed curves as INTERPOLATED graphics (drawn smooth by the viewer) instead of polylines")
     export.add_argument("--no-text", action="store_true", help="no text objects (markup names and measurements)")
     export.add_argument("--window-center", type=float, metavar="VALUE", help="VOI window centre (with --window-width)")
     export.add_argument("--window-width", type=float, metavar="VALUE", help="VOI window width, at least 1 (with --window-center)")
@@ -63,6 +65,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
         window = (args.window_center, args.window_width)
     result = api.export_gsps(args.series, args.markups, args.out, segmentation=args.segmentation,
                              outlines=args.outlines, series_uid=args.series_uid, window=window, fill=args.fill,
+                             interpolated=args.interpolated,
                              text=not args.no_text, force=args.force, progress=progress,
                              series_description=args.series_description,
                              content_creator_name=args.content_creator)

@@ -288,13 +288,15 @@ def test_voi_is_the_series_window_or_the_users(exported, tmp_path):
     assert api.import_gsps(tmp_path / "w.dcm", series).window == (40.0, 400.0)
 
 
-def test_multiframe_graphics_reference_frames(exported):
+def test_graphics_reference_frames_of_multiframe_images_only(exported):
     kind, series, _, path, _ = exported
-    if kind != "multiframe":
-        pytest.skip("multi-frame only")
     ds = pydicom.dcmread(path)
-    frames = {int(item.ReferencedImageSequence[0].ReferencedFrameNumber) for item in ds.GraphicAnnotationSequence}
-    assert frames == {1, 2}
+    frames = [item.ReferencedImageSequence[0].get("ReferencedFrameNumber") for item in ds.GraphicAnnotationSequence]
+    if kind == "multiframe":  # both frames of the one file carry graphics, each by its number
+        assert {int(f) for f in frames} == {1, 2}
+        assert len({item.ReferencedImageSequence[0].ReferencedSOPInstanceUID for item in ds.GraphicAnnotationSequence}) == 1
+    else:
+        assert frames == [None] * len(frames)
 
 
 # --- segment outlines ----------------------------------------------------------------------------
@@ -430,6 +432,36 @@ def test_cli_export_and_import(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["gsps", "export", "--series", str(series_dir), "--outlines", "--out", str(tmp_path / "x.dcm")])
     assert exit_info.value.code == 2 and "--segmentation" in capsys.readouterr().err
+
+
+def test_cli_outlines_from_a_seg_nrrd_and_interpolated_curves(tmp_path, capsys):
+    from DicomAnnotEmbedLib.files.segio import write_seg_nrrd
+
+    series_dir = _axial(tmp_path / "series")
+    series = load_series(series_dir)
+    k, j, i = np.indices(series.geometry.shape)
+    disk = ((j - 30) ** 2 + (i - 40) ** 2 < 10 ** 2) & (k == 3)
+    write_seg_nrrd(tmp_path / "s.seg.nrrd", Segmentation.from_masks(series.geometry, [disk], [Segment("d", "Disk")]))
+    markups = _markups(series.geometry)
+    write_markups(tmp_path / "m.mrk.json", markups)
+    out = tmp_path / "pr.dcm"
+    assert main(["gsps", "export", "--series", str(series_dir), "--markups", str(tmp_path / "m.mrk.json"),
+                 "--segmentation", str(tmp_path / "s.seg.nrrd"), "--outlines", "--interpolated", "--no-text",
+                 "--out", str(out)]) == 0
+    assert "layer OUTLINE 1: Disk" in capsys.readouterr().out
+    ds = pydicom.dcmread(out)
+    types = {item.GraphicLayer: {g.GraphicType for g in item.GraphicObjectSequence} for item in ds.GraphicAnnotationSequence}
+    assert types["CLOSED_CURVE 1"] == {"INTERPOLATED"} and types["LINE 1"] == {"POLYLINE"}
+    assert types["OUTLINE 1"] == {"POLYLINE"}
+    assert not any("TextObjectSequence" in item for item in ds.GraphicAnnotationSequence)
+    errors = subprocess.run([require_tool("dciodvfy"), str(out)], capture_output=True)
+    assert b"Error" not in errors.stdout + errors.stderr
+    checked = subprocess.run([require_tool("dcmpschk"), str(out)], capture_output=True)
+    assert b"E:" not in checked.stdout + checked.stderr and b"Test passed" in checked.stdout + checked.stderr
+    back = api.import_gsps(out, series)
+    lesion = next(m for m in back.markups if m.name == "Lesion")
+    assert lesion.kind == "closed_curve" and len(lesion.points_lps) == 4
+    assert any(m.name == "Disk" and m.kind == "closed_curve" for m in back.markups)
 
 
 def test_bad_inputs_are_named(tmp_path, capsys):

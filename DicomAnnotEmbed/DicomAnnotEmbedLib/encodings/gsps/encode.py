@@ -147,9 +147,11 @@ def _solid_sections(markup: Markup, corners_lps: np.ndarray, edges, geometry: Vo
     return graphics
 
 
-def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[bool] = None
-                    ) -> Dict[int, List[Graphic]]:
-    """``{k: [graphic]}``: what to draw of a markup (LPS) on each slice of a grid, in (i, j)."""
+def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[bool] = None,
+                    interpolated: bool = False) -> Dict[int, List[Graphic]]:
+    """``{k: [graphic]}``: what to draw of a markup (LPS) on each slice of a grid, in (i, j).
+    ``interpolated``: curves and closed curves as INTERPOLATED graphics (the viewer draws a smooth
+    curve through the vertices, as Slicer does through the control points) instead of POLYLINEs."""
     filled = markup.filled if filled is None else bool(filled)
     depth = geometry.shape[0]
     graphics: Dict[int, List[Graphic]] = defaultdict(list)
@@ -160,7 +162,8 @@ def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[b
     elif markup.kind in ("line", "angle", "curve", "closed_curve"):
         closed = markup.kind == "closed_curve"
         for k, ij, is_closed in polyline_pieces(geometry.lps_to_ijk_points(markup.points_lps), closed, depth):
-            graphics[k].append(("POLYLINE", ij, is_closed, filled and is_closed))
+            smooth = interpolated and markup.kind in ("curve", "closed_curve") and len(ij) > 2
+            graphics[k].append(("INTERPOLATED" if smooth else "POLYLINE", ij, is_closed, filled and is_closed))
     elif markup.kind == "roi":
         graphics.update(_solid_sections(markup, markup.roi_corners_lps(), _BOX_EDGES, geometry, filled))
     elif markup.kind == "plane":
@@ -338,7 +341,7 @@ def _window(series: ReferenceSeries, window: Optional[Tuple[float, float]]) -> O
 
 
 def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.PathLike | str, *,
-                outlines: bool = False, fill: Optional[bool] = None, text: bool = True,
+                outlines: bool = False, fill: Optional[bool] = None, interpolated: bool = False, text: bool = True,
                 window: Optional[Tuple[float, float]] = None, series_description: str = "Annotations (GSPS)",
                 series_number: int = 901, content_label: str = "ANNOTATIONS",
                 content_creator_name: Optional[str] = None, force: bool = False,
@@ -348,6 +351,7 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
 
     Args:
         fill: draw closed shapes filled; None uses each markup's ``filled``.
+        interpolated: curves and closed curves as INTERPOLATED graphics instead of POLYLINEs.
         text: add each markup's name and measurement as a text object.
         window: (centre, width) of the presentation's VOI; None: the series' own first window.
         force: replace an existing ``out``.
@@ -370,7 +374,7 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     layers: List[Tuple[str, str, Tuple[float, float, float], Dict[int, List[Graphic]], Optional[str]]] = []
     numbers: Dict[str, int] = defaultdict(int)
     for markup in track(annotations.markups, progress, "Placing markups"):
-        graphics, cut = clip_to_image(markup_graphics(markup, geometry, fill), *geometry.shape[1:])
+        graphics, cut = clip_to_image(markup_graphics(markup, geometry, fill, interpolated), *geometry.shape[1:])
         if cut:
             result.skipped.append(f"markup {markup.name!r}: the parts outside the images were cut away")
             log.warning("markup %r lies partly outside the images; the parts outside were cut away", markup.name)
@@ -485,8 +489,9 @@ def _character_set(added: Sequence[str], source) -> str:
 
 def _graphic_data(kind: str, ij: np.ndarray, closed: bool) -> np.ndarray:
     """(N, 2) PIXEL (column, row) data of a graphic; a closed polyline repeats its first vertex
-    (PS3.3 C.10.5.1.2: a POLYLINE is closed when its first and last points are the same)."""
+    (PS3.3 C.10.5.1.2: a POLYLINE or INTERPOLATED graphic is closed when its first and last points
+    are the same)."""
     pixels = ij_to_pixel(ij)
-    if kind == "POLYLINE" and closed:
+    if kind in ("POLYLINE", "INTERPOLATED") and closed:
         pixels = np.vstack([pixels, pixels[:1]])
     return pixels
