@@ -88,6 +88,11 @@ def export_overlay(series: Union[ReferenceSeries, PathLike], segmentation: Segme
     from ..encodings.overlay import export_overlays
 
     reference = _series(series, series_uid, progress)
+    if preview_dir is not None:  # options are checked before any work
+        from ..core.outputs import check_output_dir
+
+        _check_preview_slices(preview_slices, reference.geometry.shape[0])
+        check_output_dir(preview_dir, options.get("force", False))
     annotations = load_annotations(reference, segmentation, markups)
     result = export_overlays(reference, annotations, out_dir, progress=progress, **options)
     if preview_dir is not None:
@@ -152,12 +157,16 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
     if slices is None:  # each segment and markup where it is largest
         largest = {int(np.argmax(m.sum(axis=(1, 2)))) for m, _, _ in overlays if m.any()}
         slices = sorted(largest)[:8] or [geometry.shape[0] // 2]
-    bad = [k for k in slices if not 0 <= k < geometry.shape[0]]
-    if bad:
-        raise InputError(f"preview slices {bad} are outside 0..{geometry.shape[0] - 1}")
+    _check_preview_slices(slices, geometry.shape[0])
     prepare_output_dir(out_dir, force)
     scale = max(1, 512 // max(geometry.shape[1:]))  # small images are magnified to be readable
     return render_preview(out_dir, series.read_volume(), list(slices), overlays, scale=scale)
+
+
+def _check_preview_slices(slices: Optional[Sequence[int]], count: int) -> None:
+    bad = [k for k in slices or () if not 0 <= k < count]
+    if bad:
+        raise InputError(f"--preview-slices {bad} are outside 0..{count - 1} (the series has {count} slices)")
 
 
 def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: SegmentationSource, out: PathLike, *,

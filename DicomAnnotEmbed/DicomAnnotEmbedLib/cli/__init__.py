@@ -10,14 +10,16 @@ Exit codes: 0 success, 2 bad command line, 3 bad input, 4 output cannot be writt
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import List, Optional
 
 from .. import __version__
-from ..core.errors import DicomAnnotEmbedError
+from ..core.errors import DicomAnnotEmbedError, OutputError
 from ..core.progress import TqdmProgress
 from ._common import EXIT_CODES, UsageError
 
@@ -55,6 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options that name outputs; a command with a --force option refuses to replace an existing file
+#: or write into a non-empty folder without it (one overwrite policy for exports and imports),
+#: checked before any work.
+OUTPUT_OPTIONS = ("out", "markups_out", "preview")
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse existing outputs without --force, before any work (see OUTPUT_OPTIONS)."""
+    if not hasattr(args, "force"):
+        return  # commands that add to their output folder by design (batch, pacs get)
+    from ..core.outputs import remove_leftovers
+
+    for name in OUTPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            remove_leftovers(path)
+            if any(path.iterdir()) and not args.force:
+                raise OutputError("output folder is not empty; use --force to write into it", path)
+        elif path.exists() and not args.force:
+            raise OutputError("exists; use --force to replace it", path)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,6 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.simplefilter("ignore", category=UserWarning)  # our warnings are logged once, not twice
     progress = TqdmProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
+        check_outputs(args)
         return args.run(args, progress)
     except UsageError as exc:
         parser.error(str(exc))
@@ -76,6 +105,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS or args.debug:
+            raise
+        progress.close()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return OutputError.exit_code
     except Exception as exc:  # an unexpected failure is a bug: say so in one line
         if args.debug:
             raise

@@ -39,6 +39,7 @@ def register(commands, command) -> None:
     imp.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
     imp.add_argument("--out", required=True, metavar="FILE", help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
     imp.add_argument("--markups-out", metavar="FILE", help="output .mrk.json for markups stored by DicomAnnotEmbed")
+    imp.add_argument("--force", action="store_true", help="replace existing output files")
     export.set_defaults(run=run_export)
     imp.set_defaults(run=run_import)
 
@@ -48,6 +49,8 @@ def run_export(args: argparse.Namespace, progress) -> int:
 
     if not args.segmentation and not args.markups:
         raise UsageError("give --segmentation and/or --markups")
+    if args.preview_slices is not None and not args.preview:
+        raise UsageError("--preview-slices needs --preview DIR")
     result = api.export_overlay(
         args.series, args.segmentation, args.markups, args.out, series_uid=args.series_uid,
         keep_uids=args.keep_uids, split=args.split, fill_markups=args.fill_markups, force=args.force,

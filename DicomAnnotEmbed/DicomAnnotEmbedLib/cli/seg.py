@@ -50,6 +50,7 @@ def register(commands, command) -> None:
     seg_import.add_argument("--series", metavar="DIR", help="folder holding the referenced series")
     seg_import.add_argument("--out", required=True, metavar="FILE",
                             help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
+    seg_import.add_argument("--force", action="store_true", help="replace an existing output file")
     seg_export.set_defaults(run=run_export)
     seg_import.set_defaults(run=run_import)
 
