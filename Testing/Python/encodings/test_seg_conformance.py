@@ -93,6 +93,20 @@ def test_slice_spacing_without_0018_0088(tmp_path, seg_type, thickness):
         np.testing.assert_array_equal(back.mask(segment), labels == number)
 
 
+def test_single_slice_without_0018_0088(tmp_path):
+    """One 2.5 mm slice: its thickness stands for the spacing (highdicom would write 1.0)."""
+    import highdicom as hd
+
+    series = _series(tmp_path / "series", shape=(1, 40, 48))
+    labels = np.zeros(series.geometry.shape, np.uint8)
+    labels[0, 2:5, 2:6] = 1
+    path = export_seg(series, Segmentation.from_label_map(series.geometry, labels), tmp_path / "s.dcm",
+                      seg_type="binary").paths[0]
+    measures = pydicom.dcmread(path).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert (float(measures.SliceThickness), float(measures.SpacingBetweenSlices)) == (2.5, 2.5)
+    assert hd.seg.segread(path).get_volume().spacing == pytest.approx((2.5, 0.8, 0.7))
+
+
 # --- b) small images and JPEG 2000 ----------------------------------------------------------------
 
 def test_jpeg2000_on_small_images_is_refused_before_any_work(tmp_path, capsys):

@@ -539,11 +539,12 @@ def _slice_measures(series: ReferenceSeries) -> Optional[Tuple[float, Optional[f
     geometry = series.geometry
     if not geometry.in_patient_space:
         return None
+    spacing = None
     if geometry.shape[0] > 1:
         spacing = round(abs(float(np.dot(geometry.ijk_to_lps[:3, 2], geometry.slice_normal))), 6)
-    else:
-        spacing = _positive(_source_value(series, 0, "SpacingBetweenSlices"))
     thickness = _positive(_source_value(series, 0, "SliceThickness"))
+    if geometry.shape[0] == 1:  # one plane: what the source says, its thickness for want of a spacing
+        spacing = _positive(_source_value(series, 0, "SpacingBetweenSlices")) or thickness
     if thickness is None:
         thickness = spacing if spacing is not None else float(geometry.spacing[2])
     return thickness, spacing
