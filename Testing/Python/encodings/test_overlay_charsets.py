@@ -60,6 +60,7 @@ def dciodvfy_errors(path) -> set:
     (None, "Doe^John", "ISO_IR 192"),          # default repertoire: ASCII only
     ("ISO_IR 100", PATIENT, "ISO_IR 192"),     # Latin-1 cannot hold 肿瘤: the whole file in UTF-8
     ("ISO_IR 192", PATIENT, "ISO_IR 192"),
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎", "ISO_IR 192"),  # code extensions: re-encoded
 ])
 def test_non_ascii_names_are_written_in_a_declared_character_set(sample_case, tmp_path, charset, patient, expected):
     source = source_copy(sample_case, tmp_path / "src", charset, patient)
