@@ -61,15 +61,18 @@ def export_rtstruct(series: Union[ReferenceSeries, PathLike], segmentation: Segm
 
 def import_rtstruct(rtstruct_file: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
                     segmentation_out: Optional[PathLike] = None, markups_out: Optional[PathLike] = None,
-                    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+                    tolerance_mm: float = DEFAULT_TOLERANCE_MM, boundary_pixels: str = "auto",
                     progress: Optional[ProgressCallback] = None) -> RtStructImport:
     """Read any RT Structure Set onto its referenced series' grid (``series``: the series or a
     folder holding it; None: searched beside the file): closed contours become segments (names,
     colours, interpreted types, codes), points and open contours markups (LPS). Optionally write
     ``.seg.nrrd`` (or a label map by suffix) and ``.mrk.json``. What was skipped, and why, is in
-    ``result.skipped`` (and logged). Returns :class:`encodings.rtstruct.RtStructImport`."""
+    ``result.skipped`` (and logged). ``boundary_pixels`` ("auto", "include", "exclude"): whether the
+    pixels a contour passes through the centres of belong to it (see
+    :func:`encodings.rtstruct.import_rtstruct`). Returns :class:`encodings.rtstruct.RtStructImport`."""
     from ..encodings.rtstruct import import_rtstruct as read_rtstruct
 
-    imported = read_rtstruct(rtstruct_file, series, tolerance_mm=tolerance_mm, progress=progress)
+    imported = read_rtstruct(rtstruct_file, series, tolerance_mm=tolerance_mm, boundary_pixels=boundary_pixels,
+                             progress=progress)
     write_annotations(imported.annotations, segmentation_out, markups_out)
     return imported

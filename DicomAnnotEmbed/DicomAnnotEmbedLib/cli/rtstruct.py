@@ -50,6 +50,9 @@ def register(commands, command) -> None:
     imp.add_argument("--markups-out", metavar="FILE.mrk.json", help="output for points and open contours")
     imp.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_MM, metavar="MM",
                      help=f"a contour is on a slice when all its points are this close to its plane (default {DEFAULT_TOLERANCE_MM})")
+    imp.add_argument("--boundary-pixels", default="auto", choices=["auto", "include", "exclude"],
+                     help="whether pixels whose centres a contour passes through belong to it (default auto: yes for "
+                          "contours whose vertices all lie on pixel centres, as rt-utils and OpenCV trace them)")
     export.set_defaults(run=run_export)
     imp.set_defaults(run=run_import)
 
@@ -87,7 +90,8 @@ def run_import(args: argparse.Namespace, progress) -> int:
     if not str(args.out).lower().endswith((".nrrd", ".nii.gz", ".nii")):
         raise UsageError("--out must end in .seg.nrrd, .nrrd, .nii or .nii.gz")
     imported = api.import_rtstruct(args.rtstruct_file, args.series, segmentation_out=args.out,
-                                   markups_out=args.markups_out, tolerance_mm=args.tolerance, progress=progress)
+                                   markups_out=args.markups_out, tolerance_mm=args.tolerance,
+                                   boundary_pixels=args.boundary_pixels, progress=progress)
     print(f"{rtstruct_summary(imported)} written to {args.out}"
           + (f" and {args.markups_out}" if args.markups_out and imported.markups else ""))
     if imported.markups and not args.markups_out:

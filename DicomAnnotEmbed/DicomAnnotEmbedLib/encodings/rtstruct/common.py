@@ -42,6 +42,9 @@ class RtStructExportOptions:
     #: Per segment (by name or id): its interpreted type; overrides the segment's attribute.
     interpreted_types: Dict[str, str] = field(default_factory=dict)
     roi_interpreter: str = ""
+    #: Join each hole to the contour around it by a zero-width cut (for readers that unite the
+    #: contours of a slice instead of combining them even-odd, such as plastimatch).
+    keyhole: bool = True
     operators_name: str = ""
     manufacturer: str = "DicomAnnotEmbed"
 

@@ -11,7 +11,7 @@ successor permutation, not by walking them one by one.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -184,3 +184,70 @@ def fill_slices(shape2d: Tuple[int, int], contours: List[Tuple[int, np.ndarray]]
         for n in range(n_slabs):
             result[slices[first_slab + n]][r_lo:r_lo + n_rows, c_lo:c_lo + width - 1] = inside[n]
     return result
+
+
+def signed_areas(loops: List[np.ndarray]) -> np.ndarray:
+    """Shoelace areas of loops in pixel space (y down): positive for loops with the region on their
+    right as :func:`trace_slices` walks them (outer boundaries), negative for holes."""
+    if not loops:
+        return np.zeros(0)
+    sizes = np.array([len(p) for p in loops])
+    points = np.concatenate(loops)
+    following = np.concatenate([np.roll(p, -1, axis=0) for p in loops])
+    cross = points[:, 0] * following[:, 1] - following[:, 0] * points[:, 1]
+    return np.add.reduceat(cross, np.concatenate([[0], np.cumsum(sizes)[:-1]])) / 2.0
+
+
+def keyhole(loops: List[np.ndarray]) -> List[np.ndarray]:
+    """The loops of one slice as polygons without holes: each hole joined to the loop just above it
+    by a zero-width cut (down a pixel column from the boundary above the hole's top edge to that
+    edge and back), so that readers that fill each polygon alone and unite them (plastimatch) get
+    the holes too. Even-odd readers see the same region: the cut's two edges cancel. The pixel
+    centres on a cut are region pixels (the cut runs through the region), and lie inside by
+    any consistent tie rule. Python loops run over holes only."""
+    areas = signed_areas(loops)
+    holes = [n for n in np.argsort([loops[n][:, 1].min() for n in range(len(loops))], kind="stable")
+             if areas[n] < 0]
+    if not holes:
+        return list(loops)
+    # Horizontal edges of every loop: y, x range, loop.
+    sizes = np.array([len(p) for p in loops])
+    start = np.concatenate(loops)
+    end = np.concatenate([np.roll(p, -1, axis=0) for p in loops])
+    owner = np.repeat(np.arange(len(loops)), sizes)
+    flat = start[:, 1] == end[:, 1]
+    edge_y, edge_lo, edge_hi = start[flat, 1], np.minimum(start[flat, 0], end[flat, 0]), \
+        np.maximum(start[flat, 0], end[flat, 0])
+    edge_owner = owner[flat]
+    polygon_of = list(range(len(loops)))      # loop -> polygon (index into polygons)
+    polygons: List[Optional[np.ndarray]] = list(loops)
+    for hole in holes:
+        ring = loops[hole]
+        top = ring[:, 1].min()
+        # The hole's top-left corner; the cut comes down the pixel column just right of it.
+        corner = int(np.flatnonzero((ring[:, 1] == top))[np.argmin(ring[ring[:, 1] == top, 0])])
+        x = ring[corner, 0] + 0.5
+        above = (edge_y < top) & (edge_lo < x) & (edge_hi > x)
+        if not above.any():
+            continue  # cannot happen for a traced hole; the even-odd form stays correct
+        best = np.flatnonzero(above)[np.argmax(edge_y[above])]
+        hit_y, target = edge_y[best], polygon_of[int(edge_owner[best])]
+        polygon = polygons[target]
+        following = np.roll(polygon, -1, axis=0)
+        on = np.flatnonzero((polygon[:, 1] == hit_y) & (following[:, 1] == hit_y)
+                            & (np.minimum(polygon[:, 0], following[:, 0]) < x)
+                            & (np.maximum(polygon[:, 0], following[:, 0]) > x))
+        if on.size != 1:
+            continue
+        at = int(on[0])
+        hit, entry = np.array([[x, hit_y]]), np.array([[x, top]])
+        around = np.roll(ring, -corner, axis=0)      # from the corner round the hole and back to it
+        # A hole's top edge is walked leftwards into the corner: entry lies on the edge from the
+        # last vertex of ``around`` to its first.
+        spliced = np.concatenate([polygon[:at + 1], hit, entry, around, entry, hit, polygon[at + 1:]])
+        polygons[target] = spliced
+        polygons[hole] = None
+        for n, p in enumerate(polygon_of):
+            if p == hole:
+                polygon_of[n] = target
+    return [p for p in polygons if p is not None]

@@ -23,11 +23,17 @@ from ...core.errors import InputError, SeriesError
 from ...core.inputs import read_dicom_file
 from ...core.model import (AnnotationSet, Code, DEFAULT_TERMINOLOGY, Markup, Segment, Segmentation, Terminology)
 from ...core.progress import ProgressCallback, track
+from ...core.rasterize import polyline_mask
 from ...core.series import ReferenceSeries, load_series
 from ...dicom.values import code_of
 from .common import (DEFAULT_TOLERANCE_MM, GEOMETRIC_TYPES, INTERPRETED_TYPE_ATTRIBUTE, MARKUP_PREFIX,
                      RT_STRUCTURE_SET_STORAGE, RtStructImport)
 from .contours import fill_slices
+
+#: Values of ``boundary_pixels``.
+BOUNDARY_PIXELS = ("auto", "include", "exclude")
+#: A vertex within this many pixels of a pixel centre lies on it.
+CENTRE_TOLERANCE_PIXELS = 1e-3
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ def referenced_series_uid(ds: Dataset) -> Tuple[str, str]:
 
 
 def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLike, str, None] = None, *,
-                    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+                    tolerance_mm: float = DEFAULT_TOLERANCE_MM, boundary_pixels: str = "auto",
                     progress: Optional[ProgressCallback] = None) -> RtStructImport:
     """Read an RT Structure Set into segments and markups on its referenced series' grid.
 
@@ -75,11 +81,19 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
         series: the referenced series, a folder to find it in (by the referenced Series Instance
             UID), or None: then it is searched for in the RTSTRUCT's own folder.
         tolerance_mm: a contour lies on slice k when all its points are this close to the plane.
+        boundary_pixels: the pixels a closed contour passes through (Bresenham between its vertices)
+            are added to the centre-inside fill: "include" always, "exclude" never, "auto" (default)
+            for contours whose vertices all lie on pixel centres: writers that trace the centres of
+            the boundary pixels (rt-utils, OpenCV's findContours) mean those pixels to belong.
+            Contours along pixel edges (ours) or between centres (plastimatch's) pass through no
+            centre, so the choice does not change them.
 
     Raises:
         InputError: not an RTSTRUCT; the referenced series is not found; no contour lies on the
             series.
     """
+    if boundary_pixels not in BOUNDARY_PIXELS:
+        raise InputError(f"boundary pixels must be one of {', '.join(BOUNDARY_PIXELS)}, got {boundary_pixels!r}")
     ds = read_rtstruct_dataset(path)
     path = str(path)
     series_uid, frame_uid = referenced_series_uid(ds)
@@ -119,7 +133,7 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
         interpreted = str(observation.get("RTROIInterpretedType", "") or "") if observation else ""
         generation = str(roi.get("ROIGenerationDescription", "") or "")
         markup_kind = generation[len(MARKUP_PREFIX):] if generation.startswith(MARKUP_PREFIX) else ""
-        closed, points, opened, problems = _read_contours(contour_item, geometry, tolerance_mm)
+        closed, points, opened, problems = _read_contours(contour_item, geometry, tolerance_mm, boundary_pixels)
         total_on += len(closed) + len(points) + len(opened)
         if problems:
             message = f"ROI {name!r}: " + "; ".join(f"{count} {what}" for what, count in problems.items()) + \
@@ -134,6 +148,7 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
             closed = []
         if closed:
             planes = fill_slices(geometry.shape[1:], [(k, cr) for k, cr, _ in closed])
+            _add_boundary_pixels(planes, closed, boundary_pixels)
             segment_id = _unique(name, used_ids)
             segment = Segment(id=segment_id, name=name, color=color,
                               terminology=_terminology(observation, interpreted),
@@ -162,6 +177,20 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
     if segments:
         result.annotations.segmentation = Segmentation(geometry, builder.layers(), segments)
     return result
+
+
+def _add_boundary_pixels(planes: Dict[int, np.ndarray], closed, mode: str) -> None:
+    if mode == "exclude":
+        return
+    for k, cr, _ in closed:
+        if mode == "include" or _on_centres(cr):
+            planes[k] |= polyline_mask(planes[k].shape, cr, closed=True)
+
+
+def _on_centres(cr: np.ndarray) -> bool:
+    """Whether every vertex lies on a pixel centre (a contour traced through boundary pixels; one
+    or two such vertices are a pixel or a row of pixels, as OpenCV traces them)."""
+    return bool(np.all(np.abs(cr - np.round(cr)) < CENTRE_TOLERANCE_PIXELS))
 
 
 def _numbered(name: str, index: int, count: int) -> str:
@@ -227,7 +256,7 @@ def _contour_values(item: Dataset) -> Optional[np.ndarray]:
     return numbers.reshape(-1, 3)
 
 
-def _read_contours(item: Dataset, geometry, tolerance_mm: float):
+def _read_contours(item: Dataset, geometry, tolerance_mm: float, boundary_pixels: str):
     """(closed [(k, (N, 2) column-row, (N, 3) LPS)], points [(3,) LPS], open [(N, 3) LPS], problems {what: count})."""
     closed, points, opened = [], [], []
     problems: Dict[str, int] = {}
@@ -251,10 +280,11 @@ def _read_contours(item: Dataset, geometry, tolerance_mm: float):
         if kind not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
             opened.append(lps)
             continue
-        if len(lps) < 3:
-            problem("closed contours of fewer than 3 points")
-            continue
         ijk = geometry.lps_to_ijk_points(lps)
+        if len(lps) < 3 and not (boundary_pixels == "include" or (
+                boundary_pixels == "auto" and _on_centres(ijk[:, :2]))):
+            problem("closed contours of fewer than 3 points (not on pixel centres)")
+            continue
         k = int(np.round(ijk[:, 2].mean()))
         if np.max(np.abs(ijk[:, 2] - k)) * slice_gap > tolerance_mm:
             problem(f"contours not on a slice plane of the series (beyond {tolerance_mm} mm)")

@@ -30,7 +30,7 @@ from ...core.series import ReferenceSeries
 from ...dicom.values import long_string
 from .common import (IMPLICIT_VR_LITTLE_ENDIAN, INTERPRETED_TYPE_ATTRIBUTE, INTERPRETED_TYPES, MARKUP_PREFIX,
                      RT_STRUCTURE_SET_STORAGE, DEFAULT_TOLERANCE_MM, RtStructExportOptions, RtStructExportResult)
-from .contours import trace_slices
+from .contours import keyhole, trace_slices
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def export_rtstruct(series: ReferenceSeries, segmentation: Optional[Segmentation
     ``series``.
 
     Each non-empty segment becomes an ROI of CLOSED_PLANAR contours whose rasterisation (pixel
-    centre inside, contours of a slice combined even-odd) is exactly its mask; overlapping
-    segments are fine. Point lists become POINT contours (MARKER), lines, angles and open curves
+    centre inside, contours of a slice combined even-odd) is exactly its mask; holes are also
+    joined to their surrounding contour by a zero-width cut (``options.keyhole``), so readers that
+    unite the contours of a slice get them too. Overlapping segments are fine. Point lists become POINT contours (MARKER), lines, angles and open curves
     OPEN_PLANAR or OPEN_NONPLANAR, closed curves CLOSED_PLANAR (OPEN_NONPLANAR, closed by
     repeating the first point, when not planar); ROI and plane markups are skipped with a warning.
 
@@ -160,7 +161,11 @@ def _segment_rois(series, segmentation, options, images, result, progress) -> Li
                    code=terminology.type if terminology else None,
                    terminology_text=terminology.to_slicer_string() if terminology else "",
                    description=segment.description)
-        loops = trace_slices(mask)
+        by_slice: Dict[int, List[np.ndarray]] = {}
+        for k, points in trace_slices(mask):
+            by_slice.setdefault(k, []).append(points)
+        loops = [(k, polygon) for k, rings in by_slice.items()
+                 for polygon in (keyhole(rings) if options.keyhole else rings)]
         for k, points in loops:
             k = k + k0
             ijk = np.column_stack([points[:, 0] + c0, points[:, 1] + r0, np.full(len(points), float(k))])
