@@ -16,7 +16,8 @@ of pydicom's parsed items.
 
 Coordinates: LPS throughout, as in DICOM.
 
-Modules: ``common`` (SOP classes, types, codecs, options), ``encode`` (export), ``decode`` (import).
+Modules: ``common`` (SOP classes, types, codecs, options), ``encode`` (export), ``headers`` (source
+headers, references, slice measures, character set of the export), ``decode`` (import).
 """
 from __future__ import annotations
 

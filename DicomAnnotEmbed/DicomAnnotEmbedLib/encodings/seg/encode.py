@@ -29,6 +29,8 @@ from .common import (ALGORITHM_TYPES, ALLOWED_COMPRESSIONS, COMPRESSIONS, DEFAUL
                      TRANSFER_SYNTAXES, SegExportOptions, SegExportResult, check_compression, _DERIVATION_IMAGE,
                      _DIMENSION_INDEX_VALUES, _FRAME_CONTENT, _IMAGE_POSITION, _PER_FRAME, _PIXEL_DATA, _PLANE_POSITION,
                      _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER)
+from .headers import (_clean_sources, _declare_character_set, _reference_all_sources, _set_slice_measures,
+                      _slice_measures)
 
 log = logging.getLogger(__name__)
 
@@ -438,64 +440,6 @@ class _SegWriter:
         return len(set(np.diff(self.planes).tolist())) == 1
 
 
-def _reference_all_sources(ds: Dataset, sources: Sequence[Dataset]) -> None:
-    """Source Image Sequence and Referenced Series Sequence naming every source image, in the
-    layout highdicom gives them (one item per image; one series item per source series)."""
-    items, by_series = [], {}
-    for source in sources:
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = source.SOPClassUID
-        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-        items.append(reference)
-        by_series.setdefault(source.SeriesInstanceUID, []).append(reference)
-    ds.SourceImageSequence = items
-    series_items = []
-    for uid, references in by_series.items():
-        item = Dataset()
-        item.SeriesInstanceUID = uid
-        item.ReferencedInstanceSequence = references
-        series_items.append(item)
-    ds.ReferencedSeriesSequence = series_items
-
-
-_TEXT_VRS = ("SH", "LO", "ST", "LT", "UT", "UC", "PN")
-
-
-def _declare_character_set(ds: Dataset) -> None:
-    """Specific Character Set ISO_IR 192 (UTF-8) when any text (segment labels, descriptions,
-    names copied from the source, whatever its character set was) is not ASCII; else the
-    default repertoire, or what highdicom copied from the source. pydicom then encodes every
-    text as UTF-8 (values read from the source were decoded with the source's set)."""
-    def non_ascii(value) -> bool:
-        values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
-        return any(v is not None and not str(v).isascii() for v in values)
-
-    for element in ds.iterall():
-        if element.VR in _TEXT_VRS and element.value not in (None, "") and non_ascii(element.value):
-            ds.SpecificCharacterSet = "ISO_IR 192"
-            return
-
-
-def _clean_sources(datasets: Sequence[Dataset], thickness: Optional[float] = None) -> List[Dataset]:
-    """Source headers highdicom accepts, changed on a copy (inputs are never changed): an empty
-    Specific Character Set (seen in dcmqi's test CT) means the default repertoire and is dropped;
-    a single-frame image without Slice Thickness (type 2: may be empty) gets ``thickness``, which
-    highdicom needs (the SEG's own value is set afterwards by :func:`_set_slice_measures`)."""
-    cleaned = []
-    for ds in datasets:
-        no_charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
-        no_thickness = (thickness is not None and "PerFrameFunctionalGroupsSequence" not in ds
-                        and _positive(ds.get("SliceThickness")) is None)
-        if no_charset or no_thickness:
-            ds = copy.deepcopy(ds)
-            if no_charset:
-                del ds.SpecificCharacterSet
-            if no_thickness:
-                ds.SliceThickness = round(float(thickness), 6)
-        cleaned.append(ds)
-    return cleaned
-
-
 def _highdicom_plane_order(geometry: VolumeGeometry) -> List[int]:
     """Slice indices in the order highdicom sorts planes (along its normal for the image
     orientation, which may run against our k)."""
@@ -508,72 +452,6 @@ def _highdicom_plane_order(geometry: VolumeGeometry) -> List[int]:
     orientation = list(directions[:, 0]) + list(directions[:, 1])
     normal = np.asarray(get_normal_vector(orientation, index_convention=VOLUME_INDEX_CONVENTION))
     return k_order[::-1] if float(normal @ directions[:, 2]) < 0 else k_order
-
-
-def _source_value(series: ReferenceSeries, k: int, keyword: str):
-    """A Pixel Measures value of slice k's source: per-frame, shared, then top level; None when absent/empty."""
-    ref = series.slices[k]
-    ds = series.datasets[ref.file_index]
-    places = []
-    if "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) > ref.frame:
-        places.append(ds.PerFrameFunctionalGroupsSequence[ref.frame])
-    if "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
-        places.append(ds.SharedFunctionalGroupsSequence[0])
-    for place in places:
-        if "PixelMeasuresSequence" in place and len(place.PixelMeasuresSequence):
-            value = place.PixelMeasuresSequence[0].get(keyword)
-            if value not in (None, ""):
-                return value
-    value = ds.get(keyword)
-    return None if value in (None, "") else value
-
-
-def _slice_measures(series: ReferenceSeries) -> Optional[Tuple[float, Optional[float]]]:
-    """(Slice Thickness, Spacing Between Slices) of the SEG, from the series geometry (LPS).
-
-    The spacing is the distance of the series' planes along their normal: highdicom takes the
-    source's 0018,0088 or, when the source has none, works it out from the planes it is given,
-    which is 1.0 for the one-plane template of the fast writer. The thickness is the source's
-    when it states one, else that spacing. None outside patient space.
-    """
-    geometry = series.geometry
-    if not geometry.in_patient_space:
-        return None
-    spacing = None
-    if geometry.shape[0] > 1:
-        spacing = round(abs(float(np.dot(geometry.ijk_to_lps[:3, 2], geometry.slice_normal))), 6)
-    thickness = _positive(_source_value(series, 0, "SliceThickness"))
-    if geometry.shape[0] == 1:  # one plane: what the source says, its thickness for want of a spacing
-        spacing = _positive(_source_value(series, 0, "SpacingBetweenSlices")) or thickness
-    if thickness is None:
-        thickness = spacing if spacing is not None else float(geometry.spacing[2])
-    return thickness, spacing
-
-
-def _positive(value) -> Optional[float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 and np.isfinite(number) else None
-
-
-def _set_slice_measures(ds: Dataset, measures: Optional[Tuple[float, Optional[float]]]) -> None:
-    """Write the true Slice Thickness / Spacing Between Slices into the shared Pixel Measures."""
-    from pydicom.valuerep import format_number_as_ds
-
-    if measures is None or "SharedFunctionalGroupsSequence" not in ds:
-        return
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    if "PixelMeasuresSequence" not in shared:
-        return
-    item = shared.PixelMeasuresSequence[0]
-    thickness, spacing = measures
-    item.SliceThickness = format_number_as_ds(float(thickness))
-    if spacing is not None:
-        item.SpacingBetweenSlices = format_number_as_ds(float(spacing))
-    elif "SpacingBetweenSlices" in item:
-        del item.SpacingBetweenSlices
 
 
 def _cs_label(text: str) -> str:
