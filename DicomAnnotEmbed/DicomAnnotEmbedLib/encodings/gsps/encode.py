@@ -409,6 +409,7 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
 
     graphic_annotations, graphic_layers = [], []
     images = set()
+    make_annotation = _AnnotationMaker()
     for order, (name, description, colour, graphics, label) in enumerate(layers, start=1):
         layer = hd.pr.GraphicLayer(layer_name=name, order=order, description=description[:64],
                                    display_color=CIELabColor.from_dicom_value(rgb_to_dicom_lab(colour)))
@@ -428,10 +429,8 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
                 texts.append(hd.pr.TextObject(text_value=label[:1024], units="PIXEL",
                                               anchor_point=(float(anchor[0]), float(anchor[1])),
                                               anchor_point_visible=True))
-            graphic_annotations.append(hd.pr.GraphicAnnotation(
-                referenced_images=[ds], graphic_layer=layer,
-                referenced_frame_number=ref.frame + 1 if multiframe else None,
-                graphic_objects=objects, text_objects=texts or None))
+            graphic_annotations.append(make_annotation(ds, ref.frame + 1 if multiframe else None, layer,
+                                                       objects, texts))
             result.graphics += len(objects)
             result.texts += len(texts)
             images.add(k)
@@ -468,6 +467,46 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     with atomic_path(out) as tmp:
         pydicom.dcmwrite(tmp, gsps, enforce_file_format=True)
     return result
+
+
+class _AnnotationMaker:
+    """Graphic Annotation items as highdicom builds them, fast.
+
+    highdicom's GraphicAnnotation checks its image each time (is it an image IOD, multi-frame?):
+    ~10 ms an item, 14 s of 15 for 1600 items (20 markups and 5 outlined segments on 120 slices).
+    The first item of each SOP class (single- or multi-frame) is built by highdicom; the others are
+    the same Dataset subclass with that item's reference layout and their own UIDs, frame, layer and
+    objects (the tests compare them with highdicom's, element by element). The graphic and text
+    objects are highdicom's; the presentation state's constructor still checks every item's layer
+    and image reference; the coordinates were cut to the image before."""
+
+    def __init__(self):
+        self.built = set()
+
+    def __call__(self, ds, frame_number: Optional[int], layer, objects, texts):
+        import highdicom as hd
+        from pydicom.dataset import Dataset
+
+        key = (str(ds.SOPClassUID), frame_number is not None)
+        if key not in self.built:
+            self.built.add(key)
+            return hd.pr.GraphicAnnotation(referenced_images=[ds], graphic_layer=layer,
+                                           referenced_frame_number=frame_number,
+                                           graphic_objects=objects or None, text_objects=texts or None)
+        item = hd.pr.GraphicAnnotation.__new__(hd.pr.GraphicAnnotation)
+        Dataset.__init__(item)
+        item.GraphicLayer = layer.GraphicLayer
+        reference = Dataset()
+        reference.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+        reference.ReferencedSOPClassUID = ds.SOPClassUID
+        if frame_number is not None:
+            reference.ReferencedFrameNumber = frame_number
+        item.ReferencedImageSequence = [reference]
+        if objects:
+            item.GraphicObjectSequence = objects
+        if texts:
+            item.TextObjectSequence = texts
+        return item
 
 
 def _character_set(added: Sequence[str], source) -> str:
