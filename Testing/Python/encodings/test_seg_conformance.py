@@ -47,6 +47,14 @@ def _world_points(affine, indices):
     return np.round(np.c_[indices, np.ones(len(indices))] @ affine.T, 4)[:, :3]
 
 
+def _dcmqi(path, out):
+    """dcmqi's segimage2itkimage on an uncompressed SEG: its meta.json (the images are in ``out``)."""
+    out.mkdir()
+    subprocess.run([require_tool("segimage2itkimage"), "--inputDICOM", str(path), "--outputDirectory", str(out),
+                    "--outputType", "nrrd"], check=True, capture_output=True)
+    return json.loads((out / "meta.json").read_text(encoding="utf-8"))
+
+
 # --- a) geometry without Spacing Between Slices ---------------------------------------------------
 
 @pytest.mark.parametrize("thickness", ["2.5", None])
@@ -74,11 +82,7 @@ def test_slice_spacing_without_0018_0088(tmp_path, seg_type, thickness):
     assert sorted(map(tuple, theirs)) == sorted(map(tuple, ours))
 
     out = tmp_path / "dcmqi"
-    out.mkdir()
-    subprocess.run([require_tool("segimage2itkimage"), "--inputDICOM", str(path), "--outputDirectory", str(out),
-                    "--outputType", "nrrd"], check=True, capture_output=True)
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["segmentAttributes"]
+    assert _dcmqi(path, out)["segmentAttributes"]
     for number in (1, 2):
         # LPS; BINARY: one file per segment on the grid of its frames, LABELMAP: one label file
         image = sitk.ReadImage(str(out / ("1.nrrd" if seg_type == "labelmap" else f"{number}.nrrd")))
@@ -258,6 +262,8 @@ def test_non_ascii_names_are_written_as_utf8(tmp_path, seg_type, engine, source_
     seg = hd.seg.segread(path)
     assert [seg.get_segment_description(n).segment_label for n in seg.segment_numbers] == list(NAMES)
     assert [s.name for s in import_seg(path, series).segmentation.segments] == list(NAMES)
+    meta = _dcmqi(path, tmp_path / "dcmqi")
+    assert [a["SegmentLabel"] for group in meta["segmentAttributes"] for a in group] == list(NAMES)
     errors = _dciodvfy_errors(path)
     if seg_type == "labelmap":
         errors = [e for e in errors if not any(re.match(p, e) for p in LABELMAP_ALLOWED)]
@@ -340,6 +346,10 @@ def test_empty_segment_survives_the_round_trip(tmp_path, seg_type, engine):
     if seg_type == "labelmap":
         errors = [e for e in errors if not any(re.match(p, e) for p in LABELMAP_ALLOWED)]
     assert errors == []
+    meta = _dcmqi(path, tmp_path / "dcmqi")
+    described = {a["labelID"]: a for group in meta["segmentAttributes"] for a in group}
+    assert described[2]["SegmentLabel"] == "Lesion to draw"
+    assert described[2]["SegmentedPropertyTypeCodeSequence"]["CodeValue"] == "108369006"
     back = import_seg(path, series).segmentation
     assert [s.name for s in back.segments] == ["Liver", "Lesion to draw", "Other"]
     empty = back.segments[1]
