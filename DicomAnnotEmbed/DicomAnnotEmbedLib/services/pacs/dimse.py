@@ -34,6 +34,9 @@ from .common import (STORAGE_SOP_CLASSES, UNCOMPRESSED, WRITTEN_TRANSFER_SYNTAXE
 from .nodes import DimseNode
 
 log = logging.getLogger(__name__)
+#: Storage SOP classes whose instances are never compressed (SR, RT Structure Set, presentation states).
+NEVER_COMPRESSED = {uid for uid, name in STORAGE_SOP_CLASSES.items()
+                    if name.endswith("SR") or "Structure Set" in name or "Presentation State" in name}
 MAX_PDU = 0  # no limit on what we receive; the peer's limit bounds what we send
 
 
@@ -371,7 +374,14 @@ def _get_on_one(node: DimseNode, study_uid: str, job: List[tuple], report: GetRe
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     roles = []
     for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_requested_context(sop_class, list(WRITTEN_TRANSFER_SYNTAXES))
+        # One context per transfer syntax, so that the archive sends each file as it holds it
+        # (Orthanc 1.10 fails a C-GET it would have to transcode, e.g. a 1-bit JPEG 2000 SEG);
+        # SR, RTSTRUCT and presentation states are never compressed: one uncompressed context.
+        if sop_class in NEVER_COMPRESSED:
+            ae.add_requested_context(sop_class, list(UNCOMPRESSED))
+        else:
+            for ts in WRITTEN_TRANSFER_SYNTAXES:
+                ae.add_requested_context(sop_class, [ts])
         roles.append(build_role(sop_class, scp_role=True))
     todo = list(job)
     for attempt in range(retries + 1):
