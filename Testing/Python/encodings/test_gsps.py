@@ -324,6 +324,63 @@ def test_graphics_reference_frames_of_multiframe_images_only(exported):
         assert frames == [None] * len(frames)
 
 
+@pytest.mark.parametrize("kind", ["axial", "oblique"])
+def test_boxes_and_planes_are_drawn_as_their_sections(kind, tmp_path):
+    """ROI boxes and planes: every vertex, mapped through the image's own header, lies on the box's
+    surface or in the plane's rectangle (a plane's end slices may show its section moved along the
+    slice normal by at most half a slice gap)."""
+    series = load_series(SERIES[kind](tmp_path / "series"))
+    geometry = series.geometry
+    gap = float(geometry.spacing[2])
+    centre = geometry.ijk_to_lps_points(np.array([[35.0, 30.0, 3.0]]))[0]
+    box_axes = rotation([0.3, 1.0, 0.2], 20.0) @ geometry.directions
+    box = Markup("roi", "Box", roi_center_lps=centre, roi_size=[14.0, 9.0, 2.4 * gap], roi_axes_lps=box_axes)
+    flat = Markup("plane", "Flat", roi_center_lps=centre, roi_size=[20.0, 10.0, 0.0],
+                  roi_axes_lps=geometry.directions)
+    tilted_axes = rotation(geometry.directions[:, 0], 35.0) @ geometry.directions
+    tilted = Markup("plane", "Tilted", roi_center_lps=centre, roi_size=[16.0, 12.0, 0.0], roi_axes_lps=tilted_axes)
+    out = tmp_path / "pr.dcm"
+    api.export_gsps(series, [box, flat, tilted], out)
+    ds = pydicom.dcmread(out)
+    headers = _image_headers(series)
+    by_layer = dict(zip((layer.GraphicLayer for layer in ds.GraphicLayerSequence), (box, flat, tilted)))
+    slices = {}
+    for item in ds.GraphicAnnotationSequence:
+        markup = by_layer[item.GraphicLayer]
+        origin, column_step, row_step = _plane_of(headers[str(item.ReferencedImageSequence[0].ReferencedSOPInstanceUID)], 1)
+        normal = np.cross(column_step, row_step) / np.linalg.norm(np.cross(column_step, row_step))
+        [graphic] = item.GraphicObjectSequence
+        cr = np.array(graphic.GraphicData, dtype=float).reshape(-1, 2)
+        assert graphic.GraphicType == "POLYLINE" and np.array_equal(cr[0], cr[-1]) or markup is tilted
+        lps = origin + (cr[:, :1] - 0.5) * column_step + (cr[:, 1:] - 0.5) * row_step
+        axes = markup.roi_axes_lps / np.linalg.norm(markup.roi_axes_lps, axis=0)
+        half = np.asarray(markup.roi_size) / 2.0
+        k = series.slices.index(next(r for r in series.slices
+                                     if r.sop_instance_uid == item.ReferencedImageSequence[0].ReferencedSOPInstanceUID))
+        corner_kk = geometry.lps_to_ijk_points(box.roi_corners_lps())[:, 2]
+        for point in lps:
+            if markup is box and not corner_kk.min() <= k <= corner_kk.max():
+                # the box ends within this slab: its section halfway through that part, on the slice
+                moved = point + np.linspace(-gap / 2, gap / 2, 401)[:, None] * normal
+                inside = np.abs((moved - box.roi_center_lps) @ axes) <= half + 1e-3
+                assert inside.all(axis=1).any()
+                continue
+            if markup is not box:  # move along the slice normal onto the plane (0 for the flat one)
+                shift = -np.dot(point - markup.roi_center_lps, axes[:, 2]) / np.dot(normal, axes[:, 2])
+                assert abs(shift) <= gap / 2 + 1e-6
+                point = point + shift * normal
+            local = np.abs(axes.T @ (point - markup.roi_center_lps))
+            assert np.all(local <= half + 1e-3), markup.name
+            if markup is not tilted:  # on the box's surface, the flat rectangle's border
+                assert np.min(np.abs(half - local)[:2 if markup is flat else 3]) < 1e-3, markup.name
+        slices.setdefault(markup.name, set()).add(item.ReferencedImageSequence[0].ReferencedSOPInstanceUID)
+    kk = geometry.lps_to_ijk_points(box.roi_corners_lps())[:, 2]  # every slab the box reaches into
+    assert len(slices["Box"]) == _slab(kk.max()) - _slab(kk.min()) + 1
+    assert len(slices["Flat"]) == 1 and len(slices["Tilted"]) >= 2
+    errors = subprocess.run([require_tool("dciodvfy"), str(out)], capture_output=True)
+    assert b"Error" not in errors.stdout + errors.stderr
+
+
 # --- segment outlines ----------------------------------------------------------------------------
 
 def _inside(shape, polygons_cr):
@@ -509,6 +566,20 @@ def test_bad_inputs_are_named(tmp_path, capsys):
         (tmp_path / "there.dcm").write_bytes(b"")
         api.export_gsps(series, _markups(series.geometry), tmp_path / "there.dcm")
     assert tree_hashes(series_dir) == before
+
+
+def test_a_presentation_state_of_another_series_or_with_broken_graphics(tmp_path):
+    series = load_series(_axial(tmp_path / "series"))
+    other = load_series(_oblique(tmp_path / "other"))
+    api.export_gsps(series, _markups(series.geometry), tmp_path / "pr.dcm")
+    with pytest.raises(InputError, match="pr.dcm: none of its graphics"):
+        api.import_gsps(tmp_path / "pr.dcm", other)
+    ds = pydicom.dcmread(tmp_path / "pr.dcm")
+    ds.GraphicAnnotationSequence[0].GraphicObjectSequence[0].GraphicData = [1.0, 2.0, 3.0]
+    ds.save_as(tmp_path / "broken.dcm")
+    back = api.import_gsps(tmp_path / "broken.dcm", series)
+    assert any("3 coordinate values" in line for line in back.report)
+    assert len(back.markups) >= len(_markups(series.geometry)) - 1
 
 
 def test_markups_beyond_the_image_are_cut_at_its_border_and_names_keep_their_letters(tmp_path):

@@ -28,6 +28,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ...core.errors import InputError
+from ...core.inputs import reading
 from ...core.model import Markup
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, load_series
@@ -87,8 +88,14 @@ def import_gsps(gsps_file: Union[str, os.PathLike], series: Union[ReferenceSerie
     Raises:
         InputError: not a readable presentation state, or none of its annotated images is in the series.
     """
-    ds = _read(gsps_file)
+    with reading(gsps_file, "presentation state"):
+        ds = _read(gsps_file)
     reference = series if isinstance(series, ReferenceSeries) else load_series(series, series_uid, progress)
+    with reading(gsps_file, "presentation state"):
+        return _convert(ds, reference, gsps_file, progress)
+
+
+def _convert(ds: pydicom.Dataset, reference: ReferenceSeries, gsps_file, progress) -> GspsImport:
     geometry = reference.geometry
     where = {(s.sop_instance_uid, s.frame): k for k, s in enumerate(reference.slices)}
     frames_of: Dict[str, List[int]] = defaultdict(list)
@@ -132,7 +139,12 @@ def import_gsps(gsps_file: Union[str, os.PathLike], series: Union[ReferenceSerie
             if units != "PIXEL":
                 result.report.append(f"annotation {number} (layer {layer}): {graphic_type} in {units} units")
                 continue
-            cr = np.asarray(graphic.get("GraphicData", []), dtype=float).reshape(-1, 2)
+            data = np.asarray(graphic.get("GraphicData") or [], dtype=float).ravel()
+            if len(data) == 0 or len(data) % 2 or not np.all(np.isfinite(data)):
+                result.report.append(f"annotation {number} (layer {layer}): {graphic_type} with "
+                                     f"{len(data)} coordinate values, not (column, row) pairs")
+                continue
+            cr = data.reshape(-1, 2)
             shape = _shape_of(graphic_type, cr)
             if shape is None:
                 result.report.append(f"annotation {number} (layer {layer}): {graphic_type} of {len(cr)} points")
@@ -144,7 +156,10 @@ def import_gsps(gsps_file: Union[str, os.PathLike], series: Union[ReferenceSerie
             if anchor is None or str(text.get("AnchorPointAnnotationUnits", "")) != "PIXEL" or not placed:
                 result.report.append(f"annotation {number} (layer {layer}): text {value!r} is anchored to no graphic")
                 continue
-            anchor = np.asarray(anchor, dtype=float)
+            anchor = np.asarray(anchor, dtype=float).ravel()
+            if anchor.shape != (2,) or not np.all(np.isfinite(anchor)):
+                result.report.append(f"annotation {number} (layer {layer}): text {value!r} has a broken anchor")
+                continue
             nearest = min(placed, key=lambda p: float(np.min(np.linalg.norm(p[1] - anchor, axis=1))))
             nearest[2] = value.split(": ")[0] if ours else value
         for k in slices:

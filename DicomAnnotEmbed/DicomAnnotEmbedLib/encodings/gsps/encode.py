@@ -138,8 +138,10 @@ def _solid_sections(markup: Markup, corners_lps: np.ndarray, edges, geometry: Vo
     first, last = max(_slab(kk.min()), 0), min(_slab(kk.max()), geometry.shape[0] - 1)
     graphics: Dict[int, List[Graphic]] = {}
     for k in range(first, last + 1):
-        # The plane of the slice, moved into the shape when the shape is thinner than the slab.
-        polygon = _section(corners_lps, edges, geometry, float(np.clip(k, kk.min(), kk.max())))
+        # The slice's own plane where it cuts the shape; else (the shape ends within the slab) the
+        # plane halfway through the shape's part of the slab, drawn on the slice.
+        lo, hi = max(kk.min(), k - 0.5), min(kk.max(), k + 0.5)
+        polygon = _section(corners_lps, edges, geometry, float(k) if lo <= k <= hi else (lo + hi) / 2.0)
         if polygon is None:
             continue
         closed = len(polygon) > 2
