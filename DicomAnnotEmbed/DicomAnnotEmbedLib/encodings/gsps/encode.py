@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from datetime import datetime
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -132,7 +131,7 @@ _BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).co
 _RECTANGLE_EDGES = [(0, 1), (1, 3), (3, 2), (2, 0)]
 
 
-def _solid_sections(markup: Markup, corners_lps: np.ndarray, edges, geometry: VolumeGeometry,
+def _solid_sections(corners_lps: np.ndarray, edges, geometry: VolumeGeometry,
                     filled: bool) -> Dict[int, List[Graphic]]:
     kk = geometry.lps_to_ijk_points(corners_lps)[:, 2]
     first, last = max(_slab(kk.min()), 0), min(_slab(kk.max()), geometry.shape[0] - 1)
@@ -167,7 +166,7 @@ def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[b
             smooth = interpolated and markup.kind in ("curve", "closed_curve") and len(ij) > 2
             graphics[k].append(("INTERPOLATED" if smooth else "POLYLINE", ij, is_closed, filled and is_closed))
     elif markup.kind == "roi":
-        graphics.update(_solid_sections(markup, markup.roi_corners_lps(), _BOX_EDGES, geometry, filled))
+        graphics.update(_solid_sections(markup.roi_corners_lps(), _BOX_EDGES, geometry, filled))
     elif markup.kind == "plane":
         axes, half = markup.roi_axes_lps, markup.roi_size[:2] / 2.0
         signs = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=float)
@@ -179,7 +178,7 @@ def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[b
                 ij = geometry.lps_to_ijk_points(corners[[0, 1, 3, 2]])[:, :2]
                 graphics[k].append(("POLYLINE", ij, True, filled))
         else:
-            graphics.update(_solid_sections(markup, corners, _RECTANGLE_EDGES, geometry, False))
+            graphics.update(_solid_sections(corners, _RECTANGLE_EDGES, geometry, False))
     return {k: v for k, v in sorted(graphics.items())}
 
 
@@ -337,8 +336,9 @@ def _window(series: ReferenceSeries, window: Optional[Tuple[float, float]]) -> O
                         value = voi.get(keyword, value)
         if value is None or value == "":
             return None
-        values.append(float(value[0] if isinstance(value, (list, tuple)) or hasattr(value, "__len__")
-                            and not isinstance(value, str) else value))
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):  # multi-valued: the first
+            value = value[0]
+        values.append(float(value))
     return (values[0], values[1]) if values[1] >= 1 else None
 
 
@@ -372,7 +372,7 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     if os.path.exists(out) and not force:
         raise OutputError("exists; use --force to replace it", out)
     result = GspsExportResult(path=str(out))
-    # (layer name, description, colour, {k: [graphic]}, text, kind)
+    # (layer name, description, colour, {k: [graphic]}, text)
     layers: List[Tuple[str, str, Tuple[float, float, float], Dict[int, List[Graphic]], Optional[str]]] = []
     numbers: Dict[str, int] = defaultdict(int)
     for markup in track(annotations.markups, progress, "Placing markups"):
@@ -464,7 +464,6 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     # tell that the body part is unpaired.
     laterality = source.get("Laterality", source.get("ImageLaterality"))
     gsps.Laterality = laterality if laterality in ("R", "L") else ""
-    gsps.PresentationCreationDate = datetime.now().strftime("%Y%m%d")
     prepare_output_file(out, force=True)
     with atomic_path(out) as tmp:
         pydicom.dcmwrite(tmp, gsps, enforce_file_format=True)
