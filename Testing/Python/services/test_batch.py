@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from batch_collection import (BAD, OUTPUTS, assert_same_case, collection, ledger_lines,  # noqa: F401 (fixture)
+from batch_collection import (BAD, assert_same_case, collection, ledger_lines,  # noqa: F401 (fixture)
                               run_single_case, sha256)
 from conftest import require_tool, tree_hashes
 
-COMPARED = ("case-00", "case-01", "case-10", "case-19")  # case-01: SEG options {"seg_type": "binary"}
+COMPARED = ("case-00", "case-01", "case-09", "case-19")  # 01, 09: BINARY SEG by options; 00, 09: an SR
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def single_case(collection, tmp_path_factory):  # noqa: F811
     _, cases = collection
     root = tmp_path_factory.mktemp("batch-single")
     for case_id in COMPARED:
-        run_single_case(cases[case_id], root / case_id, OUTPUTS, binary=int(case_id[-2:]) % 4 == 1)
+        run_single_case(cases[case_id], root / case_id, cases[case_id]["outputs"], binary=cases[case_id]["binary"])
     return root
 
 
@@ -63,7 +63,8 @@ def test_batch_on_local_cluster_writes_what_the_one_case_api_writes(local_run, s
         on_disk = {p.relative_to(folder).as_posix(): sha256(p) for p in folder.rglob("*")
                    if p.is_file() and p.name != "case.json"}
         assert record["outputs"] == on_disk
-        assert {"overlay/", "seg.dcm", "sr.dcm", "ml/"} <= {k if "/" not in k else k.split("/")[0] + "/" for k in on_disk}
+        written = {k.split("/")[0] for k in on_disk}
+        assert written == {{"seg": "seg.dcm", "sr": "sr.dcm"}.get(o, o) for o in files["outputs"]}
         assert record["duration_s"] > 0 and record["peak_memory_mb"] > 50
     missing, broken = (f"case-{i:02d}" for i in BAD)
     assert records[missing]["error"] == f"{cases[missing]['series']}: folder does not exist"
@@ -85,7 +86,7 @@ def test_batch_outputs_pass_the_checkers_as_the_one_case_outputs_do(local_run, s
     _, _, out, _, _ = local_run
     dciodvfy = require_tool("dciodvfy")
     dsrdump = require_tool("dsrdump")
-    for case_id in ("case-00", "case-01"):
+    for case_id in ("case-00", "case-09"):
         for name in ("seg.dcm", "sr.dcm", "overlay/IMG00004.dcm"):
             assert _errors(dciodvfy, out / case_id / name) == _errors(dciodvfy, single_case / case_id / name), name
         dump = subprocess.run([dsrdump, str(out / case_id / "sr.dcm")], capture_output=True, text=True)
@@ -131,3 +132,37 @@ def test_batch_bad_manifest_is_one_clear_error(tmp_path, collection):  # noqa: F
     process = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "batch", str(manifest), "--out",
                               str(tmp_path / "o2"), "--workers", "0"], capture_output=True, text=True, timeout=60)
     assert process.returncode == 2 and "--workers must be at least 1" in process.stderr
+
+
+def test_batch_case_importing_a_seg_writes_the_overlay_of_its_segments(collection, tmp_path):  # noqa: F811
+    """An annotation input recognised by its DICOM Modality (SEG), run by the per-case function."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.services.batch import run_case
+
+    _, cases = collection
+    files = cases["case-00"]
+    api.export_seg(files["series"], files["segmentation"], tmp_path / "input.dcm")
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"id": "from-seg", "series": str(files["series"]), "annotations": [["", str(tmp_path / "input.dcm")]],
+            "outputs": ["overlay"], "options": {}}
+    record = run_case(spec, str(out), "fingerprint")
+    assert record["status"] == "done", record["error"]
+    single = tmp_path / "single"
+    api.import_seg(tmp_path / "input.dcm", files["series"], segmentation_out=tmp_path / "imported.seg.nrrd")
+    api.export_overlay(files["series"], tmp_path / "imported.seg.nrrd", [], single / "overlay")
+    (single / "imported").mkdir()
+    (tmp_path / "imported.seg.nrrd").rename(single / "imported" / "segmentation.seg.nrrd")
+    assert_same_case(out / "from-seg", single)
+
+
+def test_batch_example_manifests_list_the_same_cases():
+    from DicomAnnotEmbedLib.services.batch import INPUT_KINDS, OUTPUTS, read_manifest
+
+    examples = Path(__file__).resolve().parents[3] / "Resources" / "Examples"
+    csv_cases = read_manifest(examples / "batch_manifest_example.csv", tuple(OUTPUTS), tuple(INPUT_KINDS))
+    json_cases = read_manifest(examples / "batch_manifest_example.jsonl", tuple(OUTPUTS), tuple(INPUT_KINDS))
+    assert len(csv_cases) == 5
+    for a, b in zip(csv_cases, json_cases):
+        a.line = b.line = 0
+        assert a == b
