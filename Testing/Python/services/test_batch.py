@@ -166,3 +166,19 @@ def test_batch_example_manifests_list_the_same_cases():
     for a, b in zip(csv_cases, json_cases):
         a.line = b.line = 0
         assert a == b
+
+
+def test_batch_case_from_an_annotation_table_writes_what_csv_import_writes(sample_case, tmp_path):
+    """A CSV annotation table (the bundled example on the sample series), run by the per-case function."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.services.batch import run_case
+
+    table = Path(__file__).resolve().parents[3] / "Resources" / "Examples" / "annotations_example.csv"
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"id": "table", "series": str(sample_case.series_dir), "annotations": [["", str(table)]],
+            "outputs": ["overlay", "seg"], "options": {"table": {"lidc": True}}}
+    record = run_case(spec, str(out), "fingerprint")
+    assert record["status"] == "done", record["error"]
+    api.import_csv(table, sample_case.series_dir, tmp_path / "single", formats=["overlay", "seg"], lidc=True)
+    assert_same_case(out / "table", tmp_path / "single")
