@@ -70,16 +70,16 @@ class _MarkupReader:
             self.name = entry["name"]
         self.where = f"{self.prefix} ({self.name!r})"
         slicer_type = entry.get("type")
-        if slicer_type not in SLICER_TYPES:
+        if not isinstance(slicer_type, str) or slicer_type not in SLICER_TYPES:
             raise self.fail(f"unknown markups type {slicer_type!r}; supported: {', '.join(SLICER_TYPES)}")
         kind = SLICER_TYPES[slicer_type]
         system = entry.get("coordinateSystem", "LPS")
-        if system not in ("LPS", "RAS"):
+        if not isinstance(system, str) or system not in ("LPS", "RAS"):
             raise self.fail(f'coordinateSystem must be "LPS" or "RAS", got {system!r}')
         units = entry.get("coordinateUnits", "mm")
         if isinstance(units, dict):  # Slicer also accepts a UCUM coded entry
             units = units.get("CodeValue", units.get("codeValue", "mm"))
-        if units != "mm":
+        if not isinstance(units, str) or units != "mm":
             raise self.fail(f"coordinates are in {units!r}; only millimetres (mm) are supported")
         self.ras = system == "RAS"
 

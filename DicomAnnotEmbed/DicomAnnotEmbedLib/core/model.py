@@ -444,6 +444,7 @@ class Markup:
             of the drawn rectangle, axes with the normal as third column).
         filled: draw closed shapes filled (overlay export).
         attributes: further metadata (e.g. the overlay group it was imported from).
+        source: the file it was read from, named by errors about it (not written anywhere).
     """
 
     kind: str
@@ -457,13 +458,15 @@ class Markup:
     roi_axes_lps: Optional[np.ndarray] = None
     filled: bool = False
     attributes: Dict[str, str] = field(default_factory=dict)
+    source: Optional[str] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.kind not in MARKUP_KINDS:
             raise InputError(f"markup {self.name!r}: unknown kind {self.kind!r}, expected one of {MARKUP_KINDS}")
         self.points_lps = np.asarray(self.points_lps, dtype=float).reshape(-1, 3)
-        if not np.all(np.isfinite(self.points_lps)):
-            raise InputError(f"markup {self.name!r}: control points are not finite numbers")
+        if not np.all(np.isfinite(self.points_lps)) or np.any(np.abs(self.points_lps) > MAX_COORDINATE_MM):
+            raise InputError(f"markup {self.name!r}: control points must be finite numbers within "
+                             f"{MAX_COORDINATE_MM:g} mm of the origin", self.source)
         if len(self.point_labels) < len(self.points_lps):
             self.point_labels = list(self.point_labels) + [
                 f"{self.name}-{n + 1}" for n in range(len(self.point_labels), len(self.points_lps))]
@@ -475,6 +478,13 @@ class Markup:
             self.roi_size = np.asarray(self.roi_size, dtype=float).reshape(3)
             self.roi_axes_lps = np.eye(3) if self.roi_axes_lps is None else \
                 np.asarray(self.roi_axes_lps, dtype=float).reshape(3, 3)
+            numbers = np.concatenate([self.roi_center_lps, self.roi_size, self.roi_axes_lps.ravel()])
+            if not np.all(np.isfinite(numbers)) or np.any(np.abs(numbers) > MAX_COORDINATE_MM):
+                raise InputError(f"markup {self.name!r}: {self.kind} centre, size and orientation must be finite "
+                                 f"numbers within {MAX_COORDINATE_MM:g} mm", self.source)
+            if abs(np.linalg.det(self.roi_axes_lps)) < 1e-6:
+                raise InputError(f"markup {self.name!r}: {self.kind} orientation is singular (its axes are "
+                                 f"parallel or zero)", self.source)
         elif len(self.points_lps) < minimum:
             raise InputError(f"markup {self.name!r}: a {self.kind} needs at least {minimum} control points, "
                              f"got {len(self.points_lps)}")
@@ -491,6 +501,10 @@ class Markup:
         half = self.roi_size / 2.0
         signs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=float)
         return self.roi_center_lps + (signs * half) @ self.roi_axes_lps.T
+
+
+#: Coordinates farther than this from the origin (a kilometre) are refused as broken.
+MAX_COORDINATE_MM = 1e6
 
 
 @dataclass

@@ -71,7 +71,9 @@ def read_markups(path: os.PathLike | str) -> List[Markup]:
     for index, entry in enumerate(entries):
         # Slicer names a node after the file (it does not write "name"); several get a suffix.
         default_name = stem if len(entries) == 1 else f"{stem}_{index + 1}"
-        markups.append(_MarkupReader(path, index, default_name).read(entry))
+        markup = _MarkupReader(path, index, default_name).read(entry)
+        markup.source = str(path)  # errors about it later (export) name the file
+        markups.append(markup)
     return markups
 
 

@@ -14,6 +14,7 @@ from ..core.errors import InputError
 from ..core.geometry import VolumeGeometry
 from ..core.model import Segment, Segmentation, Terminology, _default_color
 from ..core.outputs import atomic_path
+from ..core.inputs import reading
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,11 @@ def load_segmentation(path: os.PathLike | str, names: Optional[Dict[int, str]] =
     lower = path.name.lower()
     if not lower.endswith(LABEL_MAP_SUFFIXES):
         raise InputError(f"unknown segmentation format; expected one of {', '.join(LABEL_MAP_SUFFIXES)}", path)
-    if lower.endswith((".nrrd", ".nhdr")) and _is_slicer_segmentation(path):
-        return _read_seg_nrrd(path)
-    return _read_label_map(path, names)
+    # Errors deep in the model (a singular grid, a bad layer) and decoding errors name the file.
+    with reading(path, "the segmentation"):
+        if lower.endswith((".nrrd", ".nhdr")) and _is_slicer_segmentation(path):
+            return _read_seg_nrrd(path)
+        return _read_label_map(path, names)
 
 
 def _is_slicer_segmentation(path: Path) -> bool:
