@@ -130,44 +130,67 @@ def _trace_box(box: np.ndarray) -> List[Tuple[int, np.ndarray]]:
 
 
 def fill_slices(shape2d: Tuple[int, int], contours: List[Tuple[int, np.ndarray]]) -> Dict[int, np.ndarray]:
+    """Rasterise closed contours ``[(k, (N, 2) column, row points)]`` into full planes: see
+    :func:`fill_boxes`. Returns {k: (rows, columns) bool} for slices with contours."""
+    top, left, boxes = fill_boxes(shape2d, contours)
+    result = {}
+    for k, box in boxes.items():
+        plane = np.zeros(shape2d, dtype=bool)
+        plane[top:top + box.shape[0], left:left + box.shape[1]] = box
+        result[k] = plane
+    return result
+
+
+def fill_boxes(shape2d: Tuple[int, int], contours: List[Tuple[int, np.ndarray]]):
     """Rasterise closed contours ``[(k, (N, 2) column, row points)]``: a pixel is set when its
     centre is inside by the even-odd rule over all contours of its slice (a centre exactly on a
     vertical edge counts as inside on the edge's right side only: left edges included, right edges
-    not, as in scanline fills). Returns {k: (rows, columns) bool} for slices with contours."""
+    not, as in scanline fills).
+
+    Returns ``(top, left, {k: box})``: one box per slice with contours, all of the same size, placed
+    at row ``top``, column ``left`` of the image; it covers every vertex (clipped to the image), so
+    that pixels on the contours can be added within it.
+    """
     rows_n, cols_n = shape2d
     by_slice: Dict[int, List[np.ndarray]] = {}
     for k, points in contours:
         by_slice.setdefault(int(k), []).append(np.asarray(points, dtype=float).reshape(-1, 2))
     slices = sorted(by_slice)
     if not slices:
-        return {}
+        return 0, 0, {}
+    every = np.concatenate([ring for k in slices for ring in by_slice[k]])
+    top = int(np.clip(np.floor(every[:, 1].min()), 0, rows_n - 1))
+    bottom = int(np.clip(np.ceil(every[:, 1].max()), top, rows_n - 1))
+    left = int(np.clip(np.floor(every[:, 0].min()), 0, cols_n - 1))
+    right = int(np.clip(np.ceil(every[:, 0].max()), left, cols_n - 1))
+    n_rows, n_cols = bottom - top + 1, right - left + 1
+    result = {k: np.zeros((n_rows, n_cols), dtype=bool) for k in slices}
     rank = {k: n for n, k in enumerate(slices)}
     rings = [(rank[k], ring) for k in slices for ring in by_slice[k] if len(ring) >= 3]
-    result = {k: np.zeros(shape2d, dtype=bool) for k in slices}
     if not rings:
-        return result
+        return top, left, result
     sizes = np.array([len(r) for _, r in rings])
-    start = np.concatenate([r for _, r in rings])
-    end = np.concatenate([np.roll(r, -1, axis=0) for _, r in rings])
+    start = np.concatenate([r for _, r in rings]) - np.array([left, top], dtype=float)
+    end = np.concatenate([np.roll(r, -1, axis=0) for _, r in rings]) - np.array([left, top], dtype=float)
     owner = np.repeat(np.array([s for s, _ in rings]), sizes)
     x0, y0, x1, y1 = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
     lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
     # Half-open in y so that a vertex shared by two edges counts once.
     first = np.maximum(np.ceil(lo).astype(np.int64), 0)
-    last = np.minimum(np.ceil(hi).astype(np.int64) - 1, rows_n - 1)
+    last = np.minimum(np.ceil(hi).astype(np.int64) - 1, n_rows - 1)
     counts = np.where(y0 != y1, np.clip(last - first + 1, 0, None), 0)
     total = int(counts.sum())
     if total == 0:
-        return result
+        return top, left, result
     edge = np.repeat(np.arange(start.shape[0]), counts)
     row = first[edge] + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
     x_cross = x0[edge] + (row - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
-    stop = np.clip(np.ceil(x_cross), 0, cols_n).astype(np.int64)
-    # Only the box the crossings span is filled, a few slices at a time (bounded memory).
-    r_lo, c_lo = int(row.min()), int(stop.min())
-    n_rows, width = int(row.max()) - r_lo + 1, int(stop.max()) - c_lo + 1
+    # Pixel c is left of the crossing when c < x, i.e. c < ceil(x); toggles start there, and the
+    # running sum along a row counts the crossings to the right of each pixel.
+    stop = np.clip(np.ceil(x_cross), 0, n_cols).astype(np.int64)
+    width = n_cols + 1
     slab = owner[edge]
-    per_chunk = max(1, (1 << 22) // (n_rows * width))
+    per_chunk = max(1, (1 << 22) // (n_rows * width))  # a few slices at a time: bounded memory
     order = np.argsort(slab, kind="stable")
     bounds = np.searchsorted(slab[order], np.arange(0, len(slices) + per_chunk, per_chunk))
     for chunk, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -176,14 +199,14 @@ def fill_slices(shape2d: Tuple[int, int], contours: List[Tuple[int, np.ndarray]]
         pick = order[a:b]
         first_slab = chunk * per_chunk
         n_slabs = min(per_chunk, len(slices) - first_slab)
-        line = ((slab[pick] - first_slab) * n_rows + row[pick] - r_lo) * width
+        line = ((slab[pick] - first_slab) * n_rows + row[pick]) * width
         size = n_slabs * n_rows * width
-        toggles = np.bincount(line, minlength=size) - np.bincount(line + stop[pick] - c_lo, minlength=size)
-        inside = (np.cumsum(toggles.reshape(n_slabs * n_rows, width), axis=1, dtype=np.int32)[:, :width - 1] & 1)
-        inside = inside.reshape(n_slabs, n_rows, width - 1).astype(bool)
+        toggles = np.bincount(line, minlength=size) - np.bincount(line + stop[pick], minlength=size)
+        inside = np.cumsum(toggles.reshape(n_slabs * n_rows, width), axis=1, dtype=np.int32)[:, :n_cols] & 1
+        inside = inside.reshape(n_slabs, n_rows, n_cols).astype(bool)
         for n in range(n_slabs):
-            result[slices[first_slab + n]][r_lo:r_lo + n_rows, c_lo:c_lo + width - 1] = inside[n]
-    return result
+            result[slices[first_slab + n]] = inside[n]
+    return top, left, result
 
 
 def signed_areas(loops: List[np.ndarray]) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from ...core.errors import InputError, SeriesError
@@ -25,10 +26,11 @@ from ...core.model import (AnnotationSet, Code, DEFAULT_TERMINOLOGY, Markup, Seg
 from ...core.progress import ProgressCallback, track
 from ...core.rasterize import polyline_mask
 from ...core.series import ReferenceSeries, load_series
+from ...dicom import raw
 from ...dicom.values import code_of
 from .common import (DEFAULT_TOLERANCE_MM, GEOMETRIC_TYPES, INTERPRETED_TYPE_ATTRIBUTE, MARKUP_PREFIX,
                      RT_STRUCTURE_SET_STORAGE, RtStructImport)
-from .contours import fill_slices
+from .contours import fill_boxes
 
 #: Values of ``boundary_pixels``.
 BOUNDARY_PIXELS = ("auto", "include", "exclude")
@@ -109,10 +111,7 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
     for item in ds.get("RTROIObservationsSequence", None) or []:
         if "ReferencedROINumber" in item:
             observations.setdefault(int(item.ReferencedROINumber), item)
-    contours_of = {}
-    for item in ds.get("ROIContourSequence", None) or []:
-        if "ReferencedROINumber" in item:
-            contours_of[int(item.ReferencedROINumber)] = item
+    contours_of = _roi_contours(ds)
 
     result = RtStructImport(annotations=AnnotationSet(geometry), path=path, referenced_series_uid=series_uid,
                             frame_of_reference_uid=frame_uid, series=series)
@@ -124,16 +123,17 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
         number = int(roi.get("ROINumber", 0) or 0)
         name = str(roi.get("ROIName", "") or f"ROI {number}")
         contour_item = contours_of.get(number)
-        if contour_item is None or not contour_item.get("ContourSequence"):
+        if contour_item is None or not contour_item[1]:
             log.warning("%s: ROI %r has no contours and is skipped", path, name)
             result.skipped.append(f"{name}: no contours")
             continue
-        color = _color(contour_item)
+        color = _color(contour_item[0])
         observation = observations.get(number)
         interpreted = str(observation.get("RTROIInterpretedType", "") or "") if observation else ""
         generation = str(roi.get("ROIGenerationDescription", "") or "")
         markup_kind = generation[len(MARKUP_PREFIX):] if generation.startswith(MARKUP_PREFIX) else ""
-        closed, points, opened, problems = _read_contours(contour_item, geometry, tolerance_mm, boundary_pixels)
+        closed, points, opened, problems = _read_contours(contour_item[1], geometry, tolerance_mm,
+                                                          boundary_pixels)
         total_on += len(closed) + len(points) + len(opened)
         if problems:
             message = f"ROI {name!r}: " + "; ".join(f"{count} {what}" for what, count in problems.items()) + \
@@ -147,15 +147,15 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
                                                          color=color))
             closed = []
         if closed:
-            planes = fill_slices(geometry.shape[1:], [(k, cr) for k, cr, _ in closed])
-            _add_boundary_pixels(planes, closed, boundary_pixels)
+            top, left, planes = fill_boxes(geometry.shape[1:], [(k, cr) for k, cr, _ in closed])
+            _add_boundary_pixels(planes, top, left, closed, boundary_pixels)
             segment_id = _unique(name, used_ids)
             segment = Segment(id=segment_id, name=name, color=color,
                               terminology=_terminology(observation, interpreted),
                               description=str(roi.get("ROIDescription", "") or ""),
                               attributes={INTERPRETED_TYPE_ATTRIBUTE: interpreted} if interpreted else {})
-            if any(plane.any() for plane in planes.values()):
-                builder.add(segment, planes)
+            if any(box.any() for box in planes.values()):
+                builder.add(segment, top, left, planes)
                 segments.append(segment)
             else:
                 log.warning("%s: ROI %r covers no pixel centre of the series and is skipped", path, name)
@@ -179,12 +179,12 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
     return result
 
 
-def _add_boundary_pixels(planes: Dict[int, np.ndarray], closed, mode: str) -> None:
+def _add_boundary_pixels(planes: Dict[int, np.ndarray], top: int, left: int, closed, mode: str) -> None:
     if mode == "exclude":
         return
     for k, cr, _ in closed:
         if mode == "include" or _on_centres(cr):
-            planes[k] |= polyline_mask(planes[k].shape, cr, closed=True)
+            planes[k] |= polyline_mask(planes[k].shape, cr - np.array([left, top], dtype=float), closed=True)
 
 
 def _on_centres(cr: np.ndarray) -> bool:
@@ -206,8 +206,7 @@ def _unique(name: str, used: set) -> str:
     return candidate
 
 
-def _color(item: Dataset) -> Tuple[float, float, float]:
-    value = item.get("ROIDisplayColor")
+def _color(value) -> Tuple[float, float, float]:
     try:
         rgb = [min(max(int(v), 0), 255) / 255.0 for v in value]
         if len(rgb) == 3:
@@ -235,28 +234,67 @@ def _terminology(observation: Optional[Dataset], interpreted: str) -> Optional[T
     return Terminology(category=category, type=code)
 
 
-def _contour_values(item: Dataset) -> Optional[np.ndarray]:
-    """Contour Data as floats, parsed from the raw value when pydicom has not converted it."""
-    element = item.get_item(0x30060050)
+def _roi_contours(ds: Dataset) -> Dict[int, Tuple[Optional[list], List[Tuple[str, Optional[np.ndarray]]]]]:
+    """{ROI number: (display colour values or None, [(geometric type, (N, 3) LPS or None)])} of the
+    ROI Contour Sequence. Read from its raw bytes (:mod:`dicom.raw`) when pydicom left it unparsed
+    (a defined-length sequence in a little endian file): pydicom makes a dataset per contour and
+    converts every Contour Data value to a list of DSfloat objects (most of a large file's import)."""
+    element = ds.get_item(0x30060039)
     if element is None:
-        return None
-    value = element.value
-    if isinstance(value, (bytes, bytearray)):
-        text = bytes(value).decode("ascii", "replace").replace("\\", " ")
+        return {}
+    if isinstance(element, RawDataElement) and isinstance(element.value, (bytes, bytearray)) \
+            and element.is_little_endian:
         try:
-            numbers = np.array(text.split(), dtype=float)
-        except ValueError:
-            return None
-    else:
-        value = item.ContourData
-        numbers = np.array([float(v) for v in (value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__")
-                                               else [value])], dtype=float)
+            items = raw.parse_sequence(element.value, implicit_vr=element.is_implicit_VR,
+                                       descend={0x30060039, 0x30060040})
+            return _raw_roi_contours(items)
+        except (raw.RawParseError, ValueError, UnicodeDecodeError):
+            pass  # read by pydicom below
+    result = {}
+    for item in ds.get("ROIContourSequence", None) or []:
+        if "ReferencedROINumber" not in item:
+            continue
+        contours = [(str(c.get("ContourGeometricType", "") or "").upper(), _decimals(c.get("ContourData")))
+                    for c in item.get("ContourSequence", None) or []]
+        result[int(item.ReferencedROINumber)] = (item.get("ROIDisplayColor"), contours)
+    return result
+
+
+def _raw_roi_contours(items) -> Dict[int, Tuple[Optional[list], List[Tuple[str, Optional[np.ndarray]]]]]:
+    result = {}
+    for item in items:
+        number = raw.is_value(item.get(0x30060084))
+        if number is None:
+            continue
+        color = item.get(0x3006002A)
+        color = color.decode("ascii", "replace").strip(" \x00").split("\\") if isinstance(color, bytes) else None
+        contours = []
+        for contour in item.get(0x30060040) or []:
+            kind = contour.get(0x30060042)
+            kind = kind.decode("ascii", "replace").strip(" \x00").upper() if isinstance(kind, bytes) else ""
+            data = contour.get(0x30060050)
+            contours.append((kind, _decimals(data.decode("ascii", "replace") if isinstance(data, bytes) else None)))
+        result[number] = (color, contours)
+    return result
+
+
+def _decimals(value) -> Optional[np.ndarray]:
+    """Contour Data (a DS text or pydicom's values) as (N, 3) floats, or None when unusable."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            numbers = np.array(value.replace("\\", " ").split(), dtype=float)
+        else:
+            numbers = np.array([float(v) for v in (value if hasattr(value, "__iter__") else [value])], dtype=float)
+    except (TypeError, ValueError):
+        return None
     if numbers.size == 0 or numbers.size % 3 or not np.all(np.isfinite(numbers)):
         return None
     return numbers.reshape(-1, 3)
 
 
-def _read_contours(item: Dataset, geometry, tolerance_mm: float, boundary_pixels: str):
+def _read_contours(contours, geometry, tolerance_mm: float, boundary_pixels: str):
     """(closed [(k, (N, 2) column-row, (N, 3) LPS)], points [(3,) LPS], open [(N, 3) LPS], problems {what: count})."""
     closed, points, opened = [], [], []
     problems: Dict[str, int] = {}
@@ -265,9 +303,8 @@ def _read_contours(item: Dataset, geometry, tolerance_mm: float, boundary_pixels
         problems[what] = problems.get(what, 0) + 1
 
     slice_gap = float(geometry.spacing[2])
-    for contour in item.ContourSequence:
-        kind = str(contour.get("ContourGeometricType", "") or "").upper()
-        lps = _contour_values(contour)
+    inverse = np.linalg.inv(geometry.ijk_to_lps)
+    for kind, lps in contours:
         if lps is None:
             problem("contours without readable Contour Data")
             continue
@@ -280,7 +317,7 @@ def _read_contours(item: Dataset, geometry, tolerance_mm: float, boundary_pixels
         if kind not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
             opened.append(lps)
             continue
-        ijk = geometry.lps_to_ijk_points(lps)
+        ijk = lps @ inverse[:3, :3].T + inverse[:3, 3]
         if len(lps) < 3 and not (boundary_pixels == "include" or (
                 boundary_pixels == "auto" and _on_centres(ijk[:, :2]))):
             problem("closed contours of fewer than 3 points (not on pixel centres)")
@@ -305,15 +342,18 @@ class _LayerBuilder:
         self._layers: List[np.ndarray] = []
         self._next: List[int] = []
 
-    def add(self, segment: Segment, planes: Dict[int, np.ndarray]) -> None:
+    def add(self, segment: Segment, top: int, left: int, planes: Dict[int, np.ndarray]) -> None:
+        """Place a segment given as boxes of its slices ({k: box}, each at ``top``, ``left``)."""
         boxes = {}
         for k, plane in planes.items():
             rows = np.flatnonzero(plane.any(axis=1))
             if rows.size == 0:
                 continue
             cols = np.flatnonzero(plane[rows[0]:rows[-1] + 1].any(axis=0))
-            box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-            boxes[k] = (box, plane[box])
+            crop = plane[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            box = (slice(top + int(rows[0]), top + int(rows[-1]) + 1),
+                   slice(left + int(cols[0]), left + int(cols[-1]) + 1))
+            boxes[k] = (box, crop)
         for layer, labels in enumerate(self._layers):
             if self._next[layer] <= 65535 and not any(labels[k][box][crop].any()
                                                       for k, (box, crop) in boxes.items()):
