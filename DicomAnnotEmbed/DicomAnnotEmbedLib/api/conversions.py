@@ -140,7 +140,7 @@ def write_annotations(annotations: AnnotationSet, segmentation_out: Optional[Pat
 def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: PathLike,
                   slices: Optional[Sequence[int]] = None, force: bool = False) -> List[str]:
     """PNG previews of chosen slices with every segment and markup in its colour."""
-    from ..core.outputs import prepare_output_dir
+    from ..core.outputs import relocate, staged_folder
     from ..files.preview import render_preview
     from ..core.rasterize import markup_slice_masks
 
@@ -158,9 +158,11 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
         largest = {int(np.argmax(m.sum(axis=(1, 2)))) for m, _, _ in overlays if m.any()}
         slices = sorted(largest)[:8] or [geometry.shape[0] // 2]
     _check_preview_slices(slices, geometry.shape[0])
-    prepare_output_dir(out_dir, force)
     scale = max(1, 512 // max(geometry.shape[1:]))  # small images are magnified to be readable
-    return render_preview(out_dir, series.read_volume(), list(slices), overlays, scale=scale)
+    volume = series.read_volume()
+    with staged_folder(out_dir, force) as stage:  # the previews appear together or not at all
+        files = render_preview(stage, volume, list(slices), overlays, scale=scale)
+    return relocate(files, stage, Path(out_dir))
 
 
 def _check_preview_slices(slices: Optional[Sequence[int]], count: int) -> None:

@@ -256,3 +256,39 @@ def commit_folder(stage: Path, final: Path) -> None:
 def staged_path(stage: Path, final: os.PathLike | str, path: os.PathLike | str) -> str:
     """Where a file written at ``path`` inside ``stage`` is once the stage became ``final``."""
     return str(Path(final) / Path(path).relative_to(stage))
+
+
+def relocate(value, stage: os.PathLike | str, final: os.PathLike | str):
+    """``value`` with every path inside ``stage`` moved to ``final`` (paths, strings, lists, tuples,
+    dicts and dataclass fields, recursively; dataclasses are updated in place). For results built
+    while writing into a :func:`staged_folder`, so that they name the files where they end up."""
+    import dataclasses
+
+    stage, final = str(stage), str(final)
+    seen = set()
+
+    def move(item):
+        if isinstance(item, Path):
+            text = str(item)
+            return Path(final + text[len(stage):]) if text == stage or text.startswith(stage + os.sep) else item
+        if isinstance(item, str):
+            return final + item[len(stage):] if item == stage or item.startswith(stage + os.sep) else item
+        if isinstance(item, list):
+            item[:] = [move(v) for v in item]
+            return item
+        if isinstance(item, tuple) and not hasattr(item, "_fields"):
+            return tuple(move(v) for v in item)
+        if isinstance(item, dict):
+            for key in list(item):
+                item[key] = move(item[key])
+            return item
+        if dataclasses.is_dataclass(item) and not isinstance(item, type) and id(item) not in seen:
+            seen.add(id(item))
+            for f in dataclasses.fields(item):
+                object.__setattr__(item, f.name, move(getattr(item, f.name)))
+            for name, extra in list(vars(item).items()):  # attributes set after construction
+                if name not in {f.name for f in dataclasses.fields(item)}:
+                    object.__setattr__(item, name, move(extra))
+        return item
+
+    return move(value)

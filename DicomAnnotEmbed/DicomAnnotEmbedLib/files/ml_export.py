@@ -70,7 +70,7 @@ from pydicom.dataset import Dataset
 from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ..core.geometry import VolumeGeometry
 from ..core.model import Markup, Segmentation, safe_file_stem
-from ..core.outputs import atomic_path, prepare_output_dir
+from ..core.outputs import atomic_path, check_output_dir, relocate, staged_folder
 from ..core.progress import ProgressCallback, track
 from ..core.series import ReferenceSeries, load_series
 
@@ -242,7 +242,14 @@ def export_ml(inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *,
         inputs = [inputs]
     table = load_code_table(code_table)
     found = _discover(inputs, progress)
-    out = prepare_output_dir(out_dir, force)
+    check_output_dir(out_dir, force)
+    # The export is written into a hidden folder beside out_dir and appears whole (core.outputs).
+    with staged_folder(out_dir, force) as out:
+        result = _export_ml(found, inputs, out, png=png, image=image, table=table, progress=progress)
+    return relocate(result, out, Path(out_dir))
+
+
+def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progress) -> MlExportResult:
     result = MlExportResult(out, skipped=dict(found.skipped))
     builder = _CaseBuilder(found, result, progress)
     builder.overlay_cases()

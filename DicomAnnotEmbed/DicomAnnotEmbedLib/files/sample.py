@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.geometry import VolumeGeometry
 from ..core.model import Code, Markup, Segment, Segmentation, Terminology
-from ..core.outputs import prepare_output_dir
+from ..core.outputs import relocate, staged_folder
 from ..core.progress import ProgressCallback
 
 SHAPE = (32, 128, 128)          # slices, rows, columns
@@ -99,12 +99,12 @@ def write_sample(out_dir: os.PathLike | str, force: bool = False,
     from .markups_io import write_markups
     from .segio import write_seg_nrrd
 
-    out = prepare_output_dir(out_dir, force)
     volume, segmentation, markups = sample_volume_and_segments()
-    case = SampleCase(out, out / "series", out / "segmentation.seg.nrrd", out / "markups.mrk.json")
-    dicomize_array(volume, segmentation.geometry, case.series_dir, modality="CT",
-                   patient_name="DicomAnnotEmbed^Sample", patient_id="DAE-SAMPLE",
-                   series_description="DicomAnnotEmbed sample CT", force=force, progress=progress)
-    write_seg_nrrd(case.segmentation_path, segmentation)
-    write_markups(case.markups_path, markups)
-    return case
+    with staged_folder(out_dir, force) as out:  # appears whole or not at all
+        case = SampleCase(out, out / "series", out / "segmentation.seg.nrrd", out / "markups.mrk.json")
+        dicomize_array(volume, segmentation.geometry, case.series_dir, modality="CT",
+                       patient_name="DicomAnnotEmbed^Sample", patient_id="DAE-SAMPLE",
+                       series_description="DicomAnnotEmbed sample CT", force=force, progress=progress)
+        write_seg_nrrd(case.segmentation_path, segmentation)
+        write_markups(case.markups_path, markups)
+    return relocate(case, out, Path(out_dir))
