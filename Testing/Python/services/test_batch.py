@@ -18,7 +18,7 @@ import pytest
 
 from batch_collection import (BAD, assert_same_case, collection, ledger_lines,  # noqa: F401 (fixture)
                               run_single_case, sha256)
-from conftest import require_tool, tree_hashes
+from conftest import require_tool, run_on_terminal, tree_hashes
 
 COMPARED = ("case-00", "case-01", "case-09", "case-19")  # 01, 09: BINARY SEG by options; 00, 09: an SR
 
@@ -108,12 +108,16 @@ def test_batch_rerun_skips_finished_cases_and_retries_failed_ones(local_run):
     segmentation = cases["case-03"]["segmentation"]
     st = segmentation.stat()
     os.utime(segmentation, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
-    try:
-        third = api.run_batch(manifest, out, workers=1, retry_failed=True)
+    try:  # on a terminal, as a user would: the progress bar shows
+        code, terminal = run_on_terminal("batch", manifest, "--out", out, "--workers", "1", "--retry-failed")
     finally:
         os.utime(segmentation, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert sorted(third.ran) == ["case-03", "case-06", "case-13"]
-    assert third.records["case-03"]["status"] == "done" and sorted(third.failed) == ["case-06", "case-13"]
+    assert code == 3, terminal
+    assert "3 cases to run, 17 skipped" in terminal
+    assert re.search(r"cases: 100%.*3/3.*failed=2", terminal), terminal  # done/failed with tqdm's rate and ETA
+    third = {r["case"]: r for r in ledger_lines(out)[20:]}
+    assert sorted(third) == ["case-03", "case-06", "case-13"]
+    assert third["case-03"]["status"] == "done" and third["case-06"]["status"] == third["case-13"]["status"] == "failed"
     for path, stamp in stamps.items():
         if path.exists() and not path.is_relative_to(out / "case-03"):
             assert path.stat().st_mtime_ns == stamp, path  # nothing else recomputed

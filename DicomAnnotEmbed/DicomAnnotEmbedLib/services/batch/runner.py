@@ -8,7 +8,6 @@ that runs the batch appends each finished case to the ledger; a rerun skips what
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -102,6 +101,11 @@ def _require_distributed():
 @contextlib.contextmanager
 def _locked(out: Path):
     """One batch at a time per output folder (it owns the temporary folders and the ledger)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one batch per folder is then up to the user
+        yield
+        return
     lock = open(out / LOCK, "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -251,6 +255,7 @@ def run_batch(manifest: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
                     on_start(info)
                 _register(client)
                 _run(client, to_run, out, ledger, records, result, progress, on_case)
+                _clean_leftovers(out)  # folders of cases whose worker died (the case ran again elsewhere)
             finally:
                 with contextlib.suppress(Exception):
                     client.close(timeout=10)

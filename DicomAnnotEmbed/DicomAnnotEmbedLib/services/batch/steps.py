@@ -238,13 +238,17 @@ class _PeakMemory:
 
 
 def _rss() -> int:
+    """Resident memory of this process in bytes (/proc on Linux, else psutil, which Dask brings)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
+    except (OSError, ValueError, IndexError, AttributeError):
+        try:
+            import psutil
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            return psutil.Process().memory_info().rss
+        except ImportError:
+            return 0
 
 
 class _Warnings(logging.Handler):
