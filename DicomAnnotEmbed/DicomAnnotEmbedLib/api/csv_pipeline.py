@@ -137,7 +137,9 @@ def import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_
                                             progress=progress)
     if "seg" in formats:
         if segmentation.segments:
-            result.seg = api.export_seg(reference, segmentation, out / "seg.dcm", progress=progress)
+            # BINARY when an SR references it: dsrdump and dciodvfy (before Supplement 243) refuse a LABELMAP one.
+            result.seg = api.export_seg(reference, segmentation, out / "seg.dcm",
+                                        seg_type="binary" if "sr" in formats else "auto", progress=progress)
         else:
             result.skipped.append("seg: no finding has an area (only points and polylines)")
     if "sr" in formats:

@@ -68,8 +68,8 @@ class ExportOptions:
     Attributes:
         outputs: any of :data:`OUTPUTS`. An SR references the segments of a SEG: with "sr" and a
             segmentation, the SEG is written too even when "seg" is not asked for.
-        seg_type: "auto" (LABELMAP when no two segments overlap, else BINARY), "binary",
-            "labelmap" or "fractional".
+        seg_type: "auto" (LABELMAP when no two segments overlap, else BINARY; always BINARY
+            when an SR is written too), "binary", "labelmap" or "fractional".
         compression: SEG pixel data: "auto", "none", "jpegls", "rle" or "jpeg2000".
         lidc: the LIDC preset (finding Nodule in Lung, "Nodule N - Annotation A" descriptions, one
             Tracking UID per nodule in the SEG and the SR; see :func:`presets.lidc.apply_lidc_preset`).
@@ -244,7 +244,9 @@ def export_nodes(series: ReferenceSeries, segmentation_node: Optional[MRMLNode] 
 
         seg_options = SegExportOptions(series_description=options.series_description,
                                        content_creator_name=options.observer_name or None)
-        result.seg = api.export_seg(series, segmentation, out_dir / SEG_FILE, seg_type=options.seg_type,
+        # An SR references a BINARY SEG: checkers before Supplement 243 (dsrdump, dciodvfy) refuse a LABELMAP one.
+        seg_type = "binary" if options.seg_type == "auto" and "sr" in outputs else options.seg_type
+        result.seg = api.export_seg(series, segmentation, out_dir / SEG_FILE, seg_type=seg_type,
                                     compression=options.compression, options=seg_options,
                                     progress=_Stage(progress, "DICOM SEG"))
         result.notes.extend(f"Segment {name!r} is empty and is not in the SEG." for name in result.seg.skipped_segments)

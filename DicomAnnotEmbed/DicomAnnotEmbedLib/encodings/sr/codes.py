@@ -19,7 +19,8 @@ SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR", COMPREHENSIVE_3D_SR: "Comprehensive 3D SR",
     "1.2.840.10008.5.1.4.1.1.88.35": "Extensible SR",
 }
-SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
+LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
+SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", LABEL_MAP_SEGMENTATION)
 
 #: Private coding scheme of codes this package makes up (concepts written as plain text in an
 #: evaluation CSV, image values of modalities without a standard concept).

@@ -21,7 +21,7 @@ from ...core.progress import ProgressCallback
 from ...core.series import ReferenceSeries
 from ...dicom.values import code_of
 from .codes import (SEG_SOP_CLASSES, SR_SOP_CLASSES, PathLike, _ALGORITHM_NAME, _ALGORITHM_VERSION, _ANGLE_CONCEPTS,
-                    _AREA_CONCEPTS, _DERIVATION, _FINDING, _FINDING_SITE, _GEOMETRIC_PURPOSE, _IMAGE_REGION,
+                    _AREA_CONCEPTS, _DERIVATION, _FINDING, _FINDING_CATEGORY, _FINDING_SITE, _GEOMETRIC_PURPOSE, _IMAGE_REGION,
                     _IMAGING_MEASUREMENTS, _LINE_CONCEPTS, _MEASUREMENT_GROUP, _METHOD, _NOT_EVALUATIONS,
                     _PERIMETER_CONCEPTS, _REFERENCED_SEGMENT, _REFERENCED_SEGMENTATION_FRAME, _REPORT_TITLES,
                     _TRACKING_ID, _TRACKING_UID, _VOLUME_SURFACE, _children, _key, _name, _unique, _value_code)
@@ -188,7 +188,8 @@ def _find_sr_series(ds: Dataset, folder: PathLike, imported: SrImport, progress)
 
 
 def _parse_group(group: Dataset, series: Optional[ReferenceSeries], imported: SrImport) -> dict:
-    info = {"tracking_id": "", "tracking_uid": "", "finding": None, "finding_site": None, "seg_uid": "",
+    info = {"tracking_id": "", "tracking_uid": "", "finding": None, "finding_site": None, "finding_category": None,
+            "seg_uid": "",
             "segment_number": None, "regions": [], "records": [], "template": "", "purpose": None,
             "has_area": False}
     if group.get("ContentTemplateSequence"):
@@ -202,6 +203,8 @@ def _parse_group(group: Dataset, series: Optional[ReferenceSeries], imported: Sr
             info["tracking_uid"] = str(item.get("UID", ""))
         elif key in _FINDING:
             info["finding"] = _value_code(item)
+        elif key in _FINDING_CATEGORY and info["finding_category"] is None:
+            info["finding_category"] = _value_code(item)
         elif key in _FINDING_SITE and info["finding_site"] is None:
             info["finding_site"] = _value_code(item)
         elif key in _GEOMETRIC_PURPOSE:
@@ -214,7 +217,8 @@ def _parse_group(group: Dataset, series: Optional[ReferenceSeries], imported: Sr
                 info["segment_number"] = int(numbers[0] if isinstance(numbers, (list, pydicom.multival.MultiValue))
                                              else numbers)
     base = dict(tracking_id=info["tracking_id"], tracking_uid=info["tracking_uid"], template=info["template"],
-                finding=info["finding"], finding_site=info["finding_site"], seg_sop_instance_uid=info["seg_uid"],
+                finding=info["finding"], finding_site=info["finding_site"],
+                finding_category=info["finding_category"], seg_sop_instance_uid=info["seg_uid"],
                 segment_number=info["segment_number"])
     for item in items:
         key = _key(item)

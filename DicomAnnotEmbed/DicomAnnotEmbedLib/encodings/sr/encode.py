@@ -30,7 +30,7 @@ from ...presets.lidc import check_lidc_tracking, lidc_numbers, lidc_terminology
 from .codes import (ALGORITHM_NAME, ANGLE, AREA, DERIVATIONS, IMAGE_VALUE, IMAGING_PROCEDURE, INTENSITY_CONCEPTS,
                     LATERALITIES, LENGTH, MAXIMUM_DIAMETER, PATH_LENGTH, PERIMETER, PRIVATE_SCHEME,
                     PRIVATE_SCHEME_NAME, PROCEDURES, SEG_SOP_CLASSES, SURFACE_AREA, VOLUME, VOXEL_SUM_METHOD,
-                    PathLike, _FINDING, _key, _unique, private_concept)
+                    LABEL_MAP_SEGMENTATION, PathLike, _FINDING, _key, _unique, private_concept)
 from .records import MeasurementRecord
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,9 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     out = prepare_output_file(out)
     seg_file = getattr(seg_header, "filename", None) or None
     check_seg_series(seg_header, series)
+    if str(getattr(seg_header, "SOPClassUID", "")) == LABEL_MAP_SEGMENTATION:
+        log.warning("%s is a LABELMAP SEG (Supplement 243): readers that predate it (dcmtk's dsrdump 3.6.7, "
+                    "dciodvfy 2022) refuse an SR referencing it; write the SEG as BINARY for them", seg_file)
     frame_of_reference = str(getattr(series.datasets[0], "FrameOfReferenceUID", "") or "")
     result = SrExportResult(path=out, sop_instance_uid=generate_uid(), series_instance_uid=generate_uid())
     numbers = segment_numbers
@@ -256,6 +259,7 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     if options.image_library:
         _insert_image_library(document, series.datasets)
     _add_coding_schemes(document, options)
+    _declare_character_set(document)
     with atomic_path(out) as tmp:
         pydicom.dcmwrite(tmp, document, enforce_file_format=True)
     return result
@@ -272,7 +276,7 @@ def _insert_image_library(document: Dataset, datasets: Sequence[Dataset]) -> Non
     import highdicom as hd
 
     try:
-        library = list(hd.sr.ImageLibrary(list(datasets)))
+        library = list(hd.sr.ImageLibrary([_library_header(ds) for ds in datasets]))
     except (ValueError, TypeError, AttributeError) as error:
         # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
         log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
@@ -281,6 +285,31 @@ def _insert_image_library(document: Dataset, datasets: Sequence[Dataset]) -> Non
     names = [item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else "" for item in items]
     at = names.index("126010") if "126010" in names else len(items)  # before Imaging Measurements
     document.ContentSequence = list(items[:at]) + library + list(items[at:])
+
+
+def _library_header(ds: Dataset) -> Dataset:
+    """The header as highdicom's image library reads it: an enhanced multi-frame image keeps its
+    Pixel Spacing, Slice Thickness, Image Orientation and Position (of the first frame) in its
+    functional groups, which are copied to the top level (of a shallow copy; ``ds`` is unchanged)."""
+    if "PixelSpacing" in ds or "SharedFunctionalGroupsSequence" not in ds and "PerFrameFunctionalGroupsSequence" not in ds:
+        return ds
+    groups = []
+    for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        sequence = ds.get(keyword)
+        if sequence:
+            groups.append(sequence[0])
+    flat = Dataset()
+    flat.update(ds)
+    for sequence, attributes in (("PixelMeasuresSequence", ("PixelSpacing", "SliceThickness")),
+                                 ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
+                                 ("PlanePositionSequence", ("ImagePositionPatient",))):
+        for attribute in attributes:
+            for group in groups:
+                items = group.get(sequence)
+                if items and attribute in items[0] and items[0].get(attribute) not in (None, ""):
+                    setattr(flat, attribute, items[0].get(attribute))
+                    break
+    return flat
 
 
 def _evidence(datasets: Sequence[Dataset]) -> List[Dataset]:
@@ -417,7 +446,8 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
     def record(concept: Code, **values) -> None:
         records.append(MeasurementRecord(
             tracking_id=tracking_id, tracking_uid=tracking_uid, concept=concept, template="1411",
-            finding=term.type, finding_site=term.anatomic_region, seg_sop_instance_uid=str(seg_header.SOPInstanceUID),
+            finding=term.type, finding_site=term.anatomic_region, finding_category=term.category,
+            seg_sop_instance_uid=str(seg_header.SOPInstanceUID),
             segment_number=number, segment=segment.name, **values))
 
     measurements = []
@@ -606,3 +636,18 @@ def _add_coding_schemes(document: Dataset, options: SrExportOptions) -> None:
         document.CodingSchemeIdentificationSequence = items
 
 
+
+
+_TEXT_VRS = ("LO", "SH", "ST", "LT", "UT", "UC", "PN")
+
+
+def _declare_character_set(document: Dataset) -> None:
+    """SpecificCharacterSet ISO_IR 192 (UTF-8) when any text of the document is not ASCII (segment
+    names such as "Tumör" or "肿瘤", observer names, evaluation texts); else it is left as it is."""
+    for element in document.iterall():
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        values = element.value if element.VM > 1 else [element.value]
+        if any(not str(value).isascii() for value in values):
+            document.SpecificCharacterSet = "ISO_IR 192"
+            return

@@ -19,6 +19,7 @@ class MeasurementRecord:
         tracking_id, tracking_uid: the group's Tracking Identifier and Tracking UID.
         template: "1411" (volumetric), "1410" (planar), "1501" (no region) or "" when unsaid.
         finding, finding_site: the group's Finding and Finding Site codes, if any.
+        finding_category: the group's Finding Category code (e.g. Anatomical Structure), if any.
         concept: the concept name (e.g. Volume, Malignancy).
         value, unit: a numeric measurement (NUM) and its UCUM unit.
         coded_value: the value of a coded evaluation (CODE), or a NUM's qualifier when it has
@@ -37,6 +38,7 @@ class MeasurementRecord:
     template: str = ""
     finding: Optional[Code] = None
     finding_site: Optional[Code] = None
+    finding_category: Optional[Code] = None
     value: Optional[float] = None
     unit: Optional[Code] = None
     coded_value: Optional[Code] = None
@@ -63,7 +65,7 @@ class MeasurementRecord:
 
 
 CSV_COLUMNS = ("tracking_id", "tracking_uid", "template", "segment", "segment_number", "seg_sop_instance_uid",
-               "markup", "finding", "finding_site", "concept", "derivation", "kind", "value", "unit",
+               "markup", "finding_category", "finding", "finding_site", "concept", "derivation", "kind", "value", "unit",
                "coded_value", "text", "method", "algorithm")
 
 
@@ -100,6 +102,7 @@ def read_measurements_csv(path: PathLike) -> List[MeasurementRecord]:
             records.append(MeasurementRecord(
                 tracking_id=row["tracking_id"], tracking_uid=row["tracking_uid"], concept=code(row["concept"]),
                 template=row["template"], finding=code(row["finding"]), finding_site=code(row["finding_site"]),
+                finding_category=code(row.get("finding_category") or ""),
                 value=float(row["value"]) if row["value"] else None, unit=code(row["unit"]),
                 coded_value=code(row["coded_value"]), text=row["text"] if row["kind"] == "text" else None,
                 derivation=code(row["derivation"]), method=code(row["method"]), algorithm=row["algorithm"],
