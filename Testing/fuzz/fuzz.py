@@ -260,8 +260,10 @@ def summarize(results: list, seconds: float) -> dict:
     readers = {}
     signatures = {}
     for r in sorted(results, key=lambda r: r["id"]):
-        counts = readers.setdefault(r["reader"], dict(cases=0, ok=0, error=0, unnamed=0, crash=0, hang=0, oom=0))
+        counts = readers.setdefault(r["reader"], dict(cases=0, ok=0, error=0, unnamed=0, crash=0, hang=0, oom=0,
+                                                       seconds=0.0))
         counts["cases"] += 1
+        counts["seconds"] = round(counts["seconds"] + r.get("seconds", 0.0), 2)
         counts[r["status"]] += 1
         if r["status"] in ("crash", "hang", "oom", "unnamed"):
             key = r.get("signature") or (r["status"] + ": " + r.get("message", "")[:80])
@@ -272,10 +274,11 @@ def summarize(results: list, seconds: float) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'reader':24} {'cases':>7} {'ok':>6} {'error':>6} {'unnamed':>7} {'crash':>6} {'hang':>5} {'oom':>4}"]
+    lines = [f"{'reader':24} {'cases':>7} {'ok':>6} {'error':>6} {'unnamed':>7} {'crash':>6} {'hang':>5} {'oom':>4}"
+             f" {'s/case':>7}"]
     for name, c in sorted(report["readers"].items()):
         lines.append(f"{name:24} {c['cases']:7} {c['ok']:6} {c['error']:6} {c['unnamed']:7} {c['crash']:6} "
-                     f"{c['hang']:5} {c['oom']:4}")
+                     f"{c['hang']:5} {c['oom']:4} {c.get('seconds', 0) / max(c['cases'], 1):7.3f}")
     t = report["totals"]
     lines.append(f"{'total':24} {t['cases']:7} {t['ok']:6} {t['error']:6} {t['unnamed']:7} {t['crash']:6} "
                  f"{t['hang']:5} {t['oom']:4}   ({report['seconds']} s)")

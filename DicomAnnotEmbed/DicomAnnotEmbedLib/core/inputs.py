@@ -31,6 +31,10 @@ def is_decoding_error(exc: BaseException) -> bool:
     if not frames:
         return False
     innermost = frames[-1].filename.replace("\\", "/")
+    if innermost.endswith("/DicomAnnotEmbedLib/dicom/raw.py"):  # our own byte-level parser
+        return True
+    if "/DicomAnnotEmbedLib/" in innermost:
+        return False
     return any(f"/{name}/" in innermost or innermost.endswith(f"/{name}.py") for name in DECODING_LIBRARIES)
 
 

@@ -147,8 +147,8 @@ class Segment:
         if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
             raise InputError(f"segment {self.name!r}: colour must be 3 values in [0, 1], got {self.color}")
         self.color = color
-        if self.label_value < 1:
-            raise InputError(f"segment {self.name!r}: label value must be >= 1, got {self.label_value}")
+        if not 1 <= self.label_value <= MAX_LABEL_VALUE:
+            raise InputError(f"segment {self.name!r}: label value must be 1..{MAX_LABEL_VALUE}, got {self.label_value}")
 
     @property
     def color_rgb8(self) -> Tuple[int, int, int]:
@@ -198,6 +198,11 @@ class FractionPlanes(MutableMapping):
     def nonzero_slices(self) -> List[int]:
         """The slices with a non-zero fraction, without making their planes."""
         return [k for k, (_, _, values) in self._boxes.items() if values.any()]
+
+
+#: Largest label value of a segment: DICOM SEG numbers segments with 16 bits, and tables indexed
+#: by label value (measurements, SEG frames) are sized by it, never by a header's claim.
+MAX_LABEL_VALUE = 65535
 
 
 class Segmentation:
@@ -257,6 +262,9 @@ class Segmentation:
         if labels.min(initial=0) < 0:
             raise InputError("label map has negative labels")
         values = present_labels(labels).tolist()
+        if max(values, default=0) > MAX_LABEL_VALUE:
+            raise InputError(f"label map has label value {max(values)}; at most {MAX_LABEL_VALUE} is supported "
+                             f"(DICOM SEG numbers segments with 16 bits)")
         dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
         segments = []
         for value in values:

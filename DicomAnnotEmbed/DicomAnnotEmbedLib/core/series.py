@@ -298,10 +298,10 @@ def _functional_group(ds: Dataset, frame: int, sequence_name: str) -> Optional[D
     """First item of a functional group macro for one frame (per-frame wins over shared)."""
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if per_frame is not None and frame < len(per_frame) and sequence_name in per_frame[frame]:
-        return per_frame[frame][sequence_name][0]
+        return per_frame[frame][sequence_name][0] if per_frame[frame][sequence_name].value else None
     shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
     if shared and sequence_name in shared[0]:
-        return shared[0][sequence_name][0]
+        return shared[0][sequence_name][0] if shared[0][sequence_name].value else None
     return None
 
 

@@ -120,7 +120,9 @@ def _restore_utf8_texts(path: Path, segments: list) -> None:
         for tag in own.get("Tags", "").split("|"):
             key, _, value = tag.strip().partition(":")
             if key == "TerminologyEntry" and not value.isascii():
-                segment["terminology"] = slicerio.terminology_entry_from_string(value)
+                from slicerio.segmentation import terminology_entry_from_string  # not re-exported
+
+                segment["terminology"] = terminology_entry_from_string(value)
 
 
 # NRRD type names (the NRRD format specification) of the integer types a segmentation holds.
