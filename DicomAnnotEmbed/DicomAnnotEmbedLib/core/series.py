@@ -20,11 +20,12 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pydicom
-from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from .errors import GeometryError, SeriesError, name_files
 from .geometry import VolumeGeometry
+from .headers import header_float, header_value
+from .headers import header_int as _header_int
 from .inputs import BoundedReader, is_decoding_error, read_dicom_file, reading
 from .progress import ProgressCallback, track
 
@@ -203,47 +204,6 @@ def image_size(ds: Dataset) -> Tuple[int, int, int, int]:
     return frames, rows, columns, bits
 
 
-#: VRs whose values header_value() reads from the raw bytes itself.
-_RAW_TEXT_VRS = ("IS", "DS", "CS", "UI")
-
-
-def header_value(ds: Dataset, keyword: str, default=None):
-    """``getattr(ds, keyword, default)``, also ``default`` for an empty value, for the simple
-    values read from every header (US; IS, DS, CS and UI text): parsed from the element's raw
-    bytes while pydicom has not converted it. pydicom's conversion (value objects, validation)
-    of the dozen values the geometry needs cost about half as much as reading the headers
-    (benchmark notes). IS is an int, DS a float or a list of floats for several values; other
-    elements and values (several CS or UI values, non-ASCII) go through pydicom."""
-    tag = tag_for_keyword(keyword)
-    element = ds.get_item(tag, keep_deferred=True) if tag is not None else None
-    if element is None:
-        return default
-    if element.is_raw and element.value is not None:
-        raw, vr = element.value, element.VR or dictionary_VR(tag)
-        if vr == "US" and len(raw) == 2:
-            return int.from_bytes(raw, "little" if element.is_little_endian else "big")
-        if vr in _RAW_TEXT_VRS and raw.isascii():
-            text = raw.decode("ascii").strip(" \0")
-            try:
-                if not text:
-                    return default
-                if vr == "DS":
-                    values = [float(v) for v in text.split("\\")]
-                    return values[0] if len(values) == 1 else values
-                if "\\" not in text:
-                    return int(text) if vr == "IS" else text
-            except ValueError:
-                pass  # pydicom decides (and warns or raises)
-    try:
-        value = ds[tag].value
-    except Exception as exc:
-        if not is_decoding_error(exc) and not isinstance(exc, (ValueError, TypeError)):
-            raise
-        raise SeriesError(f"{keyword} cannot be decoded ({exc.__class__.__name__}: {exc})",
-                          getattr(ds, "filename", None)) from None
-    return default if value is None or value == "" else value
-
-
 def pixel_data_offset(ds: Dataset) -> Optional[int]:
     """Where the Pixel Data element (and the rest of the file) starts in the file a header was read
     from by :func:`scan_folder`, so that writers can copy it as bytes instead of parsing it; None for
@@ -277,21 +237,8 @@ def modality_frames(ds: Dataset, pixel_data: Optional[bytes] = None) -> np.ndarr
 def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
     item = _functional_group(ds, frame, "PixelValueTransformationSequence")
     source = ds if item is None else item
-    slope = _header_float(source, "RescaleSlope", 1.0, getattr(ds, "filename", None)) or 1.0
-    return slope, _header_float(source, "RescaleIntercept", 0.0, getattr(ds, "filename", None))
-
-
-def _header_float(ds: Dataset, keyword: str, default: float, path=None) -> float:
-    """A number of a header (or functional group item); a SeriesError naming ``path`` when it is
-    not one finite number."""
-    value = header_value(ds, keyword, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number):
-        raise SeriesError(f"{keyword} is not one finite number ({str(value)[:80]})", path)
-    return number
+    slope = header_float(source, "RescaleSlope", 1.0, getattr(ds, "filename", None)) or 1.0
+    return slope, header_float(source, "RescaleIntercept", 0.0, getattr(ds, "filename", None))
 
 
 def _functional_group(ds: Dataset, frame: int, sequence_name: str) -> Optional[Dataset]:
@@ -538,19 +485,6 @@ def _reason_counts(skipped: Dict[str, str]) -> str:
 def _describe_series(uid: str, items: Sequence[Tuple[str, Dataset]]) -> str:
     ds = items[0][1]
     return f"{uid} ({getattr(ds, 'Modality', '?')}, '{getattr(ds, 'SeriesDescription', '')}', {len(items)} files)"
-
-
-def _header_int(ds: Dataset, keyword: str, default=None) -> int:
-    """An integer header value; a clear error naming the file when it is not one."""
-    value = header_value(ds, keyword, default)
-    if value is None:
-        raise SeriesError(f"{keyword} is missing", getattr(ds, "filename", None))
-    try:
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise SeriesError(f"{keyword} is not one whole number ({str(value)[:80]})", getattr(ds, "filename", None)) from None
 
 
 def _frames_of(file_index: int, ds: Dataset) -> List[_Frame]:
