@@ -44,6 +44,15 @@ right), a list of :class:`MeasurementRecord` (written as CSV by :func:`write_mea
 and the referenced SEG(s) through the ``seg_reader`` the caller gives (``api.import_sr`` gives
 the SEG encoding's import) when found beside the SR or in the given folders. What cannot be found is listed in :attr:`SrImport.missing` and logged.
 
+Text that is not ASCII makes the document declare ISO_IR 192 (UTF-8); import reads any declared
+character set. The image library of an enhanced multi-frame source takes its spacing, orientation
+and position from the functional groups. Import keeps each group's Finding Category
+(:attr:`MeasurementRecord.finding_category`).
+
+PixelMed's DicomSRValidator (20220618) checks every group of a report against TID 1411 once one
+group references a segment, so it flags the TID 1410/1501 markup groups of a report that also has
+segment groups; dciodvfy, dsrdump, highdicom and dcmqi accept them (tests: test_sr_conformance.py).
+
 Modules: ``codes`` (SOP classes, concepts), ``records`` (:class:`MeasurementRecord` and its CSV),
 ``encode`` (export), ``decode`` (import). The LIDC preset is :mod:`presets.lidc`.
 """
