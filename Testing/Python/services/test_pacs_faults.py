@@ -44,10 +44,11 @@ def test_server_down(case, tmp_path):
     assert file_hashes([case.folder]) == before
     for args in (["echo", f"NOBODY@127.0.0.1:{port}"], ["find", f"http://127.0.0.1:{port}/dicom-web"],
                  ["send", f"http://127.0.0.1:{port}/dicom-web", str(case.seg), "--retries", "0"],
-                 ["get", f"NOBODY@127.0.0.1:{port}", "--study", case.study_uid, "--out", str(tmp_path / "o")]):
+                 ["get", f"NOBODY@127.0.0.1:{port}", "--study", case.study_uid, "--out", str(tmp_path / "o"),
+                  "--retries", "0"]):
         code, _, err = cli("pacs", *args)
         assert code == 5, (args, err)
-        assert "cannot reach" in err, (args, err)
+        assert "cannot reach" in err and "refused" in err.lower(), (args, err)
 
 
 def test_wrong_called_ae_title_and_bad_nodes(case, tmp_path):
@@ -69,7 +70,7 @@ def test_wrong_called_ae_title_and_bad_nodes(case, tmp_path):
 
 def test_refused_sop_classes(case, tmp_path):
     """Stock Orthanc 1.10 refuses Label Map SEG (its DCMTK predates Supplement 243) at negotiation;
-    a Lua filter makes it refuse SR instances with a C-STORE failure status. Everything else is
+    a Lua filter makes it discard SR instances (acknowledged, then not held). Everything else is
     stored, each refused file is named with the reason, a resend adds nothing."""
     results = tmp_path / "results"
     labelmap = api.export_seg(case.series_dir, case.labels, results / "labelmap.dcm", seg_type="labelmap",
@@ -82,7 +83,8 @@ def test_refused_sop_classes(case, tmp_path):
         assert "1 stored, 0 already held, 2 not stored" in out
         assert (f"not stored: {labelmap}: Label Map Segmentation (1.2.840.10008.5.1.4.1.1.66.7) not accepted by "
                 f"{server.dimse_node} (presentation context rejected)") in err
-        assert f"not stored: {case.sr}: rejected by {server.dimse_node}: C-STORE status 0x" in err
+        # Orthanc 1.10 answers success to an instance its filter discards: the check afterwards catches it.
+        assert (f"not stored: {case.sr}: acknowledged by {server.dimse_node} but not held afterwards") in err
         assert server.instance_count() == 1
         code, out, err = cli("pacs", "send", server.dimse_node, case.seg, case.sr, labelmap, "--retries", "0")
         assert code == 5 and "0 stored, 1 already held, 2 not stored" in out

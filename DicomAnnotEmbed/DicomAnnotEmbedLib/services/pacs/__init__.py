@@ -102,13 +102,16 @@ def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, ser
 
 def send(node: NodeLike, paths: Sequence[Union[str, os.PathLike]], *, calling_aet: Optional[str] = None,
          timeout: Optional[float] = None, retries: int = 3, retry_delay: float = 1.0, skip_held: bool = True,
-         progress: Optional[ProgressCallback] = None, check: bool = True) -> SendReport:
+         verify: bool = True, progress: Optional[ProgressCallback] = None, check: bool = True) -> SendReport:
     """Store the DICOM files (or folders of them) on ``node``: C-STORE, or STOW-RS.
 
     Before sending, asks the archive which of the SOP Instance UIDs it already holds (C-FIND /
     QIDO-RS per study) and leaves those out (``skip_held``), so that a resend after a partial
     failure sends only what is missing. Lost associations and connection errors are retried
-    ``retries`` times with a doubling delay. Local files are never changed.
+    ``retries`` times with a doubling delay. With ``verify``, the archive is asked afterwards
+    whether it holds every instance it acknowledged (an archive may acknowledge an instance that
+    a filter then discards: Orthanc's Lua ReceivedInstanceFilter does); those are reported as not
+    stored. Local files are never changed.
 
     Raises:
         InputError: a path is missing or not DICOM. NetworkError: (``check``) some file was not
@@ -125,9 +128,24 @@ def send(node: NodeLike, paths: Sequence[Union[str, os.PathLike]], *, calling_ae
             instances = [i for i in instances if i.sop_instance_uid not in held]
     if instances:
         backend.send(node, instances, report, retries=retries, retry_delay=retry_delay, progress=progress)
+        if verify and report.stored:
+            _verify(backend, node, instances, report)
     if check:
         report.raise_for_failures()
     return report
+
+
+def _verify(backend, node: Node, instances, report: SendReport) -> None:
+    held = backend.held_instances(node, {i.study_instance_uid for i in instances})
+    if held is None:
+        log.info("%s cannot list what it holds: the stored files are not verified", node)
+        return
+    uid_of = {i.path: i.sop_instance_uid for i in instances}
+    missing = [path for path in report.stored if uid_of.get(path) not in held]
+    for path in missing:
+        report.stored.remove(path)
+        report.failed[path] = (f"acknowledged by {node} but not held afterwards (discarded by the archive, "
+                               "e.g. by a filter)")
 
 
 # The names api re-exports lazily (api.pacs_send is this send).

@@ -46,7 +46,9 @@ def _client(node: WebNode):
         session.auth = (user, password)
     if node.ca_bundle:
         session.verify = node.ca_bundle
-    return DICOMwebClient(node.url, session=session, timeout=node.timeout)
+    client = DICOMwebClient(node.url, session=session, timeout=node.timeout)
+    client.set_http_retry_params(retry=False)  # our own bounded retries (``retries``), not 5 per request
+    return client
 
 
 def _network_error(node: WebNode, exc: Exception) -> NetworkError:
@@ -60,7 +62,10 @@ def _network_error(node: WebNode, exc: Exception) -> NetworkError:
                             "node config or REQUESTS_CA_BUNDLE")
     if isinstance(exc, requests.exceptions.Timeout):
         return NetworkError(f"{node}: timeout after {node.timeout:g} s")
-    return NetworkError(f"cannot reach {node}: {exc.__class__.__name__}")
+    text = str(exc).lower()
+    why = ("connection refused" if "refused" in text else "name or service not known" if "resolve" in text
+           or "name or service" in text else exc.__class__.__name__)
+    return NetworkError(f"cannot reach {node}: {why}")
 
 
 def echo(node: WebNode) -> float:

@@ -34,6 +34,10 @@ from .common import (STORAGE_SOP_CLASSES, UNCOMPRESSED, WRITTEN_TRANSFER_SYNTAXE
 from .nodes import DimseNode
 
 log = logging.getLogger(__name__)
+# pynetdicom logs each aborted association as an ERROR of its own; what was not stored and why is
+# reported by us, per file. (Set the "pynetdicom" logger's level to see its messages.)
+if logging.getLogger("pynetdicom").level == logging.NOTSET:
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 #: Storage SOP classes whose instances are never compressed (SR, RT Structure Set, presentation states).
 NEVER_COMPRESSED = {uid for uid, name in STORAGE_SOP_CLASSES.items()
                     if name.endswith("SR") or "Structure Set" in name or "Presentation State" in name}
@@ -86,7 +90,7 @@ def echo(node: DimseNode) -> float:
         status = assoc.send_c_echo()
     finally:
         assoc.release()
-    if not status or status.Status != 0:
+    if not status or "Status" not in status or status.Status != 0:
         raise NetworkError(f"{node} answered C-ECHO with "
                            f"{'no response' if not status else hex(status.Status)}")
     return time.perf_counter() - start
@@ -134,7 +138,7 @@ def _find(assoc, node, level, patient_id, study_uid, series_uid, modality) -> Li
         query.SOPClassUID = ""
     rows = []
     for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-        if not status:
+        if not status or "Status" not in status:
             raise NetworkError(f"{node}: C-FIND got no response (association lost or timeout)")
         if status.Status in (0xFF00, 0xFF01) and identifier is not None:
             row = FindRow.from_dataset(level, identifier)
@@ -261,7 +265,7 @@ def _send_on_one(node: DimseNode, instances: Sequence[Instance], report: SendRep
                 except (OSError, ValueError, AttributeError, NotImplementedError) as exc:
                     report.failed[item.path] = f"cannot be sent: {exc}"
                     continue
-                if status is None:
+                if not status or "Status" not in status:  # pynetdicom's empty Dataset: no response
                     lost_reason = f"no C-STORE response within {node.timeout:g} s or association aborted"
                     remaining = todo[index:]
                     break
@@ -296,12 +300,27 @@ def _store(assoc, item: Instance, syntaxes: Set[str]):
     else:
         ds = pydicom.dcmread(item.path)
         if ds.file_meta.TransferSyntaxUID.is_compressed:
-            ds.decompress()  # the peer refused the compressed syntax: send it uncompressed
+                _decompress(ds)  # the peer refused the compressed syntax: send it uncompressed
         source = ds
     try:
         return assoc.send_c_store(source)
     except RuntimeError as exc:  # "association is not established" etc.
         raise _Lost(str(exc)) from None
+
+
+def _decompress(ds: Dataset) -> None:
+    """Make ``ds`` Explicit VR Little Endian, as the same instance (pydicom 3's decompress gives it
+    a new SOP Instance UID by default, and writes 1-bit data, a BINARY SEG's, one byte per pixel)."""
+    if int(ds.get("BitsAllocated", 0)) == 1:
+        from pydicom.pixels import pack_bits
+        from pydicom.uid import ExplicitVRLittleEndian
+
+        ds.PixelData = pack_bits(ds.pixel_array.ravel())
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = False
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    else:
+        ds.decompress(generate_instance_uid=False)
 
 
 def get(node: DimseNode, study_uid: str, series: Sequence[FindRow], out_dir: Path, report: GetReport, *,
@@ -408,7 +427,7 @@ def _get_on_one(node: DimseNode, study_uid: str, job: List[tuple], report: GetRe
                     query.QueryRetrieveLevel = "SERIES"
                 final = None
                 for status, _identifier in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
-                    if not status:
+                    if not status or "Status" not in status:
                         final = None
                         break
                     final = status
