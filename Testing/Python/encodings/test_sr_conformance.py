@@ -190,6 +190,9 @@ def test_old_layout_still_read(sample, tmp_path):
 def test_finding_category_kept(mixed, sample, tmp_path):
     folder, result = mixed
     back = api.import_sr(folder / "sr.dcm")
+    assert len(back.seg_imports) == 1  # found beside the SR and read through the SEG encoding
+    listed = api.import_sr(folder / "sr.dcm", load_seg=False)
+    assert listed.seg_imports == [] and listed.referenced_seg_uids == back.referenced_seg_uids
     expected = {s.name: s.terminology.category for s in sample[1].segments}
     got = {r.segment: r.finding_category for r in back.records if r.segment}
     assert got == expected
