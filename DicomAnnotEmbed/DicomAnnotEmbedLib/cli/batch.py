@@ -49,6 +49,8 @@ def run(args: argparse.Namespace, progress) -> int:
     bar = _Bar(enabled=progress.enabled)
 
     def started(info: dict) -> None:
+        if args.quiet:
+            return
         if info["to_run"] == 0:
             print(f"nothing to run: all {info['skipped']} cases are in the ledger (done, or failed: --retry-failed) "
                   "with unchanged inputs", file=sys.stderr)

@@ -8,6 +8,7 @@ their messages), inputs are untouched, and a rerun skips what is finished.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from batch_collection import (BAD, assert_same_case, collection, ledger_lines,  # noqa: F401 (fixture)
                               run_single_case, sha256)
 from conftest import require_tool, run_on_terminal, tree_hashes
+from DicomAnnotEmbedLib.services.batch.steps import output_digests
 
 COMPARED = ("case-00", "case-01", "case-09", "case-19")  # 01, 09: BINARY SEG by options; 00, 09: an SR
 
@@ -62,7 +64,9 @@ def test_batch_on_local_cluster_writes_what_the_one_case_api_writes(local_run, s
         folder = out / case_id
         on_disk = {p.relative_to(folder).as_posix(): sha256(p) for p in folder.rglob("*")
                    if p.is_file() and p.name != "case.json"}
-        assert record["outputs"] == on_disk
+        assert json.loads((folder / "case.json").read_text())["files"] == on_disk
+        assert record["outputs"] == output_digests(on_disk)
+        assert record["outputs"]["seg.dcm"] == on_disk["seg.dcm"]
         written = {k.split("/")[0] for k in on_disk}
         assert written == {{"seg": "seg.dcm", "sr": "sr.dcm"}.get(o, o) for o in files["outputs"]}
         assert record["duration_s"] > 0 and record["peak_memory_mb"] > 50

@@ -1,7 +1,8 @@
 """The batch ledger (``OUT/ledger.jsonl``) and the inputs' fingerprints that decide what a rerun skips.
 
 One JSON object per line and per finished case (done or failed): case, status, inputs
-(fingerprint), outputs (relative path -> SHA-256), duration_s, peak_memory_mb, error, worker,
+(fingerprint), outputs (each output, e.g. ``seg.dcm`` or ``overlay/``, -> SHA-256; see
+``steps.output_digests``; ``OUT/<id>/case.json`` lists every file's SHA-256), duration_s, peak_memory_mb, error, worker,
 started, warnings. Each line is appended by one ``write`` on a file opened ``O_APPEND`` and
 fsynced, by the one process that runs the batch; a line cut short by a crash is ignored on reading.
 The last line of a case wins.

@@ -278,6 +278,18 @@ def file_hashes(folder: Path) -> Dict[str, str]:
     return hashes
 
 
+def output_digests(files: Dict[str, str]) -> Dict[str, str]:
+    """One SHA-256 per output (a top-level file or folder of the case): a file's own hash; for a
+    folder, the hash of its lines ``relative/path sha256`` in path order. The ledger keeps these
+    (a few lines per case, not one per image); ``case.json`` keeps every file's hash."""
+    groups: Dict[str, List[str]] = {}
+    for path, digest in sorted(files.items()):
+        top, sep, _ = path.partition("/")
+        groups.setdefault(top + ("/" if sep else ""), []).append(f"{path} {digest}\n")
+    return {top: (files[top] if not top.endswith("/") else
+                  hashlib.sha256("".join(lines).encode()).hexdigest()) for top, lines in groups.items()}
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -331,8 +343,9 @@ def run_case(spec: dict, out_dir: str, fingerprint: str) -> dict:
                                   series_uid=(spec.get("options") or {}).get("series_uid"),
                                   outputs=list(spec["outputs"]))
                 _convert(ctx, spec["annotations"])
-                record["outputs"] = file_hashes(work)
-                _place(work, out / spec["id"], spec, record, fingerprint)
+                files = file_hashes(work)
+                record["outputs"] = output_digests(files)
+                _place(work, out / spec["id"], spec, record, fingerprint, files)
                 record["status"] = "done"
             except DicomAnnotEmbedError as exc:
                 record["error"] = str(exc)
@@ -347,16 +360,16 @@ def run_case(spec: dict, out_dir: str, fingerprint: str) -> dict:
     record.update(duration_s=round(time.perf_counter() - clock, 3),
                   peak_memory_mb=round(memory.peak / 2 ** 20, 1),
                   memory_increase_mb=round((memory.peak - memory.start) / 2 ** 20, 1),
-                  started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                  started=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)) + f".{int(started * 1000) % 1000:03d}Z",
                   warnings=warnings.messages)
     if record["status"] != "done":
         record["outputs"] = {}
     return record
 
 
-def _place(work: Path, final: Path, spec: dict, record: dict, fingerprint: str) -> None:
+def _place(work: Path, final: Path, spec: dict, record: dict, fingerprint: str, files: Dict[str, str]) -> None:
     """Write ``case.json`` and rename the whole temporary folder to its final name."""
-    payload = {"case": spec["id"], "inputs": fingerprint, "outputs": record["outputs"], "spec": spec}
+    payload = {"case": spec["id"], "inputs": fingerprint, "outputs": record["outputs"], "files": files, "spec": spec}
     with open(work / CASE_FILE, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=1)
         f.flush()
