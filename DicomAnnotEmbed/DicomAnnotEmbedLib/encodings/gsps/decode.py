@@ -12,9 +12,10 @@ references, through the series' grid (``column = i + 0.5``, ``row = j + 0.5``):
   other graphic types are reported, not converted.
 
 For our own presentation states (Manufacturer "DicomAnnotEmbed"), layer names say the markup kind
-(``LINE 1``, ``ANGLE 2``, ...) and descriptions its name: a markup drawn on one slice comes back
-with its kind and name; one that crossed slices comes back as one piece per slice (named
-"<name> part N"), every control point a vertex on its slice.
+(``LINE 1``, ``ANGLE 2``, ...) and descriptions its name: each markup comes back with its kind,
+name and colour; the pieces of a line, angle or curve that crossed slices are chained back into it
+(:func:`_rejoin`), every control point on its own slice. Pieces that do not chain (cut at the image
+border), ROI and plane sections and segment outlines come back as parts ("<name> part N").
 """
 from __future__ import annotations
 
@@ -198,6 +199,12 @@ def _layer_markups(layer: str, layer_item, items: List[List], geometry, ours: bo
         markups.append(Markup("point_list", base, np.vstack([lps(k, cr) for k, cr, _ in points]),
                               point_labels=labels, color=colour))
     others = [item for item in items if item[1] != "point_list"]
+    if written_kind in _MINIMUM_POINTS and len(others) > 1:
+        chain = _rejoin(others, closed=written_kind == "closed_curve")
+        if chain is not None and (len(chain) == _MINIMUM_POINTS[written_kind] if written_kind in ("line", "angle")
+                                  else len(chain) >= _MINIMUM_POINTS[written_kind]):
+            points_lps = np.vstack([lps(k, v[None]) for k, v in chain])
+            return markups + [Markup(written_kind, base, points_lps, color=colour)]
     for n, (k, kind, cr, name) in enumerate(others, start=1):
         if len(others) == 1 and kind != "closed_curve" and (
                 (written_kind == "line" and len(cr) == 2) or (written_kind == "angle" and len(cr) == 3)
@@ -213,3 +220,33 @@ def _layer_markups(layer: str, layer_item, items: List[List], geometry, ours: bo
     if ours and written_kind in ("roi", "plane") and others:
         report.append(f"layer {layer} ({base!r}): the {written_kind}'s outline on each slice came back as closed curves")
     return markups
+
+
+_MINIMUM_POINTS = {"line": 2, "angle": 3, "curve": 2, "closed_curve": 3}
+
+
+def _rejoin(pieces: List[List], closed: bool) -> Optional[List[Tuple[int, np.ndarray]]]:
+    """The control points ``[(k, (column, row))]`` of one of our polylines that crossed slices, from
+    its pieces in file (= path) order: where one piece leaves its slab and the next enters the
+    neighbouring one, both have the same (column, row), the slab boundary crossing; those pairs are
+    dropped and what remains are the control points, each on its own slice (a closed curve's path
+    ends on its first control point again). None when the pieces do not chain that way (a path
+    that comes back to a slab, a part cut at the image border): the caller keeps them as parts.
+    A control point exactly on a slab boundary looks like a crossing and is lost."""
+    chain: List[Tuple[int, np.ndarray]] = []
+    for k, kind, cr, _ in pieces:
+        if kind == "closed_curve":
+            return None
+        if chain:
+            last_k, last = chain[-1]
+            if abs(k - last_k) != 1 or not np.allclose(last, cr[0], atol=1e-3):
+                return None
+            chain.pop()
+            cr = cr[1:]
+        chain.extend((k, v) for v in cr)
+    if closed:  # the path ends at its first control point
+        (first_k, first), (last_k, last) = chain[0], chain[-1]
+        if first_k != last_k or not np.allclose(first, last, atol=1e-3):
+            return None
+        chain = chain[:-1]
+    return chain

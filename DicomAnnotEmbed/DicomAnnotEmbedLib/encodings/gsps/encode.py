@@ -8,8 +8,10 @@ slabs: slice k holds ``k - 0.5 <= kk < k + 0.5`` in continuous index space):
 
 * point lists: a POINT graphic per control point, on its slice;
 * lines, angles, curves, closed curves: each 3D segment is clipped to each slab and projected on
-  the slice; consecutive pieces on one slice form one POLYLINE, so every control point is a vertex
-  on its slice; a closed curve that stays in one slab is a closed POLYLINE (filled when asked);
+  the slice; consecutive parts on one slice form one POLYLINE, so every control point is a vertex
+  on its slice; the pieces are written in path order, one Graphic Annotation item each, so that
+  the import can chain them back; a closed curve that stays in one slab is a closed POLYLINE
+  (filled when asked);
 * ROI boxes: their section by the slice's plane, a closed POLYLINE on each slice the box crosses;
 * planes: the rectangle (closed) when parallel to the slices, else its section by each slice;
 * segment outlines (option): VTK's marching squares of each segment on each slice, closed POLYLINEs
@@ -91,10 +93,8 @@ def polyline_pieces(ijk: np.ndarray, closed: bool, depth: int) -> List[Tuple[int
                 else:
                     pieces.append([slab, [p0, p1]])
             slab += 1 if kb > ka else -1
-    if closed and len(pieces) > 1 and pieces[0][0] == pieces[-1][0] \
-            and np.allclose(pieces[-1][1][-1], pieces[0][1][0], atol=1e-9):
-        first = pieces.pop(0)  # the path ends where it began: one piece through the start point
-        pieces[-1][1].extend(first[1][1:])
+    # A closed path that crosses slabs ends where it began, on the first piece's slice: the two
+    # pieces meeting there stay apart, so that the import finds the first control point first.
     return [(k, np.array(points), False) for k, points in pieces]
 
 
@@ -149,22 +149,26 @@ def _solid_sections(corners_lps: np.ndarray, edges, geometry: VolumeGeometry,
 
 
 def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[bool] = None,
-                    interpolated: bool = False) -> Dict[int, List[Graphic]]:
-    """``{k: [graphic]}``: what to draw of a markup (LPS) on each slice of a grid, in (i, j).
+                    interpolated: bool = False) -> List[Tuple[int, List[Graphic]]]:
+    """What to draw of a markup (LPS) on the slices of a grid: ``[(k, [graphic])]`` with (i, j)
+    vertices. Lines, angles and curves give one group per piece, in path order (the import chains
+    them back into the markup); other kinds one group per slice, in slice order.
     ``interpolated``: curves and closed curves as INTERPOLATED graphics (the viewer draws a smooth
     curve through the vertices, as Slicer does through the control points) instead of POLYLINEs."""
     filled = markup.filled if filled is None else bool(filled)
     depth = geometry.shape[0]
+    if markup.kind in ("line", "angle", "curve", "closed_curve"):
+        closed = markup.kind == "closed_curve"
+        groups = []
+        for k, ij, is_closed in polyline_pieces(geometry.lps_to_ijk_points(markup.points_lps), closed, depth):
+            smooth = interpolated and markup.kind in ("curve", "closed_curve") and len(ij) > 2
+            groups.append((k, [("INTERPOLATED" if smooth else "POLYLINE", ij, is_closed, filled and is_closed)]))
+        return groups
     graphics: Dict[int, List[Graphic]] = defaultdict(list)
     if markup.kind == "point_list":
         for i, j, kk in geometry.lps_to_ijk_points(markup.points_lps):
             if 0 <= _slab(kk) < depth:
                 graphics[_slab(kk)].append(("POINT", np.array([[i, j]]), False, False))
-    elif markup.kind in ("line", "angle", "curve", "closed_curve"):
-        closed = markup.kind == "closed_curve"
-        for k, ij, is_closed in polyline_pieces(geometry.lps_to_ijk_points(markup.points_lps), closed, depth):
-            smooth = interpolated and markup.kind in ("curve", "closed_curve") and len(ij) > 2
-            graphics[k].append(("INTERPOLATED" if smooth else "POLYLINE", ij, is_closed, filled and is_closed))
     elif markup.kind == "roi":
         graphics.update(_solid_sections(markup.roi_corners_lps(), _BOX_EDGES, geometry, filled))
     elif markup.kind == "plane":
@@ -179,7 +183,7 @@ def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[b
                 graphics[k].append(("POLYLINE", ij, True, filled))
         else:
             graphics.update(_solid_sections(corners, _RECTANGLE_EDGES, geometry, False))
-    return {k: v for k, v in sorted(graphics.items())}
+    return sorted(graphics.items())
 
 
 def _clip_segment(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
@@ -238,13 +242,14 @@ def clip_polygon(ij: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Optional[np.
     return np.array(polygon) if len(polygon) >= 3 else None
 
 
-def clip_to_image(graphics: Dict[int, List[Graphic]], rows: int, columns: int) -> Tuple[Dict[int, List[Graphic]], bool]:
+def clip_to_image(groups: List[Tuple[int, List[Graphic]]], rows: int, columns: int
+                  ) -> Tuple[List[Tuple[int, List[Graphic]]], bool]:
     """Graphics cut to the image ((i, j) from -0.5 to size - 0.5: PIXEL 0 to size, as highdicom
     requires non-negative pixel coordinates); True when something was cut away."""
     lo, hi = np.array([-0.5, -0.5]), np.array([columns - 0.5, rows - 0.5])
-    clipped: Dict[int, List[Graphic]] = {}
+    clipped: List[Tuple[int, List[Graphic]]] = []
     cut = False
-    for k, items in graphics.items():
+    for k, items in groups:
         kept: List[Graphic] = []
         for kind, ij, closed, filled in items:
             if np.all(ij >= lo) and np.all(ij <= hi):
@@ -261,7 +266,7 @@ def clip_to_image(graphics: Dict[int, List[Graphic]], rows: int, columns: int) -
                 kept.extend((kind, np.clip(part, lo, hi), False, False)
                             for part in clip_polyline(ij, lo, hi) if len(part) >= 2)
         if kept:
-            clipped[k] = kept
+            clipped.append((k, kept))
     return clipped, cut
 
 
@@ -372,8 +377,8 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     if os.path.exists(out) and not force:
         raise OutputError("exists; use --force to replace it", out)
     result = GspsExportResult(path=str(out))
-    # (layer name, description, colour, {k: [graphic]}, text)
-    layers: List[Tuple[str, str, Tuple[float, float, float], Dict[int, List[Graphic]], Optional[str]]] = []
+    # (layer name, description, colour, [(k, [graphic])], text)
+    layers: List[Tuple[str, str, Tuple[float, float, float], List[Tuple[int, List[Graphic]]], Optional[str]]] = []
     numbers: Dict[str, int] = defaultdict(int)
     for markup in track(annotations.markups, progress, "Placing markups"):
         graphics, cut = clip_to_image(markup_graphics(markup, geometry, fill, interpolated), *geometry.shape[1:])
@@ -391,11 +396,11 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
         seg = annotations.segmentation
         for segment in track(seg.segments, progress, "Tracing segment outlines"):
             mask = seg.mask(segment)
-            graphics = {}
+            graphics = []
             for k in np.flatnonzero(mask.any(axis=(1, 2))):
                 found = segment_outlines(mask[k])
                 if found:
-                    graphics[int(k)] = [("POLYLINE", ij, True, False) for ij in found]
+                    graphics.append((int(k), [("POLYLINE", ij, True, False) for ij in found]))
             if not graphics:
                 result.skipped.append(f"segment {segment.name!r}: empty")
                 log.warning("segment %r is empty; no outline", segment.name)
@@ -417,8 +422,7 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
                                    display_color=CIELabColor.from_dicom_value(rgb_to_dicom_lab(colour)))
         graphic_layers.append(layer)
         result.layers[name] = description
-        first_k = next(iter(graphics))
-        for k, items in graphics.items():
+        for group, (k, items) in enumerate(graphics):
             ref = series.slices[k]
             ds = series.datasets[ref.file_index]
             multiframe = int(header_value(ds, "NumberOfFrames", 1) or 1) > 1
@@ -426,7 +430,7 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
                                            units="PIXEL", is_filled=filled)
                        for kind, ij, closed, filled in items]
             texts = []
-            if label is not None and k == first_k:
+            if label is not None and group == 0:
                 anchor = ij_to_pixel(items[0][1][:1])[0]
                 texts.append(hd.pr.TextObject(text_value=label[:1024], units="PIXEL",
                                               anchor_point=(float(anchor[0]), float(anchor[1])),
