@@ -159,3 +159,27 @@ def test_overlay_import_writes_utf8_names_and_warns_about_markups(sample_case, t
     assert with_markups.returncode == 0 and "--markups-out" not in with_markups.stderr
     assert [m.name for m in read_markups(tmp_path / "b2.mrk.json")][:3] == MARKUP_NAMES
     shutil.rmtree(tmp_path / "out")
+
+
+def test_spliced_utf8_copies_equal_pydicom_written_ones(sample_case, tmp_path, monkeypatch):
+    """A source without a character set and UTF-8 names: the byte-spliced files (Specific
+    Character Set inserted) hold the same elements as pydicom writes for them."""
+    from DicomAnnotEmbedLib.encodings.overlay import encode
+
+    source = source_copy(sample_case, tmp_path / "src", None, "Doe^John")
+    segmentation, markups = renamed(sample_case)
+    series = load_series(source)
+    annotations = api.load_annotations(series, segmentation, markups)
+    options = dict(keep_uids=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", encode.KeepUidsWarning)
+        encode.export_overlays(series, annotations, tmp_path / "spliced", **options)
+        monkeypatch.setattr(encode._SourceFile, "splice", lambda self, changes: None)
+        encode.export_overlays(series, annotations, tmp_path / "pydicom", **options)
+    for a, b in zip(sorted((tmp_path / "spliced").iterdir()), sorted((tmp_path / "pydicom").iterdir())):
+        x, y = pydicom.dcmread(a), pydicom.dcmread(b)
+        assert x.SpecificCharacterSet == y.SpecificCharacterSet == "ISO_IR 192"
+        assert set(x.keys()) == set(y.keys())
+        for tag in x.keys():
+            assert x[tag].value == y[tag].value, (a.name, tag)
+        assert a.read_bytes() == b.read_bytes(), a.name

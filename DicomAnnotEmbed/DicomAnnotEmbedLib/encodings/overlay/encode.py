@@ -488,7 +488,7 @@ class _DerivedHeaders:
         if transcode:
             ds.decode()  # every text value read in the source's character set before it changes
         changed = read_dataset(io.BytesIO(b"".join(changes.values())), *header.original_encoding)
-        if transcode:  # values of ours, in the new character set, converted while it is known
+        if 0x00080005 in changes:  # values of ours, in the new character set, converted while it is known
             encodings = convert_encodings(UTF8)
             changed = {tag: convert_raw_data_element(changed.get_item(tag), encoding=encodings, ds=changed)
                        for tag in changed.keys()}
