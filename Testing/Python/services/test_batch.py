@@ -136,7 +136,7 @@ def test_batch_bad_manifest_is_one_clear_error(tmp_path, collection):  # noqa: F
     process = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "batch", str(bad), "--out",
                               str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert process.returncode == 3 and "Traceback" not in process.stderr
-    assert f"{bad}: line 2: case case-00: outputs tiff: expected some of overlay, seg, sr, ml" in process.stderr
+    assert f"{bad}: line 2: case case-00: outputs tiff: expected some of overlay, seg, sr, rtstruct, gsps, ml" in process.stderr
     process = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "batch", str(manifest), "--out",
                               str(tmp_path / "o2"), "--workers", "0"], capture_output=True, text=True, timeout=60)
     assert process.returncode == 2 and "--workers must be at least 1" in process.stderr
@@ -190,3 +190,41 @@ def test_batch_case_from_an_annotation_table_writes_what_csv_import_writes(sampl
     assert record["status"] == "done", record["error"]
     api.import_csv(table, sample_case.series_dir, tmp_path / "single", formats=["overlay", "seg"], lidc=True)
     assert_same_case(out / "table", tmp_path / "single")
+
+
+def test_batch_case_writes_and_reads_rtstruct_and_gsps_as_their_api_calls_do(collection, tmp_path):  # noqa: F811
+    """RTSTRUCT and GSPS, each one entry in the steps' tables: written from a segmentation and markups,
+    then read back as inputs (recognised by Modality RTSTRUCT and PR) into a SEG."""
+    import highdicom as hd
+    import numpy as np
+    import pydicom
+
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.services.batch import run_case
+    from batch_collection import content
+
+    _, cases = collection
+    files = cases["case-00"]
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"id": "rt", "series": str(files["series"]),
+            "annotations": [["", str(files["segmentation"])], ["", str(files["markups"])]],
+            "outputs": ["rtstruct", "gsps"], "options": {}}
+    record = run_case(spec, str(out), "fingerprint")
+    assert record["status"] == "done", record["error"]
+    single = tmp_path / "single"
+    api.export_rtstruct(files["series"], files["segmentation"], single / "rtstruct.dcm", markups=[files["markups"]])
+    api.export_gsps(files["series"], [files["markups"]], single / "gsps.dcm", segmentation=files["segmentation"])
+    for name in ("rtstruct.dcm", "gsps.dcm"):
+        assert content(pydicom.dcmread(out / "rt" / name)) == content(pydicom.dcmread(single / name)), name
+
+    spec = {"id": "back", "series": str(files["series"]),
+            "annotations": [["", str(out / "rt" / "rtstruct.dcm")], ["", str(out / "rt" / "gsps.dcm")]],
+            "outputs": ["seg"], "options": {}}
+    record = run_case(spec, str(out), "fingerprint")
+    assert record["status"] == "done", record["error"]
+    api.import_rtstruct(out / "rt" / "rtstruct.dcm", files["series"], segmentation_out=tmp_path / "rt.seg.nrrd")
+    api.export_seg(files["series"], tmp_path / "rt.seg.nrrd", tmp_path / "seg.dcm")
+    assert np.array_equal(hd.seg.segread(out / "back" / "seg.dcm").pixel_array,
+                          hd.seg.segread(tmp_path / "seg.dcm").pixel_array)
+    assert (out / "back" / "imported-gsps" / "markups.mrk.json").exists()

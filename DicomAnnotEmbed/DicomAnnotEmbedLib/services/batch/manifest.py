@@ -10,10 +10,11 @@ Columns (CSV header / JSON keys):
     what to convert: paths separated by ``;`` in CSV, a list in JSON lines. The kind of each is
     found from its name or, for DICOM files, its Modality (see ``steps.INPUT_KINDS``): a
     segmentation (``.seg.nrrd``, NRRD/NIfTI/MHA label map), markups (``.mrk.json``), an annotation
-    table (``.csv``), a DICOM SEG or TID 1500 SR to import. ``kind=path`` forces a kind.
+    table (``.csv``), a DICOM SEG, TID 1500 SR, RT Structure Set or presentation state (GSPS) to
+    import. ``kind=path`` forces a kind.
 ``outputs``
     what to write, separated by ``;`` or ``,`` (CSV) or a list (JSON): ``overlay``, ``seg``,
-    ``sr``, ``ml`` (see ``steps.OUTPUTS``).
+    ``sr``, ``rtstruct``, ``gsps``, ``ml`` (see ``steps.OUTPUTS``).
 ``options``
     optional JSON object: ``series_uid`` and, per output or input kind, the keyword arguments of
     its API call, e.g. ``{"seg": {"seg_type": "binary"}, "overlay": {"fill_markups": true}}``.

@@ -61,7 +61,7 @@ PRELOAD = ("highdicom", "SimpleITK", "slicerio", "nrrd", "scipy.spatial", "vtkmo
            "vtkmodules.vtkFiltersGeneral", "vtkmodules.util.numpy_support",
            *(f"{__package__.rpartition('.')[0].rpartition('.')[0]}.{m}" for m in (
                "api", "core.measurements", "dicom.dcmqi_metadata", "encodings.overlay", "encodings.seg",
-               "encodings.sr", "files.csv_table", "files.markups_io", "files.ml_export", "files.segio")))
+               "encodings.sr", "encodings.rtstruct", "encodings.gsps", "files.csv_table", "files.markups_io", "files.ml_export", "files.segio")))
 
 
 @dataclass

@@ -111,6 +111,24 @@ def _import_sr(ctx: CaseContext, path: str) -> None:
     ctx.markups += [m for m in [_existing(out / "markups.mrk.json")] if m]
 
 
+def _import_rtstruct(ctx: CaseContext, path: str) -> None:
+    from ... import api
+
+    out = ctx.work / "imported-rtstruct"
+    api.import_rtstruct(path, ctx.reference, segmentation_out=out / "segmentation.seg.nrrd",
+                        markups_out=out / "markups.mrk.json", **ctx.opts("rtstruct"))
+    ctx.segmentation = _existing(out / "segmentation.seg.nrrd") or ctx.segmentation
+    ctx.markups += [m for m in [_existing(out / "markups.mrk.json")] if m]
+
+
+def _import_gsps(ctx: CaseContext, path: str) -> None:
+    from ... import api
+
+    out = ctx.work / "imported-gsps" / "markups.mrk.json"
+    api.import_gsps(path, ctx.reference, markups_out=out)
+    ctx.markups += [m for m in [_existing(out)] if m]
+
+
 @dataclass(frozen=True)
 class InputKind:
     """How an annotation input is recognised (file name suffixes, or DICOM Modality) and loaded."""
@@ -121,14 +139,15 @@ class InputKind:
     order: int = 0              # loading order: tables and imports before plain files
 
 
-#: Annotation inputs by kind. RTSTRUCT and GSPS are one entry each, e.g.
-#: ``"rtstruct": InputKind(_import_rtstruct, modalities=("RTSTRUCT",))``.
+#: Annotation inputs by kind: a new format is one entry.
 INPUT_KINDS: Dict[str, InputKind] = {
     "segmentation": InputKind(_segmentation, (".seg.nrrd", ".nrrd", ".nii", ".nii.gz", ".mha", ".mhd"), order=1),
     "markups": InputKind(_markups, (".mrk.json",), order=1),
     "table": InputKind(_table, (".csv",), order=2),
     "seg": InputKind(_import_seg, modalities=("SEG",)),
     "sr": InputKind(_import_sr, modalities=("SR",)),
+    "rtstruct": InputKind(_import_rtstruct, modalities=("RTSTRUCT",)),
+    "gsps": InputKind(_import_gsps, modalities=("PR",)),
 }
 
 
@@ -188,6 +207,22 @@ def _sr(ctx: CaseContext) -> None:
                   markups=ctx.markups, **ctx.opts("sr"))
 
 
+def _rtstruct(ctx: CaseContext) -> None:
+    from ... import api
+
+    if ctx.segmentation is None and not ctx.markups:
+        raise InputError("an RT Structure Set needs a segmentation or markups among the annotations", ctx.series_dir)
+    api.export_rtstruct(ctx.reference, ctx.segmentation, ctx.work / "rtstruct.dcm", markups=ctx.markups,
+                        **ctx.opts("rtstruct"))
+
+
+def _gsps(ctx: CaseContext) -> None:
+    from ... import api
+
+    api.export_gsps(ctx.reference, ctx.markups, ctx.work / "gsps.dcm", segmentation=ctx.segmentation,
+                    **ctx.opts("gsps"))
+
+
 def _ml(ctx: CaseContext) -> None:
     from ... import api
 
@@ -203,12 +238,14 @@ def _ml(ctx: CaseContext) -> None:
     api.export_ml([*map(str, sources), ctx.series_dir], ctx.work / "ml", **ctx.opts("ml"))
 
 
-#: Outputs in the order they are written (an SR refers to the SEG; ML reads what was written).
-#: RTSTRUCT and GSPS are one entry each.
+#: Outputs in the order they are written (an SR refers to the SEG; ML reads what was written):
+#: a new format is one entry.
 OUTPUTS: Dict[str, Callable[[CaseContext], None]] = {
     "overlay": _overlay,
     "seg": _seg,
     "sr": _sr,
+    "rtstruct": _rtstruct,
+    "gsps": _gsps,
     "ml": _ml,
 }
 
