@@ -54,6 +54,7 @@ class Orthanc:
     aet: str
     folder: Path
     process: subprocess.Popen
+    credentials: Optional[tuple] = None  # (user, password) for the REST API when authentication is on
 
     @property
     def dimse_node(self) -> str:
@@ -68,7 +69,13 @@ class Orthanc:
         return f"http://127.0.0.1:{self.http_port}"
 
     def get_json(self, path: str):
-        with urllib.request.urlopen(self.rest + path, timeout=30) as response:
+        request = urllib.request.Request(self.rest + path)
+        if self.credentials:
+            import base64
+
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def instance_count(self) -> int:
@@ -167,7 +174,9 @@ def orthanc(folder: Path, *, lua: Optional[str] = None, accepted_transfer_syntax
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([binary, str(config_path)], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, cwd=folder)
-    server = Orthanc(dicom_port, http_port, ORTHANC_AET, folder, process)
+    users = (extra or {}).get("RegisteredUsers") or {}
+    server = Orthanc(dicom_port, http_port, ORTHANC_AET, folder, process,
+                     next(iter(users.items())) if users else None)
     try:
         wait_until_up(server)
         yield server

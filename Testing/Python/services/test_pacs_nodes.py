@@ -1,0 +1,84 @@
+"""Nodes named once: AET@HOST:PORT, DICOMweb URLs (TLS by default, credentials from the
+environment), named nodes from a config file; basic authentication against a real Orthanc;
+the lazy api re-export and the CLI's exit codes for bad nodes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from orthanc_server import orthanc
+
+from DicomAnnotEmbedLib.core.errors import InputError, NetworkError
+from DicomAnnotEmbedLib.services import pacs
+from DicomAnnotEmbedLib.services.pacs import dicomweb
+from DicomAnnotEmbedLib.services.pacs.nodes import DimseNode, WebNode, parse_node
+
+
+def test_dimse_and_web_nodes():
+    node = parse_node("ORTHANC@pacs.example.org:104", calling_aet="ME", timeout=5)
+    assert node == DimseNode("ORTHANC", "pacs.example.org", 104, "ME", 5.0)
+    assert str(node) == "ORTHANC@pacs.example.org:104"
+    assert parse_node("A@[::1]:11112").host == "::1"
+    web = parse_node("dicom.example.org/dicom-web")
+    assert isinstance(web, WebNode) and web.url == "https://dicom.example.org/dicom-web"  # TLS by default
+    assert parse_node("http://127.0.0.1:8042/dicom-web/").url == "http://127.0.0.1:8042/dicom-web"
+    for bad in ("ORTHANC@host", "nothing", "A@h:99999", "ftp://x/y", "TOOLONGAETITLE1234@h:104"):
+        with pytest.raises(InputError):
+            parse_node(bad)
+
+
+def test_named_nodes_from_a_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "nodes.json"
+    config.write_text(json.dumps({"nodes": {
+        "pacs": {"dimse": "ORTHANC@10.0.0.5:104", "calling_aet": "READER1", "timeout": 12},
+        "cloud": {"url": "https://dicom.example.org/dicom-web", "auth": "bearer", "token_env": "CLOUD_TOKEN"},
+        "broken": {"port": 3}}}))
+    monkeypatch.setenv("DICOMANNOTEMBED_NODES", str(config))
+    assert parse_node("pacs") == DimseNode("ORTHANC", "10.0.0.5", 104, "READER1", 12.0, "pacs")
+    assert parse_node("pacs", calling_aet="OTHER").calling_aet == "OTHER"
+    cloud = parse_node("cloud")
+    assert (cloud.url, cloud.auth, cloud.token_env, str(cloud)) == \
+        ("https://dicom.example.org/dicom-web", "bearer", "CLOUD_TOKEN", "cloud")
+    with pytest.raises(InputError, match="needs \"dimse\""):
+        parse_node("broken")
+    with pytest.raises(InputError, match="CLOUD_TOKEN"):  # no token in the environment
+        dicomweb._client(cloud)
+    monkeypatch.setenv("CLOUD_TOKEN", "t0ken")
+    assert dicomweb._client(cloud)._session.headers["Authorization"] == "Bearer t0ken"
+    config.write_text("{not json")
+    with pytest.raises(InputError, match="nodes.json"):
+        parse_node("pacs")
+
+
+def test_basic_authentication_from_the_environment(tmp_path, monkeypatch):
+    extra = {"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "s3cret"}}
+    with orthanc(tmp_path / "orthanc", extra=extra) as server:
+        for name in ("DICOMANNOTEMBED_DICOMWEB_USER", "DICOMANNOTEMBED_DICOMWEB_PASSWORD",
+                     "DICOMANNOTEMBED_DICOMWEB_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(NetworkError, match="HTTP 401.*credentials"):
+            pacs.echo(server.web_node)
+        monkeypatch.setenv("DICOMANNOTEMBED_DICOMWEB_USER", "alice")
+        monkeypatch.setenv("DICOMANNOTEMBED_DICOMWEB_PASSWORD", "wrong")
+        with pytest.raises(NetworkError, match="HTTP 401"):
+            pacs.echo(server.web_node)
+        monkeypatch.setenv("DICOMANNOTEMBED_DICOMWEB_PASSWORD", "s3cret")
+        assert pacs.echo(server.web_node) > 0
+        assert pacs.find(server.web_node) == []
+        # The command line exits 5 (network) on a refused login.
+        monkeypatch.setenv("DICOMANNOTEMBED_DICOMWEB_PASSWORD", "wrong")
+        done = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "pacs", "echo", server.web_node],
+                              capture_output=True, text=True)
+        assert done.returncode == 5 and "HTTP 401" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_api_reexports_lazily():
+    code = ("import sys; import DicomAnnotEmbedLib.api as api; "
+            "assert not any(m.startswith('DicomAnnotEmbedLib.services.pacs') for m in sys.modules); "
+            "from DicomAnnotEmbedLib.services import pacs; "
+            "assert (api.pacs_echo, api.pacs_find, api.pacs_get, api.pacs_send) == "
+            "(pacs.echo, pacs.find, pacs.get, pacs.send)")
+    subprocess.run([sys.executable, "-c", code], check=True)
