@@ -108,7 +108,7 @@ READERS = {
     "ml_export": (("seg", "sr"), "dicom", ml_export, 1),
     "markups_read": (("mrk",), "json", markups_read, 3),
     "overlay_export_markups": (("mrk",), "json", overlay_export_markups, 1),
-    "sr_export_markups": (("mrk",), "json", sr_export_markups, 1),
+    "sr_export_markups": (("mrk",), "json", sr_export_markups, 0.4),  # 3 s a case (measurements)
     "segnrrd_read": (("segnrrd",), "nrrd", segnrrd_read, 3),
     "seg_export": (("segnrrd",), "nrrd", seg_export, 1),
     "overlay_export_seg": (("segnrrd",), "nrrd", overlay_export_seg, 1),

@@ -186,7 +186,8 @@ def segment_bounding_boxes(segmentation: Segmentation) -> dict[str, tuple[slice,
         if not members:
             continue
         layer = segmentation.layers[layer_index]
-        bins = max(s.label_value for s in members) + 1
+        # Sized by the values the voxels hold, not by the largest label a file claims.
+        bins = min(max(s.label_value for s in members), int(layer.max(initial=0))) + 1
         lo = np.full((bins, 3), np.iinfo(np.int64).max, dtype=np.int64)
         hi = np.full((bins, 3), -1, dtype=np.int64)
         for k in range(layer.shape[0]):
@@ -207,7 +208,7 @@ def segment_bounding_boxes(segmentation: Segmentation) -> dict[str, tuple[slice,
             np.minimum.at(lo[:, 2], labels, cols)
             np.maximum.at(hi[:, 2], labels, cols)
         for s in members:
-            if hi[s.label_value, 0] >= 0:
+            if s.label_value < bins and hi[s.label_value, 0] >= 0:
                 boxes[s.id] = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo[s.label_value], hi[s.label_value]))
     return boxes
 

@@ -200,9 +200,9 @@ class FractionPlanes(MutableMapping):
         return [k for k, (_, _, values) in self._boxes.items() if values.any()]
 
 
-#: Largest label value of a segment: DICOM SEG numbers segments with 16 bits, and tables indexed
-#: by label value (measurements, SEG frames) are sized by it, never by a header's claim.
-MAX_LABEL_VALUE = 65535
+#: Largest label value of a segment (a .seg.nrrd header may claim 2147483647): tables indexed by
+#: label value are sized by the values the voxels hold, and never beyond this.
+MAX_LABEL_VALUE = (1 << 24) - 1
 
 
 class Segmentation:
@@ -262,8 +262,8 @@ class Segmentation:
         if labels.min(initial=0) < 0:
             raise InputError("label map has negative labels")
         values = present_labels(labels).tolist()
-        if max(values, default=0) > MAX_LABEL_VALUE:
-            raise InputError(f"label map has label value {max(values)}; at most {MAX_LABEL_VALUE} is supported "
+        if max(values, default=0) > 65535:
+            raise InputError(f"label map has label value {max(values)}; at most 65535 is supported "
                              f"(DICOM SEG numbers segments with 16 bits)")
         dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
         segments = []
@@ -386,12 +386,13 @@ class Segmentation:
             members = [s for s in self.segments if s.layer == layer]
             if not members:
                 continue
-            bins = max(s.label_value for s in members) + 1
+            # Sized by the values the voxels hold, not by the largest label a file claims.
+            bins = min(max(s.label_value for s in members), int(self.layers[layer].max(initial=0))) + 1
             table = np.zeros((n_slices, bins), dtype=np.int64)
             for k in range(n_slices):
                 table[k] = np.bincount(self.layers[layer, k].ravel(), minlength=bins)[:bins]
             for s in members:
-                counts[s.id] = table[:, s.label_value]
+                counts[s.id] = table[:, s.label_value] if s.label_value < bins else np.zeros(n_slices, np.int64)
         return counts
 
     def voxel_counts(self) -> Dict[str, int]:

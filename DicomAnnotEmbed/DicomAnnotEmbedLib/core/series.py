@@ -194,6 +194,9 @@ def image_size(ds: Dataset) -> Tuple[int, int, int, int]:
         raise SeriesError(f"Bits Allocated {bits} is not 1, 8, 16, 32 or 64", path)
     pixels = frames * rows * columns
     limit = MAX_IMAGE_PIXELS
+    size = os.path.getsize(path) if isinstance(path, str) and os.path.isfile(path) else None
+    if size is not None and frames > size:  # every frame takes at least a byte, compressed or not
+        raise SeriesError(f"Number of Frames {frames} is more than this file of {size} bytes can hold", path)
     if isinstance(path, str) and os.path.isfile(path) and "file_meta" in ds.__dict__ and not transfer_syntax(ds).is_compressed \
             and not is_deflated(ds):
         limit = os.path.getsize(path) * 8 // bits  # what the file really holds

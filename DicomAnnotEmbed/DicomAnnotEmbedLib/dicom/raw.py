@@ -191,11 +191,16 @@ def ds_values(value: Optional[bytes]) -> Optional[List[float]]:
     if value is None:
         return None
     text = value.decode("ascii", "replace").strip(" \x00")
-    return [float(v) for v in text.split("\\")] if text else None
+    try:
+        return [float(v) for v in text.split("\\")] if text else None
+    except ValueError:
+        raise RawParseError(f"DS value {text[:40]!r} is not numbers") from None
 
 
 def us_value(value: Optional[bytes]) -> Optional[int]:
     """The first value of a US element."""
+    if value is not None and len(value) not in (0, 2):
+        raise RawParseError(f"US value of {len(value)} bytes")
     return None if not value else struct.unpack_from("<H", value)[0]
 
 
@@ -209,4 +214,7 @@ def is_value(value: Optional[bytes]) -> Optional[int]:
     if not value:
         return None
     text = value.decode("ascii", "replace").strip(" \x00").split("\\")[0]
-    return int(text) if text else None
+    try:
+        return int(text) if text else None
+    except ValueError:
+        raise RawParseError(f"IS value {text[:40]!r} is not an integer") from None
