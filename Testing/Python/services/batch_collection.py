@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Tuple
 
@@ -204,3 +208,41 @@ def sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes (one thread each, no nanny: a killed worker
+    stays dead) on 127.0.0.1, free ports; stopped by PID at the end of the session."""
+    from distributed import Client
+
+    logs = tmp_path_factory.mktemp("dask-logs")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="3")
+    processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", f"127.0.0.1:{free_port()}"],
+                                  stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "w"), env=env)]
+    try:
+        for n in range(2):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                 "--no-nanny", "--no-dashboard", "--memory-limit", "2GiB", "--name", f"worker-{n}"],
+                stdout=subprocess.DEVNULL, stderr=open(logs / f"worker-{n}.log", "w"), env=env))
+        client = Client(address, timeout="30s", set_as_default=False)
+        client.wait_for_workers(2, timeout=90)
+        yield address, client
+        client.close()
+    finally:
+        for process in reversed(processes):  # workers first, then the scheduler
+            _stop(process)

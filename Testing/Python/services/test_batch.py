@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_collection import (BAD, assert_same_case, collection, ledger_lines,  # noqa: F401 (fixture)
+from batch_collection import (BAD, assert_same_case, collection, dask_cluster, ledger_lines,  # noqa: F401 (fixtures)
                               run_single_case, sha256)
 from conftest import require_tool, run_on_terminal, tree_hashes
 from DicomAnnotEmbedLib.services.batch.steps import output_digests
@@ -97,7 +97,7 @@ def test_batch_outputs_pass_the_checkers_as_the_one_case_outputs_do(local_run, s
         assert dump.returncode == 0 and "Imaging Measurement Report" in dump.stdout
 
 
-def test_batch_rerun_skips_finished_cases_and_retries_failed_ones(local_run):
+def test_batch_rerun_skips_finished_cases_and_retries_failed_ones(local_run, dask_cluster):  # noqa: F811
     from DicomAnnotEmbedLib import api
 
     manifest, cases, out, _, _ = local_run
@@ -113,7 +113,7 @@ def test_batch_rerun_skips_finished_cases_and_retries_failed_ones(local_run):
     st = segmentation.stat()
     os.utime(segmentation, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
     try:  # on a terminal, as a user would: the progress bar shows
-        code, terminal = run_on_terminal("batch", manifest, "--out", out, "--workers", "1", "--retry-failed")
+        code, terminal = run_on_terminal("batch", manifest, "--out", out, "--scheduler", dask_cluster[0], "--retry-failed")
     finally:
         os.utime(segmentation, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert code == 3, terminal

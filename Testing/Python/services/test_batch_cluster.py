@@ -11,49 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from batch_collection import (BAD, assert_same_case, collection, free_port, ledger_lines,  # noqa: F401 (fixture)
+from batch_collection import (BAD, assert_same_case, collection, dask_cluster, ledger_lines,  # noqa: F401 (fixtures)
                               run_single_case, write_case)
 
 SLOW_SHAPE = (24, 256, 256)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory):
-    """`dask scheduler` and two `dask worker` processes (one thread each) on 127.0.0.1."""
-    from distributed import Client
-
-    logs = tmp_path_factory.mktemp("dask-logs")
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="3")
-    processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--dashboard-address", f"127.0.0.1:{free_port()}"],
-                                  stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "w"), env=env)]
-    try:
-        for n in range(2):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--memory-limit", "2GiB", "--name", f"worker-{n}"],
-                stdout=subprocess.DEVNULL, stderr=open(logs / f"worker-{n}.log", "w"), env=env))
-        client = Client(address, timeout="30s", set_as_default=False)
-        client.wait_for_workers(2, timeout=90)
-        yield address, client
-        client.close()
-    finally:
-        for process in reversed(processes):  # workers first, then the scheduler
-            _stop(process)
 
 
 def _manifest_jsonl(collection_manifest: Path, slow, path: Path, cases: int = 20) -> None:  # noqa: F811
@@ -112,7 +74,7 @@ def test_batch_on_a_running_scheduler_retries_the_case_of_a_killed_worker(collec
     assert_same_case(out / "case-09", single / "case-09")
 
 
-def test_batch_killed_then_rerun_loses_and_recomputes_no_finished_case(collection, tmp_path):  # noqa: F811
+def test_batch_killed_then_rerun_loses_and_recomputes_no_finished_case(collection, dask_cluster, tmp_path):  # noqa: F811
     from DicomAnnotEmbedLib import api
 
     collection_manifest, all_cases = collection
@@ -142,7 +104,7 @@ def test_batch_killed_then_rerun_loses_and_recomputes_no_finished_case(collectio
                 for p in out.iterdir() if p.is_dir() and (p / "case.json").exists()}
     assert 3 <= len(before) < 10 and {r["case"] for r in before if r["status"] == "done"} <= set(finished)
 
-    result = api.run_batch(manifest, out, workers=2)
+    result = api.run_batch(manifest, out, scheduler=dask_cluster[0])  # (saves starting another local cluster)
     assert set(result.ran).isdisjoint(finished) and set(result.ran) | set(result.skipped) == set(cases)
     assert sorted(result.failed) == ["case-06"]
     for name, stamps in finished.items():  # not recomputed

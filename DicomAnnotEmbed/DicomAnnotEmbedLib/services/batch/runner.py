@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
-from ...core.errors import DicomAnnotEmbedError, InputError, OutputError
+from ...core.errors import InputError, OutputError
 from ...core.progress import ProgressCallback
 from .ledger import Ledger, fingerprint
 from .manifest import CaseSpec, read_manifest
