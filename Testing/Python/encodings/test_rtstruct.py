@@ -151,7 +151,9 @@ def test_holes_islands_overlaps_exact(tmp_path, oblique):
     segments = [Segment(id=f"s{n}", name=f"Structure {n}", color=(0.1 * n, 0.5, 0.9)) for n in range(4)]
     segmentation = Segmentation.from_masks(series.geometry, masks, segments)
     assert segmentation.has_overlap
-    result = export_rtstruct(series, segmentation, tmp_path / "rt.dcm")
+    calls = []
+    result = export_rtstruct(series, segmentation, tmp_path / "rt.dcm", progress=lambda *a: calls.append(a))
+    assert calls[0] == (0, 4, "Tracing contours") and calls[-1] == (4, 4, "Tracing contours")
     assert dciodvfy_errors(result.path) == []
     ds = pydicom.dcmread(result.path)
     normal = series.geometry.slice_normal
@@ -162,7 +164,9 @@ def test_holes_islands_overlaps_exact(tmp_path, oblique):
             points = np.array(contour.ContourData, dtype=float).reshape(-1, 3)
             origin = origins[contour.ContourImageSequence[0].ReferencedSOPInstanceUID]
             assert np.max(np.abs((points - origin) @ normal)) < 2e-3
-    imported = import_rtstruct(result.path, series)
+    calls.clear()
+    imported = import_rtstruct(result.path, series, progress=lambda *a: calls.append(a))
+    assert calls[-1] == (4, 4, "Filling contours")
     for mask, segment in zip(masks, segments):
         np.testing.assert_array_equal(imported.segmentation.mask(segment.name), mask, err_msg=segment.name)
 

@@ -85,10 +85,11 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
         tolerance_mm: a contour lies on slice k when all its points are this close to the plane.
         boundary_pixels: the pixels a closed contour passes through (Bresenham between its vertices)
             are added to the centre-inside fill: "include" always, "exclude" never, "auto" (default)
-            for contours whose vertices all lie on pixel centres: writers that trace the centres of
-            the boundary pixels (rt-utils, OpenCV's findContours) mean those pixels to belong.
-            Contours along pixel edges (ours) or between centres (plastimatch's) pass through no
-            centre, so the choice does not change them.
+            where a contour passes exactly through pixel centres: the whole outline of a contour
+            whose vertices all lie on centres (rt-utils and OpenCV's findContours trace the centres
+            of the boundary pixels, which they mean to belong), and sides that run along a row or
+            column of centres (plastimatch's contours at the image border). Contours along pixel
+            edges (ours) or between centres (plastimatch's elsewhere) pass through no centre.
 
     Raises:
         InputError: not an RTSTRUCT; the referenced series is not found; no contour lies on the
@@ -180,11 +181,33 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
 
 
 def _add_boundary_pixels(planes: Dict[int, np.ndarray], top: int, left: int, closed, mode: str) -> None:
+    """Pixels whose centres a contour passes through, added to the fill (see ``boundary_pixels``):
+    for "auto", the whole outline of a contour whose vertices all lie on pixel centres (rt-utils,
+    OpenCV), and the sides of other contours that run along a row or column of centres
+    (plastimatch clamps its contours to the outermost centres at the image border)."""
     if mode == "exclude":
         return
+    offset = np.array([left, top], dtype=float)
     for k, cr, _ in closed:
+        local = cr - offset
         if mode == "include" or _on_centres(cr):
-            planes[k] |= polyline_mask(planes[k].shape, cr - np.array([left, top], dtype=float), closed=True)
+            planes[k] |= polyline_mask(planes[k].shape, local, closed=True)
+            continue
+        following = np.roll(cr, -1, axis=0)
+        on_line = np.abs(cr - np.round(cr)) < CENTRE_TOLERANCE_PIXELS
+        along = ((np.abs(cr[:, 0] - following[:, 0]) < CENTRE_TOLERANCE_PIXELS) & on_line[:, 0]) | (
+            (np.abs(cr[:, 1] - following[:, 1]) < CENTRE_TOLERANCE_PIXELS) & on_line[:, 1])
+        plane = planes[k]
+        for n in np.flatnonzero(along):  # sides, not pixels: few per contour
+            (x0, y0), (x1, y1) = local[n], local[(n + 1) % len(local)]
+            # exactly the centres on the side (its ends may lie between centres)
+            cols = np.arange(np.ceil(min(x0, x1) - CENTRE_TOLERANCE_PIXELS),
+                             np.floor(max(x0, x1) + CENTRE_TOLERANCE_PIXELS) + 1).astype(np.int64)
+            rows = np.arange(np.ceil(min(y0, y1) - CENTRE_TOLERANCE_PIXELS),
+                             np.floor(max(y0, y1) + CENTRE_TOLERANCE_PIXELS) + 1).astype(np.int64)
+            cols = cols[(cols >= 0) & (cols < plane.shape[1])]
+            rows = rows[(rows >= 0) & (rows < plane.shape[0])]
+            plane[np.ix_(rows, cols)] = True
 
 
 def _on_centres(cr: np.ndarray) -> bool:
@@ -254,7 +277,7 @@ def _roi_contours(ds: Dataset) -> Dict[int, Tuple[Optional[list], List[Tuple[str
     for item in ds.get("ROIContourSequence", None) or []:
         if "ReferencedROINumber" not in item:
             continue
-        contours = [(str(c.get("ContourGeometricType", "") or "").upper(), _decimals(c.get("ContourData")))
+        contours = [(str(c.get("ContourGeometricType", "") or "").upper(), _decimals(_contour_data(c)))
                     for c in item.get("ContourSequence", None) or []]
         result[int(item.ReferencedROINumber)] = (item.get("ROIDisplayColor"), contours)
     return result
@@ -276,6 +299,15 @@ def _raw_roi_contours(items) -> Dict[int, Tuple[Optional[list], List[Tuple[str, 
             contours.append((kind, _decimals(data.decode("ascii", "replace") if isinstance(data, bytes) else None)))
         result[number] = (color, contours)
     return result
+
+
+def _contour_data(contour: Dataset):
+    """Contour Data of a parsed item: its text while pydicom has not converted it (the sequence
+    was parsed, as pydicom does for undefined lengths, but its values stay raw until used)."""
+    element = contour.get_item(0x30060050)
+    if isinstance(element, RawDataElement) and isinstance(element.value, (bytes, bytearray)):
+        return bytes(element.value).decode("ascii", "replace")
+    return contour.get("ContourData")
 
 
 def _decimals(value) -> Optional[np.ndarray]:
