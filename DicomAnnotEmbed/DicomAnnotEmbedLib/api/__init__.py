@@ -17,6 +17,8 @@ __all__ = ["MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "expor
 __all__ += ["export_gsps", "import_gsps"]
 from .rtstruct import export_rtstruct, import_rtstruct  # noqa: E402
 __all__ += ["export_rtstruct", "import_rtstruct"]
+from .convert import convert, read_annotations_any  # noqa: E402
+__all__ += ["convert", "read_annotations_any"]
 
 #: Names re-exported lazily (``api`` imports nothing of ``services`` until one is used):
 #: name -> module relative to this package's parent.

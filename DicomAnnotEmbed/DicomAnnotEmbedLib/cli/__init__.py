@@ -26,7 +26,7 @@ from ._common import EXIT_CODES, UsageError
 log = logging.getLogger("DicomAnnotEmbedLib")
 
 #: Command groups in the order ``--help`` lists them (modules of this package).
-GROUPS = ("overlay", "seg", "sr", "rtstruct", "gsps", "volumes", "csv", "ml", "batch", "pacs")
+GROUPS = ("overlay", "seg", "sr", "rtstruct", "gsps", "convert", "volumes", "csv", "ml", "batch", "pacs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,253 @@
+"""api.convert / ``dicomannotembed convert``: every source encoding to every target encoding.
+
+Sources are written from one small case (6x40x40, an axial and an oblique series): two overlapping
+segments, a third apart, and three markups lying on slice planes; each is read back with
+api.read_annotations_any, converted to every target, read back again and compared with what the
+source held: masks voxel for voxel, control points to 1e-3 mm, names where both sides keep them.
+What a target cannot hold must be in ``result.dropped``.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import rotation
+
+SHAPE = (6, 40, 40)
+TARGETS = ("overlay", "seg", "sr", "rtstruct", "gsps", "seg-nrrd", "nifti")
+SOURCES = ("slicer", "nifti", "seg", "sr", "rtstruct", "gsps", "overlay")
+#: Targets that keep segment names / markups.
+NAMED = {"overlay", "seg", "sr", "rtstruct", "seg-nrrd"}
+HOLD_MARKUPS = {"overlay", "sr", "rtstruct", "gsps", "seg-nrrd"}  # seg-nrrd: with markups_out
+HOLD_SEGMENTS = {"overlay", "seg", "sr", "rtstruct", "seg-nrrd", "nifti"}
+
+
+def _case(folder: Path, oblique: bool):
+    """(series folder, Segmentation, [Markup]) of the small case."""
+    from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
+    from DicomAnnotEmbedLib.core.model import Code, Markup, Segment, Segmentation, Terminology
+    from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
+
+    directions = rotation([1, 2, 0.5], 25) if oblique else np.eye(3)
+    geometry = VolumeGeometry.from_origin_spacing_directions(SHAPE, (-20.0, -18.0, 5.0), (0.8, 0.9, 2.0), directions)
+    volume = (np.arange(np.prod(SHAPE)) % 97).reshape(SHAPE).astype(np.int16)
+    dicomize_array(volume, geometry, folder / "series", modality="CT", patient_id="CONVERT")
+    a = np.zeros(SHAPE, bool)
+    a[1:5, 8:20, 10:24] = True
+    b = np.zeros(SHAPE, bool)
+    b[2:4, 14:26, 18:30] = True          # overlaps a
+    c = np.zeros(SHAPE, bool)
+    c[1:3, 28:34, 4:9] = True
+    tissue = Terminology(Code("85756007", "SCT", "Tissue"), Code("85756007", "SCT", "Tissue"))
+    mass = Terminology(Code("49755003", "SCT", "Morphologically Altered Structure"), Code("4147007", "SCT", "Mass"))
+    seg = Segmentation(geometry)
+    for mask, name, color, term in ((a, "Alpha", (0.9, 0.2, 0.1), tissue), (b, "Beta", (0.1, 0.8, 0.2), mass),
+                                    (c, "Gamma", (0.2, 0.3, 0.9), tissue)):
+        seg.add_segment(mask, Segment(id=name, name=name, color=color, terminology=term,
+                                      attributes={"TrackingIdentifier": f"{name} track"}))
+
+    def lps(ijk):
+        return geometry.ijk_to_lps_points(np.asarray(ijk, float))
+
+    markups = [Markup("point_list", "Points", lps([[12, 10, 2], [30, 25, 3]]), ["p1", "p2"], color=(1, 0, 0)),
+               Markup("line", "Ruler", lps([[5, 5, 1], [25, 30, 1]]), color=(1, 1, 0)),
+               Markup("closed_curve", "Loop", lps([[10, 10, 4], [20, 10, 4], [20, 22, 4], [10, 22, 4]]),
+                      color=(0, 1, 1))]
+    return folder / "series", seg, markups
+
+
+@pytest.fixture(scope="module", params=["axial", "oblique"])
+def sources(request, tmp_path_factory):
+    """{source name: [input paths]} and the series folder, written once per geometry."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.files.markups_io import write_markups
+    from DicomAnnotEmbedLib.files.segio import write_seg_nrrd
+
+    folder = tmp_path_factory.mktemp(f"convert_{request.param}")
+    series, seg, markups = _case(folder, request.param == "oblique")
+    src = folder / "sources"
+    src.mkdir()
+    write_seg_nrrd(src / "case.seg.nrrd", seg)
+    write_markups(src / "case.mrk.json", markups)
+    slicer = [src / "case.seg.nrrd", src / "case.mrk.json"]
+    found = {"slicer": slicer}
+    for name, out in (("nifti", "labels.nii.gz"), ("seg", "seg.dcm"), ("sr", "sr/sr.dcm"), ("rtstruct", "rt.dcm"),
+                      ("gsps", "gsps.dcm"), ("overlay", "overlay")):
+        (src / out).parent.mkdir(exist_ok=True)
+        api.convert(slicer, name, src / out, series=series)
+        found[name] = [src / out]
+    return series, found
+
+
+def _masks(annotations):
+    seg = annotations.segmentation
+    if seg is None:
+        return {}
+    return {s.name: seg.mask(s) for s in seg.segments if seg.mask(s).any()}
+
+
+def _same_masks(expected: dict, got: dict, by_name: bool):
+    if by_name:
+        assert sorted(got) == sorted(expected)
+        for name, mask in expected.items():
+            assert np.array_equal(got[name], mask), name
+    else:  # names are lost: the same masks in any order
+        key = lambda m: np.packbits(m).tobytes()  # noqa: E731
+        assert sorted(map(key, got.values())) == sorted(map(key, expected.values()))
+
+
+def _points(markups):
+    """{name: (N, 3) LPS} of markups, point lists split into their points (SR and GSPS keep
+    each point apart)."""
+    out = {}
+    for m in markups:
+        out[m.name] = np.asarray(m.points_lps, float)
+    return out
+
+
+def _all_points(markups) -> np.ndarray:
+    points = [np.asarray(m.points_lps, float) for m in markups]
+    return np.concatenate(points) if points else np.zeros((0, 3))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_pair(sources, source, target, tmp_path):
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.core.errors import InputError
+
+    series, found = sources
+    before = api.read_annotations_any(found[source], series)
+    masks, markups = _masks(before), before.markups
+    out = tmp_path / {"overlay": "out", "seg-nrrd": "out.seg.nrrd", "nifti": "out.nii.gz"}.get(target, "out.dcm")
+    extra = {"markups_out": tmp_path / "out.mrk.json"} if target == "seg-nrrd" else {}
+    can_write = (masks and target in HOLD_SEGMENTS) or (markups and target in {"overlay", "rtstruct", "gsps"})
+    if target == "sr":
+        can_write = bool(masks)
+    if not can_write:
+        with pytest.raises(InputError):
+            api.convert(found[source], target, out, series=series, **extra)
+        return
+    result = api.convert(found[source], target, out, series=series, **extra)
+    read_back = [Path(p) for p in result.paths]
+    if target == "sr":
+        read_back = read_back[:1]  # the SR finds its SEG beside it
+    after = api.read_annotations_any(read_back, series)
+
+    # Segments: exact where the target holds them.
+    expected = dict(masks)
+    if target == "nifti" and before.segmentation.has_overlap:
+        kept = {s.name for s in before.segmentation.segments if s.layer == 0}
+        expected = {n: m for n, m in masks.items() if n in kept}
+    if target in HOLD_SEGMENTS and target != "gsps":
+        _same_masks(expected, _masks(after), by_name=target in NAMED)
+    # Markups: every control point back to 1e-3 mm where the target holds them.
+    if target in HOLD_MARKUPS and markups:
+        got = _all_points(after.markups if target != "gsps" or not masks else after.markups)
+        want = _all_points(markups)
+        assert got.shape == want.shape
+        order = lambda p: np.lexsort(np.round(p, 2).T)  # noqa: E731
+        assert np.allclose(got[order(got)], want[order(want)], atol=1e-3)
+        if target not in ("sr", "gsps") and source not in ("sr", "gsps"):
+            assert sorted(m.name for m in after.markups) == sorted(m.name for m in markups)
+
+    # What was dropped.
+    text = " | ".join(result.dropped)
+    if markups and target not in HOLD_MARKUPS:
+        assert "markup" in text
+    if masks and target == "gsps":
+        assert "outlines" in text
+    if target == "nifti":
+        assert "names, colours and codes" in text
+        if before.segmentation.has_overlap:
+            assert "overlapping" in text
+    if target == "sr" and markups:
+        assert "markup colours" in text
+    if target in ("overlay", "seg-nrrd", "rtstruct") or (target == "seg" and not markups):
+        assert result.dropped == []
+
+
+def test_codes_colours_tracking_carry_over(sources, tmp_path):
+    """SEG -> RTSTRUCT -> .seg.nrrd keeps names, colours, codes; SEG -> SEG keeps tracking ids."""
+    from DicomAnnotEmbedLib import api
+
+    series, found = sources
+    seg_in = api.read_annotations_any(found["seg"], series).segmentation
+    api.convert(found["seg"], "seg", tmp_path / "again.dcm", series=series)
+    again = api.read_annotations_any([tmp_path / "again.dcm"], series).segmentation
+    for s in seg_in.segments:
+        t = again.segment(s.name)
+        assert t.terminology == s.terminology
+        assert t.color_rgb8 == s.color_rgb8
+        assert t.attributes.get("TrackingIdentifier") == s.attributes.get("TrackingIdentifier")
+    api.convert(found["slicer"], "seg-nrrd", tmp_path / "copy.seg.nrrd", series=series)
+    copy = api.read_annotations_any([tmp_path / "copy.seg.nrrd"]).segmentation
+    assert [(s.name, s.color_rgb8, s.terminology) for s in copy.segments] == \
+        [(s.name, s.color_rgb8, s.terminology) for s in api.read_annotations_any(found["slicer"][:1]).segmentation.segments]
+
+
+def test_merge_seg_and_sr_markups_and_empty_segment(sources, tmp_path):
+    """A SEG plus the markups of an SR merge (the SR's own SEG is not read twice); an empty
+    segment of a .seg.nrrd stays in .seg.nrrd and is listed as dropped by a SEG."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.core.model import Segment
+    from DicomAnnotEmbedLib.files.segio import load_segmentation, write_seg_nrrd
+
+    series, found = sources
+    merged = api.read_annotations_any([found["seg"][0], found["sr"][0]], series)
+    assert sorted(s.name for s in merged.segmentation.segments) == ["Alpha", "Beta", "Gamma"]
+    assert len(merged.markups) >= 3
+    seg = load_segmentation(found["slicer"][0])
+    seg.add_segment(np.zeros(seg.geometry.shape, bool), Segment(id="Empty", name="Empty"))
+    write_seg_nrrd(tmp_path / "with_empty.seg.nrrd", seg)
+    kept = api.convert([tmp_path / "with_empty.seg.nrrd"], "seg-nrrd", tmp_path / "k.seg.nrrd", series=series)
+    assert kept.dropped == []
+    assert "Empty" in [s.name for s in load_segmentation(tmp_path / "k.seg.nrrd").segments]
+    dropped = api.convert([tmp_path / "with_empty.seg.nrrd"], "seg", tmp_path / "k.dcm", series=series)
+    assert any("Empty" in line for line in dropped.dropped)
+
+
+def test_labelmap_seg_drops_overlap_and_split_layers_merge_back(sources, tmp_path):
+    from DicomAnnotEmbedLib import api
+
+    series, found = sources
+    one = api.convert(found["slicer"][:1], "seg", tmp_path / "lm.dcm", series=series, seg_type="labelmap")
+    assert any("overlapping" in line and "Beta" in line for line in one.dropped)
+    split = api.convert(found["slicer"][:1], "seg", tmp_path / "split.dcm", series=series, seg_type="labelmap",
+                        split_layers=True)
+    assert len(split.paths) == 2 and split.dropped == []
+    back = api.read_annotations_any(split.paths, series)
+    _same_masks(_masks(api.read_annotations_any(found["slicer"][:1], series)), _masks(back), by_name=True)
+
+
+def test_cli_convert(sources, tmp_path):
+    series, found = sources
+    run = lambda *a: subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True)
+    done = run("convert", found["seg"][0], found["gsps"][0], "--to", "rtstruct", "--series", series,
+               "--out", tmp_path / "rt.dcm", "--interpreted-type", "gtv")
+    assert done.returncode == 0, done.stderr
+    assert "rtstruct written to" in done.stdout and "3 segments, 3 markups" in done.stdout
+    done = run("convert", found["slicer"][0], "--to", "seg", "--series", series, "--out", tmp_path / "s.dcm",
+               "--type", "labelmap", "--compress", "rle", "--split-layers")
+    assert done.returncode == 0, done.stderr
+    done = run("convert", found["slicer"][1], "--to", "seg", "--series", series, "--out", tmp_path / "m.dcm")
+    assert done.returncode == 3 and "Traceback" not in done.stderr and "no segments" in done.stderr
+    done = run("convert", tmp_path / "nothing.dcm", "--to", "seg", "--series", series, "--out", tmp_path / "n.dcm")
+    assert done.returncode == 3 and "nothing.dcm" in done.stderr
+    done = run("convert", found["slicer"][0], "--to", "gsps", "--out", tmp_path / "g.dcm")
+    assert done.returncode == 2 and "--series" in done.stderr
+
+
+def test_cli_targets_match_api():
+    import importlib
+
+    api_convert = importlib.import_module("DicomAnnotEmbedLib.api.convert")  # api.convert is the function
+    cli_convert = importlib.import_module("DicomAnnotEmbedLib.cli.convert")
+
+    assert cli_convert.TARGETS == api_convert.TARGETS
+    assert cli_convert.SERIES_TARGETS == api_convert.SERIES_TARGETS
