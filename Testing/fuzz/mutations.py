@@ -384,6 +384,6 @@ def mutate(data: bytes, fmt: str, rng: random.Random):
                 return csv_mutation(data, rng)
             if fmt == "nrrd":
                 return nrrd_mutation(data, rng)
-        except (ValueError, UnicodeDecodeError):
+        except Exception:  # noqa: BLE001 - a mutation pydicom cannot express: bytes instead
             pass
     return byte_mutation(data, rng)
