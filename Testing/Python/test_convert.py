@@ -251,3 +251,113 @@ def test_cli_targets_match_api():
 
     assert cli_convert.TARGETS == api_convert.TARGETS
     assert cli_convert.SERIES_TARGETS == api_convert.SERIES_TARGETS
+
+
+@pytest.mark.parametrize("source", ["seg", "rtstruct", "sr", "overlay"])
+def test_every_export_takes_dicom_segmentation(sources, source, tmp_path):
+    """``--segmentation`` of overlay/seg/sr/rtstruct/gsps export takes a DICOM input directly: no
+    temporary .seg.nrrd; the export holds the same masks."""
+    from DicomAnnotEmbedLib import api
+
+    series, found = sources
+    given = found[source][0]
+    want = _masks(api.read_annotations_any([given], series))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True)
+    commands = {"seg": ("seg", "export", "--out", tmp_path / "s.dcm"),
+                "rtstruct": ("rtstruct", "export", "--out", tmp_path / "r.dcm"),
+                "overlay": ("overlay", "export", "--out", tmp_path / "ov"),
+                "gsps": ("gsps", "export", "--outlines", "--out", tmp_path / "g.dcm")}
+    for name, command in commands.items():
+        done = run(*command, "--series", series, "--segmentation", given)
+        assert done.returncode == 0, (name, done.stderr)
+    for out in ("s.dcm", "r.dcm", "ov"):
+        _same_masks(want, _masks(api.read_annotations_any([tmp_path / out], series)), by_name=True)
+    done = run("sr", "export", "--series", series, "--seg", tmp_path / "s.dcm", "--segmentation", given,
+               "--out", tmp_path / "sr.dcm")
+    assert done.returncode == 0, done.stderr
+    # the Python API takes the same
+    result = api.export_seg(series, given, tmp_path / "api.dcm")
+    assert sorted(result.segments[0]) == sorted(want)
+
+
+def test_segmentation_without_segments_is_one_clear_error(sources, tmp_path):
+    series, found = sources
+    done = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "seg", "export", "--series", str(series),
+                           "--segmentation", str(found["gsps"][0]), "--out", str(tmp_path / "s.dcm")],
+                          capture_output=True, text=True)
+    assert done.returncode == 3 and "gsps.dcm" in done.stderr and "no segments" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_slicer_logic_convert(sources, tmp_path):
+    from DicomAnnotEmbedLib.slicer import logic
+
+    series, found = sources
+    result = logic.convert(found["rtstruct"], "seg-nrrd", tmp_path / "r.seg.nrrd", series=series,
+                           markups_out=tmp_path / "r.mrk.json")
+    assert result.dropped == [] and Path(result.paths[0]).is_file() and Path(result.paths[1]).is_file()
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_seg_import_of_several_files(sources, tmp_path):
+    """``seg import`` takes the files of a --split-layers export (and SEGs of one series) into one
+    segmentation, the same masks as the segmentation they were written from."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.files.segio import load_segmentation
+
+    series, found = sources
+    split = api.convert(found["slicer"][:1], "seg", tmp_path / "lm.dcm", series=series, seg_type="labelmap",
+                        split_layers=True)
+    assert len(split.paths) == 2
+    done = _cli("seg", "import", *split.paths, "--series", series, "--out", tmp_path / "back.seg.nrrd")
+    assert done.returncode == 0, done.stderr
+    assert "from 2 SEGs: 3 segments on" in done.stdout
+    want = _masks(api.read_annotations_any(found["slicer"][:1], series))
+    back = load_segmentation(tmp_path / "back.seg.nrrd")
+    _same_masks(want, {s.name: back.mask(s) for s in back.segments}, by_name=True)
+    imported = api.import_seg(split.paths, series)
+    assert sorted(s.name for s in imported.segmentation.segments) == sorted(want)
+    # a SEG of another series is refused, naming it
+    other = tmp_path / "other"
+    _case(other, oblique=False)
+    api.convert(found["slicer"][:1], "seg", other / "seg.dcm", series=other / "series")
+    done = _cli("seg", "import", split.paths[0], other / "seg.dcm", "--out", tmp_path / "mixed.seg.nrrd")
+    assert done.returncode == 3 and "different series" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_output_says_one_segment_and_missing_once(sources, tmp_path):
+    """Counts read '1 segment', not '1 segments'; what an SR import misses is said once."""
+    from DicomAnnotEmbedLib.core.model import Segment
+    from DicomAnnotEmbedLib.files.segio import load_segmentation, write_seg_nrrd
+
+    series, found = sources
+    seg = load_segmentation(found["slicer"][0])
+    one = type(seg)(seg.geometry)
+    one.add_segment(seg.mask("Alpha"), Segment(id="Alpha", name="Alpha"))
+    write_seg_nrrd(tmp_path / "one.seg.nrrd", one)
+    done = _cli("seg", "export", "--series", series, "--segmentation", tmp_path / "one.seg.nrrd",
+                "--out", tmp_path / "one.dcm")
+    assert done.returncode == 0 and "1 segment:" in done.stdout, done.stdout + done.stderr
+    done = _cli("seg", "import", tmp_path / "one.dcm", "--series", series, "--out", tmp_path / "one_back.seg.nrrd")
+    assert done.returncode == 0 and ": 1 segment on" in done.stdout, done.stdout
+    done = _cli("export-ml", tmp_path / "one.dcm", "--out", tmp_path / "ml")
+    assert done.returncode == 0, done.stderr
+    assert "1 case written" in done.stdout and "1 segment," in done.stdout and "seg: seg" not in done.stdout
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    sr = Path(found["sr"][0])
+    (lonely / "sr.dcm").write_bytes(sr.read_bytes())  # without its SEG
+    done = _cli("sr", "import", lonely / "sr.dcm", "--out", tmp_path / "sr_out")
+    assert done.returncode == 0, done.stderr
+    both = done.stdout + done.stderr
+    assert both.count("was not found") == 1 and "missing:" not in both
+    assert "1 of 1 referenced SEG loaded" not in both and "0 of 1 referenced SEG loaded" in done.stdout
+    done = _cli("overlay", "import", "--series", found["overlay"][0], "--out", tmp_path / "ov.seg.nrrd")
+    assert done.returncode == 0 and "3 segments written" in done.stdout
+    for text in (done.stdout,):
+        assert " 1 segments" not in text and " 1 markups" not in text and " 1 files" not in text

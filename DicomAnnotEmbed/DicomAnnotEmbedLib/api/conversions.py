@@ -38,7 +38,8 @@ def load_annotations(series: ReferenceSeries, segmentation: SegmentationSource =
 
     Args:
         series: the reference series.
-        segmentation: a ``.seg.nrrd`` / label map path, a :class:`Segmentation` (any grid in the
+        segmentation: a ``.seg.nrrd`` / label map path, a DICOM SEG / RTSTRUCT / SR path or an
+            overlay series folder (read by :func:`convert.read_segmentation_any`), a :class:`Segmentation` (any grid in the
             same patient space: resampled by nearest neighbour), or a numpy label array (K, J, I)
             or boolean stack (N, K, J, I) already on the series grid.
         markups: ``.mrk.json`` paths and/or :class:`Markup` objects (LPS).
@@ -56,6 +57,10 @@ def load_annotations(series: ReferenceSeries, segmentation: SegmentationSource =
     elif isinstance(segmentation, Segmentation):
         seg = segmentation.resampled_to(series.geometry)
     elif segmentation is not None:
+        from .convert import read_segmentation_any  # DICOM SEG, RTSTRUCT, SR, overlay series: no temporary file
+
+        seg = read_segmentation_any(segmentation, series)
+    if seg is None and segmentation is not None and not isinstance(segmentation, (np.ndarray, Segmentation)):
         loaded = load_segmentation(segmentation, label_names)
         try:
             seg = loaded.resampled_to(series.geometry, what=f"segmentation {Path(segmentation).name}")
@@ -221,16 +226,49 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
     return write_seg(reference, annotations.segmentation, out, options=seg_options, progress=progress, **options)
 
 
-def import_seg(seg_file: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
-               segmentation_out: Optional[PathLike] = None, progress: Optional[ProgressCallback] = None):
+def import_seg(seg_file: Union[PathLike, Sequence[PathLike]], series: Union[ReferenceSeries, PathLike, None] = None,
+               *, segmentation_out: Optional[PathLike] = None, progress: Optional[ProgressCallback] = None):
     """Read a DICOM SEG into segments (on the series grid when ``series`` is given, else on the
     SEG's own frame grid); optionally write them as ``.seg.nrrd`` or a ``.nrrd``/``.nii.gz`` label
-    map. Returns :class:`seg.SegImport`."""
+    map. Returns :class:`seg.SegImport`.
+
+    ``seg_file`` may be several SEGs of one series (e.g. the files of a ``--split-layers`` export):
+    they merge into one segmentation (on the series grid, else the first SEG's grid; repeated
+    segment ids get a suffix); ``path`` then lists the files joined by ", ".
+    """
     from ..encodings.seg import import_seg as read_seg
 
-    imported = read_seg(seg_file, series, progress)
+    files = [seg_file] if isinstance(seg_file, (str, bytes)) or hasattr(seg_file, "__fspath__") else list(seg_file)
+    if not files:
+        raise InputError("no SEG file given")
+    if len(files) > 1:
+        return _import_segs(files, series, segmentation_out, progress)
+    imported = read_seg(files[0], series, progress)
     if segmentation_out is not None:
         write_annotations(AnnotationSet(imported.segmentation.geometry, imported.segmentation), segmentation_out)
+    return imported
+
+
+def _import_segs(files: Sequence[PathLike], series, segmentation_out, progress):
+    """Several SEGs of one series merged into one :class:`seg.SegImport` (see :func:`import_seg`)."""
+    import dataclasses
+
+    from ..encodings.seg import import_seg as read_seg
+    from .convert import merge_segmentations
+
+    reference = _series(series, None, progress) if series is not None else None
+    parts = [read_seg(f, reference, progress) for f in files]
+    uids = {p.referenced_series_uid for p in parts if p.referenced_series_uid}
+    if len(uids) > 1:
+        raise InputError(f"the SEGs reference {len(uids)} different series ({', '.join(sorted(uids))}); "
+                         f"give the SEGs of one series", files[0])
+    geometry = parts[0].segmentation.geometry
+    merged = merge_segmentations([(p.segmentation, p.path) for p in parts], geometry)
+    types = sorted({p.seg_type for p in parts})
+    imported = dataclasses.replace(parts[0], segmentation=merged, seg_type="+".join(types),
+                                   segment_numbers={}, path=", ".join(str(p.path) for p in parts))
+    if segmentation_out is not None:
+        write_annotations(AnnotationSet(merged.geometry, merged), segmentation_out)
     return imported
 
 

@@ -155,6 +155,30 @@ def read_annotations_any(inputs: Union[PathLike, Sequence[PathLike]],
     return AnnotationSet(geometry, merge_segmentations(segmentations, geometry), markups)
 
 
+def read_segmentation_any(path: PathLike, series: ReferenceSeries,
+                          progress: Optional[ProgressCallback] = None) -> Optional[Segmentation]:
+    """The segments of a DICOM input (SEG, Label Map SEG, RTSTRUCT, an SR's SEG, an overlay series
+    folder) on the series grid, for the ``--segmentation`` of every export; None when ``path`` is
+    a file that :func:`files.segio.load_segmentation` reads (``.seg.nrrd``, label maps) or absent.
+
+    Raises:
+        InputError: a DICOM input that holds no segments (names the file).
+    """
+    p = Path(path)
+    if not p.exists() or (p.is_file() and p.name.lower().endswith(_LABEL_MAP_SUFFIXES)):
+        return None
+    kind = input_kind(p)
+    if kind in ("seg-nrrd", "labelmap"):
+        return None
+    annotations = read_annotations_any([p], series, progress=progress)
+    if annotations.segmentation is None:
+        raise InputError(f"holds no segments (a {kind} input given as a segmentation)", p)
+    if annotations.markups:
+        log.info("%s: its %d markups are not part of the segmentation (give it to --markups / convert)",
+                 p, len(annotations.markups))
+    return annotations.segmentation
+
+
 def _read_one(path: Path, kind: str, reference: Optional[ReferenceSeries], explicit_segs, label_names, progress):
     """([Segmentation], [Markup], grid or None) of one input."""
     from . import conversions

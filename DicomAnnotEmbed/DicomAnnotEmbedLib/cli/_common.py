@@ -96,3 +96,8 @@ def finish_send(report, prefix: str = "") -> None:
     for line in report.failure_lines():
         print(line, file=sys.stderr)
     report.raise_for_failures()
+
+
+def plural(count: int, word: str, words: str = "") -> str:
+    """``1 segment``, ``2 segments``, ``0 series`` (``words``: the plural when not ``word + "s"``)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"

@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from ._common import UsageError
+from ._common import UsageError, plural
 
 
 def register(commands, command) -> None:
@@ -52,12 +52,12 @@ def run(args: argparse.Namespace, progress) -> int:
         if args.quiet:
             return
         if info["to_run"] == 0:
-            print(f"nothing to run: all {info['skipped']} cases are in the ledger (done, or failed: --retry-failed) "
+            print(f"nothing to run: all {plural(info['skipped'], 'case')} are in the ledger (done, or failed: --retry-failed) "
                   "with unchanged inputs", file=sys.stderr)
             return
-        print(f"{info['cluster']}, {info['workers']} workers; dashboard: "
+        print(f"{info['cluster']}, {plural(info['workers'], 'worker')}; dashboard: "
               f"{info['dashboard'] or 'off (--no-dashboard, or bokeh not installed)'}", file=sys.stderr)
-        print(f"{info['to_run']} cases to run, {info['skipped']} skipped (finished before, inputs unchanged)",
+        print(f"{plural(info['to_run'], 'case')} to run, {info['skipped']} skipped (finished before, inputs unchanged)",
               file=sys.stderr)
         bar.start(info["to_run"])
 

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import OutputError
-from ._common import UsageError
+from ._common import UsageError, plural
 
 
 def register(commands, command) -> None:
@@ -84,7 +84,7 @@ def run_import(args: argparse.Namespace, progress) -> int:
         raise OutputError("exists; use --force to replace it", args.markups_out)
     imported = api.import_gsps(args.gsps_file, args.series, series_uid=args.series_uid,
                                markups_out=args.markups_out, progress=progress)
-    print(f"{len(imported.markups)} markups written to {args.markups_out}")
+    print(f"{plural(len(imported.markups), 'markup')} written to {args.markups_out}")
     for line in imported.report:
         print(f"  not converted: {line}")
     return 0

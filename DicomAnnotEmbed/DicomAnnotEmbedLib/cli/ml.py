@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, OutputError
-from ._common import UsageError, slice_list, format_list
+from ._common import UsageError, plural, slice_list, format_list
 
 
 def register(commands, command) -> None:
@@ -32,12 +32,21 @@ def run_export_ml(args: argparse.Namespace, progress) -> int:
                            code_table=args.code_table, force=args.force, progress=progress)
     progress.close()
     for case in result.cases:
-        print(f"{case.name}: {case.summary()}")
-    print(f"{len(result.cases)} cases written to {args.out}; measurements: {result.measurements_path} "
-          f"({result.findings} findings)")
+        print(_case_line(case))
+    print(f"{plural(len(result.cases), 'case')} written to {args.out}; measurements: {result.measurements_path} "
+          f"({plural(result.findings, 'finding')})")
     for message in result.problems:
         print(f"problem: {message}", file=sys.stderr)
     if result.problems:
-        raise InputError(f"{len(result.problems)} input(s) could not be converted (listed above); the others "
-                         "were written")
+        raise InputError(f"{plural(len(result.problems), 'input')} could not be converted (listed above); the "
+                         "others were written")
     return 0
+
+
+def _case_line(case) -> str:
+    """``case NAME (SEG path): 1 segment, 2 markups, image``."""
+    segments = len(case.segmentation.segments) if case.segmentation is not None else 0
+    layers = f" in {len(case.label_maps)} label maps (overlapping)" if len(case.label_maps) > 1 else ""
+    image = ", image" if "image" in case.files else ""
+    return (f"case {case.name} ({case.kind.upper()} {case.source}): {plural(segments, 'segment')}{layers}, "
+            f"{plural(len(case.markups), 'markup')}{image}")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, OutputError
-from ._common import UsageError, slice_list, format_list
+from ._common import UsageError, plural, slice_list, format_list
 
 
 def register(commands, command) -> None:
@@ -58,7 +58,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
         preview_slices=args.preview_slices, progress=progress)
     for s in result.series:
         planes = ", ".join(f"{g}={name}" for g, name in s.planes.items())
-        print(f"{len(s.files)} files written to {s.folder} (series {s.series_instance_uid}): {planes}")
+        print(f"{plural(len(s.files), 'file')} written to {s.folder} (series {s.series_instance_uid}): {planes}")
     for path in getattr(result, "preview_files", []):
         print(f"preview: {path}")
     return 0
@@ -70,10 +70,10 @@ def run_import(args: argparse.Namespace, progress) -> int:
     annotations = api.import_overlay(args.series, series_uid=args.series_uid, segmentation_out=args.out,
                                      markups_out=args.markups_out, progress=progress)
     names = ", ".join(s.name for s in annotations.segmentation.segments) if annotations.segmentation else ""
-    print(f"{len(annotations.segmentation.segments) if annotations.segmentation else 0} segments "
+    print(f"{plural(len(annotations.segmentation.segments) if annotations.segmentation else 0, 'segment')} "
           f"written to {args.out}" + (f": {names}" if names else ""))
     if args.markups_out and annotations.markups:
-        print(f"{len(annotations.markups)} markups written to {args.markups_out}")
+        print(f"{plural(len(annotations.markups), 'markup')} written to {args.markups_out}")
     elif annotations.markups:
         logging.getLogger(__name__).warning(
             "%d markups stored in the series (%s) are not written: give --markups-out FILE.mrk.json to keep them",

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import OutputError
-from ._common import UsageError
+from ._common import UsageError, plural
 
 
 def _type_mapping(text: str):
@@ -78,8 +78,8 @@ def run_export(args: argparse.Namespace, progress) -> int:
         options.series_number = args.series_number
     result = api.export_rtstruct(args.series, args.segmentation, args.out, markups=args.markups,
                                  series_uid=args.series_uid, options=options, progress=progress)
-    print(f"RTSTRUCT written to {result.path}: {len(result.rois)} ROIs, {result.contours} contours, "
-          f"{result.points} points: {', '.join(result.rois)}")
+    print(f"RTSTRUCT written to {result.path}: {plural(len(result.rois), 'ROI')}, {plural(result.contours, 'contour')}, "
+          f"{plural(result.points, 'point')}: {', '.join(result.rois)}")
     return 0
 
 
@@ -95,5 +95,5 @@ def run_import(args: argparse.Namespace, progress) -> int:
     print(f"{rtstruct_summary(imported)} written to {args.out}"
           + (f" and {args.markups_out}" if args.markups_out and imported.markups else ""))
     if imported.markups and not args.markups_out:
-        print(f"{len(imported.markups)} markups (points, open contours) not written: give --markups-out")
+        print(f"{plural(len(imported.markups), 'markup')} (points, open contours) not written: give --markups-out")
     return 0

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, OutputError
-from ._common import UsageError, slice_list, format_list
+from ._common import UsageError, plural, slice_list, format_list
 
 
 def register(commands, command) -> None:
@@ -46,7 +46,9 @@ def register(commands, command) -> None:
     seg_import = command(seg_commands, "import", "read a DICOM SEG back into a segmentation file",
         "Read any DICOM SEG (BINARY, FRACTIONAL, LABELMAP; from any writer) into segments on the grid of "
         "its reference series (when --series is given), else on the SEG's own frame grid.")
-    seg_import.add_argument("seg_file", metavar="SEG.dcm", help="the SEG file")
+    seg_import.add_argument("seg_file", nargs="+", metavar="SEG.dcm",
+                            help="the SEG file; several SEGs of one series (e.g. the files of a --split-layers "
+                                 "export) merge into one segmentation")
     seg_import.add_argument("--series", metavar="DIR", help="folder holding the referenced series")
     seg_import.add_argument("--out", required=True, metavar="FILE",
                             help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
@@ -76,15 +78,17 @@ def run_export(args: argparse.Namespace, progress) -> int:
                             palette=args.palette, split_layers=args.split_layers, options=options,
                             progress=progress)
     for path, frames, names in zip(result.paths, result.frames, result.segments):
-        print(f"{result.seg_type.upper()} SEG ({result.compression}) written to {path}: {frames} frames, "
-              f"{len(names)} segments: {', '.join(names)}")
+        print(f"{result.seg_type.upper()} SEG ({result.compression}) written to {path}: {plural(frames, 'frame')}, "
+              f"{plural(len(names), 'segment')}: {', '.join(names)}")
     return 0
 
 
 def run_import(args: argparse.Namespace, progress) -> int:
     from .. import api
-    from ..encodings.seg import seg_summary
-
     imported = api.import_seg(args.seg_file, args.series, segmentation_out=args.out, progress=progress)
-    print(f"{seg_summary(imported)} written to {args.out}")
+    seg = imported.segmentation
+    where = (f"of series {imported.series.series_instance_uid}" if imported.series else "(its own frame grid)")
+    files = f" from {plural(len(args.seg_file), 'SEG')}" if len(args.seg_file) > 1 else ""
+    print(f"{imported.seg_type.upper()} SEG{files}: {plural(len(seg.segments), 'segment')} on "
+          f"{seg.geometry.describe()} {where}, written to {args.out}")
     return 0

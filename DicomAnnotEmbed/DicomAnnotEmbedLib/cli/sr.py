@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, OutputError
-from ._common import UsageError, slice_list, format_list
+from ._common import UsageError, plural, slice_list, format_list
 
 
 def register(commands, command) -> None:
@@ -54,20 +54,22 @@ def run_export(args: argparse.Namespace, progress) -> int:
                            device_name=args.device, series_description=args.series_description,
                            progress=progress)
     numeric = sum(1 for r in result.records if r.kind == "numeric")
-    print(f"SR written to {result.path}: {result.groups} measurement groups, {numeric} measurements, "
-          f"{len(result.records) - numeric} evaluations")
+    print(f"SR written to {result.path}: {plural(result.groups, 'measurement group')}, "
+          f"{plural(numeric, 'measurement')}, {plural(len(result.records) - numeric, 'evaluation')}")
     return 0
 
 
 def run_import(args: argparse.Namespace, progress) -> int:
     from .. import api
-    from ..encodings.sr import sr_summary
 
     imported = api.import_sr(args.sr_file, args.series, seg_folders=args.seg_dir, out_dir=args.out,
                              force=args.force, progress=progress)
-    print(sr_summary(imported))
+    # what is missing was logged as a warning (once, on stderr) by the import
+    numeric = sum(1 for r in imported.records if r.kind == "numeric")
+    print(f"{imported.sop_class}: {plural(len(imported.records), 'record')} "
+          f"({plural(numeric, 'measurement')}, {plural(len(imported.records) - numeric, 'evaluation')}), "
+          f"{plural(len(imported.markups), 'markup')}, {len(imported.seg_imports)} of "
+          f"{plural(len(imported.referenced_seg_uids), 'referenced SEG')} loaded")
     for path in imported.written:
         print(f"written: {path}")
-    for message in imported.missing:
-        print(f"missing: {message}")
     return 0

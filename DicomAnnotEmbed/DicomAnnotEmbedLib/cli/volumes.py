@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, OutputError
-from ._common import UsageError, slice_list, format_list
+from ._common import UsageError, plural, slice_list, format_list
 
 
 def register(commands, command) -> None:
@@ -43,5 +43,5 @@ def run_dicomize(args: argparse.Namespace, progress) -> int:
     files = api.dicomize(args.volume, args.out, modality=args.modality, patient_name=args.patient_name,
                          patient_id=args.patient_id, series_description=args.description,
                          force=args.force, progress=progress)
-    print(f"{len(files)} DICOM files written to {args.out}")
+    print(f"{plural(len(files), 'DICOM file')} written to {args.out}")
     return 0

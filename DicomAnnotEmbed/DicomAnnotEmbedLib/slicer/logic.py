@@ -527,6 +527,12 @@ def import_sr_to_scene(scene: MRMLScene, sr_file: PathLike, series: Optional[Ref
     return result
 
 
+def convert(inputs, to: str, out: PathLike, **options):
+    """Any encoding to any other, as ``dicomannotembed convert`` (see :func:`api.convert`; files
+    in, files out, coordinates LPS); ``result.dropped`` lists what the target could not hold."""
+    return api.convert(inputs, to, out, **options)
+
+
 def measurements_table_node(scene: MRMLScene, records, name: str = "Measurements") -> MRMLNode:
     """A vtkMRMLTableNode with one row per SR record (the columns of ``measurements.csv``;
     ``value`` numeric, the rest text)."""
