@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, OutputError
 from ._common import UsageError, slice_list, format_list
+from ._common import add_send_option, send_outputs
 
 
 def register(commands, command) -> None:
@@ -39,6 +40,7 @@ def register(commands, command) -> None:
     csv_import.add_argument("--split", action="store_true", help="overlay: when there are more findings than free overlay groups, write several series")
     csv_import.add_argument("--observer", metavar="NAME", help="SR person observer (DICOM PN, e.g. Doe^Jane)")
     csv_import.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    add_send_option(csv_import)
     csv_import.set_defaults(run=run_import)
 
 
@@ -78,4 +80,7 @@ def run_import(args: argparse.Namespace, progress) -> int:
                   f"(listed above and in {result.bad_rows_path}); the other rows were written; use --skip-bad-rows to "
                   "accept that", file=sys.stderr)
             return InputError.exit_code
+    send_outputs(args, [s.folder for s in (result.overlay.series if result.overlay is not None else [])]
+                 + list(result.seg.paths if result.seg is not None else []) + ([result.sr.path] if result.sr is not None else []),
+                 progress)
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, OutputError
 from ._common import UsageError, plural, slice_list, format_list
+from ._common import add_send_option, send_outputs
 
 
 def register(commands, command) -> None:
@@ -40,6 +41,7 @@ def register(commands, command) -> None:
     imp.add_argument("--out", required=True, metavar="FILE", help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
     imp.add_argument("--markups-out", metavar="FILE", help="output .mrk.json for markups stored by DicomAnnotEmbed")
     imp.add_argument("--force", action="store_true", help="replace existing output files")
+    add_send_option(export)
     export.set_defaults(run=run_export)
     imp.set_defaults(run=run_import)
 
@@ -61,6 +63,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
         print(f"{plural(len(s.files), 'file')} written to {s.folder} (series {s.series_instance_uid}): {planes}")
     for path in getattr(result, "preview_files", []):
         print(f"preview: {path}")
+    send_outputs(args, [s.folder for s in result.series], progress)
     return 0
 
 

@@ -44,6 +44,8 @@ def register(commands, command) -> None:
     get.add_argument("--series", metavar="UID", help="only this Series Instance UID")
     get.add_argument("--modality", metavar="MODALITY", type=str.upper, help="only series of this modality")
     get.add_argument("--out", required=True, metavar="DIR", help="output folder (created; may hold earlier retrievals)")
+    get.add_argument("--associations", type=int, default=4, metavar="N",
+                     help="DIMSE: concurrent associations for large series (default 4)")
     add_node_options(get)
     get.set_defaults(run=run_get)
 
@@ -53,6 +55,8 @@ def register(commands, command) -> None:
                    "files that were not stored are listed with the reason, and the local files are kept.")
     send.add_argument("node", metavar="NODE", help=NODE_HELP)
     send.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
+    send.add_argument("--associations", type=int, default=4, metavar="N",
+                      help="DIMSE: concurrent associations (default 4)")
     add_node_options(send)
     send.set_defaults(run=run_send)
 
@@ -78,7 +82,8 @@ def run_get(args: argparse.Namespace, progress) -> int:
     from ..services import pacs
 
     report = pacs.get(args.node, args.study, args.out, series_uid=args.series, modality=args.modality,
-                      retries=args.retries, progress=progress, **node_options(args))
+                      retries=args.retries, associations=max(1, args.associations), progress=progress,
+                      **node_options(args))
     print(report.summary())
     for uid, folder in report.series_dirs.items():
         print(f"  {folder}")
@@ -88,7 +93,8 @@ def run_get(args: argparse.Namespace, progress) -> int:
 def run_send(args: argparse.Namespace, progress) -> int:
     from ..services import pacs
 
-    report = pacs.send(args.node, args.paths, retries=args.retries, progress=progress, check=False,
+    report = pacs.send(args.node, args.paths, retries=args.retries, associations=max(1, args.associations),
+                       progress=progress, check=False,
                        **node_options(args))
     finish_send(report)
     return 0

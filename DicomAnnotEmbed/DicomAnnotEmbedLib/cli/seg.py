@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, OutputError
 from ._common import UsageError, plural, slice_list, format_list
+from ._common import add_send_option, send_outputs
 
 
 def register(commands, command) -> None:
@@ -53,6 +54,7 @@ def register(commands, command) -> None:
     seg_import.add_argument("--out", required=True, metavar="FILE",
                             help="output .seg.nrrd (or .nrrd / .nii.gz label map when segments do not overlap)")
     seg_import.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_send_option(seg_export)
     seg_export.set_defaults(run=run_export)
     seg_import.set_defaults(run=run_import)
 
@@ -80,6 +82,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
     for path, frames, names in zip(result.paths, result.frames, result.segments):
         print(f"{result.seg_type.upper()} SEG ({result.compression}) written to {path}: {plural(frames, 'frame')}, "
               f"{plural(len(names), 'segment')}: {', '.join(names)}")
+    send_outputs(args, result.paths, progress)
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, OutputError
 from ._common import UsageError, plural, slice_list, format_list
+from ._common import add_send_option, send_outputs
 
 
 def register(commands, command) -> None:
@@ -39,6 +40,7 @@ def register(commands, command) -> None:
     sr_import.add_argument("--seg-dir", action="append", default=[], metavar="DIR", help="folder to search for the referenced SEG (repeatable; the SR's folder is always searched)")
     sr_import.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
     sr_import.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    add_send_option(sr_export)
     sr_export.set_defaults(run=run_export)
     sr_import.set_defaults(run=run_import)
 
@@ -56,6 +58,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
     numeric = sum(1 for r in result.records if r.kind == "numeric")
     print(f"SR written to {result.path}: {plural(result.groups, 'measurement group')}, "
           f"{plural(numeric, 'measurement')}, {plural(len(result.records) - numeric, 'evaluation')}")
+    send_outputs(args, [result.path], progress)
     return 0
 
 

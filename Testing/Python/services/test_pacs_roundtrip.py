@@ -1,6 +1,6 @@
 """The round trip through a real archive (Orthanc with its DICOMweb plugin), once over DIMSE and
 once over DICOMweb: a CT series stored by DCMTK's storescu -> ``pacs get`` -> SEG (BINARY, and
-JPEG 2000 or LABELMAP JPEG-LS) and SR exported and sent -> ``pacs find --modality SEG/SR`` finds them ->
+JPEG 2000 or LABELMAP JPEG-LS) and SR exported with ``--send`` -> ``pacs find --modality SEG/SR`` finds them ->
 ``pacs get`` into a new folder -> import -> the same voxels and markups.
 
 Independent readers: DCMTK's storescu (stores the CT) and findscu (finds our SEG and SR on the
@@ -72,25 +72,27 @@ def test_round_trip_through_orthanc(case, tmp_path, transport):
 
         # Results from the fetched series: BINARY SEG, LABELMAP JPEG-LS SEG, SR; sent, then found again.
         results = tmp_path / "results"
-        cli("seg", "export", "--series", ct_dir, "--segmentation", _labels_file(case, tmp_path),
-            "--type", "binary", "--out", results / "binary.dcm")
+        send = ["--send", node] + (["--send-calling-aet", OUR_AET] if transport == "dimse" else [])
+        code, out, _ = cli("seg", "export", "--series", ct_dir, "--segmentation", _labels_file(case, tmp_path),
+                           "--type", "binary", "--out", results / "binary.dcm", *send)
+        assert f"sent to {node}: 1 stored, 0 already held, 0 not stored" in out
         # Over DIMSE a compressed BINARY SEG (JPEG 2000): Orthanc 1.10's DCMTK does not know Label Map
         # SEG, and refuses it for C-GET even with UnknownSopClassAccepted (test_pacs_faults shows the
         # error). DICOMweb carries a JPEG-LS LABELMAP SEG.
         second = ["--type", "binary", "--compress", "jpeg2000"] if transport == "dimse" else \
             ["--type", "labelmap", "--compress", "jpegls"]
         cli("seg", "export", "--series", ct_dir, "--segmentation", _labels_file(case, tmp_path), *second,
-            "--out", results / "second.dcm")
-        cli("sr", "export", "--series", ct_dir, "--seg", results / "binary.dcm", "--out", results / "sr.dcm")
+            "--out", results / "second.dcm", *send)
+        code, out, _ = cli("sr", "export", "--series", ct_dir, "--seg", results / "binary.dcm",
+                           "--out", results / "sr.dcm", *send)
+        assert f"sent to {node}: 1 stored" in out
         before = file_hashes([results])
-        code, out, _ = cli("pacs", "send", node, results, *aet)
-        assert "3 stored, 0 already held, 0 not stored" in out
-        assert file_hashes([results]) == before
         assert server.instance_count() == 23
         # A resend stores nothing twice.
         code, out, _ = cli("pacs", "send", node, results, ct_dir, *aet)
         assert "0 stored, 23 already held, 0 not stored" in out
         assert server.instance_count() == 23
+        assert file_hashes([results]) == before
 
         segs = table(cli("pacs", "find", node, "--modality", "SEG", "--study", case.study_uid, *aet)[1])
         srs = table(cli("pacs", "find", node, "--modality", "SR", *aet)[1])

@@ -68,11 +68,13 @@ def find(node: NodeLike, *, level: str = "series", patient_id: Optional[str] = N
 
 def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, series_uid: Optional[str] = None,
         modality: Optional[str] = None, calling_aet: Optional[str] = None, timeout: Optional[float] = None,
-        retries: int = 3, progress: Optional[ProgressCallback] = None, check: bool = True) -> GetReport:
+        retries: int = 3, associations: int = 4, progress: Optional[ProgressCallback] = None,
+        check: bool = True) -> GetReport:
     """Retrieve a study (or one series of it) into ``out_dir/<Modality>_<SeriesInstanceUID>/``.
 
     C-GET over DIMSE (our AE receives the instances on the same association), WADO-RS over
-    DICOMweb, both in the transfer syntax the archive holds. Each file is written atomically as
+    DICOMweb, both in the transfer syntax the archive holds. Over DIMSE a series of more than 16
+    instances is shared out over ``associations`` concurrent associations. Each file is written atomically as
     ``<SOPInstanceUID>.dcm``; files already in ``out_dir`` are replaced by the same instance.
 
     Raises:
@@ -94,7 +96,8 @@ def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, ser
         what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"
         raise InputError(f"{node} holds no {what}" + (f" with modality {modality}" if modality else ""))
     report = GetReport(str(node), str(out))
-    _backend(node).get(node, study_uid, series, out, report, retries=retries, progress=progress)
+    extra = {"associations": associations} if isinstance(node, DimseNode) else {}
+    _backend(node).get(node, study_uid, series, out, report, retries=retries, progress=progress, **extra)
     if check:
         report.raise_for_failures()
     return report
@@ -102,12 +105,13 @@ def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, ser
 
 def send(node: NodeLike, paths: Sequence[Union[str, os.PathLike]], *, calling_aet: Optional[str] = None,
          timeout: Optional[float] = None, retries: int = 3, retry_delay: float = 1.0, skip_held: bool = True,
-         verify: bool = True, progress: Optional[ProgressCallback] = None, check: bool = True) -> SendReport:
+         verify: bool = True, associations: int = 4, progress: Optional[ProgressCallback] = None, check: bool = True) -> SendReport:
     """Store the DICOM files (or folders of them) on ``node``: C-STORE, or STOW-RS.
 
     Before sending, asks the archive which of the SOP Instance UIDs it already holds (C-FIND /
     QIDO-RS per study) and leaves those out (``skip_held``), so that a resend after a partial
-    failure sends only what is missing. Lost associations and connection errors are retried
+    failure sends only what is missing. Over DIMSE the files are shared out over
+    ``associations`` concurrent associations. Lost associations and connection errors are retried
     ``retries`` times with a doubling delay. With ``verify``, the archive is asked afterwards
     whether it holds every instance it acknowledged (an archive may acknowledge an instance that
     a filter then discards: Orthanc's Lua ReceivedInstanceFilter does); those are reported as not
@@ -127,7 +131,8 @@ def send(node: NodeLike, paths: Sequence[Union[str, os.PathLike]], *, calling_ae
             report.already_held = [i.path for i in instances if i.sop_instance_uid in held]
             instances = [i for i in instances if i.sop_instance_uid not in held]
     if instances:
-        backend.send(node, instances, report, retries=retries, retry_delay=retry_delay, progress=progress)
+        extra = {"associations": associations} if isinstance(node, DimseNode) else {}
+        backend.send(node, instances, report, retries=retries, retry_delay=retry_delay, progress=progress, **extra)
         if verify and report.stored:
             _verify(backend, node, instances, report)
     if check:
