@@ -92,8 +92,9 @@ def run_import(args: argparse.Namespace, progress) -> int:
     imported = api.import_rtstruct(args.rtstruct_file, args.series, segmentation_out=args.out,
                                    markups_out=args.markups_out, tolerance_mm=args.tolerance,
                                    boundary_pixels=args.boundary_pixels, progress=progress)
-    print(f"{rtstruct_summary(imported)} written to {args.out}"
-          + (f" and {args.markups_out}" if args.markups_out and imported.markups else ""))
+    written = ([args.out] if imported.segmentation is not None else []) + \
+        ([args.markups_out] if args.markups_out and imported.markups else [])
+    print(f"{rtstruct_summary(imported)}; written: {', '.join(map(str, written)) or 'nothing'}")
     if imported.markups and not args.markups_out:
         print(f"{plural(len(imported.markups), 'markup')} (points, open contours) not written: give --markups-out")
     return 0

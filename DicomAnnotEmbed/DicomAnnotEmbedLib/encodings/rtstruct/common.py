@@ -85,7 +85,7 @@ class RtStructImport:
 def rtstruct_summary(imported: RtStructImport) -> str:
     seg = imported.segmentation
     names = [s.name for s in seg.segments] if seg is not None else []
-    text = f"{len(names)} segments ({', '.join(names)})"
+    text = f"{len(names)} segments" + (f" ({', '.join(names)})" if names else "")
     if imported.markups:
         text += f" and {len(imported.markups)} markups"
     if imported.skipped:
