@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..core.errors import OutputError
 from ._common import UsageError, plural
+from ._common import add_send_option, send_outputs
 
 
 def register(commands, command) -> None:
@@ -43,6 +44,7 @@ def register(commands, command) -> None:
     imp.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
     imp.add_argument("--markups-out", required=True, metavar="FILE.mrk.json", help="output markups file (LPS)")
     imp.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_send_option(export)
     export.set_defaults(run=run_export)
     imp.set_defaults(run=run_import)
 
@@ -74,6 +76,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
         print(f"  layer {name}: {what}")
     for line in result.skipped:
         print(f"  skipped: {line}")
+    send_outputs(args, [result.path], progress)
     return 0
 
 
