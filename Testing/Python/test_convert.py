@@ -361,3 +361,40 @@ def test_cli_output_says_one_segment_and_missing_once(sources, tmp_path):
     assert done.returncode == 0 and "3 segments written" in done.stdout
     for text in (done.stdout,):
         assert " 1 segments" not in text and " 1 markups" not in text and " 1 files" not in text
+
+
+@pytest.mark.parametrize("flip", ["i", "j", "ij", "swap", "sagittal"])
+def test_dicomize_standard_orientation(tmp_path, flip):
+    """``dicomize --standard-orientation`` writes axial images with columns to the patient's left and
+    rows to posterior whatever the volume's storage order; the default keeps the storage order; the
+    voxels stay at the same LPS positions."""
+    import SimpleITK as sitk
+
+    from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
+    from DicomAnnotEmbedLib.core.series import load_series
+
+    directions = {"i": np.diag([-1.0, 1, 1]), "j": np.diag([1.0, -1, 1]), "ij": np.diag([-1.0, -1, 1]),
+                  "swap": np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]),
+                  "sagittal": np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])}[flip]
+    geometry = VolumeGeometry.from_origin_spacing_directions((4, 12, 10), (10.0, -5.0, 3.0), (0.7, 0.8, 2.0),
+                                                             directions)
+    volume = np.arange(4 * 12 * 10, dtype=np.int16).reshape(4, 12, 10)
+    path = tmp_path / "flipped.nrrd"
+    sitk.WriteImage(geometry.to_sitk_image(volume), str(path))
+    kept = _cli("dicomize", path, "--out", tmp_path / "kept")
+    standard = _cli("dicomize", path, "--out", tmp_path / "standard", "--standard-orientation")
+    assert kept.returncode == 0 and standard.returncode == 0, kept.stderr + standard.stderr
+    first = load_series(tmp_path / "kept")
+    assert np.allclose(first.geometry.directions[:, :2], geometry.directions[:, :2])
+    series = load_series(tmp_path / "standard")
+    d = series.geometry.directions
+    if flip == "sagittal":
+        assert d[1, 0] > 0.99 and d[2, 1] < -0.99      # columns to posterior, rows to inferior
+    else:
+        assert d[0, 0] > 0.99 and d[1, 1] > 0.99       # columns to the left, rows to posterior
+    # the same value at the same LPS position
+    values = series.read_volume()
+    ijk = np.argwhere(np.ones(values.shape, bool))[:, ::-1]
+    lps = series.geometry.ijk_to_lps_points(ijk.astype(float))
+    back = np.rint(np.linalg.solve(geometry.ijk_to_lps[:3, :3], (lps - geometry.origin).T).T).astype(int)
+    assert np.array_equal(values[tuple(ijk[:, ::-1].T)], volume[back[:, 2], back[:, 1], back[:, 0]])

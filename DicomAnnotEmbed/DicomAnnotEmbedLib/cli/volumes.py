@@ -19,6 +19,10 @@ def register(commands, command) -> None:
     dicomize.add_argument("--patient-name", default="Anonymous", help="Patient's Name (default Anonymous)")
     dicomize.add_argument("--patient-id", help="Patient ID (default: random)")
     dicomize.add_argument("--description", help="Series Description")
+    dicomize.add_argument("--standard-orientation", action="store_true",
+                          help="write the standard orientation (axial: columns from the patient's right to left, rows "
+                               "from anterior to posterior) instead of the default, the volume's own storage order "
+                               "(flipped axes included)")
     dicomize.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     sample = command(commands, "sample", "write the bundled sample case (DICOM series, .seg.nrrd, .mrk.json)",
         "Write OUT/series/ (a CT-like DICOM series), OUT/segmentation.seg.nrrd (5 segments, "
@@ -42,6 +46,7 @@ def run_dicomize(args: argparse.Namespace, progress) -> int:
 
     files = api.dicomize(args.volume, args.out, modality=args.modality, patient_name=args.patient_name,
                          patient_id=args.patient_id, series_description=args.description,
+                         standard_orientation=args.standard_orientation,
                          force=args.force, progress=progress)
     print(f"{plural(len(files), 'DICOM file')} written to {args.out}")
     return 0

@@ -195,8 +195,16 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
                    modality: str = "CT", patient_name: str = "Anonymous",
                    patient_id: Optional[str] = None, study_instance_uid: Optional[str] = None,
                    series_description: Optional[str] = None, series_number: int = 1,
+                   standard_orientation: bool = False,
                    force: bool = False, progress: Optional[ProgressCallback] = None) -> List[str]:
     """Write ``volume`` as a DICOM series, one file per slice, into ``out_dir``.
+
+    By default the series keeps the volume's storage order, flipped axes included (a NIfTI stored
+    right to left gives images whose columns run right to left; the geometry says so and every
+    reader that honours Image Orientation places them right). ``standard_orientation=True``
+    writes the standard display orientation instead (:func:`to_standard_orientation`: axial
+    columns from the patient's right to left, rows from anterior to posterior), the same voxels
+    at the same LPS positions.
 
     Args:
         volume: voxel values indexed ``[k, j, i]`` (slice, row, column).
@@ -206,6 +214,8 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
         patient_name, patient_id: patient identification; a random ID when None.
         study_instance_uid: put the series into this study; a new study when None.
         series_description, series_number: shown in DICOM browsers.
+        standard_orientation: reorder the in-plane axes to the standard orientation (default
+            False: the storage order of ``volume``).
         force: write into a non-empty folder; same-named files are replaced, others are kept.
         progress: ``progress(done, total, message)``, called once per file.
 
@@ -226,6 +236,8 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
     if volume.dtype == bool:
         volume = volume.view(np.uint8)
     _check_geometry(volume, geometry)
+    if standard_orientation:
+        volume, geometry = to_standard_orientation(volume, geometry)
     if not 0 <= int(series_number) <= 2**31 - 1:
         raise InputError(f"series number must be a non-negative 32-bit integer, got {series_number}")
 
@@ -251,6 +263,36 @@ def dicomize_array(volume: np.ndarray, geometry: VolumeGeometry, out_dir: os.Pat
             names.append(name)
     written = [str(out / name) for name in names]
     return written
+
+
+#: Per slice axis (the LPS axis the slice normal is closest to: 0 sagittal, 1 coronal, 2 axial):
+#: (LPS axis, sign) that the column index i and the row index j should follow on screen.
+_STANDARD_IN_PLANE = {2: ((0, 1), (1, 1)),    # axial: columns to the patient's left, rows to posterior
+                      1: ((0, 1), (2, -1)),   # coronal: columns to the left, rows to inferior
+                      0: ((1, 1), (2, -1))}   # sagittal: columns to posterior, rows to inferior
+
+
+def to_standard_orientation(volume: np.ndarray, geometry: VolumeGeometry) -> Tuple[np.ndarray, VolumeGeometry]:
+    """The same voxels at the same LPS positions with the in-plane axes swapped and flipped into
+    the standard (radiological) display order: axial images with columns running from the
+    patient's right to left (+L) and rows from anterior to posterior (+P); coronal: left, then
+    inferior; sagittal: posterior, then inferior. The slice axis and its order are kept.
+    ``volume`` is (K, J, I); returns a view of it and the new geometry (LPS)."""
+    d = geometry.directions
+    plane = int(np.argmax(np.abs(d[:, 2])))
+    (wi, si), (wj, sj) = _STANDARD_IN_PLANE[plane]
+    src_i, src_j = (0, 1) if abs(d[wi, 0]) >= abs(d[wi, 1]) else (1, 0)
+    flips = (np.sign(d[wi, src_i]) != si, np.sign(d[wj, src_j]) != sj)
+    sizes = (geometry.shape[2], geometry.shape[1], geometry.shape[0])  # along i, j, k
+    new_to_old = np.zeros((4, 4))
+    new_to_old[2, 2] = new_to_old[3, 3] = 1.0
+    for new_axis, (old_axis, flip) in enumerate(zip((src_i, src_j), flips)):
+        new_to_old[old_axis, new_axis] = -1.0 if flip else 1.0
+        new_to_old[old_axis, 3] = sizes[old_axis] - 1 if flip else 0.0
+    out = volume if (src_i, src_j) == (0, 1) else volume.transpose(0, 2, 1)
+    out = out[:, ::-1 if flips[1] else 1, ::-1 if flips[0] else 1]
+    affine = geometry.ijk_to_lps @ new_to_old
+    return out, VolumeGeometry(out.shape, affine, geometry.in_patient_space)
 
 
 def dicomize_file(path: os.PathLike | str, out_dir: os.PathLike | str, **options) -> List[str]:
