@@ -398,3 +398,102 @@ def test_dicomize_standard_orientation(tmp_path, flip):
     lps = series.geometry.ijk_to_lps_points(ijk.astype(float))
     back = np.rint(np.linalg.solve(geometry.ijk_to_lps[:3, :3], (lps - geometry.origin).T).T).astype(int)
     assert np.array_equal(values[tuple(ijk[:, ::-1].T)], volume[back[:, 2], back[:, 1], back[:, 0]])
+
+
+# --- previews -------------------------------------------------------------------------
+
+def _rgb(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_preview_legend_lists_only_what_the_slice_shows_and_says_which_slice(tmp_path):
+    from DicomAnnotEmbedLib.files.preview import render_preview
+
+    volume = np.random.default_rng(3).normal(size=(3, 30, 40))
+    a = np.zeros(volume.shape, bool)
+    a[0, 5:15, 5:15] = True
+    b = np.zeros(volume.shape, bool)
+    b[2, 5:15, 5:15] = True
+    paths = render_preview(tmp_path, volume, [0, 1], [(a, (1.0, 0, 0), "a"), (b, (0, 1.0, 0), "b")])
+    first, second = _rgb(paths[0]), _rgb(paths[1])
+    green = lambda img: np.all(img[30:] == [0, 255, 0], axis=-1).any()  # noqa: E731
+    red = lambda img: np.all(img[30:] == [255, 0, 0], axis=-1).any()  # noqa: E731
+    assert red(first) and not green(first)          # b is not on slice 0: not in its legend
+    assert not red(second) and not green(second)    # nothing on slice 1: only the caption
+    assert second.shape[0] > 30 and (second[30:] > 200).all(axis=-1).any()  # the caption's text
+    assert not np.array_equal(first[30:45], second[30:45])  # each slice names itself
+
+
+def test_preview_colours_stay_distinct():
+    from DicomAnnotEmbedLib.files.preview import MIN_COLOR_DISTANCE, distinct_colors
+
+    given = [(0.87, 0.51, 0.40), (0.88, 0.50, 0.41), (0.1, 0.2, 0.9), (0.1, 0.2, 0.9), (0.5, 0.5, 0.5)]
+    chosen = distinct_colors(given)
+    assert chosen[0] == given[0] and chosen[2] == given[2] and chosen[4] == given[4]  # own colours kept
+    distances = [np.linalg.norm(np.subtract(p, q)) for n, p in enumerate(chosen) for q in chosen[n + 1:]]
+    assert min(distances) >= MIN_COLOR_DISTANCE
+
+
+@pytest.mark.parametrize("storage", ["flip_i", "flip_j", "swap"])
+def test_preview_shows_radiological_convention_whatever_the_storage_order(tmp_path, storage):
+    """The same patient stored in another axis order previews identically (through dicomize, the
+    series reader and api.write_preview)."""
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
+    from DicomAnnotEmbedLib.core.model import AnnotationSet, Segment, Segmentation
+    from DicomAnnotEmbedLib.core.series import load_series
+    from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
+
+    geometry = VolumeGeometry.from_origin_spacing_directions((3, 20, 24), (0.0, 0.0, 0.0), (1.0, 1.0, 2.0), np.eye(3))
+    volume = np.zeros((3, 20, 24), np.int16)
+    volume[:, 2:6, 15:22] = 800          # a block on the patient's left, anterior
+    mask = np.zeros(volume.shape, bool)
+    mask[1, 12:18, 3:8] = True           # a segment on the right, posterior
+    if storage == "swap":
+        other_volume, other_mask = volume.transpose(0, 2, 1), mask.transpose(0, 2, 1)
+        matrix = np.array([[0.0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+        matrix[2, 2] = 1
+    else:
+        axis = 2 if storage == "flip_i" else 1
+        other_volume, other_mask = np.flip(volume, axis), np.flip(mask, axis)
+        matrix = np.eye(4)
+        column = 0 if storage == "flip_i" else 1
+        matrix[column, column] = -1
+        matrix[column, 3] = volume.shape[axis] - 1
+    other = VolumeGeometry(other_volume.shape, geometry.ijk_to_lps @ matrix)
+    previews = []
+    for name, vol, geo, m in (("standard", volume, geometry, mask), ("stored", other_volume, other, other_mask)):
+        dicomize_array(vol, geo, tmp_path / name, modality="CT")
+        series = load_series(tmp_path / name)
+        seg = Segmentation(series.geometry)
+        seg.add_segment(m, Segment(id="s", name="Right posterior", color=(0.0, 1.0, 0.0)))
+        previews += api.write_preview(series, AnnotationSet(series.geometry, seg), tmp_path / f"png_{name}", [1])
+    standard, stored = _rgb(previews[0]), _rgb(previews[1])
+    assert standard.shape == stored.shape
+    assert np.array_equal(standard, stored)
+    # radiological: the patient's left (the bright block) on the right of the picture, anterior on top
+    rows, columns = volume.shape[1:]
+    scale = max(1, 512 // max(rows, columns))
+    image = standard[:rows * scale, :columns * scale, 0].astype(int)
+    assert image[:, columns * scale // 2:].mean() > image[:, :columns * scale // 2].mean()
+    assert image[:rows * scale // 2].mean() > image[rows * scale // 2:].mean()
+
+
+def test_preview_legend_keeps_non_ascii_names(tmp_path):
+    from conftest import IN_CI
+    from DicomAnnotEmbedLib.files import preview
+
+    font = preview._font()
+    if "DejaVu" not in str(getattr(font, "path", "")):
+        if IN_CI:
+            pytest.fail("DejaVu Sans is not installed; .ci/run installs fonts-dejavu-core")
+        pytest.skip("DejaVu Sans not installed")
+    label = "Tumör αβγ Печень"
+    assert preview._printable(label, font) == label
+    png = preview.render_slice_png(tmp_path / "u.png", np.zeros((20, 20)), [(np.ones((20, 20), bool), (1, 0, 0), label)])
+    assert _rgb(png).shape[1] > 60   # the strip is as wide as the whole name
+    # Greek and Cyrillic letters are real glyphs, not the same 'missing' box
+    assert font.getmask("α").getbbox() != font.getmask("ж").getbbox() or \
+        bytes(font.getmask("α")) != bytes(font.getmask("ж"))

@@ -166,7 +166,7 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
     scale = max(1, 512 // max(geometry.shape[1:]))  # small images are magnified to be readable
     volume = series.read_volume()
     with staged_folder(out_dir, force) as stage:  # the previews appear together or not at all
-        files = render_preview(stage, volume, list(slices), overlays, scale=scale)
+        files = render_preview(stage, volume, list(slices), overlays, scale=scale, geometry=geometry)
     return relocate(files, stage, Path(out_dir))
 
 

@@ -3,6 +3,17 @@
 Images are 2D arrays indexed ``[j, i]`` (row, column) and volumes ``[k, j, i]``, as in
 :mod:`.geometry`; a PNG pixel ``(x, y)`` shows voxel ``(i, j) = (x // scale, y // scale)``,
 rows downwards as DICOM viewers show them. Colours are (r, g, b) floats in 0..1.
+
+:func:`render_preview` given the volume's ``geometry`` shows every slice in the radiological
+convention whatever the storage order (a volume dicomized with flipped or swapped axes is not
+shown mirrored or upside down): axial images with the patient's right on the left of the picture
+and anterior at the top; coronal with right on the left and superior at the top; sagittal with
+anterior on the left and superior at the top (:func:`dicom.dicomize.to_standard_orientation`).
+Without ``geometry`` the storage order is shown. The strip below the image names the slice (index
+and position along the slice normal, in mm) and lists only the segments and markups present on
+that slice; colours too close to tell apart are replaced (a segment's own colour is kept when no
+earlier one is close to it). The legend font is DejaVu Sans when installed (Debian's
+``fonts-dejavu-core``: any script it covers), else Pillow's own.
 """
 from __future__ import annotations
 
@@ -60,7 +71,7 @@ def default_window(volume: np.ndarray) -> Tuple[float, float]:
 
 def render_slice_png(path: os.PathLike | str, image2d: np.ndarray, layers: Sequence[Layer] = (),
                      window: Optional[Tuple[float, float]] = None, alpha: float = 0.45,
-                     outline: bool = True, scale: int = 1, legend: bool = True) -> str:
+                     outline: bool = True, scale: int = 1, legend: bool = True, caption: str = "") -> str:
     """Write ``image2d`` (rows, columns) as a grayscale PNG with coloured masks.
 
     Args:
@@ -72,8 +83,10 @@ def render_slice_png(path: os.PathLike | str, image2d: np.ndarray, layers: Seque
         window: (centre, width) for the gray levels; :func:`default_window` of the slice
             when None.
         scale: integer magnification (nearest neighbour), so small slices stay legible.
-        legend: add a strip below the image naming each labelled layer in its colour.
+        legend: add a strip below the image naming each labelled layer that has pixels on this
+            slice, in its colour (and ``caption`` first, e.g. the slice index and position).
             The image keeps the top-left ``columns*scale`` x ``rows*scale`` pixels.
+        caption: a first line of the strip (with ``legend``).
 
     Returns:
         ``path`` as a string.
@@ -89,10 +102,13 @@ def render_slice_png(path: os.PathLike | str, image2d: np.ndarray, layers: Seque
     gray = _magnify(window_to_uint8(image2d, *window), scale)
     rgb = np.repeat(gray[:, :, None].astype(np.float32), 3, axis=2)
     thickness = max(1, scale // 2)
+    labelled = []
     for mask, color, label in layers:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != image2d.shape:
             raise InputError(f"mask {label!r} has shape {mask.shape}, the image {image2d.shape}")
+        if str(label) and mask.any():  # the legend names what this slice shows
+            labelled.append((color, str(label)))
         mask = _magnify(mask, scale)
         color_255 = _color_255(color)
         rgb[mask] = (1.0 - alpha) * rgb[mask] + alpha * color_255
@@ -103,9 +119,8 @@ def render_slice_png(path: os.PathLike | str, image2d: np.ndarray, layers: Seque
     from PIL import Image
 
     picture = Image.fromarray(pixels)  # (rows, columns, 3) uint8 is RGB
-    labelled = [(color, str(label)) for _, color, label in layers if str(label)]
-    if legend and labelled:
-        picture = _add_legend(picture, labelled)
+    if legend and (labelled or caption):
+        picture = _add_legend(picture, labelled, caption)
     path = Path(path)
     write_atomic(path, lambda f: picture.save(f, format="PNG"))
     return str(path)
@@ -113,8 +128,12 @@ def render_slice_png(path: os.PathLike | str, image2d: np.ndarray, layers: Seque
 
 def render_preview(path_pattern_or_dir: os.PathLike | str, volume: np.ndarray,
                    slices: Sequence[int], overlays: Sequence[Tuple[np.ndarray, Color, str]] = (),
-                   window: Optional[Tuple[float, float]] = None, **options) -> List[str]:
+                   window: Optional[Tuple[float, float]] = None, geometry=None, **options) -> List[str]:
     """Write one PNG per chosen slice of ``volume`` (K, J, I) with its masks (K, J, I).
+
+    With ``geometry`` (the volume's :class:`VolumeGeometry`, LPS) the slices are shown in the
+    radiological convention whatever the storage order (see the module docstring) and captioned
+    with their position; without it as stored, captioned with their index.
 
     Args:
         path_pattern_or_dir: a folder (created if needed), where files are named
@@ -123,6 +142,7 @@ def render_preview(path_pattern_or_dir: os.PathLike | str, volume: np.ndarray,
         overlays: ``(mask3d bool, (r, g, b) in 0..1, label)``, each the shape of ``volume``.
         window: (centre, width); :func:`default_window` of the whole volume when None, so
             that every slice is shown alike.
+        geometry: the volume's grid, for the display orientation and the slice positions.
         options: passed to :func:`render_slice_png` (alpha, outline, scale, legend).
 
     Returns:
@@ -141,6 +161,20 @@ def render_preview(path_pattern_or_dir: os.PathLike | str, volume: np.ndarray,
             raise InputError(f"slice {k} is outside the volume (0 to {n_slices - 1})")
     if window is None:
         window = default_window(volume)
+    colors = distinct_colors([color for _, color, _ in overlays])
+    positions = None
+    if geometry is not None:
+        from ..dicom.dicomize import to_standard_orientation
+
+        normal = np.asarray(geometry.slice_normal, dtype=float)
+        axis = int(np.argmax(np.abs(normal)))
+        normal = normal if normal[axis] > 0 else -normal  # towards L, P or S whatever the storage order
+        centres = geometry.ijk_to_lps_points([[0.0, 0.0, float(k)] for k in range(n_slices)])
+        positions = [f"{'LPS'[axis]} {float(np.dot(c, normal)):+.1f} mm" for c in centres]
+        volume, _ = to_standard_orientation(volume, geometry)
+        overlays = [(to_standard_orientation(np.asarray(mask), geometry)[0], color, label)
+                    for mask, color, label in overlays]
+    overlays = [(mask, color, label) for (mask, _, label), color in zip(overlays, colors)]
 
     target = str(path_pattern_or_dir)
     if "{" in target:
@@ -157,8 +191,30 @@ def render_preview(path_pattern_or_dir: os.PathLike | str, volume: np.ndarray,
             raise OutputError(f"cannot create the preview folder: {error.strerror or error}",
                               path.parent) from None
         layers = [(mask[k], color, label) for mask, color, label in overlays]
-        written.append(render_slice_png(path, volume[k], layers, window=window, **options))
+        caption = f"slice {k} of 0..{n_slices - 1}" + (f", {positions[k]}" if positions else "")
+        written.append(render_slice_png(path, volume[k], layers, window=window, caption=caption, **options))
     return written
+
+
+#: Colours that replace ones too close to an earlier layer's (well apart from each other).
+_SPARE_COLORS = [(0.90, 0.10, 0.10), (0.10, 0.75, 0.20), (0.15, 0.35, 1.00), (1.00, 0.85, 0.00),
+                 (0.85, 0.20, 0.90), (0.00, 0.85, 0.90), (1.00, 0.55, 0.00), (0.55, 0.30, 0.10),
+                 (0.60, 1.00, 0.40), (1.00, 0.60, 0.75), (0.45, 0.00, 0.60), (0.00, 0.45, 0.45),
+                 (1.00, 1.00, 1.00), (0.50, 0.50, 0.00), (0.40, 0.60, 1.00), (0.70, 0.00, 0.25)]
+#: Colours nearer than this (Euclidean, r, g, b in 0..1) count as the same on a preview.
+MIN_COLOR_DISTANCE = 0.25
+
+
+def distinct_colors(colors: Sequence[Color], min_distance: float = MIN_COLOR_DISTANCE) -> List[Color]:
+    """``colors`` with each one that is within ``min_distance`` of an earlier one replaced by the
+    spare colour farthest from all chosen so far; the others are kept as they are."""
+    chosen: List[Color] = []
+    for color in colors:
+        rgb = tuple(float(c) for c in np.clip(np.asarray(color, dtype=float).reshape(-1)[:3], 0, 1))
+        if chosen and min(np.linalg.norm(np.subtract(rgb, c)) for c in chosen) < min_distance:
+            rgb = max(_SPARE_COLORS, key=lambda s: min(np.linalg.norm(np.subtract(s, c)) for c in chosen))
+        chosen.append(rgb)
+    return chosen
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -187,12 +243,29 @@ def _boundary(mask: np.ndarray, thickness: int) -> np.ndarray:
     return mask & ~inner
 
 
-def _add_legend(picture, labelled: Sequence[Tuple[Color, str]]):
-    """``picture`` with a black strip below it listing each label beside a colour swatch."""
-    from PIL import Image, ImageDraw, ImageFont
+def _font():
+    """DejaVu Sans (covers Latin, Greek, Cyrillic, ... ) when installed, else Pillow's own fonts."""
+    from PIL import ImageFont
 
-    font = ImageFont.load_default()
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, 12)
+        except OSError:
+            continue
+    try:
+        return ImageFont.load_default(size=12)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _add_legend(picture, labelled: Sequence[Tuple[Color, str]], caption: str = ""):
+    """``picture`` with a black strip below it: ``caption``, then each label beside a colour swatch."""
+    from PIL import Image, ImageDraw
+
+    font = _font()
     labelled = [(color, _printable(label, font)) for color, label in labelled]
+    if caption:
+        labelled.insert(0, (None, _printable(caption, font)))
     measure = ImageDraw.Draw(picture)
     boxes = [measure.textbbox((0, 0), label, font=font) for _, label in labelled]
     line_height = max(_LEGEND_SWATCH, max(b[3] - b[1] for b in boxes)) + _LEGEND_PADDING
@@ -204,9 +277,10 @@ def _add_legend(picture, labelled: Sequence[Tuple[Color, str]]):
     draw = ImageDraw.Draw(canvas)
     y = picture.height + _LEGEND_PADDING
     for (color, label), box in zip(labelled, boxes):
-        fill = tuple(int(round(c)) for c in _color_255(color))
         x = _LEGEND_PADDING
-        draw.rectangle([x, y, x + _LEGEND_SWATCH - 1, y + _LEGEND_SWATCH - 1], fill=fill)
+        if color is not None:  # the caption has no swatch
+            fill = tuple(int(round(c)) for c in _color_255(color))
+            draw.rectangle([x, y, x + _LEGEND_SWATCH - 1, y + _LEGEND_SWATCH - 1], fill=fill)
         draw.text((x + _LEGEND_SWATCH + _LEGEND_PADDING, y - box[1]), label, font=font,
                   fill=(255, 255, 255))
         y += line_height
