@@ -27,3 +27,52 @@ def zeros(shape: Sequence[int], dtype) -> np.ndarray:
     # Anonymous maps start zeroed; the array keeps the map alive and unmaps it when freed.
     memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     return np.frombuffer(memory, dtype).reshape(shape)
+
+
+def label_extents(layer: np.ndarray, count: int, slab: int = 16):
+    """Bounding box of every label value 1..count of a (K, J, I) label layer, in one pass over the
+    voxels (as ``scipy.ndimage.find_objects``, without importing scipy: 0.27 s CPU per process).
+
+    Returns ``(lo, hi)``, each ``(count + 1, 3)`` int64 in (i, j, k) order; ``hi`` is -1 for an absent
+    value. A value's lowest and highest coordinate along an axis is where one of its runs starts or
+    ends: at a change of value along that axis, or at the volume's edge; only those voxels are
+    looked at, slab by slab (bounded temporaries).
+    """
+    lo = np.full((count + 1, 3), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((count + 1, 3), -1, np.int64)
+
+    def add(values, coords, column):
+        keep = (values != 0) & (values <= count)
+        np.minimum.at(lo[:, column], values[keep], coords[keep])
+        np.maximum.at(hi[:, column], values[keep], coords[keep])
+
+    def edge(plane, coord, column):
+        present = np.bincount(plane.ravel(), minlength=count + 1)[:count + 1] > 0
+        present[0] = False
+        lo[present, column] = np.minimum(lo[present, column], coord)
+        hi[present, column] = np.maximum(hi[present, column], coord)
+
+    def runs(block, axis, offset, column):
+        head, tail = [slice(None)] * 3, [slice(None)] * 3
+        head[axis], tail[axis] = slice(None, -1), slice(1, None)
+        changed = block[tuple(head)] != block[tuple(tail)]
+        where = np.unravel_index(np.flatnonzero(changed), changed.shape)
+        add(block[where], where[axis] + offset, column)  # last voxel of a run
+        after = list(where)
+        after[axis] = where[axis] + 1
+        add(block[tuple(after)], after[axis] + offset, column)  # first voxel of the next run
+
+    depth, rows, columns = layer.shape
+    for k0 in range(0, depth, slab):
+        own = layer[k0:k0 + slab]
+        runs(own, 2, 0, 0)
+        runs(own, 1, 0, 1)
+        runs(layer[k0:k0 + slab + 1], 0, k0, 2)  # one slice more: the change across the slab's end
+        edge(own[:, :, 0], 0, 0)
+        edge(own[:, :, -1], columns - 1, 0)
+        edge(own[:, 0, :], 0, 1)
+        edge(own[:, -1, :], rows - 1, 1)
+    if depth:
+        edge(layer[0], 0, 2)
+        edge(layer[-1], depth - 1, 2)
+    return lo, hi
