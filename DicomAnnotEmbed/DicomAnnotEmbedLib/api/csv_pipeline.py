@@ -1,5 +1,6 @@
 """Annotation table (CSV) to DICOM: the table read onto a series (:mod:`..files.csv_table`),
-then the overlay series, the SEG and the SR written as a Slicer export writes them
+then the overlay series, the SEG, the SR, the RT Structure Set and the presentation state (GSPS)
+written as a Slicer export writes them
 (``api.import_csv``, ``dicomannotembed csv import``). Coordinates: markups are written in LPS.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..files.csv_table import PathLike, TableConversion, read_annotation_table
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("overlay", "seg", "sr")
+FORMATS = ("overlay", "seg", "sr", "rtstruct", "gsps")
 
 
 @dataclass
@@ -31,7 +32,8 @@ class TableImportResult:
         segmentation_path, markups_path, evaluations_path, bad_rows_path: files written there
             (None when there was nothing to write).
         overlay: :class:`overlay.OverlayExportResult` or None; seg: :class:`seg.SegExportResult`
-            or None; sr: :class:`sr.SrExportResult` or None.
+            or None; sr: :class:`sr.SrExportResult` or None; rtstruct:
+            :class:`rtstruct.RtStructExportResult` or None; gsps: :class:`gsps.GspsExportResult` or None.
         skipped: outputs that were not written, and why.
     """
 
@@ -44,6 +46,8 @@ class TableImportResult:
     overlay: object = None
     seg: object = None
     sr: object = None
+    rtstruct: object = None
+    gsps: object = None
     skipped: List[str] = field(default_factory=list)
 
 
@@ -60,11 +64,14 @@ def import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_
     ``evaluations.csv`` (the per-finding attributes in :mod:`evaluations`' format), and per
     ``formats``: ``overlay/`` (:func:`api.export_overlay`), ``seg.dcm`` (:func:`api.export_seg`),
     ``sr.dcm`` (:func:`api.export_sr`: measurements of every segment, the evaluations, the
-    markups). ``sr`` needs the SEG, so it implies ``seg``. With bad rows, ``bad_rows.csv``
+    markups), ``rtstruct.dcm`` (:func:`api.export_rtstruct`: segments as closed contours, points
+    and polylines as POINT / OPEN_PLANAR ROIs), ``annotations.pr.dcm`` (:func:`api.export_gsps`:
+    the markups and each segment's outline drawn on the images). ``sr`` needs the SEG, so it
+    implies ``seg``. With bad rows, ``bad_rows.csv``
     lists them (row, finding, problem); the caller decides whether that is an error.
 
     Args:
-        formats: any of "overlay", "seg", "sr".
+        formats: any of "overlay", "seg", "sr", "rtstruct", "gsps".
         lidc: the LIDC preset (:func:`presets.lidc.apply_lidc_preset`, SR ``lidc``).
         split: overlay export: several series when there are more than 16 planes.
         Other arguments: see :func:`read_annotation_table` and :func:`sr.export_sr`.
@@ -149,6 +156,18 @@ def import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_
                                       code_table=code_table, observer_name=observer_name, progress=progress)
         else:
             result.skipped.append("sr: it needs a SEG, and no finding has an area")
+    if "rtstruct" in formats:
+        from .rtstruct import export_rtstruct
+
+        result.rtstruct = export_rtstruct(reference, segmentation if segmentation.segments else None,
+                                          out / "rtstruct.dcm", markups=conversion.markups, force=force,
+                                          progress=progress)
+    if "gsps" in formats:
+        from .gsps import export_gsps
+
+        result.gsps = export_gsps(reference, conversion.markups, out / "annotations.pr.dcm",
+                                  segmentation=segmentation if segmentation.segments else None,
+                                  outlines=bool(segmentation.segments), force=force, progress=progress)
     for message in result.skipped:
         log.warning("not written: %s", message)
     return result

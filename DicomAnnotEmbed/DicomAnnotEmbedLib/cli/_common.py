@@ -26,7 +26,7 @@ def slice_list(text: str) -> List[int]:
 
 #: api.csv_pipeline.FORMATS, kept here as a constant so that parsing arguments imports nothing
 #: heavy (a test checks that the two are the same).
-CSV_FORMATS = ("overlay", "seg", "sr")
+CSV_FORMATS = ("overlay", "seg", "sr", "rtstruct", "gsps")
 
 
 def format_list(text: str) -> List[str]:

@@ -28,7 +28,7 @@ def register(commands, command) -> None:
     csv_import.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
     csv_import.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
     csv_import.add_argument("--formats", default="overlay,seg,sr", type=format_list, metavar="LIST",
-                            help="comma-separated outputs among overlay, seg, sr (default: all three; sr implies seg)")
+                            help="comma-separated outputs among overlay, seg, sr, rtstruct, gsps (default: overlay,seg,sr; sr implies seg)")
     csv_import.add_argument("--skip-bad-rows", action="store_true", help="exit 0 even when some rows could not be converted (they are still listed)")
     csv_import.add_argument("--boundary", default="inside", choices=["inside", "outside"],
                             help="polygon vertices of rows without a boundary cell: on the region's border (inside, default) "
@@ -69,6 +69,10 @@ def run_import(args: argparse.Namespace, progress) -> int:
         numeric = sum(1 for r in result.sr.records if r.kind == "numeric")
         print(f"SR written to {result.sr.path}: {result.sr.groups} measurement groups, {numeric} measurements, "
               f"{len(result.sr.records) - numeric} evaluations")
+    if result.rtstruct is not None:
+        print(f"RTSTRUCT written to {result.rtstruct.path}: {len(result.rtstruct.rois)} ROIs")
+    if result.gsps is not None:
+        print(f"GSPS written to {result.gsps.path}: {result.gsps.graphics} graphics on {result.gsps.images} images")
     for problem in conversion.warnings:
         print(f"warning: {problem}", file=sys.stderr)
     if conversion.bad_rows:
@@ -81,6 +85,7 @@ def run_import(args: argparse.Namespace, progress) -> int:
                   "accept that", file=sys.stderr)
             return InputError.exit_code
     send_outputs(args, [s.folder for s in (result.overlay.series if result.overlay is not None else [])]
-                 + list(result.seg.paths if result.seg is not None else []) + ([result.sr.path] if result.sr is not None else []),
+                 + list(result.seg.paths if result.seg is not None else []) + ([result.sr.path] if result.sr is not None else [])
+                 + [r.path for r in (result.rtstruct, result.gsps) if r is not None],
                  progress)
     return 0

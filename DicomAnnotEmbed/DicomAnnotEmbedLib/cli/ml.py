@@ -16,7 +16,7 @@ def register(commands, command) -> None:
         "of segment names, colours and codes, segmentation.seg.nrrd, the image as image.nii.gz when its series is among "
         "the inputs, optionally per-slice PNG masks; and OUT/measurements.csv (one row per finding, one column per "
         "concept) and OUT/cases.csv.")
-    export_ml.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders: SEG, TID 1500 SR, overlay series, and the image series they refer to")
+    export_ml.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders: SEG, RTSTRUCT, TID 1500 SR, overlay series, and the image series they refer to")
     export_ml.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
     export_ml.add_argument("--png", action="store_true", help="also write per-slice PNG masks (label values; 16-bit when above 255)")
     export_ml.add_argument("--no-image", action="store_true", help="do not write image.nii.gz")

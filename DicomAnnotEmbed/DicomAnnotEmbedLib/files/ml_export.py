@@ -11,9 +11,12 @@
   the inputs, else looked for beside the SR and in the input folders;
 * overlay series (ours, scanner-written, legacy overlays in unused pixel bits), read with
   :func:`overlay.import_overlays`;
+* RT Structure Sets (ours or another tool's), read with :func:`rtstruct.import_rtstruct` onto the
+  series they reference (among the inputs, else beside the file): closed contours become label
+  maps, points and open contours markups;
 * plain image series: the images the others refer to (never a case by themselves).
 
-Other files (non-DICOM, RTSTRUCT, other SR templates, ...) are passed over and counted.
+Other files (non-DICOM, presentation states, other SR templates, ...) are passed over and counted.
 
 Output layout (``OUT``)::
 
@@ -80,7 +83,7 @@ PathLike = Union[str, os.PathLike]
 
 SIDECAR_FORMAT = "DicomAnnotEmbed ML label maps"
 SIDECAR_VERSION = 1
-_NOT_SUPPORTED = {"RTSTRUCT", "PR", "KO", "RTPLAN", "RTDOSE", "REG", "DOC"}
+_NOT_SUPPORTED = {"PR", "KO", "RTPLAN", "RTDOSE", "REG", "DOC"}
 _BASE_COLUMNS = ("case", "kind", "source", "finding", "tracking_uid", "segment", "segment_number", "label_map",
                  "label_value", "voxels", "volume_mm3", "markup", "finding_code", "finding_site")
 _OVERLAP_NOTE = ("segments overlap: each layer is its own label map (a voxel may carry a label in several maps); "
@@ -93,8 +96,8 @@ class MlCase:
 
     Attributes:
         name: the case folder's name (from the source's path below the inputs' common folder).
-        kind: "seg", "overlay" or "sr".
-        source: the SEG file, overlay series folder or SR file.
+        kind: "seg", "overlay", "rtstruct" or "sr".
+        source: the SEG file, overlay series folder, RTSTRUCT file or SR file.
         segmentation: its segments (None for an SR without a SEG).
         markups: its markups (LPS).
         series: the image series it lies on, when among the inputs.
@@ -128,7 +131,7 @@ class MlExportResult:
 
     Attributes:
         out_dir: the output folder.
-        cases: one per SEG, overlay series and SR without a SEG.
+        cases: one per SEG, overlay series, RTSTRUCT and SR without a SEG.
         measurements_path, cases_path: the two tables.
         findings: rows of ``measurements.csv``.
         skipped: files passed over, with the reason.
@@ -152,11 +155,13 @@ class MlExportResult:
 class _Inputs:
     segs: List[Tuple[str, Dataset]] = field(default_factory=list)
     srs: List[Tuple[str, Dataset]] = field(default_factory=list)
+    rtstructs: List[Tuple[str, Dataset]] = field(default_factory=list)
     images: Dict[str, List[Tuple[str, Dataset]]] = field(default_factory=dict)
     skipped: Dict[str, str] = field(default_factory=dict)
 
 
 def _discover(inputs: Sequence[PathLike], progress) -> _Inputs:
+    from ..encodings.rtstruct.common import RT_STRUCTURE_SET_STORAGE
     from ..encodings.seg import SEG_SOP_CLASSES
     from ..encodings.sr import SR_SOP_CLASSES
 
@@ -181,12 +186,14 @@ def _discover(inputs: Sequence[PathLike], progress) -> _Inputs:
             found.segs.append((str(path), ds))
         elif sop_class in SR_SOP_CLASSES or modality == "SR":
             found.srs.append((str(path), ds))
+        elif sop_class == RT_STRUCTURE_SET_STORAGE or modality == "RTSTRUCT":
+            found.rtstructs.append((str(path), ds))
         elif modality in _NOT_SUPPORTED:
             found.skipped[str(path)] = f"not supported ({modality})"
         elif "Rows" in ds and "Columns" in ds and ds.get("SeriesInstanceUID"):
             found.images.setdefault(str(ds.SeriesInstanceUID), []).append((str(path), ds))
         else:
-            found.skipped[str(path)] = f"not an image, SEG or SR ({modality or 'no modality'})"
+            found.skipped[str(path)] = f"not an image, SEG, RTSTRUCT or SR ({modality or 'no modality'})"
     return found
 
 
@@ -254,12 +261,13 @@ def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progr
     builder = _CaseBuilder(found, result, progress)
     builder.overlay_cases()
     builder.seg_cases()
+    builder.rtstruct_cases()
     rows = _Rows(table)
     builder.sr_cases(rows)
     _name_cases(result.cases)
     if not result.cases:
         detail = "; ".join(result.problems[:5]) or (
-            f"{len(found.skipped)} files passed over" if found.skipped else "no SEG, SR or overlay series")
+            f"{len(found.skipped)} files passed over" if found.skipped else "no SEG, RTSTRUCT, SR or overlay series")
         raise InputError(f"nothing to export from {', '.join(str(i) for i in inputs)}: {detail}")
     for case in track(result.cases, progress, "Writing label maps"):
         try:
@@ -277,7 +285,7 @@ def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progr
 
 
 class _CaseBuilder:
-    """Turns the discovered objects into cases (reading SEGs, SRs and overlay series)."""
+    """Turns the discovered objects into cases (reading SEGs, RTSTRUCTs, SRs and overlay series)."""
 
     def __init__(self, found: _Inputs, result: MlExportResult, progress):
         self.found = found
@@ -361,6 +369,27 @@ class _CaseBuilder:
                           dict(imported.segment_numbers))
             self.result.cases.append(case)
             self.seg_cases_by_uid[case.seg_sop_instance_uid] = case
+
+    def rtstruct_cases(self) -> None:
+        """A case per RT Structure Set, on the series it references (among the inputs, else the
+        one beside the file): label maps of its closed contours, markups of the rest (LPS)."""
+        from ..encodings.rtstruct import import_rtstruct
+        from ..encodings.rtstruct.decode import referenced_series_uid
+
+        for path, ds in self.found.rtstructs:
+            series_uid = referenced_series_uid(ds)[0]
+            series = self.load(series_uid) if series_uid else None
+            try:
+                imported = import_rtstruct(path, series, progress=self.progress)
+            except DicomAnnotEmbedError as error:
+                self.problem(path, error.problem)
+                continue
+            for message in imported.skipped:
+                log.info("%s: %s", path, message)
+            segmentation = imported.segmentation
+            self.result.cases.append(MlCase(
+                "", "rtstruct", os.path.abspath(path), segmentation, list(imported.markups), imported.series,
+                segmentation.geometry if segmentation is not None else imported.annotations.geometry))
 
     def sr_cases(self, rows: "_Rows") -> None:
         from ..encodings.seg import import_seg
