@@ -7,6 +7,8 @@ Built once into a folder (``build_corpus``); ``corpus.json`` there lists every s
     seg           DICOM SEG files (ours: BINARY, LABELMAP; interop: any)
     sr            TID 1500 SR files
     image         single DICOM images from the interop files (a one-file series)
+    rtstruct      RT Structure Sets
+    gsps          Grayscale Softcopy Presentation States
     segnrrd       .seg.nrrd
     mrk           .mrk.json
     meta          dcmqi segmentation metadata JSON
@@ -63,6 +65,10 @@ def build_corpus(folder: Path, interop: bool = True) -> dict:
               dict(kind="seg", path=str(csv_dir / "seg.dcm")),
               dict(kind="mrk", path=str(csv_dir / "markups.mrk.json")),
               dict(kind="segnrrd", path=str(csv_dir / "segmentation.seg.nrrd"))]
+    api.export_rtstruct(case.series_dir, case.segmentation_path, folder / "rt.dcm", markups=[case.markups_path])
+    api.export_gsps(case.series_dir, [case.markups_path], folder / "pr.dcm", segmentation=case.segmentation_path,
+                    outlines=True, force=True)
+    seeds += [dict(kind="rtstruct", path=str(folder / "rt.dcm")), dict(kind="gsps", path=str(folder / "pr.dcm"))]
     write_dcmqi_metadata(load_segmentation(case.segmentation_path), folder / "meta.json")
     seeds.append(dict(kind="meta", path=str(folder / "meta.json")))
     if interop and SHARED_INTEROP.is_dir():
@@ -78,7 +84,8 @@ def _interop_seeds(root: Path) -> list:
     import pydicom
 
     seeds = []
-    kinds = {"1.2.840.10008.5.1.4.1.1.66.4": "seg", "1.2.840.10008.5.1.4.1.1.66.7": "seg"}
+    kinds = {"1.2.840.10008.5.1.4.1.1.66.4": "seg", "1.2.840.10008.5.1.4.1.1.66.7": "seg",
+             "1.2.840.10008.5.1.4.1.1.481.3": "rtstruct", "1.2.840.10008.5.1.4.1.1.11.1": "gsps"}
     counts = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if path.stat().st_size > MAX_INTEROP_BYTES:

@@ -97,6 +97,16 @@ def evaluations_read(path: Path, out: Path, ctx: Context):
     read_evaluations_csv(path, "lidc")
 
 
+def rtstruct_import(path: Path, out: Path, ctx: Context):
+    from DicomAnnotEmbedLib import api
+    api.import_rtstruct(path, ctx.series, segmentation_out=out / "rt.seg.nrrd", markups_out=out / "rt.mrk.json")
+
+
+def gsps_import(path: Path, out: Path, ctx: Context):
+    from DicomAnnotEmbedLib import api
+    api.import_gsps(path, ctx.series, markups_out=out / "pr.mrk.json")
+
+
 #: name -> (seed kinds, mutation format, call, weight). Weights favour the cheap readers so that a
 #: slice of a few thousand cases stays within minutes; every reader gets cases.
 READERS = {
@@ -115,4 +125,6 @@ READERS = {
     "metadata_read": (("meta",), "json", metadata_read, 2),
     "table_read": (("table",), "csv", table_read, 2),
     "evaluations_read": (("evaluations",), "csv", evaluations_read, 2),
+    "rtstruct_import": (("rtstruct",), "dicom", rtstruct_import, 3),
+    "gsps_import": (("gsps",), "dicom", gsps_import, 0.5),  # 1.5-2 s a case
 }
