@@ -12,7 +12,8 @@ the patient coordinate system of its DICOM series.
 
 Output layout of :func:`export_nodes` in ``out_dir``: ``overlay/`` (the overlay-embedded copy of
 the series; ``overlay/series_NN/`` when split), ``seg.dcm`` (DICOM SEG), ``sr.dcm`` (TID 1500 SR
-referencing ``seg.dcm``).
+referencing ``seg.dcm``), ``rtstruct.dcm`` (RT Structure Set), ``annotations.pr.dcm`` (Grayscale
+Softcopy Presentation State). Optionally sent to an archive node afterwards (:mod:`.services.pacs`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError, Outpu
 from ..core.geometry import VolumeGeometry
 from ..core.progress import ProgressCallback
 from ..core.series import ReferenceSeries, load_series
+from .browser import (OTHER_OBJECT_CONFIDENCE, OTHER_OVERLAY_CONFIDENCE, OURS_CONFIDENCE,  # noqa: F401 (re-exported)
+                      RTSTRUCT_CONFIDENCE, DicomKind, browser_preference, classify_dicom, pydicom_version)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,14 @@ PathLike = Union[str, os.PathLike]
 MRMLNode = Any
 MRMLScene = Any
 
-#: The encodings :func:`export_nodes` writes, by name.
-OUTPUTS = ("overlay", "seg", "sr")
+#: The encodings :func:`export_nodes` writes, by name; DEFAULT_OUTPUTS when none are chosen.
+OUTPUTS = ("overlay", "seg", "sr", "rtstruct", "gsps")
+DEFAULT_OUTPUTS = ("overlay", "seg", "sr")
 OVERLAY_FOLDER = "overlay"
 SEG_FILE = "seg.dcm"
 SR_FILE = "sr.dcm"
+RTSTRUCT_FILE = "rtstruct.dcm"
+GSPS_FILE = "annotations.pr.dcm"
 
 #: Volume node attributes set by :func:`dicomize_volume_node` (and the module) that link a
 #: non-DICOM volume to the DICOM series written for it.
@@ -80,9 +86,15 @@ class ExportOptions:
         split: overlays: several series when there are more planes than free overlay groups.
         series_description: description of the written series (each encoder's default when None).
         force: write into a non-empty output folder, replacing our own files.
+        rtstruct_interpreted_type: RT ROI Interpreted Type of every segment ("" : ORGAN, or the
+            segment's own); one of :data:`encodings.rtstruct.INTERPRETED_TYPES`.
+        gsps_outlines: the presentation state also draws each segment's outline, slice by slice.
+        send_to: an archive node (``AET@HOST:PORT``, a DICOMweb URL or a configured name; see
+            :func:`services.pacs.parse_node`) to send every written file to; "" sends nothing.
+        send_retries: tries again after a lost connection, at most this many times.
     """
 
-    outputs: Sequence[str] = OUTPUTS
+    outputs: Sequence[str] = DEFAULT_OUTPUTS
     seg_type: str = "auto"
     compression: str = "auto"
     lidc: bool = False
@@ -92,6 +104,10 @@ class ExportOptions:
     split: bool = False
     series_description: Optional[str] = None
     force: bool = False
+    rtstruct_interpreted_type: str = ""
+    gsps_outlines: bool = False
+    send_to: str = ""
+    send_retries: int = 3
 
     def checked(self) -> "ExportOptions":
         """A copy with normalised values. Raises InputError for unknown outputs or SEG options."""
@@ -108,8 +124,15 @@ class ExportOptions:
             raise InputError(f"unknown SEG type {self.seg_type!r}; choose from {', '.join(SEG_TYPES)}")
         if compression not in COMPRESSIONS:
             raise InputError(f"unknown compression {self.compression!r}; choose from {', '.join(COMPRESSIONS)}")
+        from ..encodings.rtstruct import INTERPRETED_TYPES
+
+        interpreted = (self.rtstruct_interpreted_type or "").strip().upper()
+        if interpreted and interpreted not in INTERPRETED_TYPES:
+            raise InputError(f"unknown RT ROI Interpreted Type {self.rtstruct_interpreted_type!r}; choose from "
+                             f"{', '.join(INTERPRETED_TYPES)}")
         return dataclasses.replace(self, outputs=outputs, seg_type=seg_type, compression=compression,
-                                   observer_name=(self.observer_name or "").strip())
+                                   observer_name=(self.observer_name or "").strip(), rtstruct_interpreted_type=interpreted,
+                                   send_to=(self.send_to or "").strip())
 
 
 @dataclass
@@ -120,6 +143,9 @@ class ExportResult:
     overlay: Any = None  # overlay.OverlayExportResult
     seg: Any = None  # seg.SegExportResult
     sr: Any = None  # sr.SrExportResult
+    rtstruct: Any = None  # rtstruct.RtStructExportResult
+    gsps: Any = None  # gsps.GspsExportResult
+    sent: Any = None  # services.pacs SendReport, when sent
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -132,6 +158,7 @@ class ExportResult:
             files += [str(p) for p in self.seg.paths]
         if self.sr is not None:
             files.append(str(self.sr.path))
+        files += [str(r.path) for r in (self.rtstruct, self.gsps) if r is not None]
         return files
 
     def summary(self) -> str:
@@ -146,6 +173,14 @@ class ExportResult:
         if self.sr is not None:
             lines.append(f"TID 1500 SR ({self.sr.groups} measurement groups, {len(self.sr.records)} records): "
                          f"{self.sr.path}")
+        if self.rtstruct is not None:
+            lines.append(f"RT Structure Set ({len(self.rtstruct.rois)} ROIs, {self.rtstruct.contours} contours): "
+                         f"{self.rtstruct.path}")
+        if self.gsps is not None:
+            lines.append(f"Presentation state ({self.gsps.graphics} graphics on {self.gsps.images} images): "
+                         f"{self.gsps.path}")
+        if self.sent is not None:
+            lines.append(f"Sent to {self.sent.node}: {self.sent.summary()}")
         return "\n".join(lines + self.notes)
 
 
@@ -179,7 +214,7 @@ def export_nodes(series: ReferenceSeries, segmentation_node: Optional[MRMLNode] 
             put on its grid by Slicer's logic and the markups are read in its own frame (so a
             transform above both is ignored); it must lie on the series grid. Without it the
             segments and markups are read in world coordinates and put on the series grid.
-        options: :class:`ExportOptions` (defaults: every output, automatic SEG type).
+        options: :class:`ExportOptions` (defaults: overlay, SEG and SR, automatic SEG type).
         progress: ``progress(done, total, message)``; raise :class:`Cancelled` in it to stop.
 
     Returns:
@@ -189,6 +224,7 @@ def export_nodes(series: ReferenceSeries, segmentation_node: Optional[MRMLNode] 
         InputError: nothing to export, a node that cannot be converted, bad options.
         GeometryError: the reference volume does not lie on the series, a sheared grid.
         OutputError: an output exists (and not ``options.force``) or cannot be written.
+        NetworkError: ``options.send_to`` did not store every file (the files stay written).
     """
     options = (options or ExportOptions()).checked()
     out_dir = Path(out_dir)
@@ -223,11 +259,16 @@ def export_nodes(series: ReferenceSeries, segmentation_node: Optional[MRMLNode] 
                          "choose a segmentation with at least one non-empty segment, or leave SR out")
     if write_seg and not has_segments:
         raise InputError("a DICOM SEG needs a segmentation with at least one non-empty segment")
-    if "overlay" in outputs and not has_segments and not markups:
+    if ("overlay" in outputs or "rtstruct" in outputs) and not has_segments and not markups:
         raise InputError("nothing to export: no non-empty segment and no markup")
+    if "gsps" in outputs and not markups and not (options.gsps_outlines and has_segments):
+        raise InputError("a presentation state draws markups (and, with outlines, segments): choose markups, or a "
+                         "segmentation with segment outlines, or leave GSPS out")
     if "sr" in outputs and "seg" not in outputs:
         result.notes.append(f"The SEG ({SEG_FILE}) was written too: the SR references its segments.")
-    _check_outputs(out_dir, "overlay" in outputs, write_seg, "sr" in outputs, options.force)
+    _check_outputs(out_dir, "overlay" in outputs, {SEG_FILE: write_seg, SR_FILE: "sr" in outputs,
+                                                   RTSTRUCT_FILE: "rtstruct" in outputs, GSPS_FILE: "gsps" in outputs},
+                   options.force)
 
     if options.lidc and segmentation is not None:
         from ..presets.lidc import apply_lidc_preset
@@ -259,10 +300,42 @@ def export_nodes(series: ReferenceSeries, segmentation_node: Optional[MRMLNode] 
                                   series_description=options.series_description,
                                   progress=_Stage(progress, "DICOM SR"))
         result.notes.extend(result.sr.skipped)
+    if "rtstruct" in outputs:
+        result.rtstruct = api.export_rtstruct(series, segmentation if has_segments else None, out_dir / RTSTRUCT_FILE,
+                                              markups=annotations.markups,
+                                              interpreted_type=options.rtstruct_interpreted_type or None,
+                                              progress=_Stage(progress, "RT Structure Set"))
+        result.notes.extend(result.rtstruct.skipped)
+    if "gsps" in outputs:
+        result.gsps = api.export_gsps(series, annotations.markups, out_dir / GSPS_FILE,
+                                      segmentation=segmentation if options.gsps_outlines and has_segments else None,
+                                      outlines=options.gsps_outlines and has_segments, force=True,
+                                      progress=_Stage(progress, "Presentation state"),
+                                      **({"series_description": options.series_description}
+                                         if options.series_description else {}))
+        result.notes.extend(result.gsps.skipped)
+    if options.send_to:
+        result.sent = send_files(options.send_to, result.files, retries=options.send_retries,
+                                 progress=_Stage(progress, f"Sending to {options.send_to}"))
     return result
 
 
-def _check_outputs(out_dir: Path, overlay: bool, seg: bool, sr: bool, force: bool) -> None:
+def send_files(node: str, files: Sequence[PathLike], *, retries: int = 3, timeout: Optional[float] = None,
+               progress: Optional[ProgressCallback] = None):
+    """Send DICOM files (or folders) to an archive node (``AET@HOST:PORT``, a DICOMweb URL or a
+    configured name) with :func:`services.pacs.send`; returns its report.
+
+    Raises:
+        InputError: a bad node string or a file that is not DICOM. NetworkError: the node cannot be
+            reached, refused us, or did not store every file (the message lists each and why).
+    """
+    from ..services import pacs
+
+    return pacs.send(node, [str(f) for f in files], retries=retries, retry_delay=0.5, timeout=timeout,
+                     progress=progress)
+
+
+def _check_outputs(out_dir: Path, overlay: bool, files: dict, force: bool) -> None:
     """Refuse before writing anything when an output is already there (and not ``force``)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError("exists and is not a folder", out_dir)
@@ -271,7 +344,7 @@ def _check_outputs(out_dir: Path, overlay: bool, seg: bool, sr: bool, force: boo
     folder = out_dir / OVERLAY_FOLDER
     if overlay and folder.is_dir() and any(folder.iterdir()):
         raise OutputError("output folder is not empty; choose another folder or allow replacing (force)", folder)
-    for wanted, name in ((seg, SEG_FILE), (sr, SR_FILE)):
+    for name, wanted in files.items():
         if wanted and (out_dir / name).exists():
             raise OutputError("exists; choose another folder or allow replacing (force)", out_dir / name)
 
@@ -527,6 +600,43 @@ def import_sr_to_scene(scene: MRMLScene, sr_file: PathLike, series: Optional[Ref
     return result
 
 
+def import_rtstruct_to_scene(scene: MRMLScene, rtstruct_file: PathLike, series: Optional[ReferenceSeries] = None, *,
+                             reference_volume_node: Optional[MRMLNode] = None, name: Optional[str] = None,
+                             progress: Optional[ProgressCallback] = None) -> SceneImport:
+    """Load an RT Structure Set (ours or another tool's) onto its referenced series' grid: closed
+    contours as a segmentation node (ROI names, colours, terminology from the ROI codes), points and
+    open contours as markups nodes (LPS in the file, RAS in the scene). ``series``: the referenced
+    series (None: searched beside the file). What could not be placed is listed in ``missing``.
+
+    Raises:
+        InputError: not an RTSTRUCT, its series not found, no contour on the series.
+    """
+    imported = api.import_rtstruct(rtstruct_file, series, progress=_Stage(progress, "RT Structure Set"))
+    base = name or _dicom_name(rtstruct_file, "Structures")
+    result = SceneImport(missing=list(imported.skipped), source=imported)
+    if imported.segmentation is not None and imported.segmentation.segments:
+        result.segmentation_node = mrml_adapter.segmentation_to_node(scene, imported.segmentation, base,
+                                                                     reference_volume_node=reference_volume_node)
+        result.segmentation_node.SetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE, sop_instance_uid(rtstruct_file))
+    result.markups_nodes = mrml_adapter.markups_to_nodes(scene, imported.markups,
+                                                         reference_volume_node=reference_volume_node)
+    return result
+
+
+def import_gsps_to_scene(scene: MRMLScene, gsps_file: PathLike, series: ReferenceSeries, *,
+                         reference_volume_node: Optional[MRMLNode] = None,
+                         progress: Optional[ProgressCallback] = None) -> SceneImport:
+    """Load a presentation state's graphic annotations (ours: every markup whole, with its kind and
+    name; another's: polylines, points, circles, ellipses) as markups nodes on the planes of the
+    referenced images of ``series`` (LPS in the model, RAS in the scene). What could not be
+    converted is listed in ``missing``."""
+    imported = api.import_gsps(gsps_file, series, progress=_Stage(progress, "Presentation state"))
+    result = SceneImport(missing=list(imported.report), source=imported)
+    result.markups_nodes = mrml_adapter.markups_to_nodes(scene, imported.markups,
+                                                         reference_volume_node=reference_volume_node)
+    return result
+
+
 def convert(inputs, to: str, out: PathLike, **options):
     """Any encoding to any other, as ``dicomannotembed convert`` (see :func:`api.convert`; files
     in, files out, coordinates LPS); ``result.dropped`` lists what the target could not hold."""
@@ -583,110 +693,8 @@ def sop_instance_uid(path: PathLike) -> str:
         return ""
 
 
-# --- recognising our objects (for the DICOM browser plugin) ---------------------------------------
-
-def pydicom_version() -> tuple:
-    """(major, minor) of the pydicom in use (Slicer 5.12 bundles 3.0; the core needs 3)."""
-    import pydicom
-
-    parts = []
-    for part in pydicom.__version__.split(".")[:2]:
-        digits = "".join(c for c in part if c.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
-@dataclass
-class DicomKind:
-    """What a DICOM file is, for the DICOM browser plugin.
-
-    Attributes:
-        kind: "overlay" (an image with overlay planes), "seg", "sr" (TID 1500) or "" (none of these).
-        ours: written by DicomAnnotEmbed.
-        detail: for a SEG its type ("LABELMAP", "BINARY", "FRACTIONAL"); for overlays the groups.
-        series_uid, description: of the file.
-        referenced_series_uids: series a SEG or SR refers to (images, for SR also SEGs).
-        referenced_instance_uids: SOP Instance UIDs an SR refers to (its evidence).
-    """
-
-    kind: str = ""
-    ours: bool = False
-    detail: str = ""
-    series_uid: str = ""
-    description: str = ""
-    referenced_series_uids: List[str] = field(default_factory=list)
-    referenced_instance_uids: List[str] = field(default_factory=list)
-
-
-def classify_dicom(path: PathLike) -> DicomKind:
-    """Read a file's header and say whether it is one of ours to load (never raises)."""
-    import pydicom
-
-    from ..encodings.overlay import OVERLAY_GROUPS, PRIVATE_CREATOR, PRIVATE_GROUP
-    from ..encodings.seg import LABEL_MAP_SEGMENTATION_STORAGE, SEG_SOP_CLASSES
-    from ..encodings.sr import SR_SOP_CLASSES
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # not DICOM or unreadable: nothing of ours
-        return DicomKind()
-    sop_class = str(ds.get("SOPClassUID", ""))
-    modality = str(ds.get("Modality", ""))
-    ours = str(ds.get("Manufacturer", "")) == "DicomAnnotEmbed"
-    kind = DicomKind(series_uid=str(ds.get("SeriesInstanceUID", "")), description=str(ds.get("SeriesDescription", "")))
-    if sop_class in SEG_SOP_CLASSES or modality == "SEG":
-        kind.kind, kind.ours = "seg", ours
-        kind.detail = "LABELMAP" if sop_class == LABEL_MAP_SEGMENTATION_STORAGE else \
-            str(ds.get("SegmentationType", "BINARY")).upper()
-        kind.referenced_series_uids = [str(item.get("SeriesInstanceUID", ""))
-                                       for item in ds.get("ReferencedSeriesSequence", []) or []]
-        return kind
-    if sop_class in SR_SOP_CLASSES or modality == "SR":
-        template = ""
-        if ds.get("ContentTemplateSequence"):
-            template = str(ds.ContentTemplateSequence[0].get("TemplateIdentifier", ""))
-        if template == "1500":
-            kind.kind, kind.ours = "sr", ours
-            for study in ds.get("CurrentRequestedProcedureEvidenceSequence", []) or []:
-                for item in study.get("ReferencedSeriesSequence", []) or []:
-                    kind.referenced_series_uids.append(str(item.get("SeriesInstanceUID", "")))
-                    kind.referenced_instance_uids += [str(i.get("ReferencedSOPInstanceUID", ""))
-                                                      for i in item.get("ReferencedSOPSequence", []) or []]
-        return kind
-    groups = sorted({tag >> 16 for tag in ds.keys() if tag >> 16 in OVERLAY_GROUPS and tag & 0xFFFF == 0x0010})
-    creator = any(tag >> 16 == PRIVATE_GROUP and 0x10 <= tag & 0xFFFF <= 0xFF
-                  and str(ds[tag].value).strip() == PRIVATE_CREATOR for tag in ds.keys())
-    if groups or creator:
-        kind.kind, kind.ours = "overlay", creator
-        kind.detail = ", ".join(f"{g:04X}" for g in groups)
-    return kind
-
-
-#: DICOM browser confidences: Slicer's scalar volume plugin gives an image series 0.5, its SEG and
-#: TID 1500 plugins 0.95; the highest confidence is preselected.
-OURS_CONFIDENCE = 0.97
-OTHER_OVERLAY_CONFIDENCE = 0.45
-OTHER_OBJECT_CONFIDENCE = 0.5
-
-
-def browser_preference(kind: DicomKind) -> tuple:
-    """(confidence, selected) of the DICOM browser loadable for a recognised file.
-
-    Preselected, above Slicer's own plugins: our overlay-embedded series, any LABELMAP SEG (which
-    Slicer's SEG plugin does not load), our TID 1500 SR (whose curves, angles, closed curves,
-    planes and ROIs Slicer's TID 1500 plugin does not load). Offered unselected, Slicer's plugins
-    staying the default: other overlay series (scanner graphics), BINARY/FRACTIONAL SEG, other SRs.
-    """
-    if kind.kind == "overlay":
-        return (OURS_CONFIDENCE, True) if kind.ours else (OTHER_OVERLAY_CONFIDENCE, False)
-    if kind.kind == "seg":
-        return (OURS_CONFIDENCE, True) if kind.detail == "LABELMAP" else (OTHER_OBJECT_CONFIDENCE, False)
-    if kind.kind == "sr":
-        return (OURS_CONFIDENCE, True) if kind.ours else (OTHER_OBJECT_CONFIDENCE, False)
-    return (0.0, False)
-
-
 __all__ = [
+    "DEFAULT_OUTPUTS", "GSPS_FILE", "RTSTRUCT_FILE", "import_gsps_to_scene", "import_rtstruct_to_scene", "send_files",
     "Cancelled", "DicomKind", "browser_preference", "ExportOptions", "ExportResult", "OUTPUTS", "SceneImport", "check_volume_on_series",
     "classify_dicom", "dicomize_volume_node", "export_nodes", "import_overlay_to_scene", "import_seg_to_scene",
     "import_sr_to_scene", "load_series_files", "measurements_table_node", "opened_series", "same_voxels",
