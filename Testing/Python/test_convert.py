@@ -231,7 +231,7 @@ def test_cli_convert(sources, tmp_path):
     done = run("convert", found["seg"][0], found["gsps"][0], "--to", "rtstruct", "--series", series,
                "--out", tmp_path / "rt.dcm", "--interpreted-type", "gtv")
     assert done.returncode == 0, done.stderr
-    assert "rtstruct written to" in done.stdout and "3 segments, 3 markups" in done.stdout
+    assert "rtstruct written to" in done.stdout and "from 3 segments and 3 markups" in done.stdout
     done = run("convert", found["slicer"][0], "--to", "seg", "--series", series, "--out", tmp_path / "s.dcm",
                "--type", "labelmap", "--compress", "rle", "--split-layers")
     assert done.returncode == 0, done.stderr
@@ -497,3 +497,28 @@ def test_preview_legend_keeps_non_ascii_names(tmp_path):
     # Greek and Cyrillic letters are real glyphs, not the same 'missing' box
     assert font.getmask("α").getbbox() != font.getmask("ж").getbbox() or \
         bytes(font.getmask("α")) != bytes(font.getmask("ж"))
+
+
+def test_what_is_dropped_is_said_once(sources, tmp_path, caplog):
+    """One warning lists what the target cannot hold; the encoders' own 'skipped' lines are not repeated."""
+    import logging
+
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.core.model import Markup, Segment
+    from DicomAnnotEmbedLib.files.markups_io import write_markups
+    from DicomAnnotEmbedLib.files.segio import load_segmentation, write_seg_nrrd
+
+    series, found = sources
+    seg = load_segmentation(found["slicer"][0])
+    seg.add_segment(np.zeros(seg.geometry.shape, bool), Segment(id="Hollow", name="Hollow"))
+    write_seg_nrrd(tmp_path / "e.seg.nrrd", seg)
+    centre = seg.geometry.ijk_to_lps_points([[20.0, 20.0, 2.0]])[0]
+    write_markups(tmp_path / "box.mrk.json", [Markup("roi", "Box", roi_center_lps=centre, roi_size=[4.0, 4.0, 4.0],
+                                                     roi_axes_lps=seg.geometry.directions)])
+    with caplog.at_level(logging.WARNING, logger="DicomAnnotEmbedLib"):
+        result = api.convert([tmp_path / "e.seg.nrrd", tmp_path / "box.mrk.json"], "rtstruct", tmp_path / "rt.dcm",
+                             series=series)
+    assert any("'Hollow'" in line for line in result.dropped) and any("'Box'" in line for line in result.dropped)
+    ours = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("DicomAnnotEmbedLib")]
+    assert sum("Hollow" in r.getMessage() for r in ours) == 1
+    assert sum("Box" in r.getMessage() for r in ours) == 1

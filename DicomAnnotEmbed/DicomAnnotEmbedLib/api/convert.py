@@ -76,8 +76,9 @@ class ConvertResult:
         seg = self.annotations.segmentation if self.annotations else None
         n_segments = len(seg.segments) if seg is not None else 0
         n_markups = len(self.annotations.markups) if self.annotations else 0
-        return (f"{self.target} written to {', '.join(self.paths)}: {_count(n_segments, 'segment')}, "
-                f"{_count(n_markups, 'markup')} converted")
+        return (f"{self.target} written to {', '.join(self.paths)} from {_count(n_segments, 'segment')} and "
+                f"{_count(n_markups, 'markup')}" + (f"; {_count(len(self.dropped), 'item')} the target cannot hold "
+                                                   f"(see the warning)" if self.dropped else ""))
 
 
 def _count(n: int, word: str) -> str:
@@ -305,11 +306,57 @@ def convert(inputs: Union[PathLike, Sequence[PathLike]], to: str, out: PathLike,
     segments = list(seg.segments) if seg is not None else []
     empty = [s.name for s in segments if seg.voxel_counts()[s.id] == 0] if segments else []
     writer = _WRITERS[to]
-    writer(reference, annotations, out, result, markups_out=markups_out, force=force, progress=progress,
-           empty=empty, **options)
+    import importlib  # the target's encoder loggers must exist before their warnings are held back
+
+    for package in {"sr": ("seg", "sr")}.get(to, (to,) if to in SERIES_TARGETS else ()):
+        importlib.import_module(f"{__package__.rpartition('.')[0]}.encodings.{package}")
+    with _skips_held_back() as held:  # the encoders' own "... is skipped" warnings: said once, below
+        writer(reference, annotations, out, result, markups_out=markups_out, force=force, progress=progress,
+               empty=empty, **options)
+    dropped += [message for message in held if not any(_quoted(message) in line for line in dropped)]
     if dropped:
         log.warning("%s cannot hold everything given; not converted: %s", to, "; ".join(dropped))
     return result
+
+
+class _HoldSkips(logging.Filter):
+    """Keeps back WARNING records that say something was skipped, remembering their text."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: List[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno == logging.WARNING and ("skipped" in message or "is empty" in message):
+            self.messages.append(message)
+            return False
+        return True
+
+
+class _skips_held_back:
+    """Context: the package's loggers hold back "skipped" warnings (the dropped list says them)."""
+
+    def __enter__(self) -> List[str]:
+        self.hold = _HoldSkips()
+        prefix = __name__.split(".")[0]
+        self.loggers = [logger for name, logger in logging.Logger.manager.loggerDict.items()
+                        if name.startswith(prefix) and isinstance(logger, logging.Logger)]
+        for logger in self.loggers:
+            logger.addFilter(self.hold)
+        return self.hold.messages
+
+    def __exit__(self, *exc) -> None:
+        for logger in self.loggers:
+            logger.removeFilter(self.hold)
+
+
+def _quoted(message: str) -> str:
+    """The first quoted name in a message ('x'), or the message itself."""
+    import re
+
+    found = re.search(r"'[^']*'", message)
+    return found.group(0) if found else message
 
 
 def _markup_names(markups: Sequence[Markup]) -> str:
