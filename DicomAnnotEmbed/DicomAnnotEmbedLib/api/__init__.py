@@ -6,24 +6,26 @@ Coordinates: every path or object passed in or out is in the frame its file form
 
 Each topic lives in its own module of this package; this module only re-exports the public names.
 """
-from .conversions import (MarkupsSource, PathLike, SegmentationSource, dicomize, export_ml, export_overlay,
-                          export_seg, export_sr, import_csv, import_overlay, import_seg, import_sr,
-                          load_annotations, write_annotations, write_preview)
-from .gsps import export_gsps, import_gsps
-
-__all__ = ["MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "export_ml", "export_overlay",
-           "export_seg", "export_sr", "import_csv", "import_overlay", "import_seg", "import_sr",
-           "load_annotations", "write_annotations", "write_preview"]
-__all__ += ["export_gsps", "import_gsps"]
-from .rtstruct import export_rtstruct, import_rtstruct  # noqa: E402
-__all__ += ["export_rtstruct", "import_rtstruct"]
+# ``convert`` is both a module of this package and a function: bound here, before anything imports
+# the module (which would set ``api.convert`` to the module); api.convert needs only what
+# api.conversions needs.
 from .convert import convert, read_annotations_any  # noqa: E402
-__all__ += ["convert", "read_annotations_any"]
 
-#: Names re-exported lazily (``api`` imports nothing of ``services`` until one is used):
+#: The other public names are re-exported lazily (PEP 562), so that ``api.export_seg`` does not
+#: import RTSTRUCT and GSPS (the command line's start-up, Testing/benchmarks/bench_seg.py notes):
 #: name -> module relative to this package's parent.
-_LAZY = {"run_batch": "services.batch"}
+_LAZY = dict.fromkeys(("MarkupsSource", "PathLike", "SegmentationSource", "dicomize", "export_ml", "export_overlay",
+                       "export_seg", "export_sr", "import_csv", "import_overlay", "import_seg", "import_sr",
+                       "load_annotations", "write_annotations", "write_preview"), "api.conversions")
+_LAZY.update(dict.fromkeys(("export_gsps", "import_gsps"), "api.gsps"))
+_LAZY.update(dict.fromkeys(("export_rtstruct", "import_rtstruct"), "api.rtstruct"))
+__all__ = list(_LAZY) + ["convert", "read_annotations_any"]
+_LAZY["run_batch"] = "services.batch"
 _LAZY.update(dict.fromkeys(("pacs_echo", "pacs_find", "pacs_get", "pacs_send"), "services.pacs"))
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name):
@@ -32,4 +34,7 @@ def __getattr__(name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}"), name)
+    value = getattr(importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}"), name)
+    if module.startswith("api."):
+        globals()[name] = value  # once
+    return value

@@ -7,10 +7,25 @@ Coordinates: LPS throughout, as in DICOM.
 Modules: ``common`` (SOP class, types, options, results), ``contours`` (tracing and filling),
 ``encode`` (export), ``decode`` (import).
 """
-from .common import (DEFAULT_TOLERANCE_MM, INTERPRETED_TYPES, RtStructExportOptions, RtStructExportResult,
-                     RtStructImport, rtstruct_summary)
-from .decode import import_rtstruct, read_rtstruct_dataset
-from .encode import export_rtstruct
-
+#: Names re-exported lazily (PEP 562): the command line reads the constants of ``common`` while it
+#: builds its parser, without importing the decoder (pydicom). Name -> module of this package.
+_LAZY = dict.fromkeys(("DEFAULT_TOLERANCE_MM", "INTERPRETED_TYPES", "RtStructExportOptions", "RtStructExportResult",
+                       "RtStructImport", "rtstruct_summary"), "common")
+_LAZY.update({"import_rtstruct": "decode", "read_rtstruct_dataset": "decode", "export_rtstruct": "encode"})
 __all__ = ["DEFAULT_TOLERANCE_MM", "INTERPRETED_TYPES", "RtStructExportOptions", "RtStructExportResult",
            "RtStructImport", "export_rtstruct", "import_rtstruct", "read_rtstruct_dataset", "rtstruct_summary"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
