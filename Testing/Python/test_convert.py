@@ -522,3 +522,52 @@ def test_what_is_dropped_is_said_once(sources, tmp_path, caplog):
     ours = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("DicomAnnotEmbedLib")]
     assert sum("Hollow" in r.getMessage() for r in ours) == 1
     assert sum("Box" in r.getMessage() for r in ours) == 1
+
+
+def test_other_writers_inputs(tmp_path):
+    """dcmqi's SEG, highdicom's SEG and SR, a scanner's overlay plane: detected by SOP Class UID
+    (or as a series folder) and converted exactly."""
+    import shutil
+
+    from conftest import interop
+    from DicomAnnotEmbedLib import api
+    import importlib
+
+    kinds = importlib.import_module("DicomAnnotEmbedLib.api.convert").input_kind
+    assert kinds(interop("highdicom", "sr_document.dcm")) == "sr"
+    assert kinds(interop("highdicom", "seg_image_ct_binary_overlap.dcm")) == "seg"
+    series = interop("dcmqi", "ct-3slice")
+    seg_file = interop("dcmqi", "liver.dcm")
+    want = _masks(api.read_annotations_any([seg_file], series))
+    assert want
+    rt = api.convert([seg_file], "rtstruct", tmp_path / "rt.dcm", series=series)
+    assert rt.dropped == []
+    _same_masks(want, _masks(api.read_annotations_any([tmp_path / "rt.dcm"], series)), by_name=True)
+    folder = tmp_path / "scanner"
+    folder.mkdir()
+    shutil.copy(interop("pydicom-data", "MR-SIEMENS-DICOM-WithOverlays.dcm"), folder / "image.dcm")
+    out = api.convert([folder], "seg-nrrd", tmp_path / "overlay.seg.nrrd")
+    assert out.annotations.segmentation is not None and _masks(out.annotations)
+    # dcmqi's SR finds its SEG beside it; without a series the SEG's own grid is used
+    sr = api.convert([interop("dcmqi", "sr-example", "sr.dcm")], "seg-nrrd", tmp_path / "dcmqi.seg.nrrd")
+    _same_masks(_masks(api.read_annotations_any([interop("dcmqi", "sr-example", "seg.dcm")])),
+                _masks(api.read_annotations_any([tmp_path / "dcmqi.seg.nrrd"])), by_name=True)
+    assert sr.dropped == []
+
+
+def test_csv_table_input(sample_case, tmp_path):
+    """An annotation table converts like csv import reads it."""
+    from conftest import REPO
+    from DicomAnnotEmbedLib import api
+    from DicomAnnotEmbedLib.core.series import load_series
+    from DicomAnnotEmbedLib.files.csv_table import read_annotation_table
+
+    table = REPO / "Resources" / "Examples" / "annotations_example.csv"
+    series = load_series(sample_case.series_dir)
+    read = read_annotation_table(table, series)
+    result = api.convert([table], "seg-nrrd", tmp_path / "table.seg.nrrd", series=series,
+                         markups_out=tmp_path / "table.mrk.json")
+    assert result.dropped == []
+    _same_masks(_masks(type(result.annotations)(series.geometry, read.segmentation)),
+                _masks(api.read_annotations_any([tmp_path / "table.seg.nrrd"])), by_name=True)
+    assert len(result.annotations.markups) == len(read.markups)
