@@ -251,6 +251,9 @@ def test_cli_targets_match_api():
 
     assert cli_convert.TARGETS == api_convert.TARGETS
     assert cli_convert.SERIES_TARGETS == api_convert.SERIES_TARGETS
+    from DicomAnnotEmbedLib.encodings.seg import COMPRESSIONS, SEG_TYPES
+
+    assert (cli_convert.SEG_TYPES, cli_convert.COMPRESSIONS) == (SEG_TYPES, COMPRESSIONS)
 
 
 @pytest.mark.parametrize("source", ["seg", "rtstruct", "sr", "overlay"])

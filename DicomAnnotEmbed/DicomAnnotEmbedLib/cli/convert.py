@@ -8,6 +8,10 @@ from ._common import UsageError
 #: api.convert.TARGETS, kept here so that parsing arguments imports nothing heavy (a test checks they agree).
 TARGETS = ("overlay", "seg", "sr", "rtstruct", "gsps", "seg-nrrd", "nifti")
 SERIES_TARGETS = ("overlay", "seg", "sr", "rtstruct", "gsps")
+#: encodings.seg's SEG_TYPES and COMPRESSIONS, as constants: importing the SEG encoding (highdicom)
+#: would slow every command's start (a test checks that they agree).
+SEG_TYPES = ("auto", "binary", "labelmap", "fractional")
+COMPRESSIONS = ("auto", "none", "jpegls", "rle", "jpeg2000")
 
 
 def register(commands, command) -> None:
@@ -28,9 +32,9 @@ def register(commands, command) -> None:
     conv.add_argument("--markups-out", metavar="FILE.mrk.json", help="seg-nrrd/nifti: also write the markups here")
     conv.add_argument("--force", action="store_true", help="replace an existing output")
     seg = conv.add_argument_group("seg and sr targets")
-    seg.add_argument("--type", dest="seg_type", choices=["auto", "binary", "labelmap", "fractional"],
+    seg.add_argument("--type", dest="seg_type", choices=SEG_TYPES,
                      help="SEG type (default auto for seg, binary for the SEG beside an SR)")
-    seg.add_argument("--compress", dest="compression", choices=["auto", "none", "jpegls", "rle", "jpeg2000"],
+    seg.add_argument("--compress", dest="compression", choices=COMPRESSIONS,
                      help="SEG lossless compression (default auto)")
     seg.add_argument("--split-layers", action="store_true", help="LABELMAP with overlapping segments: one file per layer")
     seg.add_argument("--palette", action="store_true", help="LABELMAP: add a palette colour LUT")
