@@ -22,7 +22,7 @@ def register(commands, command) -> None:
     export.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
     export.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
     export.add_argument("--markups", nargs="+", default=[], metavar="FILE", help="Slicer .mrk.json files (LPS or RAS)")
-    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd or label map whose segments --outlines draws")
+    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd or label map whose segments --outlines draws (or a DICOM SEG, RTSTRUCT, SR or overlay series folder, read as convert reads them)")
     export.add_argument("--outlines", action="store_true", help="draw each segment's outline on each slice as closed polylines")
     export.add_argument("--fill", dest="fill", action="store_true", default=None, help="draw closed shapes filled")
     export.add_argument("--no-fill", dest="fill", action="store_false", help="draw closed shapes as outlines even when the markup says filled")

@@ -22,7 +22,7 @@ def register(commands, command) -> None:
                     "plane and each markup as a Type G plane, as a new DERIVED series.")
     export.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
     export.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
-    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd, or a NRRD/NIfTI label map (resampled onto the series if its grid differs)")
+    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd, or a NRRD/NIfTI label map (resampled onto the series if its grid differs) (or a DICOM SEG, RTSTRUCT, SR or overlay series folder, read as convert reads them)")
     export.add_argument("--markups", nargs="+", default=[], metavar="FILE", help="Slicer .mrk.json files (LPS or RAS)")
     export.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")
     export.add_argument("--force", action="store_true", help="write into a non-empty output folder")

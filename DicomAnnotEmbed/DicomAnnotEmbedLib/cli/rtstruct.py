@@ -28,7 +28,7 @@ def register(commands, command) -> None:
         "CLOSED_PLANAR contours, all in LPS, as one RT Structure Set.")
     export.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
     export.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
-    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd or a NRRD/NIfTI label map")
+    export.add_argument("--segmentation", metavar="FILE", help=".seg.nrrd or a NRRD/NIfTI label map (or a DICOM SEG, RTSTRUCT, SR or overlay series folder, read as convert reads them)")
     export.add_argument("--markups", metavar="FILE", action="append", default=[], help=".mrk.json (repeatable)")
     export.add_argument("--out", required=True, metavar="FILE.dcm", help="output RTSTRUCT file")
     export.add_argument("--interpreted-type", default="ORGAN", type=str.upper, choices=INTERPRETED_TYPES,

@@ -22,6 +22,8 @@ from typing import Dict, Iterator, Optional
 
 ORTHANC_AET = "TESTPACS"
 OUR_AET = "DAETEST"
+#: The calling AE titles the tests and the benchmark use (ours, DCMTK's as a modality, the default).
+CALLING_AETS = (OUR_AET, *(f"{OUR_AET}{n}" for n in range(4)), "MODALITY", "DAEBENCH", "DICOMANNOTEMBED")
 
 
 def find_orthanc() -> Optional[str]:
@@ -119,11 +121,15 @@ def _config(folder: Path, dicom_port: int, http_port: int, *, lua: Optional[str]
         "AuthenticationEnabled": False,
         "HttpServerEnabled": True,
         "DicomCheckCalledAet": True,
-        "DicomAlwaysAllowEcho": True,
-        "DicomAlwaysAllowStore": True,
-        "DicomAlwaysAllowFind": True,
-        "DicomAlwaysAllowGet": True,
-        "DicomModalities": {"dae": [OUR_AET, "127.0.0.1", free_port()]},
+        # Orthanc 1.10 cannot bind its DICOM port to loopback only: it answers only the calling AE
+        # titles below, and only from 127.0.0.1 (its HTTP server refuses remote clients).
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowFind": False,
+        "DicomAlwaysAllowGet": False,
+        "DicomAlwaysAllowMove": False,
+        "DicomCheckModalityHost": True,
+        "DicomModalities": {aet.lower(): [aet, "127.0.0.1", 104] for aet in CALLING_AETS},
         "StorageCompression": False,
         "SyncStorageArea": False,  # no fsync per file: the tests time our side, not the disk
         "OverwriteInstances": False,

@@ -59,6 +59,11 @@ def test_wrong_called_ae_title_and_bad_nodes(case, tmp_path):
         code, _, err = cli("pacs", "send", wrong, str(case.seg), "--retries", "0")
         assert code == 5 and "rejected the association" in err and str(case.seg) in err
         assert server.instance_count() == 0
+        # The test archive answers only the calling AE titles it knows.
+        code, _, err = cli("pacs", "send", server.dimse_node, str(case.seg), "--calling-aet", "STRANGER",
+                           "--retries", "0")
+        assert code == 5 and str(case.seg) in err
+        assert server.instance_count() == 0
     code, _, err = cli("pacs", "echo", "not a node")
     assert code == 3 and "neither AET@HOST:PORT" in err
     code, _, err = cli("pacs", "send", "X@127.0.0.1:104", str(tmp_path / "missing.dcm"))
