@@ -21,7 +21,8 @@ def register(commands, command) -> None:
     seg_export.add_argument("--series", required=True, metavar="DIR", help="folder holding the reference series (searched recursively)")
     seg_export.add_argument("--series-uid", metavar="UID", help="Series Instance UID to use when the folder holds several series")
     seg_export.add_argument("--segmentation", required=True, metavar="FILE",
-                            help=".seg.nrrd, a NRRD/NIfTI label map, or a float volume of probabilities for FRACTIONAL")
+                            help=".seg.nrrd, a NRRD/NIfTI label map, a float volume of probabilities for FRACTIONAL, or a DICOM SEG, "
+                                 "RTSTRUCT, SR or overlay series folder (read as convert reads them)")
     seg_export.add_argument("--out", required=True, metavar="FILE.dcm", help="output SEG file")
     seg_export.add_argument("--type", dest="seg_type", default="auto", choices=["auto", "binary", "labelmap", "fractional"],
                             help="SEG type (default auto: LABELMAP when no segments overlap, else BINARY; FRACTIONAL for probability volumes)")
