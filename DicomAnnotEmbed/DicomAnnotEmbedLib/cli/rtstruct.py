@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..core.errors import OutputError
 from ._common import UsageError, plural
+from ._common import add_send_option, send_outputs
 
 
 def _type_mapping(text: str):
@@ -53,6 +54,7 @@ def register(commands, command) -> None:
     imp.add_argument("--boundary-pixels", default="auto", choices=["auto", "include", "exclude"],
                      help="whether pixels whose centres a contour passes through belong to it (default auto: yes for "
                           "contours whose vertices all lie on pixel centres, as rt-utils and OpenCV trace them)")
+    add_send_option(export)
     export.set_defaults(run=run_export)
     imp.set_defaults(run=run_import)
 
@@ -80,6 +82,7 @@ def run_export(args: argparse.Namespace, progress) -> int:
                                  series_uid=args.series_uid, options=options, progress=progress)
     print(f"RTSTRUCT written to {result.path}: {plural(len(result.rois), 'ROI')}, {plural(result.contours, 'contour')}, "
           f"{plural(result.points, 'point')}: {', '.join(result.rois)}")
+    send_outputs(args, [result.path], progress)
     return 0
 
 

@@ -1,5 +1,5 @@
 """``--send NODE`` on the export commands: overlay export, csv import (overlay series, SEG and SR
-from a table), gsps export, seg/sr export (in test_pacs_roundtrip). What they wrote is stored on a real Orthanc
+from a table), gsps export, rtstruct export, seg/sr export (in test_pacs_roundtrip). What they wrote is stored on a real Orthanc
 (counted by its REST API, and each SOP Instance UID it holds listed); a send that fails keeps
 every written file and exits 5."""
 from __future__ import annotations
@@ -28,7 +28,7 @@ def sop_uids(folder: Path) -> set:
     return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in folder.rglob("*.dcm")}
 
 
-def test_overlay_csv_and_gsps_send_what_they_wrote(sample_case, tmp_path):
+def test_overlay_csv_gsps_rtstruct_send_what_they_wrote(sample_case, tmp_path):
     with orthanc(tmp_path / "orthanc", require_dicomweb=False) as server:
         send = ["--send", server.dimse_node, "--send-calling-aet", OUR_AET]
         done = cli("overlay", "export", "--series", sample_case.series_dir, "--segmentation",
@@ -50,6 +50,13 @@ def test_overlay_csv_and_gsps_send_what_they_wrote(sample_case, tmp_path):
         assert done.returncode == 0, done.stderr
         assert "1 stored, 0 already held, 0 not stored" in done.stdout
         assert set(server.sop_instance_uids()) == written | dicom_out | sop_uids(tmp_path / "gsps")
+
+        done = cli("rtstruct", "export", "--series", sample_case.series_dir, "--segmentation",
+                   sample_case.segmentation_path, "--out", tmp_path / "rt" / "rtstruct.dcm", *send)
+        assert done.returncode == 0, done.stderr
+        assert "1 stored, 0 already held, 0 not stored" in done.stdout
+        assert set(server.sop_instance_uids()) == (written | dicom_out | sop_uids(tmp_path / "gsps")
+                                                   | sop_uids(tmp_path / "rt"))
 
 
 def test_a_failed_send_keeps_the_written_files(sample_case, tmp_path):
