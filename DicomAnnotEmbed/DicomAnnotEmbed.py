@@ -1,5 +1,5 @@
-"""DicomAnnotEmbed: Slicer segmentations and markups to overlay-embedded DICOM, DICOM SEG and
-TID 1500 SR, and back.
+"""DicomAnnotEmbed: Slicer segmentations and markups to overlay-embedded DICOM, DICOM SEG,
+TID 1500 SR, RT Structure Sets and presentation states (GSPS), and back.
 
 Module, Widget, Logic and Test classes of the scripted module. The work is done by the core
 library ``DicomAnnotEmbedLib`` (no Qt): :mod:`DicomAnnotEmbedLib.slicer.logic` on MRML nodes
@@ -40,10 +40,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-#: Outputs, SEG types and compressions offered (the same names as DicomAnnotEmbedLib.slicer.logic.OUTPUTS,
-#: seg.SEG_TYPES and seg.COMPRESSIONS; repeated here so that this file loads before the
+#: Outputs, SEG types and compressions offered (the same names as DicomAnnotEmbedLib.slicer.logic's
+#: OUTPUTS and DEFAULT_OUTPUTS, seg.SEG_TYPES and seg.COMPRESSIONS; repeated here so that this file loads before the
 #: library's dependencies are installed).
-OUTPUTS = ("overlay", "seg", "sr")
+OUTPUTS = ("overlay", "seg", "sr", "rtstruct", "gsps")
+DEFAULT_OUTPUTS = ("overlay", "seg", "sr")
 SEG_TYPES = ("auto", "binary", "labelmap", "fractional")
 COMPRESSIONS = ("auto", "none", "jpegls", "rle", "jpeg2000")
 #: Slicer 5.12 is the first release that bundles pydicom 3 (the core needs it) and highdicom.
@@ -89,7 +90,9 @@ class DicomAnnotEmbedParameterNode:
     segmentation - segments to export (optional when markups are chosen).
     referenceVolume - the volume the annotations were drawn on (from DICOM, or not: then a DICOM series is created).
     markups - markups nodes to export (point list, line, angle, curve, closed curve, plane, ROI).
-    exportOverlay, exportSeg, exportSr - which encodings to write.
+    exportOverlay, exportSeg, exportSr, exportRtstruct, exportGsps - which encodings to write.
+    gspsOutlines - the presentation state also draws the segments' outlines.
+    sendTo - archive node to send the written files to (AET@HOST:PORT, a DICOMweb URL or a configured name).
     segType, compression - DICOM SEG options.
     lidcPreset - LIDC conventions in the SEG and SR.
     observerName - person observer of the SR (Family^Given).
@@ -106,6 +109,10 @@ class DicomAnnotEmbedParameterNode:
     exportOverlay: bool = True
     exportSeg: bool = True
     exportSr: bool = True
+    exportRtstruct: bool = False
+    exportGsps: bool = False
+    gspsOutlines: bool = False
+    sendTo: str = ""
     segType: Annotated[str, Choice(list(SEG_TYPES))] = "auto"
     compression: Annotated[str, Choice(list(COMPRESSIONS))] = "auto"
     lidcPreset: bool = False
@@ -211,7 +218,7 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
         hasInput = bool(parameters and (parameters.segmentation or self._checkedMarkups()))
-        hasOutput = bool(parameters and (parameters.exportOverlay or parameters.exportSeg or parameters.exportSr))
+        hasOutput = bool(parameters and self._chosenOutputs())
         hasTarget = bool(parameters and (str(parameters.outputFolder or "") not in ("", ".") or parameters.addToDatabase))
         canExport = bool(parameters and parameters.referenceVolume and hasInput and hasOutput and hasTarget)
         self.ui.exportButton.enabled = canExport
@@ -221,7 +228,14 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.exportButton.toolTip = _("Choose a reference volume, a segmentation or markups, at least one "
                                              "output, and an output folder or 'Add to the DICOM database'")
         self.ui.segTypeComboBox.enabled = bool(parameters and (parameters.exportSeg or parameters.exportSr))
+        self.ui.gspsOutlinesCheckBox.enabled = bool(parameters and parameters.exportGsps)
         self.ui.importButton.enabled = bool(parameters and str(parameters.importPath or "") not in ("", "."))
+
+    def _chosenOutputs(self):
+        parameters = self._parameterNode
+        wanted = (parameters.exportOverlay, parameters.exportSeg, parameters.exportSr, parameters.exportRtstruct,
+                  parameters.exportGsps)
+        return [name for name, chosen in zip(OUTPUTS, wanted) if chosen]
 
     def _checkedMarkups(self):
         return [node for node in self._parameterNode.markups if node is not None] if self._parameterNode else []
@@ -244,8 +258,7 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExportButton(self) -> None:
         parameters = self._parameterNode
-        outputs = [name for name, wanted in zip(OUTPUTS, (parameters.exportOverlay, parameters.exportSeg,
-                                                           parameters.exportSr)) if wanted]
+        outputs = self._chosenOutputs()
         outputFolder = str(parameters.outputFolder or "")
         outputFolder = outputFolder if outputFolder not in ("", ".") else None
         volume = parameters.referenceVolume
@@ -265,7 +278,8 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     outputFolder=outputFolder, addToDatabase=parameters.addToDatabase, segType=parameters.segType,
                     compression=parameters.compression, lidcPreset=parameters.lidcPreset,
                     observerName=parameters.observerName, fillMarkups=parameters.fillMarkups,
-                    replaceFiles=parameters.replaceFiles, createSeriesIfNeeded=createSeries, progress=progress)
+                    replaceFiles=parameters.replaceFiles, gspsOutlines=parameters.gspsOutlines,
+                    sendTo=parameters.sendTo.strip(), createSeriesIfNeeded=createSeries, progress=progress)
             self._showResult(result.summary())
         self.updateReferenceStatus()
 
@@ -276,8 +290,7 @@ class DicomAnnotEmbedWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.ensureDependencies()
             folder = None
             if outputFolder not in ("", "."):
-                folder = os.path.join(outputFolder, DicomAnnotEmbedLogic.safeName(parameters.referenceVolume.GetName())
-                                      + "_dicom")
+                folder = os.path.join(outputFolder, self.logic.safeName(parameters.referenceVolume.GetName()) + "_dicom")
             with self._progress(_("Creating a DICOM series")) as progress:
                 series = self.logic.createDicomSeriesForVolume(
                     parameters.referenceVolume, outputFolder=folder,
@@ -373,9 +386,9 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def requirements():
         """The module's Python requirements (``Resources/requirements.txt``) as strings."""
-        with open(REQUIREMENTS_FILE, encoding="utf-8") as stream:
-            return [line.strip() for line in stream
-                    if line.strip() and not line.strip().startswith(("#", "-"))]
+        from DicomAnnotEmbedLib.slicer.logic import read_requirements
+
+        return read_requirements(REQUIREMENTS_FILE)
 
     def ensureDependencies(self, prompt: bool = True) -> None:
         """Install what ``Resources/requirements.txt`` lists and is missing (first use only).
@@ -389,11 +402,11 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
             RuntimeError: Slicer's pydicom is older than 3.0 (Slicer before 5.12), or the user
                 declined the installation.
         """
-        from DicomAnnotEmbedLib.slicer.logic import pydicom_version
+        from DicomAnnotEmbedLib.slicer.logic import missing_requirements, pydicom_problem, pydicom_version
 
-        if pydicom_version() < MINIMUM_PYDICOM:
-            raise RuntimeError(_("DicomAnnotEmbed needs Slicer 5.12 or later (pydicom 3); this Slicer has pydicom "
-                                 "{version}.").format(version=".".join(map(str, pydicom_version()))))
+        problem = pydicom_problem(MINIMUM_PYDICOM, pydicom_version())
+        if problem:
+            raise RuntimeError(problem)
         try:
             import slicer.packaging as packaging
         except ImportError:
@@ -403,86 +416,42 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
             packaging.pip_ensure(packaging.load_requirements(REQUIREMENTS_FILE), requester="DicomAnnotEmbed",
                                  prompt_install=prompt and not testing, skip_in_testing=False)
             return
-        missing = [requirement for requirement in self.requirements() if not self._installed(requirement)]
+        missing = missing_requirements(self.requirements())
         if missing:
             slicer.util.pip_install(missing)
-
-    @staticmethod
-    def _installed(requirement: str) -> bool:
-        """Whether the distribution a requirement names is installed (any version: the fallback
-        for Slicers without slicer.packaging)."""
-        import importlib.metadata
-        import re
-
-        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
-        try:
-            importlib.metadata.version(name)
-            return True
-        except importlib.metadata.PackageNotFoundError:
-            return False
 
     # --- reference volumes and their DICOM series ---
 
     @staticmethod
     def safeName(name: str) -> str:
         """A file-name-safe version of a node name."""
-        from DicomAnnotEmbedLib.core.model import safe_file_stem
+        from DicomAnnotEmbedLib.slicer.logic import safe_name
 
-        return safe_file_stem(name or "volume")
-
-    def _databaseFiles(self, volumeNode, firstOnly=False):
-        """Files of the volume's DICOM series in Slicer's DICOM database (only the first one with
-        ``firstOnly``), or [] when they are not all there."""
-        from DicomAnnotEmbedLib.slicer.logic import DICOM_INSTANCE_UIDS_ATTRIBUTE
-
-        uids = (volumeNode.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
-        database = getattr(slicer, "dicomDatabase", None)
-        if not uids or database is None or not database.isOpen:
-            return []
-        files = [database.fileForInstance(uid) for uid in (uids[:1] if firstOnly else uids)]
-        return files if all(files) and all(os.path.isfile(f) for f in files) else []
+        return safe_name(name)
 
     def isVolumeFromDicom(self, volumeNode) -> bool:
         """True when the volume's DICOM series can be found: in Slicer's DICOM database (the
         volume was loaded by the DICOM module), or written by :meth:`createDicomSeriesForVolume`
         or loaded by :meth:`loadDicomSeries`."""
-        from DicomAnnotEmbedLib.slicer.logic import SERIES_FOLDER_ATTRIBUTE
+        from DicomAnnotEmbedLib.slicer.logic import volume_from_dicom
 
-        if volumeNode is None:
-            return False
-        folder = volumeNode.GetAttribute(SERIES_FOLDER_ATTRIBUTE)
-        return bool(folder and os.path.isdir(folder)) or bool(self._databaseFiles(volumeNode, firstOnly=True))
+        return volume_from_dicom(volumeNode, getattr(slicer, "dicomDatabase", None))
 
-    @contextlib.contextmanager
     def openReferenceSeries(self, volumeNode, progress=None):
         """The DICOM series of a volume (``DicomAnnotEmbedLib.core.series.ReferenceSeries``), or None
         when it is not from DICOM (a context manager: files found in the database may be linked
         into a temporary folder while it is open)."""
-        from DicomAnnotEmbedLib.slicer import logic as module_logic
+        from DicomAnnotEmbedLib.slicer.logic import opened_reference_series
 
-        series = module_logic.series_of_volume(volumeNode, progress)
-        if series is not None:
-            yield series
-            return
-        files = self._databaseFiles(volumeNode)
-        if not files:
-            yield None
-            return
-        seriesUID = slicer.dicomDatabase.fileValue(files[0], "0020,000E") or None
-        with module_logic.opened_series(files, seriesUID, progress) as series:
-            yield series
+        return opened_reference_series(volumeNode, getattr(slicer, "dicomDatabase", None), progress)
 
     def loadDicomSeries(self, folder, seriesUID=None, progress=None):
         """Load a DICOM image series from a folder as a scalar volume node (without the DICOM
         database; handy in batch scripts). The node remembers the folder, so that
         :meth:`exportToDicom` writes outputs that reference this series. Returns the node."""
-        from DicomAnnotEmbedLib.slicer import logic as module_logic
-        from DicomAnnotEmbedLib.core.series import load_series
+        from DicomAnnotEmbedLib.slicer.logic import load_series_volume
 
-        series = load_series(folder, seriesUID, progress)
-        node = module_logic.volume_node_of_series(slicer.mrmlScene, series, progress=progress)
-        node.SetAttribute(module_logic.SERIES_FOLDER_ATTRIBUTE, str(pathlib.Path(folder).resolve()))
-        node.SetAttribute(module_logic.SERIES_UID_ATTRIBUTE, series.series_instance_uid)
+        node = load_series_volume(slicer.mrmlScene, folder, seriesUID, progress)
         if self._hasViews():
             slicer.util.setSliceViewerLayers(background=node, fit=True)
         return node
@@ -490,19 +459,10 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
     def createDicomSeriesForVolume(self, volumeNode, outputFolder=None, addToDatabase=True, modality="CT",
                                    patientName="Anonymous^", progress=None):
         """Write a volume that does not come from DICOM as a DICOM series (one file per slice, its
-        own grid and voxel values) and link the volume to it.
-
-        Args:
-            volumeNode: a scalar volume node.
-            outputFolder: folder for the series; a temporary folder when None (then the series is
-                kept only in the DICOM database, so ``addToDatabase`` must be True).
-            addToDatabase: import the series into Slicer's DICOM database (copying the files); the
-                volume then gets ``DICOM.instanceUIDs`` like a volume loaded from DICOM.
-            modality: "CT", "MR" or "OT" (secondary capture).
-
-        Returns:
-            The series (``ReferenceSeries``).
-        """
+        own grid and voxel values; ``modality`` "CT", "MR" or "OT") and link the volume to it.
+        ``outputFolder`` None: a temporary folder, kept only in the DICOM database (then
+        ``addToDatabase`` must be True, which imports the copied files and gives the volume
+        ``DICOM.instanceUIDs`` like a volume loaded from DICOM). Returns the ``ReferenceSeries``."""
         from DicomAnnotEmbedLib.slicer import logic as module_logic
         from DicomAnnotEmbedLib.core.errors import InputError
 
@@ -521,11 +481,12 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
 
     # --- export ---
 
-    def exportToDicom(self, segmentationNode, referenceVolumeNode, markupsNodes=(), outputs=OUTPUTS,
+    def exportToDicom(self, segmentationNode, referenceVolumeNode, markupsNodes=(), outputs=DEFAULT_OUTPUTS,
                       outputFolder=None, addToDatabase=False, segType="auto", compression="auto",
                       lidcPreset=False, observerName="", fillMarkups=False, splitOverlays=False,
-                      replaceFiles=False, seriesDescription=None, evaluations=None,
-                      createSeriesIfNeeded=False, seriesModality="CT", progress=None):
+                      replaceFiles=False, seriesDescription=None, evaluations=None, gspsOutlines=False,
+                      rtstructInterpretedType="", sendTo="", createSeriesIfNeeded=False, seriesModality="CT",
+                      progress=None):
         """Write a segmentation node and markups nodes as DICOM that references the reference
         volume's DICOM series.
 
@@ -536,21 +497,16 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
                 ``createSeriesIfNeeded``, a DICOM series is created for it first (``seriesModality``;
                 in ``outputFolder/<volume>_dicom`` or a temporary folder added to the database).
             markupsNodes: markups nodes (point list, line, angle, curve, closed curve, plane, ROI).
-            outputs: any of "overlay" (a copy of the series with overlay planes), "seg" (DICOM SEG),
-                "sr" (TID 1500 SR; it references a SEG, which is then written too).
-            outputFolder: where files are written: ``overlay/``, ``seg.dcm``, ``sr.dcm`` (and
-                ``<volume>_dicom/`` when a series is created). With None, a temporary folder whose
-                files are added to the DICOM database (which must be open).
+            outputs: any of "overlay" (overlay-embedded copy of the series), "seg", "sr" (it
+                references a SEG, which is then written too), "rtstruct", "gsps".
+            outputFolder: where ``overlay/``, ``seg.dcm``, ``sr.dcm``, ``rtstruct.dcm``,
+                ``annotations.pr.dcm`` (and ``<volume>_dicom/`` for a created series) are written.
+                With None, a temporary folder whose files are added to the (open) DICOM database.
             addToDatabase: import the written files into Slicer's DICOM database (copied).
-            segType: "auto", "binary", "labelmap" or "fractional".
-            compression: "auto", "none", "jpegls", "rle" or "jpeg2000".
-            lidcPreset: LIDC conventions (nodule/annotation descriptions, finding Nodule in Lung).
-            observerName: person observer of the SR and content creator of the SEG (``Family^Given``).
-            fillMarkups: draw closed curves and ROIs filled in overlays.
-            splitOverlays: several overlay series when there are more than 16 planes.
-            replaceFiles: write into an output folder that already holds our outputs.
-            seriesDescription: description of the written series.
-            evaluations: an evaluation CSV for the SR (segment,concept,value).
+            segType, compression, lidcPreset, observerName, fillMarkups, splitOverlays (more than
+                16 planes), replaceFiles (``force``), seriesDescription, evaluations (a CSV),
+                gspsOutlines, rtstructInterpretedType, sendTo (an archive node; NetworkError when
+                a file is not stored): as ``DicomAnnotEmbedLib.slicer.logic.ExportOptions``.
             progress: ``progress(done, total, message)`` (raise ``module_logic.Cancelled`` to stop).
 
         Returns:
@@ -571,7 +527,8 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         options = module_logic.ExportOptions(
             outputs=tuple(outputs), seg_type=segType, compression=compression, lidc=lidcPreset,
             observer_name=observerName or "", evaluations=evaluations, fill_markups=fillMarkups, split=splitOverlays,
-            series_description=seriesDescription, force=replaceFiles).checked()
+            series_description=seriesDescription, force=replaceFiles, gsps_outlines=gspsOutlines,
+            rtstruct_interpreted_type=rtstructInterpretedType or "", send_to=sendTo or "").checked()
         folder = pathlib.Path(outputFolder) if outputFolder else pathlib.Path(self._temporaryFolder("export"))
         if not self.isVolumeFromDicom(referenceVolumeNode):
             if not createSeriesIfNeeded:
@@ -603,18 +560,9 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         node, our markups as markups nodes. Returns ``module_logic.SceneImport``."""
         from DicomAnnotEmbedLib.slicer import logic as module_logic
 
-        files = [folderOrFiles] if isinstance(folderOrFiles, (str, os.PathLike)) else list(folderOrFiles)
-        if len(files) == 1 and os.path.isdir(files[0]):
-            from DicomAnnotEmbedLib.core.series import load_series
-
-            series = load_series(files[0], seriesUID, progress)
+        with module_logic.opened_folder_or_files(folderOrFiles, seriesUID, progress) as series:
             result = module_logic.import_overlay_to_scene(slicer.mrmlScene, series,
                                                           reference_volume_node=referenceVolumeNode, progress=progress)
-        else:
-            with module_logic.opened_series(files, seriesUID, progress) as series:
-                result = module_logic.import_overlay_to_scene(slicer.mrmlScene, series,
-                                                              reference_volume_node=referenceVolumeNode,
-                                                              progress=progress)
         self._show(result)
         return result
 
@@ -638,91 +586,84 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
         from DicomAnnotEmbedLib.slicer import logic as module_logic
 
         kind = module_logic.classify_dicom(srFile)
-        folders = list(segFolders) + self._databaseFolders(kind.referenced_instance_uids)
+        folders = list(segFolders) + module_logic.database_folders(getattr(slicer, "dicomDatabase", None),
+                                                                   kind.referenced_instance_uids)
         with self._seriesFor(srFile, referenceVolumeNode, seriesFolder, progress) as series:
             result = module_logic.import_sr_to_scene(slicer.mrmlScene, srFile, series, seg_folders=folders,
                                                      reference_volume_node=referenceVolumeNode, progress=progress)
         self._show(result)
         return result
 
-    def importFromPath(self, path, referenceVolumeNode=None, progress=None):
-        """Import whatever of ours a path holds: a SEG or SR file, a file of an overlay-embedded
-        series, or a folder (such as an export folder: its overlay series, SEGs and SRs; a SEG
-        that an SR of the folder references is loaded with that SR). Returns a list of
+    def importRtstruct(self, rtstructFile, referenceVolumeNode=None, seriesFolder=None, progress=None):
+        """Load an RT Structure Set (ours or another tool's) onto its referenced series (the
+        reference volume's, ``seriesFolder``'s, the DICOM database's, else the one beside the
+        file): a segmentation node and markups nodes. Returns ``module_logic.SceneImport``."""
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+
+        with self._seriesFor(rtstructFile, referenceVolumeNode, seriesFolder, progress) as series:
+            result = module_logic.import_rtstruct_to_scene(slicer.mrmlScene, rtstructFile, series,
+                                                           reference_volume_node=referenceVolumeNode, progress=progress)
+        self._show(result)
+        return result
+
+    def importGsps(self, gspsFile, referenceVolumeNode=None, seriesFolder=None, progress=None):
+        """Load a presentation state's graphics as markups nodes on the images it references (the
+        reference volume's series, ``seriesFolder``'s or the DICOM database's). Returns
         ``module_logic.SceneImport``."""
         from DicomAnnotEmbedLib.slicer import logic as module_logic
         from DicomAnnotEmbedLib.core.errors import InputError
 
-        path = pathlib.Path(path)
-        if not path.exists():
-            raise InputError("does not exist", path)
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        kinds = {f: module_logic.classify_dicom(f) for f in files}
-        srs = [f for f, k in kinds.items() if k.kind == "sr"]
-        referenced = {uid for f in srs for uid in kinds[f].referenced_instance_uids}
-        segs = [f for f, k in kinds.items() if k.kind == "seg" and module_logic.sop_instance_uid(f) not in referenced]
-        overlaySeries = {}
-        for f, k in kinds.items():
-            if k.kind == "overlay":
-                overlaySeries.setdefault(k.series_uid, []).append(f)
-        if path.is_file() and kinds[path].kind == "overlay":  # one file: its whole series
-            overlaySeries = {kinds[path].series_uid: [path.parent]}
-        if not (srs or segs or overlaySeries):
-            raise InputError("holds no overlay-embedded series, DICOM SEG or TID 1500 SR", path)
+        with self._seriesFor(gspsFile, referenceVolumeNode, seriesFolder, progress) as series:
+            if series is None:
+                raise InputError("the images this presentation state refers to are not found: choose their volume "
+                                 "as reference volume, or add them to the DICOM database", gspsFile)
+            result = module_logic.import_gsps_to_scene(slicer.mrmlScene, gspsFile, series,
+                                                       reference_volume_node=referenceVolumeNode, progress=progress)
+        return result
+
+    def importFromPath(self, path, referenceVolumeNode=None, progress=None):
+        """Import whatever of ours a path holds: a SEG, SR, RTSTRUCT or presentation state file, a
+        file of an overlay-embedded series, or a folder (such as an export folder: all of these; a
+        SEG that an SR of the folder references is loaded with that SR). Returns a list of
+        ``module_logic.SceneImport``."""
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+
+        plan = module_logic.plan_import(path)
         imports = []
-        for uid, seriesFiles in overlaySeries.items():
+        for uid, seriesFiles in plan.overlay_series.items():
             if len(seriesFiles) == 1 and seriesFiles[0].is_dir():
                 imports.append(self.importOverlaySeries(str(seriesFiles[0]), uid, progress=progress))
             else:
                 imports.append(self.importOverlaySeries([str(f) for f in seriesFiles], uid, progress=progress))
-        for seg in segs:
-            imports.append(self.importSeg(str(seg), referenceVolumeNode, progress=progress))
-        for sr in srs:
-            imports.append(self.importSr(str(sr), referenceVolumeNode, segFolders=[str(sr.parent)], progress=progress))
+        imports += [self.importSeg(str(f), referenceVolumeNode, progress=progress) for f in plan.segs]
+        imports += [self.importSr(str(f), referenceVolumeNode, segFolders=[str(f.parent)], progress=progress)
+                    for f in plan.srs]
+        imports += [self.importRtstruct(str(f), referenceVolumeNode, progress=progress) for f in plan.rtstructs]
+        imports += [self.importGsps(str(f), referenceVolumeNode, progress=progress) for f in plan.presentation_states]
         return imports
 
     # --- helpers ---
 
     @contextlib.contextmanager
     def _seriesFor(self, dicomFile, referenceVolumeNode, seriesFolder, progress):
-        """The image series to put a SEG or SR on: the reference volume's, the folder's, or the
-        referenced series from the DICOM database; None when none is found."""
+        """The image series to put a SEG, SR, RTSTRUCT or GSPS on: the reference volume's, the
+        folder's, or the referenced series from the DICOM database; None when none is found."""
         from DicomAnnotEmbedLib.slicer import logic as module_logic
-        from DicomAnnotEmbedLib.core.series import load_series
 
         if seriesFolder:
-            from DicomAnnotEmbedLib.core.errors import SeriesError
-
-            kind = module_logic.classify_dicom(dicomFile)
-            uid = next((u for u in kind.referenced_series_uids if u), None)
-            try:
-                series = load_series(seriesFolder, uid, progress)
-            except SeriesError:  # the referenced UID is not there: the folder's only series
-                series = load_series(seriesFolder, None, progress)
-            yield series
+            yield module_logic.series_in_folder(dicomFile, seriesFolder, progress)
             return
         if referenceVolumeNode is not None:
             with self.openReferenceSeries(referenceVolumeNode, progress) as series:
                 if series is not None:
                     yield series
                     return
-        database = getattr(slicer, "dicomDatabase", None)
-        if database is not None and database.isOpen:
-            kind = module_logic.classify_dicom(dicomFile)
-            for uid in kind.referenced_series_uids:
-                files = list(database.filesForSeries(uid)) if uid else []
-                if files and module_logic.classify_dicom(files[0]).kind not in ("seg", "sr"):
-                    with module_logic.opened_series(files, uid, progress) as series:
-                        yield series
-                    return
-        yield None
-
-    def _databaseFolders(self, instanceUIDs):
-        database = getattr(slicer, "dicomDatabase", None)
-        if database is None or not database.isOpen:
-            return []
-        files = [database.fileForInstance(uid) for uid in instanceUIDs]
-        return sorted({os.path.dirname(f) for f in files if f})
+        found = module_logic.referenced_image_files(getattr(slicer, "dicomDatabase", None), dicomFile)
+        if found is None:
+            yield None
+            return
+        with module_logic.opened_series(found[1], found[0], progress) as series:
+            yield series
 
     def _temporaryFolder(self, what) -> str:
         root = slicer.app.temporaryPath if getattr(slicer, "app", None) else tempfile.gettempdir()
@@ -775,8 +716,8 @@ class DicomAnnotEmbedLogic(ScriptedLoadableModuleLogic):
 class DicomAnnotEmbedTest(ScriptedLoadableModuleTest):
     """Self-test in Slicer: an oblique volume that does not come from DICOM, a segmentation with
     three segments (two overlapping), a line, a curve and a point list -> DICOM series, overlays,
-    SEG, SR -> imported back into new nodes (also through the DICOM browser plugin) -> the same
-    voxels, names, colours, terminology and control points."""
+    SEG, SR, RTSTRUCT, GSPS -> imported back into new nodes (also through the DICOM browser plugin)
+    -> the same voxels, names, colours, terminology and control points."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -787,118 +728,49 @@ class DicomAnnotEmbedTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_DicomBrowserPlugin()
 
-    # --- scene ---
+    # --- tests (the case and its comparison: DicomAnnotEmbedLib.slicer.self_test_case, MRML and VTK only) ---
 
-    def _scene(self):
-        import numpy as np
-        from vtk.util import numpy_support
+    def _checkImport(self, imported, case, colorTolerance, markups=True):
+        from DicomAnnotEmbedLib.slicer.self_test_case import import_differences
 
-        shape = (10, 12, 14)
-        volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Oblique CT")
-        volume.SetSpacing(0.7, 0.8, 1.5)
-        volume.SetOrigin(-31.5, 12.25, -80.0)
-        angle = np.deg2rad(25.0)
-        directions = vtk.vtkMatrix4x4()
-        rotation = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle) * 0.8, np.cos(angle) * 0.8, -0.6],
-                    [np.sin(angle) * 0.6, np.cos(angle) * 0.6, 0.8]]
-        for r in range(3):
-            for c in range(3):
-                directions.SetElement(r, c, rotation[r][c])
-        volume.SetIJKToRASDirectionMatrix(directions)
-        slicer.util.updateVolumeFromArray(volume, (np.arange(np.prod(shape)).reshape(shape) % 2000 - 1000)
-                                          .astype(np.int16))
-        volume.CreateDefaultDisplayNodes()
-        masks = {"liver": np.zeros(shape, bool), "tumor": np.zeros(shape, bool), "kidney": np.zeros(shape, bool)}
-        masks["liver"][2:7, 3:9, 2:10] = True
-        masks["tumor"][4:6, 5:7, 6:9] = True
-        masks["tumor"][4, 5, 10] = True
-        masks["kidney"][1:5, 2:6, 11:14] = True
-        ijkToRas = vtk.vtkMatrix4x4()
-        volume.GetIJKToRASMatrix(ijkToRas)
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
-        segmentation.CreateDefaultDisplayNodes()
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        terminology = ("Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~"
-                       "SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^")
-        colors = {"liver": (0.85, 0.4, 0.3), "tumor": (0.9, 0.9, 0.1), "kidney": (0.2, 0.5, 0.95)}
-        names = {"liver": "Liver", "tumor": "Tumour 1", "kidney": "Right kidney"}
-        for segmentID, mask in masks.items():
-            # One labelmap per segment, then shared layers as Slicer packs them (the tumour overlaps).
-            image = slicer.vtkOrientedImageData()
-            image.SetDimensions(shape[2], shape[1], shape[0])
-            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(mask.astype(np.uint8).ravel(), deep=True))
-            image.SetImageToWorldMatrix(ijkToRas)
-            segmentation.AddSegmentFromBinaryLabelmapRepresentation(image, names[segmentID], list(colors[segmentID]),
-                                                                    segmentID)
-            segmentation.GetSegmentation().GetSegment(segmentID).SetTerminology(terminology)
-        segmentation.GetSegmentation().CollapseBinaryLabelmaps(False)
-        self.assertEqual(segmentation.GetSegmentation().GetNumberOfLayers(), 2)
-
-        def ras(i, j, k):
-            return list(ijkToRas.MultiplyPoint([i, j, k, 1.0])[:3])
-
-        markups = []
-        for className, name, points in (
-                ("vtkMRMLMarkupsLineNode", "Diameter", [ras(3, 4, 2), ras(9, 8, 6)]),
-                ("vtkMRMLMarkupsCurveNode", "Vessel", [ras(2 + t, 3 + t / 2, 1 + t / 1.5) for t in range(5)]),
-                ("vtkMRMLMarkupsFiducialNode", "Lesions", [ras(5, 5, 5), ras(7, 6, 3), ras(10, 9, 8)])):
-            node = slicer.mrmlScene.AddNewNodeByClass(className, name)
-            for point in points:
-                node.AddControlPoint(point)
-            markups.append(node)
-        return volume, segmentation, markups, masks, names, colors, terminology
-
-    def _checkImport(self, imported, volume, masks, names, colors, terminology, markups, colorTolerance):
-        import numpy as np
-
-        segmentation = imported.segmentation_node.GetSegmentation()
-        self.assertEqual(segmentation.GetNumberOfSegments(), 3)
-        for segmentID, name in names.items():
-            segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
-            self.assertIsNotNone(segment, name)
-            np.testing.assert_allclose(segment.GetColor(), colors[segmentID], atol=colorTolerance)
-            self.assertEqual(segment.GetTerminology(), terminology)
-            array = slicer.util.arrayFromSegmentBinaryLabelmap(
-                imported.segmentation_node, segmentation.GetSegmentIdBySegmentName(name), volume)
-            np.testing.assert_array_equal(array != 0, masks[segmentID])
-        byName = {node.GetName(): node for node in imported.markups_nodes}
-        for node in markups:
-            new = byName[node.GetName()]
-            self.assertEqual(new.GetClassName(), node.GetClassName())
-            np.testing.assert_allclose(slicer.util.arrayFromMarkupsControlPoints(new, world=True),
-                                       slicer.util.arrayFromMarkupsControlPoints(node, world=True), atol=1e-3)
-
-    # --- tests ---
+        self.assertEqual(import_differences(slicer.mrmlScene, imported, case, colorTolerance, markups=markups), [])
 
     def test_RoundTrip(self):
         self.delayDisplay("Export and import, in the module logic")
+        from DicomAnnotEmbedLib.slicer.self_test_case import make_case
+
         logic = DicomAnnotEmbedLogic()
         logic.ensureDependencies(prompt=False)
-        volume, segmentation, markups, masks, names, colors, terminology = self._scene()
+        case = make_case(slicer.mrmlScene)
         with tempfile.TemporaryDirectory() as folder:
-            result = logic.exportToDicom(segmentation, volume, markups, outputFolder=folder,
-                                         createSeriesIfNeeded=True)
-            self.assertTrue(os.path.isfile(os.path.join(folder, "seg.dcm")))
-            self.assertTrue(os.path.isfile(os.path.join(folder, "sr.dcm")))
+            result = logic.exportToDicom(case.segmentation, case.volume, case.markups, outputFolder=folder,
+                                         outputs=OUTPUTS, createSeriesIfNeeded=True)
+            for name in ("seg.dcm", "sr.dcm", "rtstruct.dcm", "annotations.pr.dcm"):
+                self.assertTrue(os.path.isfile(os.path.join(folder, name)), name)
             self.assertEqual(result.seg.seg_type, "binary")  # two segments overlap
-            overlay = logic.importOverlaySeries(os.path.join(folder, "overlay"), referenceVolumeNode=volume)
-            self._checkImport(overlay, volume, masks, names, colors, terminology, markups, 1e-6)
-            seg = logic.importSeg(os.path.join(folder, "seg.dcm"), volume)
-            self._checkImport(seg, volume, masks, names, colors, terminology, [], 1.0 / 255)
-            sr = logic.importSr(os.path.join(folder, "sr.dcm"), volume)
-            self._checkImport(sr, volume, masks, names, colors, terminology, markups, 1.0 / 255)
+            overlay = logic.importOverlaySeries(os.path.join(folder, "overlay"), referenceVolumeNode=case.volume)
+            self._checkImport(overlay, case, 1e-6)
+            self._checkImport(logic.importSeg(os.path.join(folder, "seg.dcm"), case.volume), case, 1.0 / 255, False)
+            sr = logic.importSr(os.path.join(folder, "sr.dcm"), case.volume)
+            self._checkImport(sr, case, 1.0 / 255)
             self.assertIsNotNone(sr.table_node)
+            rtstruct = logic.importRtstruct(os.path.join(folder, "rtstruct.dcm"), case.volume)
+            self._checkImport(rtstruct, case, 1.0 / 255, False)
+            gsps = logic.importGsps(os.path.join(folder, "annotations.pr.dcm"), case.volume)
+            self.assertEqual(sorted(n.GetName() for n in gsps.markups_nodes), ["Diameter", "Lesions", "Vessel"])
         self.delayDisplay("Round trip passed")
 
     def test_DicomBrowserPlugin(self):
         self.delayDisplay("Loading through the DICOM browser plugin")
         from DICOMLib import DICOMUtils
 
+        from DicomAnnotEmbedLib.slicer.self_test_case import make_case
+
         logic = DicomAnnotEmbedLogic()
         logic.ensureDependencies(prompt=False)
-        volume, segmentation, markups, masks, names, colors, terminology = self._scene()
+        case = make_case(slicer.mrmlScene)
         with tempfile.TemporaryDirectory() as folder, DICOMUtils.TemporaryDICOMDatabase():
-            logic.exportToDicom(segmentation, volume, markups, outputs=("overlay", "seg", "sr"), segType="binary",
+            logic.exportToDicom(case.segmentation, case.volume, case.markups, outputs=OUTPUTS, segType="binary",
                                 outputFolder=folder, createSeriesIfNeeded=True)
             logic.addFolderToDatabase(folder)
             plugin = slicer.modules.dicomPlugins["DICOMAnnotEmbedPlugin"]()
@@ -907,13 +779,15 @@ class DicomAnnotEmbedTest(ScriptedLoadableModuleTest):
                          for uid in slicer.dicomDatabase.seriesForStudy(study)]
             loadables = plugin.examineForImport(fileLists)
             kinds = sorted(loadable.daeKind for loadable in loadables if loadable.selected)
-            self.assertEqual(kinds, ["overlay", "sr"])  # ours; the BINARY SEG is left to Slicer's plugin
+            # Ours (the RTSTRUCT below SlicerRT's confidence); the BINARY SEG is left to Slicer's plugin.
+            self.assertEqual(kinds, ["gsps", "overlay", "rtstruct", "sr"])
             slicer.mrmlScene.Clear()
             for loadable in sorted(loadables, key=lambda item: item.daeKind):
                 if loadable.selected:
                     self.assertTrue(plugin.load(loadable))
             segmentations = slicer.util.getNodesByClass("vtkMRMLSegmentationNode")
-            self.assertEqual(len(segmentations), 2)  # the overlays' and the SR's SEG
+            self.assertEqual(len(segmentations), 3)  # the overlays', the SR's SEG and the RTSTRUCT's
             for className in ("vtkMRMLMarkupsLineNode", "vtkMRMLMarkupsCurveNode", "vtkMRMLMarkupsFiducialNode"):
-                self.assertEqual(len(slicer.util.getNodesByClass(className)), 2, className)
+                # overlays, SR, GSPS; the RTSTRUCT holds the points and the polylines too
+                self.assertEqual(len(slicer.util.getNodesByClass(className)), 4, className)
         self.delayDisplay("DICOM browser plugin passed")

@@ -166,7 +166,8 @@ def test_no_import_circle():
 
 
 def test_no_module_over_800_lines():
-    files = list(ALL_MODULES.values())
+    # The library's modules and the Slicer module's own files (DicomAnnotEmbed.py, its DICOM plugin).
+    files = list(ALL_MODULES.values()) + sorted((REPO / "DicomAnnotEmbed").glob("*.py"))
     long = {str(p.relative_to(REPO)): n for p in files
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}

@@ -35,6 +35,10 @@ from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError, Outpu
 from ..core.geometry import VolumeGeometry
 from ..core.progress import ProgressCallback
 from ..core.series import ReferenceSeries, load_series
+from .module_support import (DICOM_INSTANCE_UIDS_ATTRIBUTE, ImportPlan,  # noqa: F401 (re-exported)
+                             database_files_of_volume, database_folders, missing_requirements, opened_folder_or_files,
+                             plan_import, pydicom_problem, read_requirements, referenced_image_files, safe_name,
+                             series_in_folder)
 from .browser import (OTHER_OBJECT_CONFIDENCE, OTHER_OVERLAY_CONFIDENCE, OURS_CONFIDENCE,  # noqa: F401 (re-exported)
                       RTSTRUCT_CONFIDENCE, DicomKind, browser_preference, classify_dicom, pydicom_version)
 
@@ -57,8 +61,6 @@ GSPS_FILE = "annotations.pr.dcm"
 #: non-DICOM volume to the DICOM series written for it.
 SERIES_FOLDER_ATTRIBUTE = "DicomAnnotEmbed.SeriesFolder"
 SERIES_UID_ATTRIBUTE = "DicomAnnotEmbed.SeriesInstanceUID"
-#: Node attribute Slicer's DICOM plugins set: space-separated SOP Instance UIDs of the node's source.
-DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
 
 
 class Cancelled(DicomAnnotEmbedError):
@@ -444,6 +446,44 @@ def series_of_volume(volume_node: MRMLNode, progress: Optional[ProgressCallback]
         return None
 
 
+def volume_from_dicom(volume_node: Optional[MRMLNode], database=None) -> bool:
+    """True when a volume's DICOM series can be found: written by :func:`dicomize_volume_node` or
+    loaded by :func:`load_series_volume` (its folder attribute), or in ``database`` (Slicer's DICOM
+    database, as an argument: the volume was loaded by the DICOM module)."""
+    if volume_node is None:
+        return False
+    folder = volume_node.GetAttribute(SERIES_FOLDER_ATTRIBUTE)
+    return bool(folder and os.path.isdir(folder)) or bool(database_files_of_volume(database, volume_node, True))
+
+
+@contextlib.contextmanager
+def opened_reference_series(volume_node: MRMLNode, database=None,
+                            progress: Optional[ProgressCallback] = None) -> Iterator[Optional[ReferenceSeries]]:
+    """The DICOM series of a volume (see :func:`volume_from_dicom`), or None when it is not from
+    DICOM (a context manager: database files may be linked into a temporary folder meanwhile)."""
+    series = series_of_volume(volume_node, progress)
+    if series is not None:
+        yield series
+        return
+    files = database_files_of_volume(database, volume_node)
+    if not files:
+        yield None
+        return
+    with opened_series(files, database.fileValue(files[0], "0020,000E") or None, progress) as series:
+        yield series
+
+
+def load_series_volume(scene: MRMLScene, folder: PathLike, series_uid: Optional[str] = None,
+                       progress: Optional[ProgressCallback] = None) -> MRMLNode:
+    """A DICOM image series of a folder as a volume node that remembers the folder (so that
+    :func:`series_of_volume` finds the series again)."""
+    series = load_series(folder, series_uid, progress)
+    node = volume_node_of_series(scene, series, progress=progress)
+    node.SetAttribute(SERIES_FOLDER_ATTRIBUTE, str(Path(folder).resolve()))
+    node.SetAttribute(SERIES_UID_ATTRIBUTE, series.series_instance_uid)
+    return node
+
+
 def load_series_files(files: Sequence[PathLike], series_uid: Optional[str] = None,
                       progress: Optional[ProgressCallback] = None) -> ReferenceSeries:
     """Load a series from its files when they are the only files of one folder (as Slicer's DICOM
@@ -694,7 +734,7 @@ def sop_instance_uid(path: PathLike) -> str:
 
 
 __all__ = [
-    "DEFAULT_OUTPUTS", "GSPS_FILE", "RTSTRUCT_FILE", "import_gsps_to_scene", "import_rtstruct_to_scene", "send_files",
+    "load_series_volume", "opened_reference_series", "volume_from_dicom", "DEFAULT_OUTPUTS", "GSPS_FILE", "RTSTRUCT_FILE", "import_gsps_to_scene", "import_rtstruct_to_scene", "send_files",
     "Cancelled", "DicomKind", "browser_preference", "ExportOptions", "ExportResult", "OUTPUTS", "SceneImport", "check_volume_on_series",
     "classify_dicom", "dicomize_volume_node", "export_nodes", "import_overlay_to_scene", "import_seg_to_scene",
     "import_sr_to_scene", "load_series_files", "measurements_table_node", "opened_series", "same_voxels",

@@ -11,7 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from test_slicer_module import SEGMENTS, SPACING, check_segmentation, make_case, needs_mrml, scene  # noqa: F401 (fixture)
+from test_slicer_module import (SEGMENTS, SPACING, check_segmentation, make_case, needs_mrml, scene,  # noqa: F401
+                                slicer_app)  # (fixtures)
 from conftest import world_points
 
 
@@ -110,3 +111,49 @@ def test_send_after_export_to_a_closed_port_is_one_network_error(scene, tmp_path
         export(scene, tmp_path, outputs=("rtstruct",), send_to=f"ORTHANC@127.0.0.1:{port}", send_retries=0)
     assert f"127.0.0.1:{port}" in str(caught.value)
     assert (tmp_path / "out" / "rtstruct.dcm").is_file()  # written before the send; kept
+
+
+@needs_mrml
+def test_self_test_case_round_trips_through_every_import(scene, tmp_path):
+    """The case DicomAnnotEmbedTest builds (slicer.self_test_case, MRML and VTK only) and its
+    comparison, run here under slicer-core: overlay, SEG, SR and RTSTRUCT back with no difference."""
+    from DicomAnnotEmbedLib.slicer import logic as module_logic
+    from DicomAnnotEmbedLib.slicer.self_test_case import import_differences, make_case as self_test_case
+
+    case = self_test_case(scene)
+    assert case.segmentation.GetSegmentation().GetNumberOfLayers() == 2
+    series = module_logic.dicomize_volume_node(case.volume, tmp_path / "series")
+    options = module_logic.ExportOptions(outputs=("overlay", "seg", "sr", "rtstruct", "gsps"))
+    result = module_logic.export_nodes(series, case.segmentation, case.markups, tmp_path / "out",
+                                       reference_volume_node=case.volume, options=options)
+    overlay = module_logic.import_overlay_to_scene(scene, module_logic.load_series_files(result.overlay.series[0].files),
+                                                   reference_volume_node=case.volume)
+    assert import_differences(scene, overlay, case, 1e-6) == []
+    seg = module_logic.import_seg_to_scene(scene, result.seg.paths[0], series, reference_volume_node=case.volume)
+    assert import_differences(scene, seg, case, 1.0 / 255, markups=False) == []
+    sr = module_logic.import_sr_to_scene(scene, result.sr.path, series, reference_volume_node=case.volume)
+    assert import_differences(scene, sr, case, 1.0 / 255) == []
+    rt = module_logic.import_rtstruct_to_scene(scene, result.rtstruct.path, series, reference_volume_node=case.volume)
+    assert import_differences(scene, rt, case, 1.0 / 255, markups=False) == []
+    case.masks["liver"][0, 0, 0] = True  # the comparison sees a difference when there is one
+    assert import_differences(scene, seg, case, 1.0 / 255, markups=False) == ["segment 'Liver': 1 voxels differ"]
+
+
+@needs_mrml
+def test_module_logic_exports_and_imports_every_encoding(slicer_app, scene, tmp_path):
+    """DicomAnnotEmbed.py's Logic (under slicer-core, no application): every output, then
+    importFromPath of the folder loads each object once; RTSTRUCT and GSPS through their own
+    methods; the default outputs stay overlay, SEG and SR. (No outlines here: the fixture's 'vtk'
+    module is an empty stand-in, and the outlines use VTK; they are tested above.)"""
+    logic = slicer_app.DicomAnnotEmbedLogic()
+    volume, segmentation, markups, masks = make_case(scene)
+    result = logic.exportToDicom(segmentation, volume, markups, outputFolder=str(tmp_path / "out"),
+                                 outputs=slicer_app.OUTPUTS, createSeriesIfNeeded=True)
+    assert (tmp_path / "out" / "rtstruct.dcm").is_file() and (tmp_path / "out" / "annotations.pr.dcm").is_file()
+    assert "Presentation state" in result.summary()
+    imports = logic.importFromPath(str(tmp_path / "out"), referenceVolumeNode=volume)
+    assert [type(i.source).__name__ for i in imports] == ["AnnotationSet", "SrImport", "RtStructImport", "GspsImport"]
+    check_segmentation(scene, imports[2].segmentation_node, volume, masks, color_tolerance=1.0 / 255)
+    gsps = logic.importGsps(str(tmp_path / "out" / "annotations.pr.dcm"), volume)
+    assert sorted(n.GetName() for n in gsps.markups_nodes) == sorted(n.GetName() for n in markups)
+    assert slicer_app.DEFAULT_OUTPUTS == ("overlay", "seg", "sr")

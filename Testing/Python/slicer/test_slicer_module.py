@@ -163,6 +163,7 @@ def test_choices_are_the_librarys():
             except ValueError:
                 pass
     assert values["OUTPUTS"] == module_logic.OUTPUTS
+    assert values["DEFAULT_OUTPUTS"] == module_logic.DEFAULT_OUTPUTS
     assert values["SEG_TYPES"] == seg.SEG_TYPES
     assert values["COMPRESSIONS"] == seg.COMPRESSIONS
     assert values["MINIMUM_PYDICOM"] == (3, 0)
