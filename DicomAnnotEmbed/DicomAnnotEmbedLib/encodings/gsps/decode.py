@@ -29,7 +29,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ...core.errors import InputError
-from ...core.inputs import reading
+from ...core.inputs import open_bounded, reading
 from ...core.model import Markup
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, load_series
@@ -45,7 +45,8 @@ _DEFAULT_COLOUR = (1.0, 1.0, 0.0)
 
 def _read(path) -> pydicom.Dataset:
     try:
-        ds = pydicom.dcmread(path)
+        with open_bounded(path) as stream:  # reads bounded by the file size (a broken length)
+            ds = pydicom.dcmread(stream)
     except FileNotFoundError:
         raise InputError("no such file", path) from None
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:

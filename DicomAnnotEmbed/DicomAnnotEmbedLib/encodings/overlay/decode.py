@@ -14,6 +14,8 @@ from pydicom.dataset import Dataset
 
 from ...core import arrays
 from ...core.errors import InputError
+from ...core.headers import header_int
+from ...core.inputs import read_dicom_file, reading
 from ...core.model import AnnotationSet, Markup, Segment, Segmentation, Terminology
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, gc_paused, header_value, is_deflated, load_series, stored_frames
@@ -97,7 +99,8 @@ def _decode_file(elements: "_OverlayElements", path: str, parsed: Dict[object, d
         InputError: an overlay group that cannot be read (the message names the file).
     """
     try:
-        return _decode_groups(elements, path, parsed)
+        with reading(path, "the overlay planes"):  # elements pydicom cannot decode name the file
+            return _decode_groups(elements, path, parsed)
     except (ValueError, TypeError, KeyError, IndexError, struct.error) as error:  # values pydicom cannot convert
         raise InputError(f"overlay planes cannot be read ({error})", path) from None
 
@@ -240,6 +243,12 @@ def _plane_blocks(elements: _OverlayElements, group: int, path: str,
     rows, columns = elements.number(group, 0x0010), elements.number(group, 0x0011)
     frames = elements.number(group, 0x0015, "IS")
     frames = 1 if frames is None else frames
+    # Sized by what the file holds, before anything is sized by it: the image's frames (an image
+    # without Number of Frames has one) and the bytes of Overlay Data.
+    image_frames = header_int(elements.ds, "NumberOfFrames", 1, path) if "Rows" in elements.ds else frames
+    if not 0 < frames <= image_frames or (data is not None and (rows or 0) * (columns or 0) * frames > 8 * len(data)):
+        raise InputError(f"overlay group {group:04X}: Number of Frames in Overlay {frames} does not fit the image "
+                         f"({image_frames} frame(s)) or its Overlay Data ({len(data or b'')} bytes)", path)
     expected = -(-(rows or 0) * (columns or 0) * frames // 8)  # bytes, before padding to even length
     if (data is not None and rows and columns and frames > 0 and elements.number(group, 0x0100) is not None
             and len(data) == expected + expected % 2):
@@ -395,7 +404,7 @@ def _read_plane(ds: Dataset, group: int, path: str, legacy_words: List[np.ndarra
         return planes[np.newaxis] if planes.ndim == 2 else planes
     bit = int(getattr(ds.get((group, 0x0102)), "value", 0) or 0)
     if not legacy_words:
-        legacy_words.append(stored_frames(pydicom.dcmread(path), raw_words=True))
+        legacy_words.append(stored_frames(read_dicom_file(path, "image"), raw_words=True))
     stored = legacy_words[0]
     high_bit = int(getattr(ds, "HighBit", int(ds.BitsStored) - 1))
     if bit >= int(ds.BitsAllocated) or high_bit - int(ds.BitsStored) < bit <= high_bit:

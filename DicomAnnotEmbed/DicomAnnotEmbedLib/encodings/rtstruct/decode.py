@@ -21,7 +21,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from ...core.errors import InputError, SeriesError
-from ...core.inputs import read_dicom_file
+from ...core.headers import header_int
+from ...core.inputs import read_dicom_file, reading
 from ...core.model import (AnnotationSet, Code, DEFAULT_TERMINOLOGY, Markup, Segment, Segmentation, Terminology)
 from ...core.progress import ProgressCallback, track
 from ...core.rasterize import polyline_mask
@@ -97,6 +98,12 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
     """
     if boundary_pixels not in BOUNDARY_PIXELS:
         raise InputError(f"boundary pixels must be one of {', '.join(BOUNDARY_PIXELS)}, got {boundary_pixels!r}")
+    # pydicom decodes elements when first used: decoding errors anywhere below name the file.
+    with reading(path, "the RTSTRUCT"):
+        return _import_rtstruct(path, series, tolerance_mm, boundary_pixels, progress)
+
+
+def _import_rtstruct(path, series, tolerance_mm: float, boundary_pixels: str, progress) -> RtStructImport:
     ds = read_rtstruct_dataset(path)
     path = str(path)
     series_uid, frame_uid = referenced_series_uid(ds)
@@ -111,7 +118,7 @@ def import_rtstruct(path: os.PathLike | str, series: Union[ReferenceSeries, os.P
     observations = {}
     for item in ds.get("RTROIObservationsSequence", None) or []:
         if "ReferencedROINumber" in item:
-            observations.setdefault(int(item.ReferencedROINumber), item)
+            observations.setdefault(header_int(item, "ReferencedROINumber", path=path), item)
     contours_of = _roi_contours(ds)
 
     result = RtStructImport(annotations=AnnotationSet(geometry), path=path, referenced_series_uid=series_uid,

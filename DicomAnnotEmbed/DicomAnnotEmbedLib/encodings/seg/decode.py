@@ -17,11 +17,12 @@ from pydicom.uid import JPEGLSLossless
 from ...dicom import raw
 from ...core.errors import GeometryError, InputError
 from ...dicom.values import code_of
-from ...core.inputs import read_dicom_file
+from ...core.headers import first_item, header_floats, header_int, header_value
+from ...core.inputs import read_dicom_file, reading
 from ...core.geometry import VolumeGeometry
 from ...core.model import Code, FractionPlanes, Segment, Segmentation, Terminology, _default_color, present_labels
 from ...core.progress import ProgressCallback
-from ...core.series import ReferenceSeries
+from ...core.series import ReferenceSeries, image_size, transfer_syntax
 from .common import (LABEL_MAP_SEGMENTATION_STORAGE, SEG_SOP_CLASSES, _DERIVATION_IMAGE, _IMAGE_POSITION, _PER_FRAME,
                      _PLANE_POSITION, _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER)
 
@@ -92,8 +93,15 @@ def import_seg(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLi
             (slide microscopy) SEG: tiles of one 2D slide, not a radiology volume.
         GeometryError: the SEG does not lie on the given series.
     """
+    # pydicom decodes elements when first used: decoding errors anywhere below name the file.
+    with reading(path, "the SEG"):
+        return _import_seg(path, series, progress)
+
+
+def _import_seg(path, series, progress) -> SegImport:
     ds = read_seg_dataset(path)
     path = str(path)
+    image_size(ds)  # Number of Frames, Rows, Columns, Bits Allocated checked against the file size
     _refuse_tiled(ds, path)
     referenced_uid = _referenced_series_uid(ds)
     if series is not None and not isinstance(series, ReferenceSeries):
@@ -109,6 +117,10 @@ def import_seg(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLi
     own = _own_geometry(ds, frames, path)
     geometry = own if series is None else series.geometry
     slice_of_frame = _map_frames(frames, geometry, series, path, own)
+    outside = [i + 1 for i, k in enumerate(slice_of_frame) if not 0 <= k < geometry.shape[0]]
+    if outside:
+        raise InputError(f"{len(outside)} frames (first: frame {outside[0]}) fall outside the "
+                         f"{geometry.shape[0]} slices of the grid", path)
 
     decoder = _FrameDecoder(ds, path)
     if seg_type == "LABELMAP":
@@ -192,7 +204,7 @@ def _segments_of(ds: Dataset, path: str) -> Tuple[List[Segment], List[int]]:
     segments, numbers, seen = [], [], set()
     palette = _palette_colors(ds)
     for index, item in enumerate(ds.SegmentSequence):
-        number = int(item.get("SegmentNumber", index + 1))
+        number = header_int(item, "SegmentNumber", index + 1, path)
         if number in seen:
             raise InputError(f"segment number {number} is described twice", path)
         seen.add(number)
@@ -209,7 +221,7 @@ def _segments_of(ds: Dataset, path: str) -> Tuple[List[Segment], List[int]]:
                 anatomic_region_modifier=_first_code(region[0], "AnatomicRegionModifierSequence") if region else None)
         color = palette.get(number, _default_color(index))
         if "RecommendedDisplayCIELabValue" in item:
-            color = tuple(dicom_lab_to_rgb([int(v) for v in item.RecommendedDisplayCIELabValue]))
+            color = tuple(dicom_lab_to_rgb([int(v) for v in header_floats(item, "RecommendedDisplayCIELabValue", 3, path)]))
         name = str(item.get("SegmentLabel", "") or f"Segment_{number}")
         attributes = {"SegmentNumber": str(number)}
         for keyword in ("TrackingID", "TrackingUID", "SegmentAlgorithmType", "SegmentAlgorithmName"):
@@ -245,14 +257,10 @@ def _palette_colors(ds: Dataset) -> Dict[int, Tuple[float, float, float]]:
 
 def _frame_infos(ds: Dataset, path: str) -> List[_FrameInfo]:
     """Segment number, position and source reference of every frame, from the raw bytes."""
-    count = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else Dataset()
-    shared_number = None
-    if "SegmentIdentificationSequence" in shared:
-        shared_number = int(shared.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-    shared_position = None
-    if "PlanePositionSequence" in shared:
-        shared_position = np.array([float(v) for v in shared.PlanePositionSequence[0].ImagePositionPatient])
+    count = header_int(ds, "NumberOfFrames", 1, path)
+    shared = first_item(ds, "SharedFunctionalGroupsSequence") or Dataset()
+    shared_number = _segment_number(shared, path)
+    shared_position = _position(shared, path)
     items = _raw_per_frame_items(ds)
     infos = []
     if items is not None:
@@ -261,27 +269,40 @@ def _frame_infos(ds: Dataset, path: str) -> List[_FrameInfo]:
             position = raw.ds_values(raw.first([item], _PLANE_POSITION, _IMAGE_POSITION))
             source_uid = raw.ui_value(raw.first([item], _DERIVATION_IMAGE, 0x00082112, 0x00081155))
             source_frame = raw.is_value(raw.first([item], _DERIVATION_IMAGE, 0x00082112, 0x00081160))
+            if position is not None and len(position) != 3:
+                raise InputError(f"frame {len(infos) + 1}: Image Position (Patient) has {len(position)} values", path)
             infos.append(_FrameInfo(number if number is not None else shared_number,
                                     np.array(position) if position else shared_position, source_uid, source_frame))
     else:
         for item in ds.get("PerFrameFunctionalGroupsSequence", []) or []:
             number, position, source_uid, source_frame = shared_number, shared_position, None, None
-            if "SegmentIdentificationSequence" in item:
-                number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-            if "PlanePositionSequence" in item:
-                position = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
-            if "DerivationImageSequence" in item:
-                sources = item.DerivationImageSequence[0].get("SourceImageSequence") or []
-                if sources:
-                    source_uid = str(sources[0].ReferencedSOPInstanceUID)
-                    frame = sources[0].get("ReferencedFrameNumber")
-                    source_frame = int(frame) if frame is not None and not isinstance(frame, list) else None
+            number = _segment_number(item, path, number)
+            position = _position(item, path, position)
+            derivation = first_item(item, "DerivationImageSequence")
+            source = first_item(derivation, "SourceImageSequence") if derivation is not None else None
+            if source is not None:
+                source_uid = str(header_value(source, "ReferencedSOPInstanceUID", "", path))
+                frame = header_value(source, "ReferencedFrameNumber", None, path)
+                source_frame = int(frame) if isinstance(frame, int) else None
             infos.append(_FrameInfo(number, position, source_uid, source_frame))
     if not infos:
         infos = [_FrameInfo(shared_number, shared_position, None, None) for _ in range(count)]
     if len(infos) != count:
         raise InputError(f"{len(infos)} per-frame items for {count} frames", path)
     return infos
+
+
+def _segment_number(item: Dataset, path: str, default: Optional[int] = None) -> Optional[int]:
+    """Referenced Segment Number of a functional group item (``default`` when absent)."""
+    identification = first_item(item, "SegmentIdentificationSequence")
+    return default if identification is None else header_int(identification, "ReferencedSegmentNumber", path=path)
+
+
+def _position(item: Dataset, path: str, default: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """Image Position (Patient) of a functional group item (``default`` when absent)."""
+    plane = first_item(item, "PlanePositionSequence")
+    values = header_floats(plane, "ImagePositionPatient", 3, path) if plane is not None else None
+    return default if values is None else np.array(values)
 
 
 def _raw_per_frame_items(ds: Dataset) -> Optional[List[raw.RawItem]]:
@@ -298,33 +319,38 @@ def _raw_per_frame_items(ds: Dataset) -> Optional[List[raw.RawItem]]:
 
 
 def _orientation(ds: Dataset) -> Optional[np.ndarray]:
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else Dataset()
-    if "PlaneOrientationSequence" in shared:
-        return np.array([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient])
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame and "PlaneOrientationSequence" in per_frame[0]:
-        return np.array([float(v) for v in per_frame[0].PlaneOrientationSequence[0].ImageOrientationPatient])
-    if "ImageOrientationPatient" in ds:
-        return np.array([float(v) for v in ds.ImageOrientationPatient])
-    return None
+    path = getattr(ds, "filename", None)
+    for group in (first_item(ds, "SharedFunctionalGroupsSequence"), first_item(ds, "PerFrameFunctionalGroupsSequence")):
+        plane = first_item(group, "PlaneOrientationSequence") if group is not None else None
+        if plane is not None and "ImageOrientationPatient" in plane:
+            return np.array(header_floats(plane, "ImageOrientationPatient", 6, path))
+    values = header_floats(ds, "ImageOrientationPatient", 6, path)
+    return None if values is None else np.array(values)
 
 
 def _pixel_measures(ds: Dataset) -> Tuple[Optional[Tuple[float, float]], Optional[float]]:
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else Dataset()
-    item = shared.PixelMeasuresSequence[0] if "PixelMeasuresSequence" in shared else None
-    if item is None and ds.get("PerFrameFunctionalGroupsSequence") and \
-            "PixelMeasuresSequence" in ds.PerFrameFunctionalGroupsSequence[0]:
-        item = ds.PerFrameFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    path = getattr(ds, "filename", None)
+    item = None
+    for group in (first_item(ds, "SharedFunctionalGroupsSequence"), first_item(ds, "PerFrameFunctionalGroupsSequence")):
+        item = first_item(group, "PixelMeasuresSequence") if group is not None else None
+        if item is not None:
+            break
     if item is None or "PixelSpacing" not in item:
         return None, None
-    spacing = tuple(float(v) for v in item.PixelSpacing)
-    between = item.get("SpacingBetweenSlices") or item.get("SliceThickness")
-    return spacing, float(between) if between else None
+    spacing = tuple(header_floats(item, "PixelSpacing", 2, path))
+    if min(spacing) <= 0:
+        raise InputError(f"Pixel Spacing must be positive, got {spacing}", path)
+    between = header_value(item, "SpacingBetweenSlices", None, path) or header_value(item, "SliceThickness", None, path)
+    try:
+        between = float(between) if between else None
+    except (TypeError, ValueError):
+        between = None  # only a hint for the slice step
+    return spacing, between if between and np.isfinite(between) and between > 0 else None
 
 
 def _own_geometry(ds: Dataset, frames: List[_FrameInfo], path: str) -> VolumeGeometry:
     """The SEG's own grid: its frame positions along the normal, filled to a regular stack."""
-    rows, columns = int(ds.Rows), int(ds.Columns)
+    rows, columns = header_int(ds, "Rows", path=path), header_int(ds, "Columns", path=path)
     orientation = _orientation(ds)
     spacing, between = _pixel_measures(ds)
     positions = [f.position for f in frames if f.position is not None]
@@ -408,13 +434,13 @@ class _FrameDecoder:
     def __init__(self, ds: Dataset, path: str):
         self.ds = ds
         self.path = path
-        self.rows, self.columns = int(ds.Rows), int(ds.Columns)
-        self.count = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        self.bits = int(ds.BitsAllocated)
-        self.syntax = ds.file_meta.TransferSyntaxUID
+        self.count, self.rows, self.columns, self.bits = image_size(ds)
+        if self.bits not in (1, 8, 16):
+            raise InputError(f"Bits Allocated {self.bits}: a SEG has 1 (BINARY), 8 or 16", path)
+        self.syntax = transfer_syntax(ds)
         pixels = self.rows * self.columns
         if not self.syntax.is_compressed:
-            data = ds.PixelData
+            data = header_value(ds, "PixelData", b"", path)
             needed = (self.count * pixels + 7) // 8 if self.bits == 1 else self.count * pixels * self.bits // 8
             if len(data) < needed:
                 raise InputError(f"pixel data has {len(data)} bytes where {self.count} frames need {needed} "

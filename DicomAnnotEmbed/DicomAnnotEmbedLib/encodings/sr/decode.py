@@ -15,7 +15,8 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
-from ...core.inputs import read_dicom_file
+from ...core.headers import header_floats, header_value
+from ...core.inputs import read_dicom_file, reading
 from ...core.model import Code, Markup, Segmentation
 from ...core.progress import ProgressCallback
 from ...core.series import ReferenceSeries
@@ -131,6 +132,12 @@ def import_sr(path: PathLike, series: Union[ReferenceSeries, PathLike, None] = N
     Missing pieces (a SEG not found, 2D coordinates whose image is absent) do not stop the import:
     they are listed in :attr:`SrImport.missing` and logged as warnings.
     """
+    # pydicom decodes elements when first used: decoding errors anywhere below name the file.
+    with reading(path, "the SR"):
+        return _import_sr(path, series, seg_folders, seg_reader, progress)
+
+
+def _import_sr(path: PathLike, series, seg_folders, seg_reader, progress) -> SrImport:
     ds = read_sr_dataset(path)
     path = str(path)
     imported = SrImport(path=path, sop_class=SR_SOP_CLASSES.get(str(ds.SOPClassUID), str(ds.SOPClassUID)),
@@ -151,6 +158,8 @@ def import_sr(path: PathLike, series: Union[ReferenceSeries, PathLike, None] = N
                 imported.procedures.append(code)
     groups = [g for container in _children(ds) if _key(container) in _IMAGING_MEASUREMENTS
               for g in _children(container) if _key(g) in _MEASUREMENT_GROUP]
+    if not groups:  # a cut file ends quietly where an element ends: say so instead of nothing
+        imported.missing.append("the report holds no measurement group (an empty report, or a truncated file)")
     parsed = [_parse_group(g, series, imported) for g in groups]
     for group in parsed:
         imported.records.extend(group["records"])
@@ -285,9 +294,15 @@ def _coordinates(item: Dataset, series: Optional[ReferenceSeries],
     """Graphic type and (N, 3) LPS points of a SCOORD3D item, or of a SCOORD item placed on its
     image (a 2D CIRCLE or ELLIPSE becomes a "RING" of 64 points sampled in the image plane);
     points None when a SCOORD's image is not in the series (noted in ``imported.missing``)."""
-    graphic = str(item.GraphicType).upper()
-    data = np.asarray(item.GraphicData, dtype=np.float64)
-    if str(item.ValueType) == "SCOORD3D":
+    graphic = str(header_value(item, "GraphicType", "")).upper()
+    values = header_floats(item, "GraphicData")
+    dimensions = 3 if str(header_value(item, "ValueType", "")) == "SCOORD3D" else 2
+    if not graphic or values is None or len(values) % dimensions:
+        imported.missing.append(f"a coordinate item with Graphic Type {graphic or '(none)'} and "
+                                f"{len(values or ())} Graphic Data values is not {dimensions}D points: skipped")
+        return graphic, None
+    data = np.asarray(values, dtype=np.float64)
+    if dimensions == 3:
         frame = str(item.get("ReferencedFrameOfReferenceUID", ""))
         if frame and frame not in imported.frame_of_reference_uids:
             imported.frame_of_reference_uids.append(frame)

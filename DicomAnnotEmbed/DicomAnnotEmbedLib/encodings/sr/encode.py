@@ -415,7 +415,7 @@ def check_markup_inside(markup: Markup, geometry: VolumeGeometry) -> None:
         where = ", ".join(f"{v:.2f}" for v in points[worst])
         what = "its centre" if markup.kind in ("roi", "plane") else f"control point {worst + 1}"
         raise GeometryError(f"markup {markup.name!r} lies outside the series: {what} at LPS ({where}) is "
-                            f"{distance[worst]:.1f} mm outside the volume ({geometry.describe()})")
+                            f"{distance[worst]:.1f} mm outside the volume ({geometry.describe()})", markup.source)
 
 
 def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: ReferenceSeries, measured,
