@@ -14,11 +14,20 @@ Offers, in the DICOM browser:
 * **TID 1500 SR written by DicomAnnotEmbed**: markups nodes of every kind we write (lines,
   curves, angles, closed curves, planes, ROI boxes, point lists), a table of measurements and
   the referenced SEG, selected with confidence 0.97 (above Slicer's TID 1500 plugin, 0.95);
-  other TID 1500 SRs are offered unselected (0.5).
+  other TID 1500 SRs are offered unselected (0.5);
+* **RT Structure Sets** (ours or another tool's): a segmentation node (ROI names, colours,
+  terminology) and markups nodes (POINT and open contours), offered selected with confidence 0.9.
+  SlicerRT's DicomRtImportExport plugin offers an RTSTRUCT selected with confidence 1.0, and
+  ``DICOMLib.selectHighestConfidenceLoadables`` keeps only the highest selected per series: with
+  SlicerRT installed, SlicerRT loads it; without, we do;
+* **presentation states** (GSPS; Slicer has no plugin for them): their graphics as markups nodes on
+  the referenced images (which must be in the database); ours selected (0.97), others offered
+  unselected (0.5).
 
 The work is done by ``DicomAnnotEmbedLib.slicer.logic`` (files are recognised by
 ``classify_dicom``); this file adds the DICOM database and subject hierarchy.
 """
+import contextlib
 import logging
 import os
 
@@ -30,7 +39,8 @@ OVERLAY_SAMPLES = 3
 
 
 class DICOMAnnotEmbedPluginClass(DICOMPlugin):
-    """Loads overlay-embedded series, LABELMAP SEG and our TID 1500 SR (see the module docstring)."""
+    """Loads overlay-embedded series, LABELMAP SEG, our TID 1500 SR, RTSTRUCTs and presentation
+    states (see the module docstring)."""
 
     def __init__(self):
         super().__init__()
@@ -45,11 +55,12 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
         if not files:
             return []
         first = classify_dicom(files[0])
-        if first.kind in ("seg", "sr"):
+        objects = ("seg", "sr", "rtstruct", "gsps")
+        if first.kind in objects:
             loadables = []
             for path in files:
                 kind = first if path == files[0] else classify_dicom(path)
-                if kind.kind in ("seg", "sr"):
+                if kind.kind in objects:
                     loadables.append(self._objectLoadable(path, kind))
             return loadables
         if first.kind != "overlay" and not first.ours:
@@ -78,15 +89,17 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
         loadable.files = [path]
         loadable.daeKind = kind.kind
         loadable.daeDetail = kind.detail
-        loadable.name = kind.description or ("Segmentation" if kind.kind == "seg" else "Measurements")
+        names = {"seg": "Segmentation", "sr": "Measurements", "rtstruct": "Structures", "gsps": "Annotations"}
+        loadable.name = kind.description or names[kind.kind]
         loadable.referencedSeriesUIDs = [uid for uid in kind.referenced_series_uids if uid]
         loadable.referencedInstanceUIDs = list(kind.referenced_instance_uids)
-        if kind.kind == "seg":
-            loadable.tooltip = f"{loadable.name}: {kind.detail} DICOM SEG"
+        tooltips = {"seg": f"{kind.detail} DICOM SEG", "sr": "TID 1500 measurement report with markups",
+                    "rtstruct": "RT Structure Set (segments and markups; SlicerRT loads it when installed)",
+                    "gsps": f"{kind.detail} (graphics as markups)"}
+        loadable.tooltip = f"{loadable.name}: {tooltips[kind.kind]}"
+        if kind.kind in ("seg", "rtstruct"):  # the images they lie on are loaded with them
             for uid in loadable.referencedSeriesUIDs:
                 loadable.referencedInstanceUIDs += self._instanceUIDsOfSeries(uid)
-        else:
-            loadable.tooltip = f"{loadable.name}: TID 1500 measurement report with markups"
         if loadable.referencedSeriesUIDs:
             loadable.referencedSeriesUID = loadable.referencedSeriesUIDs[0]
         loadable.confidence, loadable.selected = browser_preference(kind)
@@ -109,6 +122,8 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
                 return self._loadOverlay(loadable)
             if loadable.daeKind == "seg":
                 return self._loadSeg(loadable)
+            if loadable.daeKind in ("rtstruct", "gsps"):
+                return self._loadOnSeries(loadable)
             return self._loadSr(loadable)
         except Exception as error:  # the DICOM browser shows False as "could not be loaded"
             logging.error("DicomAnnotEmbed could not load %s: %s", loadable.name, error, exc_info=True)
@@ -194,6 +209,36 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
             self._beside(nodes[0], nodes[1:])
         return True
 
+    def _loadOnSeries(self, loadable):
+        """An RTSTRUCT (segmentation and markups nodes) or a presentation state (markups nodes) on
+        the image series it references, from the DICOM database (an RTSTRUCT whose series is not
+        there is placed on the series beside its file, if any)."""
+        from DicomAnnotEmbedLib.core.errors import InputError
+        from DicomAnnotEmbedLib.slicer import logic as module_logic
+
+        volume = self._volumeOfSeries(loadable.referencedSeriesUIDs)
+        files = self._seriesFiles(loadable.referencedSeriesUIDs)
+        if not files and loadable.daeKind == "gsps":
+            raise InputError("the images this presentation state refers to are not in the DICOM database",
+                             loadable.files[0])
+        with contextlib.ExitStack() as stack:
+            series = None
+            if files:
+                series = stack.enter_context(module_logic.opened_series(files, self._seriesUID(files)))
+            if loadable.daeKind == "rtstruct":
+                imported = module_logic.import_rtstruct_to_scene(slicer.mrmlScene, loadable.files[0], series,
+                                                                 reference_volume_node=volume, name=loadable.name)
+            else:
+                imported = module_logic.import_gsps_to_scene(slicer.mrmlScene, loadable.files[0], series,
+                                                             reference_volume_node=volume)
+        for message in imported.missing:
+            logging.warning("%s: %s", loadable.name, message)
+        nodes = [node for node in [imported.segmentation_node, *imported.markups_nodes] if node is not None]
+        if nodes:
+            self.addSeriesInSubjectHierarchy(loadable, nodes[0])
+            self._beside(nodes[0], nodes[1:])
+        return True
+
     # --- scene helpers ---
 
     @staticmethod
@@ -252,7 +297,8 @@ class DicomAnnotEmbedPlugin:
         parent.contributors = ["DicomAnnotEmbed developers"]
         parent.helpText = """
 Plugin to the DICOM module: loads overlay-embedded series (volume + segmentation + markups),
-LABELMAP DICOM SEG and DicomAnnotEmbed TID 1500 SR. No panel of its own.
+LABELMAP DICOM SEG, DicomAnnotEmbed TID 1500 SR, RT Structure Sets (when SlicerRT is not there
+to load them) and presentation states (GSPS). No panel of its own.
 """
         parent.acknowledgementText = "Part of the DicomAnnotEmbed extension."
         parent.dependencies = ["DICOM", "Segmentations", "Markups"]
