@@ -304,7 +304,8 @@ def convert(inputs: Union[PathLike, Sequence[PathLike]], to: str, out: PathLike,
     result = ConvertResult(target=to, annotations=annotations)
     dropped = result.dropped
     segments = list(seg.segments) if seg is not None else []
-    empty = [s.name for s in segments if seg.voxel_counts()[s.id] == 0] if segments else []
+    counts = seg.voxel_counts() if segments else {}
+    empty = [s.name for s in segments if counts[s.id] == 0]
     writer = _WRITERS[to]
     import importlib  # the target's encoder loggers must exist before their warnings are held back
 
