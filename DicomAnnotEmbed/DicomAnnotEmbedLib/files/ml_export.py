@@ -22,7 +22,7 @@ Output layout (``OUT``)::
 
     cases.csv                  one row per case: name, kind, source, image, label maps, sidecar, ...
     measurements.csv           one row per finding of every case, one column per concept
-    CASE/                      one folder per SEG, overlay series, or SR without a SEG
+    CASE/                      one folder per SEG, overlay series, RTSTRUCT, or SR without a SEG
       image.nii.gz             the image (modality values, HU for CT; int16 when they are integers),
                                when its series is among the inputs
       labels.nii.gz            label map of the first layer (NIfTI), and labels.nrrd (NRRD)
