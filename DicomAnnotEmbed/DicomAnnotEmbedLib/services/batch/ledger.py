@@ -2,7 +2,7 @@
 
 One JSON object per line and per finished case (done or failed): case, status, inputs
 (fingerprint), outputs (each output, e.g. ``seg.dcm`` or ``overlay/``, -> SHA-256; see
-``steps.output_digests``; ``OUT/<id>/case.json`` lists every file's SHA-256), duration_s, peak_memory_mb, error, worker,
+``steps.output_digests``; ``OUT/<id>/case.json`` lists every file's SHA-256), duration_s, cpu_s (the worker process's CPU time), peak_memory_mb, error, worker,
 started, warnings. Each line is appended by one ``write`` on a file opened ``O_APPEND`` and
 fsynced, by the one process that runs the batch; a line cut short by a crash is ignored on reading.
 The last line of a case wins.
