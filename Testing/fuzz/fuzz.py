@@ -215,7 +215,7 @@ class Worker:
 
 
 def run_fuzz(corpus: dict, corpus_json: Path, cases: list, *, jobs: int = 2, timeout: float = 20.0,
-             memory_mb: int = 3072, log=None) -> dict:
+             memory_mb: int = 3072, log=None, minutes: float = None) -> dict:
     """Run ``cases`` on ``jobs`` workers; returns the report (per reader counts, crash signatures)."""
     todo = queue.Queue()
     for case in cases:
@@ -227,7 +227,7 @@ def run_fuzz(corpus: dict, corpus_json: Path, cases: list, *, jobs: int = 2, tim
     def slot():
         worker = Worker(corpus_json, timeout, memory_mb)
         try:
-            while True:
+            while minutes is None or time.monotonic() - started < minutes * 60:
                 try:
                     case = todo.get_nowait()
                 except queue.Empty:
@@ -301,6 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-interop", action="store_true")
     parser.add_argument("--reader", action="append", help="only these readers")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--minutes", type=float, help="stop starting cases after this long (report what ran)")
     parser.add_argument("--replay", type=int, help="run case N in this process and show its traceback")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -322,7 +323,7 @@ def main(argv=None) -> int:
     if args.reader:
         cases = [c for c in cases if c["reader"] in args.reader]
     report = run_fuzz(corpus, corpus_json, cases, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_mb,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+                      log=lambda m: print(m, file=sys.stderr, flush=True), minutes=args.minutes)
     print(format_report(report))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1))
