@@ -12,7 +12,7 @@ from typing import Iterable, Optional
 
 #: Hints of the libraries that mean nothing to a user of the command line (pydicom's
 #: "Use force=True", our API's "(force=True)").
-_LIBRARY_HINTS = re.compile(r"\s*\(force=True\)|[,;.]?\s*use force=True[^.;]*", re.IGNORECASE)
+_LIBRARY_HINTS = re.compile(r"\s*\(\w+=(True|False|None)\)|[,;.]?\s*use force=True[^.;]*", re.IGNORECASE)
 #: Longest message kept (a value repr of a whole array would drown the point).
 MAX_MESSAGE = 600
 

@@ -37,7 +37,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 from ...core.errors import InputError, TooManySegmentsError
 from ...core.markup_dicts import markup_to_dict
 from ...core.model import AnnotationSet, Markup, Segment, Segmentation
-from ...core.outputs import prepare_output_dir, write_atomic
+from ...core.outputs import check_output_dir, relocate, staged_folder, write_atomic
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, frame_rescales, modality_frames, pixel_data_offset, stored_frames
 from .common import (METADATA_VERSION, OVERLAY_GROUPS, PRIVATE_CREATOR, PRIVATE_GROUP, PRIVATE_METADATA_ELEMENT,
@@ -122,21 +122,25 @@ def export_overlays(series: ReferenceSeries, annotations: AnnotationSet, out_dir
                 f"(16 per image, {len(used)} already used by the source"
                 + ("); use --split (split=True) to write several series" if free else ")"), series.folder)
     batches = [planes[n:n + len(free)] for n in range(0, len(planes), len(free))]
-    out_dir = prepare_output_dir(out_dir, force)
+    final_dir = Path(out_dir)
+    check_output_dir(final_dir, force)
     if keep_uids:
         if len(batches) > 1:
             raise InputError("--keep-uids cannot be combined with splitting into several series")
         warnings.warn(UID_WARNING, KeepUidsWarning, stacklevel=2)
         log.warning(UID_WARNING)
-    for number, batch in enumerate(batches, 1):
-        folder = out_dir if len(batches) == 1 else out_dir / f"series_{number:02d}"
-        if folder != out_dir:
-            folder.mkdir(exist_ok=True)
-        for plane, group in zip(batch, free):
-            plane.group = group
-        result.series.append(_write_series(series, batch, folder, keep_uids, series_description,
-                                           (number, len(batches)), progress))
-    return result
+    # Written into a hidden folder beside out_dir and renamed into place when complete: a failure
+    # or a kill never leaves part of a series under final names (core.outputs.staged_folder).
+    with staged_folder(final_dir, force) as out_dir:
+        for number, batch in enumerate(batches, 1):
+            folder = out_dir if len(batches) == 1 else out_dir / f"series_{number:02d}"
+            if folder != out_dir:
+                folder.mkdir(exist_ok=True)
+            for plane, group in zip(batch, free):
+                plane.group = group
+            result.series.append(_write_series(series, batch, folder, keep_uids, series_description,
+                                               (number, len(batches)), progress))
+    return relocate(result, out_dir, final_dir)
 
 
 def _plan_planes(annotations: AnnotationSet, fill_markups: bool, result: OverlayExportResult) -> List[_Plane]:
