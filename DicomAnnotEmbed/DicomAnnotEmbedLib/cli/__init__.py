@@ -83,9 +83,29 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise OutputError("exists; use --force to replace it", path)
 
 
+#: Optional packages that pydicom imports at start-up only for its test-data downloader
+#: (pydicom.data.download; it falls back to urllib): requests with urllib3, idna, charset_normalizer
+#: and ssl, and tqdm, 0.1 s CPU of every command (bench_seg.py notes, "Command start-up").
+_PYDICOM_OPTIONAL = ("requests", "tqdm")
+
+
+def _import_pydicom() -> None:
+    """Import pydicom without the optional packages it does not need here; they stay importable."""
+    if "pydicom" in sys.modules or any(name in sys.modules for name in _PYDICOM_OPTIONAL):
+        return
+    sys.modules.update(dict.fromkeys(_PYDICOM_OPTIONAL))  # None: "import requests" raises ImportError
+    try:
+        import pydicom  # noqa: F401
+    finally:
+        for name in _PYDICOM_OPTIONAL:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _import_pydicom()
     for flag in ("quiet", "verbose", "debug"):  # shared flags are absent unless given
         setattr(args, flag, getattr(args, flag, False))
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
