@@ -158,6 +158,14 @@ Where the time goes now (cProfile, which inflates pydicom's share about 2 x):
   work): to meet 1.5 x there too, decode it while the headers load (zlib releases the GIL: the
   0.07 s header pass would hide under the 0.13 s inflate, ~1.4 x) and avoid pynrrd's copies.
 
+``overlay import`` end to end (issue 14, 2026-12-04): the whole command in a fresh process, writing
+the .seg.nrrd, against a fresh-process pydicom read (dcmread + PixelData) of the same 200 overlay
+files; 3 interleaved rounds, median child CPU, load average 16: before (d0cdecf) 1.61 s = 3.1 x the
+peer's 0.52 s, after 0.88 s = 1.7 x; peak RSS 133 -> 136 MB against the peer's 54 MB (2.5 x:
+imports are 53 to 56 MB for both, ours then holds the 52 MB label layer it writes). The difference: .seg.nrrd gzip level 9 -> 2 (files/segio.py
+``SEG_NRRD_GZIP_LEVEL``, ITK's default; this fixture's file 0.13 -> 0.40 MB, case C's 0.68 -> 1.30
+MB) and one pass for all segment extents, plus the lazy imports of the command line.
+
 First round (before the second), for the record: ``Segmentation.voxel_counts`` did one
 bincount over the whole 52 M-voxel layer (an int64 temporary of 420 MB), ROI statistics decoded
 every image to float, and the import filled ten whole-volume masks; fixed then (peak 516 -> 166

@@ -115,6 +115,45 @@ What the profiles (case C, fresh process, imports and headers loaded before) sho
   comparison) for every frame (1303 calls for case B), and the cache keeps every segment's
   float32 planes (1303 x 1 MB). Frames come segment by segment, so one segment's planes at a
   time would do.
+
+Command start-up (issue 14, "Speed where users wait now"; bench_startup.py), 2026-12-04
+-----------------------------------------------------------------------------------------
+Whole commands in fresh processes, case C LABELMAP, against dcmqi on the same inputs; 3 rounds,
+interleaved, the version before these changes (d0cdecf, run through PYTHONPATH) in the same
+rounds; medians of child CPU (user + sys; wall time mostly measured the other users), peak RSS the
+largest ru_maxrss. Final run, load average 14.4 to 21.6 on the 2 cores (an earlier run at 10.8 to
+16.3, before the last change, gave export 2.47 -> 2.05 s, dcmqi 1.30 s):
+
+======================================  =========  =========  ===========  =====================
+command                                 before     after      dcmqi        after / dcmqi (target 1.0)
+======================================  =========  =========  ===========  =====================
+seg export --type labelmap (JPEG-LS)    2.75 s     2.30 s     1.38 s       1.67 x CPU (MISS; was 1.99 x)
+seg import --series -> .seg.nrrd        5.45 s     1.08 s     0.48 s       2.25 x (was 11.4 x)
+seg import (own grid, as dcmqi)         5.07 s     0.93 s     0.48 s       1.94 x CPU (MISS; was 10.6 x)
+peak RSS export / import                458 / 167  403 / 165  302 / 177    1.33 x / 0.93 x (<= 1.5: PASS)
+======================================  =========  =========  ===========  =====================
+
+Profiles (cProfile and -X importtime of the commands; CPU figures from fresh processes):
+
+* Import was mostly writing the .seg.nrrd: pynrrd's default gzip level 9 (2.05 s CPU for the 52 MB
+  layer) and ``segio._extent`` comparing the whole layer with every segment's value (100 x 52 MB,
+  2.5 s). Now level 2 (``segio.SEG_NRRD_GZIP_LEVEL``, ITK's default, what SimpleITK and dcmqi
+  write: 0.08 s, 1.30 MB instead of 0.68 MB; level 6 would be 0.27 s and 0.82 MB) and every
+  extent from one pass (``core.arrays.label_extents``: runs of equal values along each axis,
+  0.11 to 0.14 s; scipy.ndimage.find_objects takes 0.13 s but importing it 0.27 s CPU).
+* Parsing the command line imported the RTSTRUCT decoder and so pydicom (cli/rtstruct.py reads
+  two constants): ``encodings.rtstruct`` and ``api`` now re-export lazily; ``seg export --help``
+  0.50 -> 0.19 s CPU. The seg commands need numpy + pydicom anyway (0.36 s CPU to import: 0.14 s
+  of it is numpy); pydicom also imports requests and tqdm, ~0.1 s, only for its test-data
+  downloader: ``cli._import_pydicom`` keeps them out of a command's process.
+* Export: np.unique of the int16 .nrrd label map (0.34 s CPU) -> slice-by-slice bincount, as for
+  uint8/uint16 already.
+* Left (why target 1 is missed): fresh-process floor numpy + pydicom 0.36 s CPU (dcmqi, C++, starts
+  in ~0.05 s); export: highdicom's import 0.2 s and its module-attribute table (a 22.6 MB JSON,
+  0.21 s CPU to parse; a pickle of it loads no faster, 0.25 s) for the one-plane template, loading
+  200 CT headers ~0.2 s, pydicom writing the header ~0.12 s; import: decoding 0.2 to 0.3 s,
+  extents + gzip 0.26 s. Reaching dcmqi needs the template built without highdicom and the
+  command's Python work under ~0.1 s.
 """
 from __future__ import annotations
 

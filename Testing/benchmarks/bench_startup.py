@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Benchmark: ``seg export`` / ``seg import`` (LABELMAP, case C) end to end in fresh processes,
+against dcmqi's ``itkimage2segimage`` / ``segimage2itkimage`` on the same inputs (issue 14,
+"Speed where users wait now", target 1).
+
+Run by hand, after ``bench_seg.py --cases C`` has generated its data (default workdir
+/tmp/dae-seg-bench)::
+
+    python Testing/benchmarks/bench_startup.py                 # 3 rounds
+    python Testing/benchmarks/bench_startup.py --repeats 5 --only ours_import,dcmqi_import
+    # also an older version of the library, in the same rounds (git archive REV DicomAnnotEmbed | tar -x -C DIR):
+    python Testing/benchmarks/bench_startup.py --workdir /tmp/dae-seg-bench --before DIR/DicomAnnotEmbed
+
+Each command is a whole process (interpreter start, imports, reading, work, writing), as a user
+waits for it; rounds are interleaved (every variant once per round). Reported: median CPU seconds
+(user + sys of the child, from wait4: the machine is shared, so wall time mostly measures the
+other users), median wall seconds, largest peak RSS (ru_maxrss of the child) and the load average.
+
+* ours_export: ``dicomannotembed seg export --type labelmap`` of the int16 ``labels.nrrd`` that
+  dcmqi reads, with the same dcmqi metadata JSON (JPEG-LS, our default); dcmqi_export:
+  ``itkimage2segimage --segmentationType labelmap`` (uncompressed, dcmqi does not compress).
+* ours_import: ``seg import`` of our file into ``.seg.nrrd`` with the series (grid of the series),
+  ours_import_noseries: on the SEG's own grid (as dcmqi); dcmqi_import: ``segimage2itkimage
+  --mergeSegments`` of its own file into a gzip ``.nrrd``.
+
+Notes: see bench_seg.py, "Command start-up (issue 14)".
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def commands(workdir: Path, out: Path) -> dict:
+    series, dcmqi = workdir / "series", workdir / "dcmqi_C"
+    cli = [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q", "seg"]
+    return {
+        "ours_export": cli + ["export", "--series", str(series), "--segmentation", str(dcmqi / "labels.nrrd"),
+                              "--metadata", str(dcmqi / "meta.json"), "--type", "labelmap",
+                              "--out", str(out / "ours.dcm"), "--force"],
+        "dcmqi_export": ["itkimage2segimage", "--inputImageList", str(dcmqi / "labels.nrrd"),
+                         "--inputDICOMDirectory", str(series), "--outputDICOM", str(out / "dcmqi.dcm"),
+                         "--inputMetadata", str(dcmqi / "meta.json"), "--segmentationType", "labelmap"],
+        "ours_import": cli + ["import", str(out / "ours.dcm"), "--series", str(series),
+                              "--out", str(out / "ours.seg.nrrd"), "--force"],
+        "ours_import_noseries": cli + ["import", str(out / "ours.dcm"), "--out", str(out / "own.seg.nrrd"), "--force"],
+        "dcmqi_import": ["segimage2itkimage", "--inputDICOM", str(out / "dcmqi.dcm"),
+                         "--outputDirectory", str(out / "dcmqi_import"), "--mergeSegments"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dae-bench-seg"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/dae-bench-startup"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", help="comma-separated variants (exports before imports: they write the inputs)")
+    parser.add_argument("--before", type=Path, help="folder holding another DicomAnnotEmbedLib: its ours_* "
+                        "variants run too (as <name>_before, through PYTHONPATH)")
+    args = parser.parse_args()
+    (args.out / "dcmqi_import").mkdir(parents=True, exist_ok=True)
+    table = commands(args.workdir, args.out)
+    names = args.only.split(",") if args.only else list(table)
+    environments = {name: None for name in table}
+    if args.before:
+        for name in [n for n in names if n.startswith("ours_")]:
+            table[f"{name}_before"] = table[name]
+            environments[f"{name}_before"] = dict(os.environ, PYTHONPATH=str(args.before))
+            names.insert(names.index(name), f"{name}_before")
+    runs = {name: [] for name in names}
+    loads = [os.getloadavg()[0]]
+    for _ in range(args.repeats):
+        for name in names:
+            start = time.perf_counter()
+            child = subprocess.Popen(table[name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=environments[name])
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.perf_counter() - start
+            if status:
+                print(f"{name} failed: {child.stderr.read().decode()[-2000:]}", file=sys.stderr)
+                return 1
+            runs[name].append((usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024))
+        loads.append(os.getloadavg()[0])
+    print(f"| variant | CPU s (median of {args.repeats}) | wall s | peak RSS MiB |\n|---|---|---|---|")
+    for name, values in runs.items():
+        print(f"| {name} | {statistics.median(v[0] for v in values):.2f} | "
+              f"{statistics.median(v[1] for v in values):.2f} | {max(v[2] for v in values):.0f} |")
+    print(f"\nload average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f}, {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
