@@ -23,7 +23,16 @@ other users), median wall seconds, largest peak RSS (ru_maxrss of the child) and
   ours_import_noseries: on the SEG's own grid (as dcmqi); dcmqi_import: ``segimage2itkimage
   --mergeSegments`` of its own file into a gzip ``.nrrd``.
 
-Notes: see bench_seg.py, "Command start-up (issue 14)".
+Notes: see bench_seg.py, "Command start-up (issue 14)". ``export-ml`` (issue 14, target 5) was
+measured the same way by hand, 2026-12-04, load average 16.8 to 20.5, 3 interleaved rounds: the
+command on our case C SEG + its 200-file series, against a SimpleITK script reading the series
+(ImageSeriesReader) and writing image.nii.gz and label.nii.gz (the dcmqi_C labels.nrrd):
+before (d0cdecf) 9.07 s CPU = 3.4 x the peer's 2.63 s, after 4.15 s = 1.58 x (target 1.5 x:
+missed); peak RSS 575 -> 469 MB against 426 MB (1.10 x). What changed: the .seg.nrrd it writes
+(gzip level, extents: bench_seg.py notes) and the int16 test of the CT (np.mod + min + max 0.82 s
+-> cast and compare back 0.28 s). Left: every header is read twice (pydicom in ml_export._discover
+to classify the files, then our scanner in load_series, ~0.2 s), read_volume 0.5 s, and the extra
+outputs the peer does not write (labels.nrrd, segmentation.seg.nrrd, JSON sidecars, measurements).
 """
 from __future__ import annotations
 
