@@ -52,6 +52,19 @@ class TableImportResult:
 
 
 def import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_dir: PathLike, *,
+                 force: bool = False, progress: Optional[ProgressCallback] = None, **options) -> TableImportResult:
+    """:func:`_import_table` (its arguments and outputs), written into a hidden folder beside
+    ``out_dir`` that is renamed into place when complete: a failure or a kill leaves no partial
+    output (core.outputs.staged_folder)."""
+    from ..core.outputs import check_output_dir, relocate, staged_folder
+
+    check_output_dir(out_dir, force)
+    with staged_folder(out_dir, force) as stage:
+        result = _import_table(table, series, stage, force=force, progress=progress, **options)
+    return relocate(result, stage, Path(out_dir))
+
+
+def _import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out_dir: PathLike, *,
                  formats: Sequence[str] = FORMATS, series_uid: Optional[str] = None, boundary: str = "inside",
                  code_table: Union[str, PathLike] = "lidc", lines_in_segments: bool = False,
                  position_tolerance_mm: Optional[float] = None, lidc: bool = False, split: bool = False,
