@@ -23,7 +23,7 @@ def coded_concept(code: Code):
 def code_of(item) -> Optional[Code]:
     """The Code of a code sequence item (short, long or URN code value), or None when the item is
     absent or lacks a value or a coding scheme."""
-    if item is None:
+    if item is None or not hasattr(item, "get"):  # absent, or a value of another VR (a broken file)
         return None
     value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
     scheme = item.get("CodingSchemeDesignator")

@@ -152,7 +152,7 @@ def _convert(ds: pydicom.Dataset, reference: ReferenceSeries, gsps_file, progres
                 result.report.append(f"annotation {number} (layer {layer}): {graphic_type} of {len(cr)} points")
                 continue
             placed.append([shape[0], shape[1], None])
-        for text in item.get("TextObjectSequence", []):
+        for text in item.get("TextObjectSequence", None) or []:
             value = str(text.get("UnformattedTextValue", "")).strip()
             anchor = text.get("AnchorPoint")
             if anchor is None or str(text.get("AnchorPointAnnotationUnits", "")) != "PIXEL" or not placed:

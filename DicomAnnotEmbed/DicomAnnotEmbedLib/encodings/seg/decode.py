@@ -17,7 +17,7 @@ from pydicom.uid import JPEGLSLossless
 from ...dicom import raw
 from ...core.errors import GeometryError, InputError
 from ...dicom.values import code_of
-from ...core.headers import first_item, header_floats, header_int, header_value
+from ...core.headers import first_item, header_float, header_floats, header_int, header_value
 from ...core.inputs import read_dicom_file, reading
 from ...core.geometry import VolumeGeometry
 from ...core.model import Code, FractionPlanes, Segment, Segmentation, Terminology, _default_color, present_labels
@@ -123,11 +123,14 @@ def _import_seg(path, series, progress) -> SegImport:
                          f"{geometry.shape[0]} slices of the grid", path)
 
     decoder = _FrameDecoder(ds, path)
+    if (decoder.rows, decoder.columns) != tuple(geometry.shape[1:]):
+        raise GeometryError(f"SEG frames of {decoder.rows}x{decoder.columns} pixels do not match the grid "
+                            f"({geometry.describe()})", path)
     if seg_type == "LABELMAP":
         segmentation = _labelmap_segmentation(decoder, slice_of_frame, geometry, segments, numbers, progress)
     else:
         segmentation = _binary_segmentation(decoder, frames, slice_of_frame, geometry, segments, numbers,
-                                            seg_type == "FRACTIONAL", float(getattr(ds, "MaximumFractionalValue", 255)),
+                                            seg_type == "FRACTIONAL", header_float(ds, "MaximumFractionalValue", 255.0, path),
                                             progress)
     return SegImport(segmentation=segmentation, seg_type=seg_type.lower(),
                      fractional_type=str(getattr(ds, "SegmentationFractionalType", "")) if seg_type == "FRACTIONAL" else "",
@@ -220,8 +223,9 @@ def _segments_of(ds: Dataset, path: str) -> Tuple[List[Segment], List[int]]:
                 anatomic_region=code_of(region[0]) if region else None,
                 anatomic_region_modifier=_first_code(region[0], "AnatomicRegionModifierSequence") if region else None)
         color = palette.get(number, _default_color(index))
-        if "RecommendedDisplayCIELabValue" in item:
-            color = tuple(dicom_lab_to_rgb([int(v) for v in header_floats(item, "RecommendedDisplayCIELabValue", 3, path)]))
+        lab = header_floats(item, "RecommendedDisplayCIELabValue", 3, path)
+        if lab is not None:
+            color = tuple(dicom_lab_to_rgb([int(v) for v in lab]))
         name = str(item.get("SegmentLabel", "") or f"Segment_{number}")
         attributes = {"SegmentNumber": str(number)}
         for keyword in ("TrackingID", "TrackingUID", "SegmentAlgorithmType", "SegmentAlgorithmName"):
@@ -323,7 +327,9 @@ def _orientation(ds: Dataset) -> Optional[np.ndarray]:
     for group in (first_item(ds, "SharedFunctionalGroupsSequence"), first_item(ds, "PerFrameFunctionalGroupsSequence")):
         plane = first_item(group, "PlaneOrientationSequence") if group is not None else None
         if plane is not None and "ImageOrientationPatient" in plane:
-            return np.array(header_floats(plane, "ImageOrientationPatient", 6, path))
+            values = header_floats(plane, "ImageOrientationPatient", 6, path)
+            if values is not None:
+                return np.array(values)
     values = header_floats(ds, "ImageOrientationPatient", 6, path)
     return None if values is None else np.array(values)
 

@@ -104,7 +104,7 @@ def private_concept(text: str) -> Code:
 
 def _key(item: Dataset) -> Optional[Tuple[str, str]]:
     code = item.get("ConceptNameCodeSequence")
-    if not code:
+    if not code or not isinstance(code[0], Dataset):  # absent, or a value of another VR (a broken file)
         return None
     return (str(code[0].get("CodeValue", "") or code[0].get("LongCodeValue", "") or code[0].get("URNCodeValue", "")),
             str(code[0].get("CodingSchemeDesignator", "")))

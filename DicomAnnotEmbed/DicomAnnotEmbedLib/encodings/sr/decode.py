@@ -15,7 +15,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
-from ...core.headers import header_floats, header_value
+from ...core.headers import header_float, header_floats, header_value
 from ...core.inputs import read_dicom_file, reading
 from ...core.model import Code, Markup, Segmentation
 from ...core.progress import ProgressCallback
@@ -255,10 +255,10 @@ def _num_record(item: Dataset, base: dict, series, imported: SrImport):
     measured = item.get("MeasuredValueSequence")
     if measured:
         m = measured[0]
-        if "FloatingPointValue" in m and m.FloatingPointValue is not None:
-            value = float(m.FloatingPointValue)
-        elif m.get("NumericValue") not in (None, ""):
-            value = float(m.NumericValue)
+        if header_value(m, "FloatingPointValue") is not None:
+            value = header_float(m, "FloatingPointValue")
+        elif header_value(m, "NumericValue") is not None:
+            value = header_float(m, "NumericValue")
         units = m.get("MeasurementUnitsCodeSequence")
         unit = code_of(units[0]) if units else None
     if item.get("NumericValueQualifierCodeSequence"):
