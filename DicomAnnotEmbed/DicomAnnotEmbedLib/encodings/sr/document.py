@@ -1,0 +1,224 @@
+"""Assembling the TID 1500 document around its measurement groups: the report's skeleton,
+the image library and the evidence, and the marks that let pydicom write it without its
+ambiguous-VR pass (``engine="fast"``, equal element by element to highdicom's own document:
+``Testing/Python/encodings/test_sr_speed_equivalence.py``)."""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Sequence
+
+import pydicom
+from pydicom.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+def mark_explicit(document: Dataset) -> None:
+    """Mark the document's datasets made here as already in explicit VR little endian, in the
+    character set they are in, so that pydicom's writer skips its ambiguous-VR pass: it runs it
+    on every dataset it writes whose encoding "changes", over all that dataset's items, for each
+    level of nesting (1.2 of the 1.7 s CPU writing 75,000 elements took). Not done when any
+    element has an ambiguous VR (e.g. "US or SS") or was read from a file (raw, maybe implicit
+    VR): those datasets keep the pass. The file is the same (test_sr_speed_equivalence)."""
+    from pydicom.dataelem import DataElement
+    from pydicom.valuerep import AMBIGUOUS_VR
+
+    marked = []
+
+    def walk(ds: Dataset) -> bool:
+        ok = ds.original_encoding == (None, None)
+        for element in ds._dict.values():
+            if type(element) is not DataElement or element.VR in AMBIGUOUS_VR:
+                ok = False
+            elif element.VR == "SQ":
+                for item in element.value:
+                    ok = walk(item) and ok
+        if ok:
+            marked.append(ds)
+        return ok
+
+    walk(document)
+    if document.file_meta.get("TransferSyntaxUID") != pydicom.uid.ExplicitVRLittleEndian:
+        return
+    for ds in marked:  # (an unmarked dataset's pass covers its items: the marked ones are still checked once)
+        ds.set_original_encoding(False, True, ds._character_set)
+
+
+def report_skeleton(report, evidence: Sequence[Dataset]) -> Dataset:
+    """The report's root container with only its first content items (observer context,
+    procedure, language), for highdicom's SR constructor: it deep-copies, converts and searches
+    the content it is given (1.6 s CPU for 100 segments), and what it makes of it (the document's
+    Evidence sequences, the root container's elements) does not depend on the measurement groups
+    but through a check: that every instance they reference is evidence, done here."""
+    root = report[0]
+    evidence_uids = {str(ds.SOPInstanceUID) for ds in evidence}
+
+    def referenced(items):
+        for item in items:
+            for reference in item.get("ReferencedSOPSequence", []) or []:
+                yield str(reference.ReferencedSOPInstanceUID)
+            yield from referenced(item.get("ContentSequence", []) or [])
+
+    missing = sorted(set(referenced(root.ContentSequence)) - evidence_uids)
+    if missing:
+        raise ValueError(f'No evidence was provided for the following SOP instances, which are referenced in the '
+                         f'document content: "{", ".join(missing)}"')
+    skeleton = Dataset()
+    for element in root:
+        if element.keyword != "ContentSequence":
+            skeleton.add(element)
+    skeleton.ContentSequence = [item for item in root.ContentSequence if item.ValueType != "CONTAINER"]
+    return skeleton
+
+
+def insert_image_library(document: Dataset, datasets: Sequence[Dataset], engine: str = "fast") -> None:
+    """Put highdicom's TID 1600 Image Library of ``datasets`` where MeasurementReport puts it
+    (after the procedure, before the first container).
+
+    Not given to MeasurementReport: the SR's constructor deep-copies, searches and converts its
+    whole content, and 17 items for each of 200 images made that 6 of the 8 s an export took
+    (Testing/benchmarks/bench_csv.py notes). The images are evidence all the same.
+
+    ``engine="fast"`` (:func:`_image_library`): highdicom builds the entry of one image per
+    pattern and the others are copies of it with their own SOP Instance UID and position;
+    ``"highdicom"``: highdicom builds every entry (Testing/Python/encodings/test_sr_speed_equivalence.py
+    compares the two).
+    """
+    import highdicom as hd
+
+    try:
+        headers = [_library_header(ds) for ds in datasets]
+        library = list(_image_library(headers) if engine == "fast" else hd.sr.ImageLibrary(headers))
+    except (ValueError, TypeError, AttributeError) as error:
+        # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
+        log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
+        return
+    items = document.ContentSequence
+    names = [item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else "" for item in items]
+    at = names.index("126010") if "126010" in names else len(items)  # before Imaging Measurements
+    document.ContentSequence = list(items[:at]) + library + list(items[at:])
+
+
+#: What a TID 1602/1604 image library entry holds of an image besides its SOP Instance UID and position.
+_LIBRARY_PATTERN = ("SOPClassUID", "Modality", "FrameOfReferenceUID", "Rows", "Columns", "PixelSpacing",
+                    "SliceThickness", "ImageOrientationPatient", "SpacingBetweenSlices", "PatientOrientation",
+                    "ImagerPixelSpacing")
+
+
+def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
+    """highdicom's ImageLibrary of ``headers``, built faster: highdicom describes the first image
+    of each pattern (:data:`_LIBRARY_PATTERN`, and the types of the position's values) and every
+    other image's entry is a copy of its pattern's with its own Referenced SOP Instance UID and
+    Image Position (Patient) X, Y, Z (formatted as highdicom's NumContentItem does). highdicom
+    builds, and searches, 17 content items an image: 200 images took ~14 s of a profiled export."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.valuerep import DS
+
+    def pattern(ds: Dataset):
+        values = []
+        for keyword in _LIBRARY_PATTERN:
+            value = ds.get(keyword, _LIBRARY_PATTERN)
+            values.append((type(value).__name__, str(value) if not isinstance(value, (list, tuple)) and
+                           type(value).__name__ != "MultiValue" else tuple(map(repr, value))))
+        position = ds.get("ImagePositionPatient")
+        values.append(tuple(type(v).__name__ for v in position) if position is not None else None)
+        return tuple(values)
+
+    keys = [pattern(ds) for ds in headers]
+    first: Dict[tuple, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    representatives = [headers[index] for index in first.values()]
+    library = list(hd.sr.ImageLibrary(representatives))
+    container = library[-1]
+    entries, group_of = {}, {}
+    for group in container.ContentSequence:
+        for item in group.ContentSequence:
+            if item.ValueType == "IMAGE":
+                uid = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+                entries[uid] = item
+                group_of[uid] = group
+    position_codes = {codes.DCM.ImagePositionPatientX.value: 0, codes.DCM.ImagePositionPatientY.value: 1,
+                      codes.DCM.ImagePositionPatientZ.value: 2}
+    templates, contents = {}, {}
+    for key, index in first.items():
+        uid = str(headers[index].SOPInstanceUID)
+        group = group_of[uid]
+        templates[key] = entries[uid], id(group)
+        contents.setdefault(id(group), (group, [item for item in group.ContentSequence if item.ValueType != "IMAGE"]))
+    for ds, key in zip(headers, keys):
+        template, group_id = templates[key]
+        items = contents[group_id][1]
+        if ds is headers[first[key]]:
+            items.append(template)
+            continue
+        entry = _copy_dataset(template)
+        entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID = ds.SOPInstanceUID
+        for item in entry.ContentSequence:
+            axis = position_codes.get(item.ConceptNameCodeSequence[0].CodeValue)
+            if axis is not None and item.ValueType == "NUM":
+                value = ds.ImagePositionPatient[axis]
+                measured = item.MeasuredValueSequence[0]
+                measured.NumericValue = DS(value, auto_format=True)
+                if isinstance(value, float):
+                    measured.FloatingPointValue = value
+        items.append(entry)
+    for group, items in contents.values():
+        # highdicom's ContentItem would re-check every item (the copies are plain Datasets)
+        Dataset.__setattr__(group, "ContentSequence", pydicom.Sequence(items))
+    return library
+
+
+def _copy_dataset(ds: Dataset) -> Dataset:
+    """A copy of ``ds`` (a plain Dataset) with its sequences' items copied and its elements'
+    VRs and values as they are; faster than deepcopy (which took as long as highdicom)."""
+    from pydicom.dataelem import DataElement
+
+    copy = Dataset()
+    for element in ds:
+        # a shallow copy of the element: DataElement() would validate its value again
+        new = DataElement.__new__(DataElement)
+        new.__dict__.update(element.__dict__)
+        if element.VR == "SQ":
+            new._value = pydicom.Sequence([_copy_dataset(item) for item in element.value])
+        elif type(element._value) is list:
+            new._value = list(element._value)
+        copy._dict[element.tag] = new  # (a MultiValue is shared: nothing here changes one in place)
+    return copy
+
+
+def _library_header(ds: Dataset) -> Dataset:
+    """The header as highdicom's image library reads it: an enhanced multi-frame image keeps its
+    Pixel Spacing, Slice Thickness, Image Orientation and Position (of the first frame) in its
+    functional groups, which are copied to the top level (of a shallow copy; ``ds`` is unchanged)."""
+    if "PixelSpacing" in ds or "SharedFunctionalGroupsSequence" not in ds and "PerFrameFunctionalGroupsSequence" not in ds:
+        return ds
+    groups = []
+    for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        sequence = ds.get(keyword)
+        if sequence:
+            groups.append(sequence[0])
+    flat = Dataset()
+    flat.update(ds)
+    for sequence, attributes in (("PixelMeasuresSequence", ("PixelSpacing", "SliceThickness")),
+                                 ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
+                                 ("PlanePositionSequence", ("ImagePositionPatient",))):
+        for attribute in attributes:
+            for group in groups:
+                items = group.get(sequence)
+                if items and attribute in items[0] and items[0].get(attribute) not in (None, ""):
+                    setattr(flat, attribute, items[0].get(attribute))
+                    break
+    return flat
+
+
+def evidence(datasets: Sequence[Dataset]) -> List[Dataset]:
+    """The source headers as evidence; the first one (whose patient and study attributes the SR
+    copies) gets the Type 2 attributes it lacks, empty, as highdicom reads them unconditionally."""
+    first = Dataset()
+    first.update(datasets[0])
+    for keyword in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                    "StudyDate", "StudyTime", "ReferringPhysicianName"):
+        if keyword not in first:
+            setattr(first, keyword, None)
+    return [first] + list(datasets[1:])
