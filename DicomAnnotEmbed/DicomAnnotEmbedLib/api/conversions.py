@@ -99,7 +99,10 @@ def export_overlay(series: Union[ReferenceSeries, PathLike], segmentation: Segme
         _check_preview_slices(preview_slices, reference.geometry.shape[0])
         check_output_dir(preview_dir, options.get("force", False))
     annotations = load_annotations(reference, segmentation, markups)
-    result = export_overlays(reference, annotations, out_dir, progress=progress, **options)
+    from ..core.inputs import reading
+
+    with reading(segmentation if isinstance(segmentation, (str, os.PathLike)) else None):  # errors name it
+        result = export_overlays(reference, annotations, out_dir, progress=progress, **options)
     if preview_dir is not None:
         result.preview_files = write_preview(reference, annotations, preview_dir, preview_slices,
                                              force=options.get("force", False))

@@ -612,7 +612,7 @@ def _slice_thickness(ds: Dataset) -> float:
     measures = _functional_group(ds, 0, "PixelMeasuresSequence")
     for source in (measures, ds):
         for name in ("SpacingBetweenSlices", "SliceThickness"):
-            value = getattr(source, name, None) if source is not None else None
+            value = header_value(source, name) if source is not None else None
             try:
                 if value is not None and float(value) > 0:
                     return float(value)

@@ -273,8 +273,9 @@ def _frame_infos(ds: Dataset, path: str) -> List[_FrameInfo]:
             position = raw.ds_values(raw.first([item], _PLANE_POSITION, _IMAGE_POSITION))
             source_uid = raw.ui_value(raw.first([item], _DERIVATION_IMAGE, 0x00082112, 0x00081155))
             source_frame = raw.is_value(raw.first([item], _DERIVATION_IMAGE, 0x00082112, 0x00081160))
-            if position is not None and len(position) != 3:
-                raise InputError(f"frame {len(infos) + 1}: Image Position (Patient) has {len(position)} values", path)
+            if position is not None and (len(position) != 3 or not all(abs(v) <= 1e6 for v in position)):
+                raise InputError(f"frame {len(infos) + 1}: Image Position (Patient) {str(position)[:80]} is not 3 "
+                                 f"numbers within a kilometre of the origin", path)
             infos.append(_FrameInfo(number if number is not None else shared_number,
                                     np.array(position) if position else shared_position, source_uid, source_frame))
     else:
@@ -306,6 +307,8 @@ def _position(item: Dataset, path: str, default: Optional[np.ndarray] = None) ->
     """Image Position (Patient) of a functional group item (``default`` when absent)."""
     plane = first_item(item, "PlanePositionSequence")
     values = header_floats(plane, "ImagePositionPatient", 3, path) if plane is not None else None
+    if values is not None and max(abs(v) for v in values) > 1e6:
+        raise InputError(f"Image Position (Patient) {values} is more than a kilometre from the origin", path)
     return default if values is None else np.array(values)
 
 
@@ -343,7 +346,10 @@ def _pixel_measures(ds: Dataset) -> Tuple[Optional[Tuple[float, float]], Optiona
             break
     if item is None or "PixelSpacing" not in item:
         return None, None
-    spacing = tuple(header_floats(item, "PixelSpacing", 2, path))
+    values = header_floats(item, "PixelSpacing", 2, path)
+    if values is None:
+        return None, None
+    spacing = tuple(values)
     if min(spacing) <= 0:
         raise InputError(f"Pixel Spacing must be positive, got {spacing}", path)
     between = header_value(item, "SpacingBetweenSlices", None, path) or header_value(item, "SliceThickness", None, path)
