@@ -277,3 +277,18 @@ def test_command_line(sample_case, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["rtstruct", "export", "--series", str(sample_case.series_dir), "--out", str(tmp_path / "y.dcm")])
     assert exit_.value.code == 2 and "--segmentation and/or --markups" in capsys.readouterr().err
+
+
+def test_multi_valued_roi_number_is_one_error_naming_the_file(tmp_path, sample_case):
+    """Found by the fuzzer: a ROI Number with two values was a bare TypeError."""
+    import pydicom as _pydicom
+
+    from DicomAnnotEmbedLib import api as _api
+    from DicomAnnotEmbedLib.core.errors import InputError as _InputError
+
+    _api.export_rtstruct(sample_case.series_dir, sample_case.segmentation_path, tmp_path / "rt.dcm")
+    ds = _pydicom.dcmread(tmp_path / "rt.dcm")
+    ds.StructureSetROISequence[0].ROINumber = [1, 2]
+    ds.save_as(tmp_path / "bad.dcm")
+    with pytest.raises(_InputError, match=r"bad\.dcm: ROINumber is not one whole number"):
+        _api.import_rtstruct(tmp_path / "bad.dcm", sample_case.series_dir)

@@ -128,7 +128,7 @@ def _import_rtstruct(path, series, tolerance_mm: float, boundary_pixels: str, pr
     used_ids = set()
     total_on = 0
     for roi in track(list(ds.StructureSetROISequence), progress, "Filling contours"):
-        number = int(roi.get("ROINumber", 0) or 0)
+        number = header_int(roi, "ROINumber", 0, path=path)
         name = str(roi.get("ROIName", "") or f"ROI {number}")
         contour_item = contours_of.get(number)
         if contour_item is None or not contour_item[1]:
@@ -286,7 +286,7 @@ def _roi_contours(ds: Dataset) -> Dict[int, Tuple[Optional[list], List[Tuple[str
             continue
         contours = [(str(c.get("ContourGeometricType", "") or "").upper(), _decimals(_contour_data(c)))
                     for c in item.get("ContourSequence", None) or []]
-        result[int(item.ReferencedROINumber)] = (item.get("ROIDisplayColor"), contours)
+        result[header_int(item, "ReferencedROINumber")] = (item.get("ROIDisplayColor"), contours)
     return result
 
 
