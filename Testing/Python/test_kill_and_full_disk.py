@@ -155,9 +155,17 @@ def test_every_command_on_a_full_disk(case, tmp_path):
 
 def test_kill_exports_at_random_moments(case, tmp_path):
     """SIGKILL at several moments of each multi-file or single-file export: only complete
-    final-named files remain, and a rerun without --force succeeds."""
+    final-named files remain, and a rerun without --force succeeds. The moments are fractions of
+    each command's own time on this machine (measured first), so that they fall inside its work
+    on a fast machine as on a slow one."""
     rng = random.Random(13)
     chosen = {"dicomize", "overlay export", "seg export", "sr export", "csv import", "export-ml"}
+    duration = {}
+    for name, argv, outputs in commands(case, tmp_path / "timing"):
+        if name in chosen:
+            started = time.monotonic()
+            assert cli(*argv).returncode == 0, name
+            duration[name] = time.monotonic() - started
     killed = 0
     for attempt in range(2):
         out = tmp_path / f"run{attempt}"
@@ -167,11 +175,17 @@ def test_kill_exports_at_random_moments(case, tmp_path):
             started = time.monotonic()
             process = subprocess.Popen([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q", *map(str, argv)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.8, 4.0))
+            time.sleep(rng.uniform(0.35, 0.9) * duration[name])
             os.kill(process.pid, signal.SIGKILL)  # this test's own child, by PID
             code = process.wait()
             if code != -signal.SIGKILL:
                 continue  # finished before the kill: nothing to check for this point
+            if all(Path(p).exists() for p in outputs):
+                # Killed after its outputs were committed (while the interpreter was exiting, say):
+                # they must be whole, and a rerun rightly refuses to overwrite them without --force.
+                for path in final_files(outputs):
+                    assert_complete(path)
+                continue
             killed += 1
             for path in final_files(outputs):
                 if not path.name.startswith("."):

@@ -101,11 +101,19 @@ def export_overlay(series: Union[ReferenceSeries, PathLike], segmentation: Segme
     annotations = load_annotations(reference, segmentation, markups)
     from ..core.inputs import reading
 
-    with reading(segmentation if isinstance(segmentation, (str, os.PathLike)) else None):  # errors name it
-        result = export_overlays(reference, annotations, out_dir, progress=progress, **options)
-    if preview_dir is not None:
-        result.preview_files = write_preview(reference, annotations, preview_dir, preview_slices,
-                                             force=options.get("force", False))
+    named = segmentation if isinstance(segmentation, (str, os.PathLike)) else None  # errors name it
+    if preview_dir is None:
+        with reading(named):
+            return export_overlays(reference, annotations, out_dir, progress=progress, **options)
+    from ..core.outputs import relocate, staged_folder
+
+    # The previews are rendered first and committed right after the series (two renames), so
+    # that a killed export leaves both or neither under their final names.
+    with staged_folder(preview_dir, options.get("force", False)) as stage:
+        files = _render_previews(reference, annotations, stage, preview_slices)
+        with reading(named):
+            result = export_overlays(reference, annotations, out_dir, progress=progress, **options)
+    result.preview_files = relocate(files, stage, Path(preview_dir))
     return result
 
 
@@ -149,6 +157,15 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
                   slices: Optional[Sequence[int]] = None, force: bool = False) -> List[str]:
     """PNG previews of chosen slices with every segment and markup in its colour."""
     from ..core.outputs import relocate, staged_folder
+
+    with staged_folder(out_dir, force) as stage:  # the previews appear together or not at all
+        files = _render_previews(series, annotations, stage, slices)
+    return relocate(files, stage, Path(out_dir))
+
+
+def _render_previews(series: ReferenceSeries, annotations: AnnotationSet, folder: Path,
+                     slices: Optional[Sequence[int]] = None) -> List[str]:
+    """Render the previews of :func:`write_preview` into an existing (staged) folder."""
     from ..files.preview import render_preview
     from ..core.rasterize import markup_slice_masks
 
@@ -167,10 +184,7 @@ def write_preview(series: ReferenceSeries, annotations: AnnotationSet, out_dir: 
         slices = sorted(largest)[:8] or [geometry.shape[0] // 2]
     _check_preview_slices(slices, geometry.shape[0])
     scale = max(1, 512 // max(geometry.shape[1:]))  # small images are magnified to be readable
-    volume = series.read_volume()
-    with staged_folder(out_dir, force) as stage:  # the previews appear together or not at all
-        files = render_preview(stage, volume, list(slices), overlays, scale=scale, geometry=geometry)
-    return relocate(files, stage, Path(out_dir))
+    return render_preview(folder, series.read_volume(), list(slices), overlays, scale=scale, geometry=geometry)
 
 
 def _check_preview_slices(slices: Optional[Sequence[int]], count: int) -> None:
