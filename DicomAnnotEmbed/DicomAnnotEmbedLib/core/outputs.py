@@ -83,6 +83,23 @@ def _writable(folder: Path, about: Path) -> None:
         raise OutputError(f"cannot write here: {exc.strerror or exc}", about) from None
 
 
+def existing_output_dir(path: os.PathLike | str) -> Path:
+    """``path`` as a folder that outputs are added to (created if needed, not required empty), for
+    commands that add to their folder by design (``batch``, ``pacs get``).
+
+    Raises:
+        OutputError: it is a file, or it cannot be created.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError("exists and is not a folder", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create: {exc.strerror or exc}", path) from None
+    return path
+
+
 def prepare_output_dir(path: os.PathLike | str, force: bool = False) -> Path:
     """Create ``path`` if needed and check that files can be written in it.
 

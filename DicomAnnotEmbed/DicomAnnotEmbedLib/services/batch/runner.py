@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
 from ...core.errors import InputError, OutputError
+from ...core.outputs import existing_output_dir
 from ...core.progress import ProgressCallback
 from .ledger import Ledger, fingerprint
 from .manifest import CaseSpec, read_manifest
@@ -227,13 +228,7 @@ def run_batch(manifest: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
     """
     start = time.perf_counter()
     cases = read_manifest(manifest, tuple(OUTPUTS), tuple(INPUT_KINDS))
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError("exists and is not a folder", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create: {exc.strerror or exc}", out) from None
+    out = existing_output_dir(out_dir)
     out = out.resolve()
     result = BatchResult(out)
     ledger = Ledger(out)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from ...core.errors import InputError, OutputError
+from ...core.errors import InputError
+from ...core.outputs import existing_output_dir
 from ...core.progress import ProgressCallback
 from .common import MODALITIES, FindRow, GetReport, SendReport, collect_instances, format_rows
 from .nodes import DimseNode, Node, WebNode, parse_node
@@ -81,13 +81,7 @@ def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, ser
         InputError: no such study/series on the node. NetworkError: (``check``) something was not delivered.
     """
     node = parse_node(node, calling_aet=calling_aet, timeout=timeout)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError("exists and is not a folder", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create: {exc.strerror or exc}", out) from None
+    out = existing_output_dir(out_dir)
     series = _backend(node).find(node, "SERIES", study_uid=study_uid, series_uid=series_uid,
                                  modality=modality.upper() if modality else None)
     if series_uid:

@@ -252,3 +252,16 @@ def format_rows(rows: Iterable[FindRow], level: str) -> str:
     for row in rows:
         lines.append("\t".join(str(getattr(row, c)) for c in columns))
     return "\n".join(lines)
+
+
+def held_by(node, study_uids, find) -> Optional[set]:
+    """SOP Instance UIDs the archive already holds in these studies (``find`` is the protocol's
+    query, at IMAGE level), or None when it will not say."""
+    held: set = set()
+    try:
+        for study in sorted(u for u in study_uids if u):
+            held |= {r.sop_instance_uid for r in find(node, "IMAGE", study_uid=study)}
+    except NetworkError as exc:
+        log.info("%s: cannot list what it holds (%s); sending everything", node, exc)
+        return None
+    return held

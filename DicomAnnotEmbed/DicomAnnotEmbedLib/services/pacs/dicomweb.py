@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from ...core.errors import InputError, NetworkError
 from ...core.outputs import atomic_path
 from ...core.progress import ProgressCallback
-from .common import FindRow, GetReport, Instance, SendReport, series_folder_name
+from .common import FindRow, GetReport, Instance, SendReport, held_by, series_folder_name
 from .nodes import WebNode
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,7 @@ def find(node: WebNode, level: str, *, patient_id: Optional[str] = None, study_u
 
 def held_instances(node: WebNode, study_uids: Set[str]) -> Optional[Set[str]]:
     """SOP Instance UIDs the archive already holds in these studies, or None when it will not say."""
-    held: Set[str] = set()
-    try:
-        for study in sorted(u for u in study_uids if u):
-            held |= {r.sop_instance_uid for r in find(node, "IMAGE", study_uid=study)}
-    except NetworkError as exc:
-        log.info("%s: cannot list what it holds (%s); sending everything", node, exc)
-        return None
-    return held
+    return held_by(node, study_uids, find)
 
 
 def send(node: WebNode, instances: Sequence[Instance], report: SendReport, *, retries: int = 3,

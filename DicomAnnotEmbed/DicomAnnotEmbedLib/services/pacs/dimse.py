@@ -30,7 +30,7 @@ from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
 from ...core.errors import NetworkError
 from ...core.progress import ProgressCallback
 from .common import (STORAGE_SOP_CLASSES, UNCOMPRESSED, WRITTEN_TRANSFER_SYNTAXES, FindRow, GetReport,
-                     Instance, SendReport, series_folder_name, with_retries)
+                     Instance, SendReport, held_by, series_folder_name, with_retries)
 from .nodes import DimseNode
 
 log = logging.getLogger(__name__)
@@ -154,14 +154,7 @@ def _find(assoc, node, level, patient_id, study_uid, series_uid, modality) -> Li
 
 def held_instances(node: DimseNode, study_uids: Set[str]) -> Optional[Set[str]]:
     """SOP Instance UIDs the archive already holds in these studies, or None when it will not say."""
-    held: Set[str] = set()
-    try:
-        for study in sorted(u for u in study_uids if u):
-            held |= {r.sop_instance_uid for r in find(node, "IMAGE", study_uid=study)}
-    except NetworkError as exc:
-        log.info("%s: cannot list what it holds (%s); sending everything", node, exc)
-        return None
-    return held
+    return held_by(node, study_uids, find)
 
 
 def _contexts(instances: Sequence[Instance]) -> List:
