@@ -90,11 +90,6 @@ def run_on_terminal(*args) -> tuple:
     return process.wait(), output.decode(errors="replace")
 
 
-def world_points(node) -> np.ndarray:
-    """Control points of an MRML markups node in world coordinates (RAS), (N, 3)."""
-    points = []
-    for n in range(node.GetNumberOfControlPoints()):
-        point = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(n, point)
-        points.append(point)
-    return np.array(points).reshape(-1, 3)
+# Control points of an MRML markups node in world coordinates (RAS): the library's own reader,
+# which the module's self-test uses too.
+from DicomAnnotEmbedLib.slicer.self_test_case import world_points  # noqa: E402,F401

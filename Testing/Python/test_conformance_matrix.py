@@ -196,6 +196,11 @@ def dciodvfy_errors(path: Path) -> List[str]:
     return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
+def assert_no_dciodvfy_errors(path: Path) -> None:
+    errors = dciodvfy_errors(path)
+    assert not errors, errors[:3]
+
+
 @functools.lru_cache(maxsize=None)
 def source_errors(series_dir: Path) -> set:
     """dciodvfy's errors on the source images (an error the source already has is not ours)."""
@@ -538,15 +543,11 @@ def check_sr(case, built, tmp_path) -> Dict[str, str]:
         done = _run([require_tool("dsrdump"), str(sr_path)])
         assert done.returncode == 0 and "E:" not in done.stderr, done.stderr[-300:]
 
-    def dciodvfy():
-        errors = dciodvfy_errors(sr_path)
-        assert not errors, errors[:3]
-
     _attempt(results, "highdicom srread", highdicom)
     _attempt(results, "dcmqi tid1500reader", tid1500reader)
     _attempt(results, "PixelMed DicomSRValidator", pixelmed)
     _attempt(results, "dsrdump", dsrdump)
-    _attempt(results, "dciodvfy", dciodvfy)
+    _attempt(results, "dciodvfy", lambda: assert_no_dciodvfy_errors(sr_path))
     return results
 
 
@@ -580,12 +581,8 @@ def check_rtstruct(case, built, tmp_path) -> Dict[str, str]:
                 got[k] = even_odd_fill(polygons, rows, columns)
             np.testing.assert_array_equal(got, mask, err_msg=name)
 
-    def dciodvfy():
-        errors = dciodvfy_errors(path)
-        assert not errors, errors[:3]
-
     _attempt(results, "contours filled (pydicom)", contours)
-    _attempt(results, "dciodvfy", dciodvfy)
+    _attempt(results, "dciodvfy", lambda: assert_no_dciodvfy_errors(path))
     return results
 
 
@@ -643,14 +640,10 @@ def check_gsps(case, built, tmp_path) -> Dict[str, str]:
         done = _run([require_tool("dcmpschk"), str(path)])
         assert done.returncode == 0 and "Error" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-300:]
 
-    def dciodvfy():
-        errors = dciodvfy_errors(path)
-        assert not errors, errors[:3]
-
     _attempt(results, "graphics placed (pydicom)", placed)
     _attempt(results, "highdicom", highdicom)
     _attempt(results, "dcmpschk", dcmpschk)
-    _attempt(results, "dciodvfy", dciodvfy)
+    _attempt(results, "dciodvfy", lambda: assert_no_dciodvfy_errors(path))
     return results
 
 
