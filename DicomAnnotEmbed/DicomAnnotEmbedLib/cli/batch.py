@@ -21,10 +21,15 @@ def register(commands, command) -> None:
     where.add_argument("--workers", type=int, metavar="N", help="local cluster of N worker processes (default: one per core)")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="a running Dask scheduler (tcp://host:8786) whose workers see the same paths")
+    batch.add_argument("--worker-timeout", type=float, default=60, metavar="S",
+                       help="with --scheduler: seconds to wait for its first worker once the cases are submitted "
+                            "(an adaptive cluster starts workers for them; default 60; 0: wait for ever, e.g. for "
+                            "SLURM jobs in a queue)")
     batch.add_argument("--retry-failed", action="store_true", help="run again the cases the ledger lists as failed")
     batch.add_argument("--memory-limit", default="auto", metavar="SIZE",
-                       help="per-worker memory limit of the local cluster, e.g. 4GiB (default auto: memory / workers; "
-                            "'none': no limit); a worker over it is restarted and its case retried")
+                       help="per-worker memory limit of the local cluster, e.g. 4GiB, 3.5GB, 800MB; at least 512MiB "
+                            "(default auto: memory / workers; 'none': no limit); a worker over it is restarted by its "
+                            "nanny and its case retried, then failed as out of memory")
     batch.add_argument("--allowed-failures", type=int, default=2, metavar="N",
                        help="retries of a case whose worker died, before it is failed (local cluster; default 2)")
     batch.add_argument("--no-dashboard", action="store_true", help="do not serve the Dask dashboard")
@@ -33,11 +38,19 @@ def register(commands, command) -> None:
 
 def run(args: argparse.Namespace, progress) -> int:
     from .. import api
+    from ..core.errors import InputError
+    from ..services.batch.runner import memory_limit_bytes
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.allowed_failures < 0:
         raise UsageError("--allowed-failures must be 0 or more")
+    if args.worker_timeout < 0:
+        raise UsageError("--worker-timeout must be 0 (wait for ever) or more")
+    try:
+        memory = memory_limit_bytes(args.memory_limit)
+    except InputError as exc:
+        raise UsageError(f"--memory-limit: {exc}") from None
     if not args.verbose:  # Dask logs each worker's start and stop at INFO (set when it is imported)
         try:
             import distributed  # noqa: F401
@@ -45,7 +58,6 @@ def run(args: argparse.Namespace, progress) -> int:
             pass  # run_batch says what to install
         for name in ("distributed", "bokeh", "tornado"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    memory = None if str(args.memory_limit).lower() in ("none", "0") else args.memory_limit
     bar = _Bar(enabled=progress.enabled)
 
     def started(info: dict) -> None:
@@ -55,7 +67,8 @@ def run(args: argparse.Namespace, progress) -> int:
             print(f"nothing to run: all {plural(info['skipped'], 'case')} are in the ledger (done, or failed: --retry-failed) "
                   "with unchanged inputs", file=sys.stderr)
             return
-        print(f"{info['cluster']}, {plural(info['workers'], 'worker')}; dashboard: "
+        workers = plural(info["workers"], "worker") if info["workers"] else "no worker yet (--worker-timeout)"
+        print(f"{info['cluster']}, {workers}; dashboard: "
               f"{info['dashboard'] or 'off (--no-dashboard, or bokeh not installed)'}", file=sys.stderr)
         print(f"{plural(info['to_run'], 'case')} to run, {info['skipped']} skipped (finished before, inputs unchanged)",
               file=sys.stderr)
@@ -70,6 +83,7 @@ def run(args: argparse.Namespace, progress) -> int:
         result = api.run_batch(args.manifest, args.out, workers=args.workers, scheduler=args.scheduler,
                                retry_failed=args.retry_failed, memory_limit=memory,
                                allowed_failures=args.allowed_failures, dashboard=not args.no_dashboard,
+                               worker_timeout=args.worker_timeout or None,
                                on_case=finished, on_start=started)
     finally:
         bar.close()

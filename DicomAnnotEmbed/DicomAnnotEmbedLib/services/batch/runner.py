@@ -27,6 +27,14 @@ from .steps import CASE_FILE, INPUT_KINDS, OLD_PREFIX, OUTPUTS, PARTIAL_PREFIX, 
 
 log = logging.getLogger(__name__)
 LOCK = ".batch.lock"
+#: Events on the scheduler: a case started on a worker (ours), a nanny restarted its worker for memory (Dask's).
+CASE_STARTED = "dicomannotembed-case-started"
+MEMORY_RESTART = "worker-restart-memory"
+#: A worker holds about 340 MB once its modules are loaded, before any case: a smaller limit
+#: would have the nanny restart it for ever (and "4" is more likely 4 GB meant than 4 bytes).
+MIN_MEMORY_LIMIT = 512 * 2 ** 20
+_BYTE_UNITS = {"": 1, "b": 1, **{f"{p}{b}": 1000 ** (i + 1) for i, p in enumerate("kmgtp") for b in ("", "b")},
+               **{f"{p}i{b}": 1024 ** (i + 1) for i, p in enumerate("kmgtp") for b in ("", "b")}}
 
 try:  # a plugin class must be importable on the workers; Dask is optional for the rest of the package
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
@@ -127,6 +135,34 @@ def _clean_leftovers(out: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def memory_limit_bytes(value: Union[str, float, None]) -> Union[str, int, None]:
+    """A per-worker memory limit as given (``"4GiB"``, ``"3.5GB"``, ``"800MB"``, bytes, ``"auto"``,
+    ``"none"``/None/0 for no limit) checked and in bytes; "auto" stays "auto".
+
+    Raises:
+        InputError: not a size, or under :data:`MIN_MEMORY_LIMIT`.
+    """
+    import re
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "0", "")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", str(value), re.IGNORECASE)
+        if not match or match.group(2).lower() not in _BYTE_UNITS:
+            raise InputError(f"memory limit {value!r} is not a size (e.g. 4GiB, 3.5GB, 800MB; or auto, none)")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    if number == 0:
+        return None
+    limit = int(number * _BYTE_UNITS[unit])
+    if limit < MIN_MEMORY_LIMIT:
+        raise InputError(f"memory limit {value!r} is under 512 MiB: a worker holds about 340 MB before its first case")
+    return limit
+
+
 def _settings(case: CaseSpec) -> dict:
     return {"annotations": case.annotations, "outputs": sorted(case.outputs), "options": case.options}
 
@@ -175,19 +211,17 @@ def _cluster(workers: Optional[int], scheduler: Optional[str], memory_limit, all
             client = Client(scheduler, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler: {exc}", scheduler) from None
-        try:
-            client.wait_for_workers(1, timeout=60)
-        except (OSError, TimeoutError):
-            client.close()
-            raise InputError("the Dask scheduler has no workers (none joined within 60 s)", scheduler) from None
-        return client, None, True, f"scheduler {scheduler}"
+        return client, None, True, f"scheduler {scheduler}"  # its workers are awaited once the cases are in
     n = workers or os.cpu_count() or 1
     have_bokeh = True
     try:
         import bokeh  # noqa: F401
     except ImportError:
         have_bokeh = False
+    # worker-saturation 1.0: a worker holds only the case it runs, so that when it dies (killed,
+    # over its memory limit) only that case counts a failure, not one queued behind it.
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures,
+                          "distributed.scheduler.worker-saturation": 1.0,
                           "distributed.worker.daemon": False}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                scheduler_port=0, dashboard_address="127.0.0.1:0",  # its HTTP server always runs
@@ -199,6 +233,7 @@ def _cluster(workers: Optional[int], scheduler: Optional[str], memory_limit, all
 def run_batch(manifest: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], *,
               workers: Optional[int] = None, scheduler: Optional[str] = None, retry_failed: bool = False,
               memory_limit: Union[str, float, None] = "auto", allowed_failures: int = 2, dashboard: bool = True,
+              worker_timeout: Optional[float] = 60,
               progress: Optional[ProgressCallback] = None, on_case: Optional[Callable[[dict], None]] = None,
               on_start: Optional[Callable[[dict], None]] = None) -> BatchResult:
     """Convert every case of ``manifest`` (CSV or JSON lines, see :mod:`.manifest`) into ``out_dir/<id>/``.
@@ -208,12 +243,17 @@ def run_batch(manifest: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
         scheduler: address of a running Dask scheduler (``tcp://host:8786``) whose workers see the
             same paths; without it a local cluster of processes is started on 127.0.0.1 and stopped.
         retry_failed: run again the cases the ledger lists as failed (else they are kept as failed).
-        memory_limit: per-worker memory limit of the local cluster (``"4GiB"``, bytes, ``"auto"``:
-            the machine's memory shared among the workers; None: no limit). A worker over it is
-            restarted and its case retried.
+        memory_limit: per-worker memory limit of the local cluster (``"4GiB"``, ``"3.5GB"``, bytes,
+            ``"auto"``: the machine's memory shared among the workers; None or "none": no limit;
+            at least 512 MiB), checked before anything else. A worker over it is restarted by its
+            nanny and its case retried; a case that goes over it on every try is failed with a
+            message saying so.
         allowed_failures: how often a case may be retried after its worker died (local cluster;
             a given scheduler uses its own ``distributed.scheduler.allowed-failures``).
         dashboard: serve the Dask dashboard on a free port (needs bokeh).
+        worker_timeout: with ``scheduler``, seconds to wait for its first worker once the cases are
+            submitted (an adaptive cluster, e.g. dask-jobqueue's ``adapt``, starts workers only
+            for submitted work); None waits for ever (workers queued on SLURM).
         progress: ``progress(done, total, "Cases")`` after each finished case.
         on_case: called with each finished case's ledger record; on_start with a dict of cluster,
             workers, dashboard, to_run, skipped.
@@ -222,11 +262,13 @@ def run_batch(manifest: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
     conversions keep their formats' frames, LPS for DICOM and .seg.nrrd).
 
     Raises:
-        InputError: a bad manifest (names it and the line), an unreachable scheduler, no Dask.
+        InputError: a bad memory limit, a bad manifest (names it and the line), an unreachable
+            scheduler, no Dask.
         OutputError: ``out_dir`` is not writable, or another batch runs into it.
     Failed cases do not raise: see ``result.failed`` and the ledger.
     """
     start = time.perf_counter()
+    memory_limit = memory_limit_bytes(memory_limit)
     cases = read_manifest(manifest, tuple(OUTPUTS), tuple(INPUT_KINDS))
     out = existing_output_dir(out_dir)
     out = out.resolve()
@@ -249,7 +291,8 @@ def run_batch(manifest: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
                 if on_start:
                     on_start(info)
                 _register(client)
-                _run(client, to_run, out, ledger, records, result, progress, on_case)
+                _run(client, to_run, out, ledger, records, result, progress, on_case,
+                     worker_timeout if cluster is None else None, scheduler)
                 _clean_leftovers(out)  # folders of cases whose worker died (the case ran again elsewhere)
             finally:
                 with contextlib.suppress(Exception):
@@ -272,27 +315,93 @@ def _register(client) -> None:
         client.register_worker_plugin(plugin)
 
 
-def _run(client, to_run, out: Path, ledger: Ledger, records: dict, result: BatchResult, progress, on_case) -> None:
+def _case_task(spec: dict, out_dir: str, fp: str, key: str) -> dict:
+    """:func:`steps.run_case` on a worker, after telling the scheduler which worker runs it, so
+    that a case whose worker dies can be told apart: killed, or restarted for its memory limit."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+        worker.log_event(CASE_STARTED, {"key": key, "worker": worker.address, "memory_limit": limit})
+    except Exception:  # not on a worker (called directly): nothing to tell
+        pass
+    return run_case(spec, out_dir, fp)
+
+
+def _size(n) -> str:
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MiB"
+
+
+class _Deaths:
+    """The workers each case started on, and those restarted by their nanny for going over their
+    memory limit, from the scheduler's events as they come (its own log keeps only the last 1,000)."""
+
+    def __init__(self, client):
+        self.client, self.started, self.memory = client, {}, {}
+        client.subscribe_topic(CASE_STARTED, self._started)
+        client.subscribe_topic(MEMORY_RESTART, self._memory)
+
+    def _started(self, event) -> None:
+        self.started.setdefault(event[1].get("key"), []).append(event[1])
+
+    def _memory(self, event) -> None:
+        self.memory[event[1].get("worker")] = event[1]
+
+    def close(self) -> None:
+        for topic in (CASE_STARTED, MEMORY_RESTART):
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(topic)
+
+    def error(self, case: CaseSpec, key: str, exc) -> str:
+        """The ledger's message for a case whose workers all died (distributed's KilledWorker)."""
+        tries = exc.allowed_failures + 1
+        deadline = time.monotonic() + 3  # a nanny's event may come just after its worker's death
+        while True:
+            runs = list(self.started.get(key, []))
+            over = [dict(self.memory[r["worker"]], limit=r.get("memory_limit")) for r in runs if r["worker"] in self.memory]
+            if (runs and len(over) >= len(runs)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        last = getattr(exc.last_worker, "address", None) or "unknown"
+        if not over:
+            return (f"case {case.id}: the worker running it died on each of its {tries} tries (killed, or lost; "
+                    f"--allowed-failures {tries - 1}); last on {last}")
+        limit = next((o["limit"] for o in reversed(over) if o.get("limit")), None)
+        return (f"case {case.id}: out of memory: its worker went over its memory limit"
+                f"{f' of {_size(limit)}' if limit else ''} ({_size(max(o.get('rss') or 0 for o in over))} resident) "
+                f"and was restarted by its nanny, on {len(over)} of its {tries} tries (--allowed-failures {tries - 1}); "
+                "the case needs more memory than a worker has: raise --memory-limit, or run it with fewer workers")
+
+
+def _run(client, to_run, out: Path, ledger: Ledger, records: dict, result: BatchResult, progress, on_case,
+         worker_timeout: Optional[float] = None, scheduler: Optional[str] = None) -> None:
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
     token = uuid.uuid4().hex[:8]
+    deaths = _Deaths(client)  # subscribed before any case is submitted (same stream, in order)
     cases = {}
     for case, fp in to_run:
-        future = client.submit(run_case, case.to_dict(), str(out), fp, key=f"case-{case.id}-{token}", pure=False)
+        key = f"case-{case.id}-{token}"
+        future = client.submit(_case_task, case.to_dict(), str(out), fp, key, key=key, pure=False)
         cases[future] = (case, fp)
     total, done = len(cases), 0
     if progress:
         progress(0, total, "Cases")
     try:
+        if scheduler and worker_timeout is not None:
+            try:
+                client.wait_for_workers(1, timeout=worker_timeout)
+            except (OSError, TimeoutError):
+                raise InputError(f"the Dask scheduler has no workers (none joined within {worker_timeout:g} s)",
+                                 scheduler) from None
         for future in as_completed(list(cases), loop=client.loop):
             case, fp = cases[future]
             try:
                 record = future.result()
             except KilledWorker as exc:
-                last = getattr(getattr(exc, "last_worker", None), "address", None) or "unknown"
-                record = _failed(case, fp, "the worker running this case died each time it was tried (killed, "
-                                           f"or over its memory limit); last on {last}")
+                record = _failed(case, fp, deaths.error(case, future.key, exc))
             except Exception as exc:  # the task could not run (lost scheduler, unpicklable result)
                 record = _failed(case, fp, f"{exc.__class__.__name__}: {exc}")
             future.release()
@@ -308,6 +417,8 @@ def _run(client, to_run, out: Path, ledger: Ledger, records: dict, result: Batch
         with contextlib.suppress(Exception):
             client.cancel(list(cases))
         raise
+    finally:
+        deaths.close()
 
 
 def _failed(case: CaseSpec, fp: str, message: str) -> dict:
