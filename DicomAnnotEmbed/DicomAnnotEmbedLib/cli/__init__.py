@@ -21,7 +21,7 @@ from typing import List, Optional
 from .. import __version__
 from ..core.errors import DicomAnnotEmbedError, OutputError
 from ..core.progress import TqdmProgress
-from ._common import EXIT_CODES, UsageError
+from ._common import EXIT_CODES, UsageError, describe_remote_series, remote_series
 
 log = logging.getLogger("DicomAnnotEmbedLib")
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in GROUPS:
         importlib.import_module(f"{__name__}.{group}").register(commands, command)
+    describe_remote_series(parser)
     return parser
 
 
@@ -115,7 +116,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     progress = TqdmProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         check_outputs(args)
-        return args.run(args, progress)
+        with remote_series(args, progress):  # --series NODE/STUDY/SERIES: retrieved, removed after
+            return args.run(args, progress)
     except UsageError as exc:
         parser.error(str(exc))
     except DicomAnnotEmbedError as exc:

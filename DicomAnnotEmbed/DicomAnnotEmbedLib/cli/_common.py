@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import List
 
 EXIT_CODES = """exit codes:
@@ -37,27 +38,35 @@ def format_list(text: str) -> List[str]:
     return formats
 
 
-def add_node_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """Options shared by every command that talks to an archive node (``pacs ...``, ``--send``)."""
+def add_node_options(parser, prefix: str = "", what: str = "") -> None:
+    """Options shared by every command that talks to an archive node (``pacs ...``; with
+    ``prefix="send-"`` the ``--send-...`` options of ``--send``)."""
     parser.add_argument(f"--{prefix}calling-aet", metavar="AET",
-                        help="our AE title for DIMSE nodes (default DICOMANNOTEMBED, or the node config's)")
+                        help=f"our AE title for a DIMSE{what} node (default $DICOMANNOTEMBED_CALLING_AET, "
+                             "DICOMANNOTEMBED, or the node config's)")
     parser.add_argument(f"--{prefix}timeout", type=float, metavar="SECONDS",
                         help="network timeout (default 30 s DIMSE, 60 s DICOMweb)")
     parser.add_argument(f"--{prefix}retries", type=int, default=3, metavar="N",
                         help="tries again after a lost connection, at most N times (default 3)")
     parser.add_argument(f"--{prefix}nodes", metavar="FILE",
                         help="node config file (default $DICOMANNOTEMBED_NODES or ~/.config/dicomannotembed/nodes.json)")
+    parser.add_argument(f"--{prefix}tls-ca", metavar="FILE",
+                        help="CA certificates (PEM) that the archive's certificate is verified with; for a DIMSE "
+                             "node this turns DICOM TLS on")
+    parser.add_argument(f"--{prefix}tls-cert", metavar="FILE",
+                        help="our client certificate (PEM) for TLS; turns DICOM TLS on for a DIMSE node")
+    parser.add_argument(f"--{prefix}tls-key", metavar="FILE", help=f"the private key (PEM) of --{prefix}tls-cert")
 
 
-def node_options(args: argparse.Namespace, prefix: str = "") -> dict:
-    """Keyword arguments of services.pacs calls from :func:`add_node_options`'s options."""
-    options = {"calling_aet": getattr(args, f"{prefix}calling_aet"), "timeout": getattr(args, f"{prefix}timeout")}
-    nodes = getattr(args, f"{prefix}nodes")
-    if nodes:
-        import os
+def node_from_args(text: str, args: argparse.Namespace, prefix: str = ""):
+    """The node ``text`` names, with :func:`add_node_options`'s options (``prefix``: "send_")."""
+    from ..services.pacs import parse_node
 
-        os.environ["DICOMANNOTEMBED_NODES"] = nodes
-    return options
+    def option(name):
+        return getattr(args, prefix + name, None)
+
+    return parse_node(text, calling_aet=option("calling_aet"), timeout=option("timeout"), config=option("nodes"),
+                      tls_ca=option("tls_ca"), tls_cert=option("tls_cert"), tls_key=option("tls_key"))
 
 
 def add_send_option(parser: argparse.ArgumentParser) -> None:
@@ -66,10 +75,7 @@ def add_send_option(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--send", metavar="NODE",
                        help="store the written DICOM files on NODE (AET@HOST:PORT, a DICOMweb URL or a configured "
                             "name) after they are written; a failed send keeps the files and exits with code 5")
-    group.add_argument("--send-calling-aet", metavar="AET", help="our AE title for a DIMSE --send node")
-    group.add_argument("--send-timeout", type=float, metavar="SECONDS", help="network timeout of --send")
-    group.add_argument("--send-retries", type=int, default=3, metavar="N", help="--send retries (default 3)")
-    group.add_argument("--send-nodes", metavar="FILE", help="node config file for --send")
+    add_node_options(group, "send-", " --send")
 
 
 def send_outputs(args: argparse.Namespace, paths, progress=None) -> None:
@@ -82,9 +88,65 @@ def send_outputs(args: argparse.Namespace, paths, progress=None) -> None:
         return
     from ..services import pacs
 
-    report = pacs.send(node, [str(p) for p in paths], retries=args.send_retries, progress=progress, check=False,
-                       **node_options(args, "send_"))
+    report = pacs.send(node_from_args(node, args, "send_"), [str(p) for p in paths], retries=args.send_retries,
+                       progress=progress, check=False)
     finish_send(report, "sent to ")
+
+
+#: Arguments that name image series folders; each may instead name a series (or a study) on a
+#: node (services.pacs.remote): ``--series`` of every command but ``pacs``, and the inputs of
+#: ``convert`` and ``export-ml``.
+SERIES_ARGUMENTS = {"series": "--series", "inputs": "INPUT"}
+
+
+@contextlib.contextmanager
+def remote_series(args: argparse.Namespace, progress=None):
+    """Replace a ``--series`` (or input) that names a series on a node with a temporary folder
+    holding it (retrieved before the command runs, removed after it)."""
+    if getattr(args, "command", None) == "pacs":
+        yield
+        return
+    named = {name: getattr(args, name) for name in SERIES_ARGUMENTS if getattr(args, name, None)}
+    if not any(_may_be_remote(v) for value in named.values() for v in (value if isinstance(value, list) else [value])):
+        yield  # nothing to look at: no imports
+        return
+    from ..core.errors import InputError
+    from ..services.pacs import remote
+
+    with contextlib.ExitStack() as stack:
+        for name, value in named.items():
+            option = SERIES_ARGUMENTS[name]
+            texts = value if isinstance(value, list) else [value]
+            try:
+                refs = [remote.parse_series_ref(text, option=option) for text in texts]
+            except InputError as exc:
+                raise UsageError(exc.problem) from None
+            if not any(refs):
+                continue
+            local = stack.enter_context(remote.fetched_inputs(texts, option=option, progress=progress,
+                                                              whole_study=isinstance(value, list)))
+            setattr(args, name, local if isinstance(value, list) else local[0])
+        yield
+
+
+def describe_remote_series(parser: argparse.ArgumentParser, seen=None) -> None:
+    """Say in the help of every ``--series`` (and ``convert``/``export-ml`` INPUT) that it may name
+    a series on a node (one place for all commands)."""
+    seen = set() if seen is None else seen
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if name != "pacs" and id(sub) not in seen:
+                    seen.add(id(sub))
+                    describe_remote_series(sub, seen)
+        elif action.dest in SERIES_ARGUMENTS and action.help and "on a node" not in action.help:
+            action.help += ("; or a series on a node: NODE/STUDY_UID[/SERIES_UID] (NODE: AET@HOST:PORT or a "
+                            "configured name) or a DICOMweb URL BASE/studies/UID[/series/UID], retrieved into a "
+                            "temporary folder")
+
+
+def _may_be_remote(text) -> bool:
+    return isinstance(text, str) and "/" in text and not text.startswith(("/", ".", "~"))
 
 
 def finish_send(report, prefix: str = "") -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_node_options, finish_send, node_options
+from ._common import UsageError, add_node_options, finish_send, node_from_args
 
 NODE_HELP = ("AET@HOST:PORT (DIMSE), a DICOMweb base URL (https:// unless given), or a name in the node "
              "config file (--nodes)")
@@ -46,6 +46,14 @@ def register(commands, command) -> None:
     get.add_argument("--out", required=True, metavar="DIR", help="output folder (created; may hold earlier retrievals)")
     get.add_argument("--associations", type=int, default=4, metavar="N",
                      help="DIMSE: concurrent associations for large series (default 4)")
+    get.add_argument("--via", choices=["get", "move"], default="get",
+                     help="DIMSE: C-GET (default), or C-MOVE to our own Storage SCP (--move-port)")
+    get.add_argument("--move-port", type=int, metavar="PORT",
+                     help="C-MOVE: the port our Storage SCP listens on while retrieving (the archive must know "
+                          "our AE title with this host and port)")
+    get.add_argument("--move-aet", metavar="AET", help="C-MOVE: the destination AE title (default: --calling-aet)")
+    get.add_argument("--move-host", default="", metavar="ADDRESS",
+                     help="C-MOVE: the address our Storage SCP binds (default: all interfaces)")
     add_node_options(get)
     get.set_defaults(run=run_get)
 
@@ -64,7 +72,7 @@ def register(commands, command) -> None:
 def run_echo(args: argparse.Namespace, progress) -> int:
     from ..services import pacs
 
-    seconds = pacs.echo(args.node, **node_options(args))
+    seconds = pacs.echo(node_from_args(args.node, args))
     print(f"{args.node} answered in {seconds * 1000:.0f} ms")
     return 0
 
@@ -72,8 +80,8 @@ def run_echo(args: argparse.Namespace, progress) -> int:
 def run_find(args: argparse.Namespace, progress) -> int:
     from ..services import pacs
 
-    rows = pacs.find(args.node, level=args.level, patient_id=args.patient_id, study_uid=args.study,
-                     series_uid=args.series, modality=args.modality, **node_options(args))
+    rows = pacs.find(node_from_args(args.node, args), level=args.level, patient_id=args.patient_id,
+                     study_uid=args.study, series_uid=args.series, modality=args.modality)
     print(pacs.format_rows(rows, pacs.LEVELS[args.level]))
     return 0
 
@@ -81,9 +89,12 @@ def run_find(args: argparse.Namespace, progress) -> int:
 def run_get(args: argparse.Namespace, progress) -> int:
     from ..services import pacs
 
-    report = pacs.get(args.node, args.study, args.out, series_uid=args.series, modality=args.modality,
-                      retries=args.retries, associations=max(1, args.associations), progress=progress,
-                      **node_options(args))
+    if args.via == "move" and args.move_port is None:
+        raise UsageError("--via move needs --move-port PORT (where the archive sends the instances)")
+    report = pacs.get(node_from_args(args.node, args), args.study, args.out, series_uid=args.series,
+                      modality=args.modality, retries=args.retries, associations=max(1, args.associations),
+                      progress=progress, via=args.via, move_port=args.move_port, move_aet=args.move_aet,
+                      move_host=args.move_host)
     print(report.summary())
     for uid, folder in report.series_dirs.items():
         print(f"  {folder}")
@@ -93,8 +104,7 @@ def run_get(args: argparse.Namespace, progress) -> int:
 def run_send(args: argparse.Namespace, progress) -> int:
     from ..services import pacs
 
-    report = pacs.send(args.node, args.paths, retries=args.retries, associations=max(1, args.associations),
-                       progress=progress, check=False,
-                       **node_options(args))
+    report = pacs.send(node_from_args(args.node, args), args.paths, retries=args.retries,
+                       associations=max(1, args.associations), progress=progress, check=False)
     finish_send(report)
     return 0

@@ -98,13 +98,18 @@ class Orthanc:
             self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM by PID, SIGKILL after 30 s."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def _config(folder: Path, dicom_port: int, http_port: int, *, lua: Optional[str],
@@ -215,3 +220,95 @@ def restart(server: Orthanc) -> Orthanc:
     server.process = process
     wait_until_up(server)
     return server
+
+
+def make_certificates(folder: Path) -> Dict[str, Path]:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate signed
+    by it, and an unrelated second CA (the wrong one), made with ``openssl`` in ``folder``.
+
+    Returns the PEM paths: ca, server_crt, server_key, server_pem (key then certificate),
+    client_crt, client_key, other_ca.
+    """
+    from conftest import require_tool
+
+    openssl = shutil.which("openssl") or require_tool("openssl")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args):
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, cwd=folder)
+
+    for ca in ("ca", "other_ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", f"{ca}.key", "-out",
+            f"{ca}.crt", "-subj", f"/CN=DicomAnnotEmbed test {ca}")
+    for name in ("server", "client"):
+        (folder / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+            f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-out", f"{name}.crt", "-extfile", f"{name}.ext")
+    (folder / "server.pem").write_bytes((folder / "server.key").read_bytes() + (folder / "server.crt").read_bytes())
+    return {"ca": folder / "ca.crt", "server_crt": folder / "server.crt", "server_key": folder / "server.key",
+            "server_pem": folder / "server.pem", "client_crt": folder / "client.crt",
+            "client_key": folder / "client.key", "other_ca": folder / "other_ca.crt"}
+
+
+def dicom_tls(certificates: Dict[str, Path]) -> Dict:
+    """Orthanc configuration for DICOM TLS on its DICOM port (Orthanc >= 1.9): its certificate, and
+    the CA whose client certificates it accepts (a client certificate is required)."""
+    return {"DicomTlsEnabled": True, "DicomTlsCertificate": str(certificates["server_crt"]),
+            "DicomTlsPrivateKey": str(certificates["server_key"]),
+            "DicomTlsTrustedCertificates": str(certificates["ca"])}
+
+
+@contextlib.contextmanager
+def nginx_https(folder: Path, upstream_port: int, certificates: Dict[str, Path]) -> Iterator[int]:
+    """A real TLS-terminating nginx on a free loopback port in front of Orthanc's HTTP port (Debian's
+    Orthanc 1.10 crashes, a NULL call in a civetweb worker, on its first HTTPS request with
+    ``SslEnabled``); yields the HTTPS port, stopped by PID on exit."""
+    from conftest import require_tool
+
+    binary = shutil.which("nginx") or (Path("/usr/sbin/nginx").exists() and "/usr/sbin/nginx") or require_tool("nginx")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (folder / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}/body; proxy_temp_path {folder}/proxy; fastcgi_temp_path {folder}/fastcgi;
+  uwsgi_temp_path {folder}/uwsgi; scgi_temp_path {folder}/scgi;
+  client_max_body_size 0;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {certificates["server_crt"]};
+    ssl_certificate_key {certificates["server_key"]};
+    location / {{ proxy_pass http://127.0.0.1:{upstream_port}; proxy_request_buffering off;
+                 proxy_set_header Host $host:$server_port; proxy_set_header X-Forwarded-Proto https; }}
+  }}
+}}
+""")
+    log = open(folder / "nginx.log", "wb")
+    process = subprocess.Popen([binary, "-c", str(folder / "nginx.conf"), "-p", str(folder)], stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {process.returncode}; see {folder / 'error.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        stop_process(process)
+        log.close()

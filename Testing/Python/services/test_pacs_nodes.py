@@ -94,3 +94,37 @@ def test_tls_is_verified_by_default(tmp_path, monkeypatch):
     config.write_text(json.dumps({"nodes": {"secure": {"url": "https://h/dicom-web", "ca_bundle": "/etc/ca.pem"}}}))
     monkeypatch.setenv("DICOMANNOTEMBED_NODES", str(config))
     assert dicomweb._client(parse_node("secure"))._session.verify == "/etc/ca.pem"
+
+
+def test_tls_options_and_series_references(tmp_path, monkeypatch):
+    from DicomAnnotEmbedLib.services.pacs.remote import parse_series_ref
+
+    node = parse_node("ORTHANC@pacs.example.org:2762", tls_ca="/ca.pem", tls_cert="/me.pem", tls_key="/me.key")
+    assert (node.tls, node.ca_file, node.cert_file, node.key_file) == (True, "/ca.pem", "/me.pem", "/me.key")
+    assert not parse_node("ORTHANC@pacs.example.org:104").tls
+    web = parse_node("https://dicom.example.org/dicom-web", tls_ca="/ca.pem", tls_cert="/me.pem")
+    assert (web.ca_bundle, web.cert_file) == ("/ca.pem", "/me.pem")
+    with pytest.raises(InputError, match="TLS files"):
+        node.ssl_context()
+    config = tmp_path / "nodes.json"
+    config.write_text(json.dumps({"nodes": {"secure": {"dimse": "A@h:1", "tls": True}, "web": {"url": "https://h/dw"}}}))
+    monkeypatch.setenv("DICOMANNOTEMBED_NODES", str(config))
+    assert parse_node("secure").tls and parse_node("secure").ssl_context() is not None
+    monkeypatch.setenv("DICOMANNOTEMBED_CALLING_AET", "FROMENV")
+    assert parse_node("A@h:1").calling_aet == "FROMENV"
+
+    ref = parse_series_ref("ORTHANC@h:104/1.2.3/1.2.3.4")
+    assert (str(ref.node), ref.study_uid, ref.series_uid) == ("ORTHANC@h:104", "1.2.3", "1.2.3.4")
+    ref = parse_series_ref("secure/1.2.3")
+    assert (str(ref.node), ref.study_uid, ref.series_uid) == ("secure", "1.2.3", None)
+    ref = parse_series_ref("https://h/dicom-web/studies/1.2/series/1.2.5")
+    assert (ref.node.url, ref.study_uid, ref.series_uid) == ("https://h/dicom-web", "1.2", "1.2.5")
+    for local in ("series", "data/series", "./ORTHANC@h:104/1.2.3/1.2.3.4", "/abs/1.2/3.4", "nonode/1.2/3.4",
+                  "ORTHANC@h:104/notauid"):
+        assert parse_series_ref(local) is None, local
+    with pytest.raises(InputError, match="--series .*studies/STUDY_UID"):
+        parse_series_ref("https://h/dicom-web/series/1.2")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secure" / "1.2.3").mkdir(parents=True)
+    with pytest.raises(InputError, match="ambiguous.*./secure/1.2.3"):
+        parse_series_ref("secure/1.2.3")

@@ -8,6 +8,8 @@ a name in the node config file (see :mod:`.nodes`). The four calls are the same 
     rows = pacs.find("https://pacs.example.org/dicom-web", modality="SEG")
     report = pacs.get("ORTHANC@127.0.0.1:4242", study_uid, out_dir="/tmp/study")
     report = pacs.send("ORTHANC@127.0.0.1:4242", ["/tmp/out/seg.dcm"])
+    with pacs.fetched_series(f"ORTHANC@127.0.0.1:4242/{study_uid}/{series_uid}") as folder:
+        ...  # the series, retrieved into a temporary folder (removed on exit)
 
 Nothing here touches coordinates: files travel as they are (DICOM, LPS). Local files are never
 changed or removed; network failures raise :class:`~DicomAnnotEmbedLib.core.errors.NetworkError`
@@ -25,9 +27,11 @@ from ...core.outputs import existing_output_dir
 from ...core.progress import ProgressCallback
 from .common import MODALITIES, FindRow, GetReport, SendReport, collect_instances, format_rows
 from .nodes import DimseNode, Node, WebNode, parse_node
+from .remote import SeriesRef, fetched_series, parse_series_ref
 
 __all__ = ["DimseNode", "WebNode", "Node", "FindRow", "GetReport", "SendReport", "MODALITIES", "parse_node",
-           "echo", "find", "get", "send", "format_rows", "pacs_echo", "pacs_find", "pacs_get", "pacs_send"]
+           "echo", "find", "get", "send", "format_rows", "pacs_echo", "pacs_find", "pacs_get", "pacs_send",
+           "SeriesRef", "fetched_series", "parse_series_ref"]
 log = logging.getLogger(__name__)
 NodeLike = Union[str, DimseNode, WebNode]
 LEVELS = {"study": "STUDY", "series": "SERIES", "instance": "IMAGE", "image": "IMAGE"}
@@ -69,7 +73,8 @@ def find(node: NodeLike, *, level: str = "series", patient_id: Optional[str] = N
 def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, series_uid: Optional[str] = None,
         modality: Optional[str] = None, calling_aet: Optional[str] = None, timeout: Optional[float] = None,
         retries: int = 3, associations: int = 4, progress: Optional[ProgressCallback] = None,
-        check: bool = True) -> GetReport:
+        check: bool = True, via: str = "get", move_port: Optional[int] = None, move_aet: Optional[str] = None,
+        move_host: str = "") -> GetReport:
     """Retrieve a study (or one series of it) into ``out_dir/<Modality>_<SeriesInstanceUID>/``.
 
     C-GET over DIMSE (our AE receives the instances on the same association), WADO-RS over
@@ -77,10 +82,20 @@ def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, ser
     instances is shared out over ``associations`` concurrent associations. Each file is written atomically as
     ``<SOPInstanceUID>.dcm``; files already in ``out_dir`` are replaced by the same instance.
 
+    ``via="move"`` (DIMSE only): C-MOVE instead of C-GET. Our Storage SCP listens on
+    ``move_host:move_port`` (all interfaces when ``move_host`` is empty) while the retrieval runs,
+    with the AE title ``move_aet`` (default: our calling AE title), which the archive must know
+    with that host and port (see :mod:`.move`).
+
     Raises:
-        InputError: no such study/series on the node. NetworkError: (``check``) something was not delivered.
+        InputError: no such study/series on the node; ``via="move"`` on a DICOMweb node or without
+        ``move_port``. NetworkError: (``check``) something was not delivered.
     """
     node = parse_node(node, calling_aet=calling_aet, timeout=timeout)
+    if via not in ("get", "move"):
+        raise InputError(f"via must be get or move, not {via!r}")
+    if via == "move" and not isinstance(node, DimseNode):
+        raise InputError(f"{node}: C-MOVE is DIMSE; a DICOMweb node is retrieved with WADO-RS")
     out = existing_output_dir(out_dir)
     series = _backend(node).find(node, "SERIES", study_uid=study_uid, series_uid=series_uid,
                                  modality=modality.upper() if modality else None)
@@ -90,8 +105,13 @@ def get(node: NodeLike, study_uid: str, out_dir: Union[str, os.PathLike], *, ser
         what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"
         raise InputError(f"{node} holds no {what}" + (f" with modality {modality}" if modality else ""))
     report = GetReport(str(node), str(out))
-    extra = {"associations": associations} if isinstance(node, DimseNode) else {}
-    _backend(node).get(node, study_uid, series, out, report, retries=retries, progress=progress, **extra)
+    if via == "move":
+        from . import move
+        move.get(node, study_uid, series, out, report, move_port=move_port, move_aet=move_aet,
+                 move_host=move_host, retries=retries, progress=progress)
+    else:
+        extra = {"associations": associations} if isinstance(node, DimseNode) else {}
+        _backend(node).get(node, study_uid, series, out, report, retries=retries, progress=progress, **extra)
     if check:
         report.raise_for_failures()
     return report

@@ -46,6 +46,8 @@ def _client(node: WebNode):
         session.auth = (user, password)
     if node.ca_bundle:
         session.verify = node.ca_bundle
+    if node.cert_file:
+        session.cert = (node.cert_file, node.key_file) if node.key_file else node.cert_file
     client = DICOMwebClient(node.url, session=session, timeout=node.timeout)
     client.set_http_retry_params(retry=False)  # our own bounded retries (``retries``), not 5 per request
     return client
@@ -58,14 +60,23 @@ def _network_error(node: WebNode, exc: Exception) -> NetworkError:
                 403: " (not allowed)", 404: " (is the base URL right?)"}.get(code, "")
         return NetworkError(f"{node}: HTTP {code} {exc.response.reason}{hint}")
     if isinstance(exc, requests.exceptions.SSLError):
-        return NetworkError(f"{node}: TLS certificate not trusted ({exc}); name a CA bundle with ca_bundle in the "
-                            "node config or REQUESTS_CA_BUNDLE")
+        return NetworkError(f"{node}: TLS certificate not trusted ({_ssl_reason(exc)}); name the CA with --tls-ca, "
+                            "ca_bundle in the node config, or REQUESTS_CA_BUNDLE")
     if isinstance(exc, requests.exceptions.Timeout):
         return NetworkError(f"{node}: timeout after {node.timeout:g} s")
     text = str(exc).lower()
     why = ("connection refused" if "refused" in text else "name or service not known" if "resolve" in text
            or "name or service" in text else exc.__class__.__name__)
     return NetworkError(f"cannot reach {node}: {why}")
+
+
+def _ssl_reason(exc: Exception) -> str:
+    text = str(exc)
+    for known in ("self-signed certificate in certificate chain", "self-signed certificate",
+                  "unable to get local issuer certificate", "certificate has expired", "Hostname mismatch"):
+        if known.lower() in text.lower():
+            return known
+    return text
 
 
 def echo(node: WebNode) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -55,16 +56,49 @@ def _ae(node: DimseNode) -> AE:
 
 
 def _reachable(node: DimseNode) -> None:
+    """Connect (and with TLS, shake hands: pynetdicom only aborts when the certificate is not
+    trusted, this says why), or NetworkError."""
+    context = node.ssl_context()
     try:
-        with socket.create_connection((node.host, node.port), timeout=min(node.timeout, 10)):
-            pass
+        with socket.create_connection((node.host, node.port), timeout=min(node.timeout, 10)) as sock:
+            if context is not None:
+                with context.wrap_socket(sock, server_hostname=node.host):
+                    pass
+    except ssl.SSLCertVerificationError as exc:
+        raise NetworkError(f"{node}: DICOM TLS: the archive's certificate is not trusted "
+                           f"({exc.verify_message or exc.reason}); name its CA with --tls-ca or ca_file in the "
+                           "node config") from None
+    except ssl.SSLError as exc:
+        raise NetworkError(f"{node}: DICOM TLS handshake failed ({exc.reason or exc}; does the archive speak "
+                           "TLS on this port, and does it accept our client certificate?)") from None
     except OSError as exc:
         raise NetworkError(f"cannot reach {node} ({node.host}:{node.port}): {exc.strerror or exc}") from None
+
+
+def _tls_refusal(node: DimseNode) -> Optional[str]:
+    """Why the archive ends a TLS connection right after the handshake (TLS 1.3 reports a refused
+    client certificate only then), or None."""
+    context = node.ssl_context()
+    if context is None:
+        return None
+    try:
+        with socket.create_connection((node.host, node.port), timeout=min(node.timeout, 10)) as sock:
+            with context.wrap_socket(sock, server_hostname=node.host) as tls:
+                tls.settimeout(2)
+                tls.recv(1)
+    except ssl.SSLError as exc:
+        return str(exc.reason or exc).lower().replace("_", " ")
+    except OSError:
+        return None
+    return None
 
 
 def _associate(ae: AE, node: DimseNode, **kwargs):
     """An established association, or NetworkError saying why not (unreachable, rejected, aborted)."""
     _reachable(node)
+    context = node.ssl_context()
+    if context is not None:
+        kwargs["tls_args"] = (context, node.host)
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, max_pdu=MAX_PDU, **kwargs)
     if assoc.is_established:
         return assoc
@@ -75,8 +109,13 @@ def _associate(ae: AE, node: DimseNode, **kwargs):
         raise NetworkError(f"{node} rejected the association: {reason}{hint}; calling AE title "
                            f"{node.calling_aet!r}, called {node.aet!r}")
     if assoc.is_aborted:
+        refused = _tls_refusal(node)
+        if refused:
+            raise NetworkError(f"{node}: DICOM TLS: the archive refused us ({refused}); does it need our client "
+                               "certificate (--tls-cert, --tls-key) from a CA it trusts?")
         raise NetworkError(f"{node} aborted the association (calling AE title {node.calling_aet!r} "
-                           f"not allowed, or no presentation context accepted)")
+                           "not allowed, no presentation context accepted"
+                           + (")" if node.tls else ", or the port expects DICOM TLS: --tls-ca)"))
     raise NetworkError(f"no association with {node}: timeout after {node.timeout:g} s")
 
 
@@ -316,6 +355,28 @@ def _decompress(ds: Dataset) -> None:
         ds.decompress(generate_instance_uid=False)
 
 
+def write_received(event, folder: Path) -> Optional[Path]:
+    """Write the instance of a C-STORE request (as received, not decoded) atomically as
+    ``folder/<SOPInstanceUID>.dcm``; None (logged) when it cannot be written."""
+    uid = event.request.AffectedSOPInstanceUID
+    final = folder / f"{uid}.dcm"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{uid}.", suffix=".partial.dcm")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\x00" * 128 + b"DICM")
+            write_file_meta_info(f, event.file_meta, enforce_standard=True)
+            f.write(event.request.DataSet.getvalue())
+        os.replace(tmp, final)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        log.error("%s: cannot write: %s", final, exc)
+        return None
+    return final
+
+
 def get(node: DimseNode, study_uid: str, series: Sequence[FindRow], out_dir: Path, report: GetReport, *,
         retries: int = 3, retry_delay: float = 1.0, progress: Optional[ProgressCallback] = None,
         associations: int = 4) -> GetReport:
@@ -344,22 +405,8 @@ def get(node: DimseNode, study_uid: str, series: Sequence[FindRow], out_dir: Pat
     jobs = [job for job in jobs if job]
 
     def on_store(event):
-        folder = event.assoc.dae_folder
-        uid = event.request.AffectedSOPInstanceUID
-        final = folder / f"{uid}.dcm"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{uid}.", suffix=".partial.dcm")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"\x00" * 128 + b"DICM")
-                write_file_meta_info(f, event.file_meta, enforce_standard=True)
-                f.write(event.request.DataSet.getvalue())
-            os.replace(tmp, final)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            log.error("%s: cannot write: %s", final, exc)
+        final = write_received(event, event.assoc.dae_folder)
+        if final is None:
             return 0xA700
         with lock:
             report.files.append(str(final))

@@ -1,0 +1,169 @@
+"""C-MOVE, DICOM TLS and HTTPS against real servers.
+
+- C-MOVE: Orthanc knows our destination AE title and port (DicomModalities); ``pacs get --via
+  move`` starts our Storage SCP on 127.0.0.1 for the retrieval: every file as sent, data set for
+  data set, in the same transfer syntax; an unknown destination AE title is a clear error (5).
+- DICOM TLS: Orthanc with DicomTlsEnabled, its certificate and a client CA made by ``openssl`` in
+  a temporary folder: echo, send and get over TLS (options and a named node); the wrong CA, no
+  client certificate and plain DIMSE on the TLS port are refused with a clear error (5).
+- HTTPS: Debian's Orthanc 1.10 crashes on HTTPS (SslEnabled), so a real nginx terminates TLS in
+  front of it on loopback: a certificate from an unknown CA is refused by default (5), accepted
+  with ``--tls-ca`` or REQUESTS_CA_BUNDLE; send and get over HTTPS are exact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pydicom
+import pytest
+
+from orthanc_server import (CALLING_AETS, OUR_AET, dicom_tls, free_port, make_certificates, nginx_https,
+                            orthanc)
+from pacs_cases import dataset_without_meta, file_hashes, make_case
+
+MOVE_AET = "DAEMOVE"
+
+
+def cli(*args, env=None):
+    done = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    return make_case(tmp_path_factory.mktemp("move-tls-case"), slices=20, size=32, seed=11,
+                     compression="jpeg2000")
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("certificates"))
+
+
+def assert_retrieved_as_sent(folder, sent) -> None:
+    """Every file below ``folder`` equals the one sent (data set, transfer syntax), and all came."""
+    originals = {}
+    for path in sent:
+        for p in ([path] if path.is_file() else path.rglob("*.dcm")):
+            originals[str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)] = p
+    retrieved = sorted(folder.rglob("*.dcm"))
+    assert len(retrieved) == len(originals)
+    assert not [p for p in folder.rglob(".*")]  # no partial files
+    for path in retrieved:
+        ds = dataset_without_meta(path)
+        original = originals[str(ds.SOPInstanceUID)]
+        assert ds == dataset_without_meta(original), path
+        assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.dcmread(original).file_meta.TransferSyntaxUID
+
+
+def test_c_move_round_trip_and_unknown_destination(case, tmp_path):
+    port = free_port()
+    modalities = {aet.lower(): [aet, "127.0.0.1", 104] for aet in CALLING_AETS}
+    modalities["mover"] = [MOVE_AET, "127.0.0.1", port]
+    with orthanc(tmp_path / "orthanc", extra={"DicomModalities": modalities}, require_dicomweb=False) as server:
+        node = server.dimse_node
+        assert cli("pacs", "send", node, case.series_dir, *case.results, "--calling-aet", OUR_AET).returncode == 0
+        assert server.instance_count() == 22
+        move = ["--via", "move", "--move-port", port, "--move-aet", MOVE_AET, "--move-host", "127.0.0.1"]
+        done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "moved", *move,
+                   "--calling-aet", OUR_AET)
+        assert done.returncode == 0, done.stderr
+        assert "22 files in 3 series" in done.stdout
+        assert_retrieved_as_sent(tmp_path / "moved", [case.series_dir, *case.results])
+        # One series by C-MOVE, through the Python API.
+        from DicomAnnotEmbedLib.services import pacs
+
+        report = pacs.get(node, case.study_uid, tmp_path / "one", series_uid=case.series_uid, calling_aet=OUR_AET,
+                          via="move", move_port=port, move_aet=MOVE_AET, move_host="127.0.0.1")
+        assert len(report.files) == 20 and list(report.series_dirs) == [case.series_uid]
+
+        # A destination the archive does not know: a clear error, exit 5, nothing written.
+        done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "nowhere", "--via", "move",
+                   "--move-port", port, "--move-aet", "UNKNOWNAE", "--move-host", "127.0.0.1", "--calling-aet", OUR_AET,
+                   "--retries", "0")
+        assert done.returncode == 5, done.stderr
+        # (Orthanc 1.10 answers 0xC000 "cannot process", logging "Unknown modality for AET: UNKNOWNAE")
+        assert "C-MOVE status 0xC000" in done.stderr and "know the move destination 'UNKNOWNAE'" in done.stderr
+        assert not list((tmp_path / "nowhere").rglob("*.dcm"))
+        # Command-line mistakes: no port (2); C-MOVE of a DICOMweb node (3).
+        done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "x", "--via", "move")
+        assert done.returncode == 2 and "--move-port" in done.stderr
+        done = cli("pacs", "get", "http://127.0.0.1:1/dicom-web", "--study", case.study_uid, "--out", tmp_path / "x",
+                   "--via", "move", "--move-port", port)
+        assert done.returncode == 3 and "C-MOVE is DIMSE" in done.stderr
+
+
+def test_dicom_tls(case, certificates, tmp_path):
+    with orthanc(tmp_path / "orthanc", extra=dicom_tls(certificates), require_dicomweb=False) as server:
+        node = server.dimse_node
+        tls = ["--tls-ca", certificates["ca"], "--tls-cert", certificates["client_crt"], "--tls-key",
+               certificates["client_key"], "--calling-aet", OUR_AET]
+        done = cli("pacs", "echo", node, *tls)
+        assert done.returncode == 0, done.stderr
+        before = file_hashes([case.folder])
+        done = cli("pacs", "send", node, case.series_dir, *case.results, *tls)
+        assert done.returncode == 0, done.stderr
+        assert "22 stored, 0 already held, 0 not stored" in done.stdout
+        assert server.instance_count() == 22
+        done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "got", *tls)
+        assert done.returncode == 0, done.stderr
+        assert_retrieved_as_sent(tmp_path / "got", [case.series_dir, *case.results])
+
+        # A named node with TLS in the config file: --send and --series over TLS.
+        config = tmp_path / "nodes.json"
+        config.write_text(json.dumps({"nodes": {"secure": {
+            "dimse": node, "calling_aet": OUR_AET, "tls": True, "ca_file": str(certificates["ca"]),
+            "cert_file": str(certificates["client_crt"]), "key_file": str(certificates["client_key"])}}}))
+        env = {"DICOMANNOTEMBED_NODES": str(config)}
+        labels = tmp_path / "labels.seg.nrrd"
+        done = cli("convert", case.seg, "--to", "seg-nrrd", "--out", labels)
+        assert done.returncode == 0, done.stderr
+        done = cli("seg", "export", "--series", f"secure/{case.study_uid}/{case.series_uid}", "--segmentation", labels,
+                   "--type", "binary", "--out", tmp_path / "tls-seg.dcm", "--send", "secure", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "sent to secure: 1 stored" in done.stdout
+        assert server.instance_count() == 23
+
+        # Refused: the wrong CA, no client certificate, plain DIMSE on the TLS port. Exit 5, clear words.
+        wrong = ["--tls-ca", certificates["other_ca"], "--tls-cert", certificates["client_crt"], "--tls-key",
+                 certificates["client_key"], "--calling-aet", OUR_AET, "--retries", "0"]
+        for action in (["echo", node], ["send", node, str(case.seg)]):
+            done = cli("pacs", *action, *wrong)
+            assert done.returncode == 5, done.stderr
+            assert "certificate is not trusted" in done.stderr and "--tls-ca" in done.stderr, done.stderr
+        done = cli("pacs", "echo", node, "--tls-ca", certificates["ca"], "--calling-aet", OUR_AET)
+        assert done.returncode == 5 and "DICOM TLS: the archive refused us" in done.stderr, done.stderr
+        assert "--tls-cert" in done.stderr
+        done = cli("pacs", "echo", node, "--calling-aet", OUR_AET, "--timeout", "5")
+        assert done.returncode == 5 and "aborted the association" in done.stderr, done.stderr
+        assert file_hashes([case.folder]) == before
+
+
+def test_https_dicomweb_behind_nginx(case, certificates, tmp_path):
+    with orthanc(tmp_path / "orthanc") as server, \
+            nginx_https(tmp_path / "nginx", server.http_port, certificates) as port:
+        node = f"https://127.0.0.1:{port}/dicom-web"
+        env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+        # A server certificate from a CA the system does not know: refused by default.
+        done = cli("pacs", "echo", node, env=env)
+        assert done.returncode == 5 and "TLS certificate not trusted" in done.stderr, done.stderr
+        done = cli("pacs", "send", node, str(case.seg), "--retries", "0", env=env)
+        assert done.returncode == 5 and "not trusted" in done.stderr
+        assert server.instance_count() == 0
+        # ... and the wrong CA too.
+        assert cli("pacs", "echo", node, "--tls-ca", certificates["other_ca"], env=env).returncode == 5
+        # Accepted with the CA given, as an option or through REQUESTS_CA_BUNDLE.
+        done = cli("pacs", "echo", node, "--tls-ca", certificates["ca"], env=env)
+        assert done.returncode == 0, done.stderr
+        done = cli("pacs", "send", node, case.series_dir, *case.results, "--tls-ca", certificates["ca"], env=env)
+        assert done.returncode == 0, done.stderr
+        assert "22 stored, 0 already held, 0 not stored" in done.stdout and server.instance_count() == 22
+        done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "got",
+                   env={"REQUESTS_CA_BUNDLE": str(certificates["ca"])})
+        assert done.returncode == 0, done.stderr
+        assert_retrieved_as_sent(tmp_path / "got", [case.series_dir, *case.results])
