@@ -591,13 +591,18 @@ def check_gsps(case, built, tmp_path) -> Dict[str, str]:
 
     series_dir, series, segmentation, masks, markups, markups_file = built(case)
     path = tmp_path / "pr.dcm"
-    api.export_gsps(series, [markups_file], path)
+    # and an oval: a closed curve marked as an ellipse, its 4 control points the axis ends
+    k = 0 if series.geometry.shape[0] < 3 else 1
+    oval = Markup("closed_curve", "Oval 1", series.geometry.ijk_to_lps_points(
+        np.array([[12, 14, k], [18, 14, k], [15, 12, k], [15, 16, k]], dtype=float)), shape="ellipse")
+    api.export_gsps(series, [markups_file, oval], path)
+    markups = markups + [oval]
     results: Dict[str, str] = {}
 
     def placed():
         ds = pydicom.dcmread(path)
         planes = image_planes(series_dir)
-        points = []
+        points, types = [], set()
         for annotation in ds.GraphicAnnotationSequence:
             for reference in annotation.ReferencedImageSequence:
                 frame = int(getattr(reference, "ReferencedFrameNumber", 1) or 1) - 1
@@ -605,9 +610,11 @@ def check_gsps(case, built, tmp_path) -> Dict[str, str]:
                 for graphic in getattr(annotation, "GraphicObjectSequence", []):
                     assert graphic.GraphicAnnotationUnits == "PIXEL"
                     data = np.array(graphic.GraphicData, float).reshape(-1, 2)
+                    types.add(str(graphic.GraphicType))
                     # PS3.3 C.10.5.1.2: pixel coordinates, (0, 0) the top left corner of the top left
                     # pixel, so a pixel centre is at (column + 0.5, row + 0.5).
                     points += [pixel_to_lps(plane, c - 0.5, r - 0.5) for c, r in data]
+        assert "ELLIPSE" in types, types  # the oval's 4 points: its axis ends
         points = np.array(points)
         for markup in markups:
             for p in markup.points_lps:

@@ -79,7 +79,8 @@ def _import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out
     ``sr.dcm`` (:func:`api.export_sr`: measurements of every segment, the evaluations, the
     markups), ``rtstruct.dcm`` (:func:`api.export_rtstruct`: segments as closed contours, points
     and polylines as POINT / OPEN_PLANAR ROIs), ``annotations.pr.dcm`` (:func:`api.export_gsps`:
-    the markups and each segment's outline drawn on the images). ``sr`` needs the SEG, so it
+    the markups, the ovals and circles of findings drawn only with them as ELLIPSE graphics, and
+    each other segment's outline, drawn on the images). ``sr`` needs the SEG, so it
     implies ``seg``. With bad rows, ``bad_rows.csv``
     lists them (row, finding, problem); the caller decides whether that is an error.
 
@@ -176,11 +177,16 @@ def _import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out
                                           out / "rtstruct.dcm", markups=conversion.markups, force=force,
                                           progress=progress)
     if "gsps" in formats:
+        from ..core.model import Segmentation
         from .gsps import export_gsps
 
-        result.gsps = export_gsps(reference, conversion.markups, out / "annotations.pr.dcm",
-                                  segmentation=segmentation if segmentation.segments else None,
-                                  outlines=bool(segmentation.segments), force=force, progress=progress)
+        # A finding drawn only with ovals and circles is drawn as those ellipses, not as its outline.
+        drawn = {markup.attributes["finding"] for markup in conversion.ellipses}
+        outlined = Segmentation(reference.geometry, segmentation.layers,
+                                [s for s in segmentation.segments if s.id not in drawn])
+        result.gsps = export_gsps(reference, conversion.markups + conversion.ellipses, out / "annotations.pr.dcm",
+                                  segmentation=outlined if outlined.segments else None,
+                                  outlines=bool(outlined.segments), force=force, progress=progress)
     for message in result.skipped:
         log.warning("not written: %s", message)
     return result

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .ellipses import SHAPES
 from .errors import InputError
 from .model import Markup
 
@@ -29,6 +30,11 @@ SLICER_TYPES: Dict[str, str] = {
     "ClosedCurve": "closed_curve", "Plane": "plane", "ROI": "roi",
 }
 _KIND_TO_TYPE = {kind: name for name, kind in SLICER_TYPES.items()}
+#: Entry key of ``Markup.shape`` (a closed curve that stands for an ellipse, :mod:`.ellipses`).
+#: Slicer's schema allows further keys in an entry (``"additionalProperties": true``) and its
+#: reader (vtkMRMLMarkupsJsonStorageNode) reads only the keys it knows, so Slicer loads the curve
+#: and ignores the mark (checked against Slicer's source, Modules/Loadable/Markups).
+SHAPE_KEY = "dicomAnnotEmbedShape"
 
 # RAS <-> LPS flip, for points (3) and for the left side of axis matrices (3x3, 4x4).
 _FLIP3 = np.diag([-1.0, -1.0, 1.0])
@@ -90,10 +96,15 @@ class _MarkupReader:
         elif kind == "plane":
             fields = self.plane(entry, points)
         description = entry.get("description", "")
+        shape = entry.get(SHAPE_KEY)
+        if shape is not None and (kind != "closed_curve" or shape not in SHAPES):
+            log.warning("%s: %s: %s %r is not a shape of a %s; ignored", self.path, self.where, SHAPE_KEY, shape,
+                        slicer_type)
+            shape = None
         try:
             return Markup(kind=kind, name=self.name, points_lps=points, point_labels=labels,
                           color=self.color(entry.get("display"), all_selected),
-                          description=description if isinstance(description, str) else "", **fields)
+                          description=description if isinstance(description, str) else "", shape=shape, **fields)
         except InputError as error:
             raise InputError(error.problem, self.path) from None
 
@@ -318,6 +329,8 @@ def markup_to_dict(markup: Markup, coordinate_system: str = "LPS") -> dict:
          "position": point(p), "orientation": point_orientation,
          "selected": True, "locked": False, "visibility": True, "positionStatus": "defined"}
         for n, (p, label) in enumerate(zip(positions, labels))]
+    if markup.shape is not None:
+        entry[SHAPE_KEY] = markup.shape
     entry["measurements"] = []
     entry["display"] = {"visibility": True, "opacity": 1.0, "color": color, "selectedColor": color}
     return entry
@@ -370,4 +383,4 @@ def _floats(values) -> List[float]:
 
 
 
-__all__ = ["markup_from_dict", "markup_to_dict", "SLICER_TYPES", "MARKUPS_SCHEMA"]
+__all__ = ["markup_from_dict", "markup_to_dict", "SLICER_TYPES", "MARKUPS_SCHEMA", "SHAPE_KEY"]

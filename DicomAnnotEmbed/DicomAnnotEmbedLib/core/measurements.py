@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ellipses import ellipse_area_perimeter, markup_ellipse
 from .errors import GeometryError, InputError
 from .geometry import VolumeGeometry
 from .model import Code, Markup, Segment, Segmentation
@@ -521,13 +522,18 @@ def roi_volume(markup: Markup) -> Quantity:
 
 def measure_markup(markup: Markup) -> dict[str, Quantity]:
     """The measurements of one markup by name: line and open curve {"length"}, closed curve
-    {"perimeter", "area"}, angle {"angle"}, ROI {"volume"}; point lists and planes {}."""
+    {"perimeter", "area"} (of the ellipse for one marked so, :mod:`.ellipses`), angle {"angle"},
+    ROI {"volume"}; point lists and planes {}."""
     name = markup.name
     if markup.kind == "line":
         return {"length": line_length(markup.points_lps, name=name)}
     if markup.kind == "curve":
         return {"length": curve_length(markup.points_lps, name=name)}
     if markup.kind == "closed_curve":
+        ends = markup_ellipse(markup)
+        if ends is not None:  # the ellipse itself, not the polygon of its axis ends
+            area, perimeter = ellipse_area_perimeter(ends)
+            return {"perimeter": Quantity(perimeter, "mm"), "area": Quantity(area, "mm2")}
         return {"perimeter": closed_curve_perimeter(markup.points_lps, name=name),
                 "area": closed_curve_area(markup.points_lps, name=name)}
     if markup.kind == "angle":

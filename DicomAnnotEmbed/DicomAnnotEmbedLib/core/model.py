@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .ellipses import SHAPES as _SHAPES
 from .errors import GeometryError, InputError
 from .geometry import VolumeGeometry, resample_nearest
 
@@ -454,6 +455,10 @@ class Markup:
         filled: draw closed shapes filled (overlay export).
         attributes: further metadata (e.g. the overlay group it was imported from).
         source: the file it was read from, named by errors about it (not written anywhere).
+        shape: for a ``closed_curve``, what it stands for: ``"ellipse"`` (:mod:`.ellipses`): its
+            4 control points are the ends of the major axis, then of the minor axis; writers draw
+            the ellipse itself (a marked curve whose points are not an ellipse's axis ends is
+            drawn as its control points, with a warning). None: the curve through its points.
     """
 
     kind: str
@@ -468,10 +473,14 @@ class Markup:
     filled: bool = False
     attributes: Dict[str, str] = field(default_factory=dict)
     source: Optional[str] = field(default=None, compare=False, repr=False)
+    shape: Optional[str] = None
 
     def __post_init__(self):
         if self.kind not in MARKUP_KINDS:
             raise InputError(f"markup {self.name!r}: unknown kind {self.kind!r}, expected one of {MARKUP_KINDS}")
+        if self.shape is not None and (self.kind != "closed_curve" or self.shape not in _SHAPES):
+            raise InputError(f"markup {self.name!r}: a {self.kind} cannot be marked {self.shape!r} (a closed curve "
+                             f"can be marked one of {_SHAPES})", self.source)
         self.points_lps = np.asarray(self.points_lps, dtype=float).reshape(-1, 3)
         if not np.all(np.isfinite(self.points_lps)) or np.any(np.abs(self.points_lps) > MAX_COORDINATE_MM):
             raise InputError(f"markup {self.name!r}: control points must be finite numbers within "

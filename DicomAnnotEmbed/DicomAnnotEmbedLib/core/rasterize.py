@@ -15,6 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .ellipses import outline_points_lps
 from .errors import GeometryError, InputError
 from .geometry import VolumeGeometry
 from .model import Markup
@@ -269,7 +270,9 @@ def markup_slice_masks(markup: Markup, geometry: VolumeGeometry,
       Slicer curve is a spline through them; the polyline is its approximation here). Each 3D
       segment is clipped to each slab and its in-plane projection is drawn.
     * ``closed_curve``: the closed polyline; when filled and all points lie in one slab, the
-      polygon is filled there (outline pixels included), otherwise only the outline is drawn.
+      polygon is filled there (outline pixels included), otherwise only the outline is drawn. A
+      closed curve marked as an ellipse (:mod:`.ellipses`) is the polygon of the ellipse's samples
+      (within 0.01 mm of it): pixel centres inside the ellipse, and its outline.
     * ``roi``: pixel centres inside the oriented box, outlined unless filled.
     * ``plane``: voxels that the plane cuts (the plane passes through the voxel's box) and
       whose centre projects into the rectangle, outlined unless filled.
@@ -288,7 +291,9 @@ def markup_slice_masks(markup: Markup, geometry: VolumeGeometry,
             if plane is not None:
                 _draw_cross(plane, (i, j), POINT_CROSS_ARM)
     elif kind in ("line", "angle", "curve", "closed_curve"):
-        ijk = geometry.lps_to_ijk_points(markup.points_lps)
+        # An ellipse-marked closed curve is drawn as the ellipse (its dense samples), not as the
+        # rhombus of its 4 axis ends.
+        ijk = geometry.lps_to_ijk_points(outline_points_lps(markup))
         closed = kind == "closed_curve"
         slabs = {_slab_of(k) for k in ijk[:, 2]}
         if closed and filled and len(slabs) == 1:

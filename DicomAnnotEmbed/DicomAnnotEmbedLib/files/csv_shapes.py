@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.ellipses import ELLIPSE, axis_ends
 from ..core.model import Markup
 from ..core.rasterize import ellipse_mask, polygon_mask, polyline_mask, rectangle_mask
 
@@ -43,6 +44,7 @@ class _Finding:
     pieces: List[_Piece] = field(default_factory=list)
     points: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # (LPS (3,), row)
     polylines: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # ((N, 3) LPS, row)
+    ellipses: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # included ovals: ((4, 3) LPS axis ends, row)
     rows: List[int] = field(default_factory=list)
 
     @property
@@ -112,6 +114,27 @@ def _ellipse(points: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float], float
     if abs(first @ second) / (2 * a * 2 * b) > 0.02:
         raise _RowError("the two ellipse axes are not perpendicular")
     return center, (a, b), float(np.degrees(np.arctan2(first[1], first[0])))
+
+
+def _axis_ends(kind: str, points: np.ndarray, radius: Optional[float], geometry, k: int,
+               row: int) -> List[Tuple[np.ndarray, int]]:
+    """``[((4, 3) LPS axis ends, row)]``, major axis first, of the ellipse an oval or circle row
+    draws on slice k (the one :func:`_rasterize` fills; ``points`` (column, row)): the row's own
+    4 points when it gives axis ends (the second axis made exactly perpendicular), else left,
+    right, top and bottom; [] for a circle of radius 0."""
+    if kind == "circle":
+        radius = float(np.hypot(*(points[1] - points[0]))) if radius is None else radius
+        if radius <= 0:
+            return []
+        ends = axis_ends(points[0], (radius, 0.0), (0.0, radius))
+    else:
+        center, (a, b), angle = _ellipse(points)
+        direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+        across = np.array([-direction[1], direction[0]])
+        if len(points) == 4 and (points[3] - points[2]) @ across < 0:
+            across = -across
+        ends = axis_ends(center, a * direction, b * across)
+    return [(geometry.ijk_to_lps_points(np.column_stack([ends, np.full(4, float(k))])), row)]
 
 
 _COUNTS = {"point": (1, None), "polyline": (2, None), "polygon": (3, None), "freehand": (3, None),
@@ -197,15 +220,28 @@ def _free_layer(layers: List[np.ndarray], next_value: List[int], planes, shape) 
 
 
 
+def _unique(text: str, used: set) -> str:
+    base, candidate, n = text, text, 2
+    while candidate in used:
+        candidate, n = f"{base} {n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def _ellipse_markups(finding: _Finding, name: str, color, used: set) -> List[Markup]:
+    """The ovals and circles of a finding drawn only with them, as closed curves marked as
+    ellipses (:mod:`core.ellipses`; 4 control points, the axis ends, **LPS**)."""
+    several = len(finding.ellipses) > 1
+    return [Markup("closed_curve", _unique(f"{name} {number}" if several else name, used), ends, color=color,
+                   description=f"finding {finding.id}, row {row}", shape=ELLIPSE, attributes={"finding": finding.id})
+            for number, (ends, row) in enumerate(finding.ellipses, 1)]
+
+
 def _markups(finding: _Finding, name: str, color, used: set) -> List[Markup]:
     markups = []
 
     def unique(text: str) -> str:
-        base, candidate, n = text, text, 2
-        while candidate in used:
-            candidate, n = f"{base} {n}", n + 1
-        used.add(candidate)
-        return candidate
+        return _unique(text, used)
 
     if finding.points:
         label = unique(name if not finding.pieces else f"{name} points")

@@ -122,8 +122,8 @@ from ..core.inputs import read_text_file
 from ..core.model import Code, Markup, Segment, Segmentation, Terminology, _default_color
 from ..core.progress import ProgressCallback
 from ..core.series import ReferenceSeries
-from .csv_shapes import (_check_count, _ellipse, _Finding, _free_layer, _markups, _merged_planes, _Piece,
-                         _rasterize, _RowError, _unique_names)
+from .csv_shapes import (_axis_ends, _check_count, _ellipse, _ellipse_markups, _Finding, _free_layer, _markups,
+                         _merged_planes, _Piece, _rasterize, _RowError, _unique_names)
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,8 @@ class TableConversion:
             findings in further layers). Segment id = finding id; attributes carry a Tracking
             Identifier (the finding id) and a new Tracking UID, which the SEG and SR keep.
         markups: point lists and polylines, in **LPS**.
+        ellipses: the ovals and circles of findings drawn only with them, as closed curves marked
+            as ellipses (**LPS**, :func:`.csv_shapes._ellipse_markups`): GSPS draws them, not the outline.
         evaluations: per-finding attributes as evaluation records (segment = segment id).
         findings: one summary per finding, in table order.
         rows: data rows read; converted_rows: rows converted.
@@ -244,6 +246,7 @@ class TableConversion:
     series: ReferenceSeries
     segmentation: Segmentation
     markups: List[Markup] = field(default_factory=list)
+    ellipses: List[Markup] = field(default_factory=list)
     evaluations: List[EvaluationRecord] = field(default_factory=list)
     findings: List[FindingSummary] = field(default_factory=list)
     rows: int = 0
@@ -627,6 +630,8 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
         finding.attributes.setdefault(name, (value, row))
     if piece is not None:
         finding.pieces.append(piece)
+        if kind in ("ellipse", "circle") and include:
+            finding.ellipses += _axis_ends(kind, points, radius, geometry, k, row)
     if kind in ("point", "polyline"):
         lps = geometry.ijk_to_lps_points(np.column_stack([points, np.full(len(points), float(k))]))
         if kind == "point":
@@ -749,6 +754,8 @@ def _build(result: TableConversion, findings: List[_Finding], header: _Header, s
                                               finding.id))
         markups = _markups(finding, name, color, used_markup_names)
         result.markups.extend(markups)
+        if segment_id is not None and len(finding.ellipses) == len(finding.pieces):
+            result.ellipses.extend(_ellipse_markups(finding, name, color, used_markup_names))
         if finding.attributes:
             if segment_id is None:
                 result.warnings.append(RowProblem(

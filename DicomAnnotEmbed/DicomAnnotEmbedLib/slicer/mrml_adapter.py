@@ -22,7 +22,9 @@ same transform so that they show where they were drawn.
 Metadata: segment IDs, names, colours, label values, layers and terminology entries (segment tag
 ``TerminologyEntry``; a segment without terminology gets none, not Slicer's default "Tissue") map
 one to one; the core ``description`` of segments and markups travels in the segment tag / node
-attribute :data:`DESCRIPTION_KEY`. ``Markup.filled`` and ``attributes`` have no MRML counterpart.
+attribute :data:`DESCRIPTION_KEY`; ``Markup.shape`` (a closed curve that stands for an ellipse,
+:mod:`..core.ellipses`) in the node attribute :data:`SHAPE_KEY`. ``Markup.filled`` and
+``attributes`` have no MRML counterpart.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.ellipses import SHAPES
 from ..core.errors import GeometryError, InputError
 from ..core.geometry import VolumeGeometry
 from ..files.markups_io import SLICER_TYPES
@@ -63,6 +66,13 @@ _TERMINOLOGY_TAG = "TerminologyEntry"  # vtkSegment::GetTerminologyEntryTagName(
 #: Segment Description). Slicer has no such field: a markups node's own Description is rewritten
 #: with its measurements ("length: 5.2mm") whenever a point moves.
 DESCRIPTION_KEY = "DicomAnnotEmbed.Description"
+#: Markups node attribute that carries ``Markup.shape`` ("ellipse": a vtkMRMLMarkupsClosedCurveNode
+#: whose 4 control points are the ends of the major and of the minor axis). Slicer draws the curve
+#: through them (its default closed curve is a cardinal spline, close to the ellipse, not equal);
+#: our writers draw the ellipse. vtkMRMLNode::SetAttribute / GetAttribute (Libs/MRML/Core/
+#: vtkMRMLNode.h in Slicer's source, checked): string attributes kept with the node and saved
+#: in the scene (.mrml), not in the .mrk.json that Slicer writes (ours carries the mark itself).
+SHAPE_KEY = "DicomAnnotEmbed.Shape"
 
 
 # --- finding the classes ------------------------------------------------------------------------
@@ -578,8 +588,12 @@ def _markup_from_node(node, frame: np.ndarray) -> Markup:
         fields = {"roi_center_lps": _FLIP3 @ center_ras, "roi_size": size_object * scale,
                   "roi_axes_lps": _FLIP3 @ (axes / scale)}
     description = node.GetAttribute(DESCRIPTION_KEY) or ""
+    shape = node.GetAttribute(SHAPE_KEY) or None
+    if shape is not None and (kind != "closed_curve" or shape not in SHAPES):
+        log.warning("markup %r: node attribute %s=%r is not a shape of a %s; ignored", name, SHAPE_KEY, shape, kind)
+        shape = None
     return Markup(kind=kind, name=name, points_lps=points_ras @ _FLIP3, point_labels=labels, color=color,
-                  description=description, **fields)
+                  description=description, shape=shape, **fields)
 
 
 # --- markups: core -> MRML ------------------------------------------------------------------------
@@ -613,6 +627,8 @@ def markups_to_nodes(scene: MRMLScene, markups: Iterable[Markup],
             node.SetAndObserveTransformNodeID(transform_id)
         if markup.description:
             node.SetAttribute(DESCRIPTION_KEY, markup.description)
+        if markup.shape is not None:
+            node.SetAttribute(SHAPE_KEY, markup.shape)
         try:
             _fill_markup_node(node, markup)
         except InputError:
@@ -661,6 +677,7 @@ def _fill_markup_node(node, markup: Markup) -> None:
 
 __all__ = [
     "MARKUP_NODE_CLASSES",
+    "SHAPE_KEY",
     "markups_from_nodes",
     "markups_to_nodes",
     "mrml_module",

@@ -61,8 +61,8 @@ class GspsExportResult:
         layers: graphic layer name -> what it holds (markup or segment name).
         graphics: number of graphic objects, texts: number of text objects.
         images: number of (image, frame) pairs that carry annotations.
-        skipped: markups or segments that drew nothing on the series, or were cut at the image
-            border, with the reason.
+        skipped: markups or segments that drew nothing on the series, were cut at the image
+            border, or (ellipses) were drawn otherwise than as an ELLIPSE, with the reason.
     """
 
     path: str

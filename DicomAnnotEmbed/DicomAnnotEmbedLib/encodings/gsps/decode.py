@@ -4,8 +4,11 @@ Each graphic of each Graphic Annotation item is placed on the plane of the image
 references, through the series' grid (``column = i + 0.5``, ``row = j + 0.5``):
 
 * POLYLINE and INTERPOLATED: a closed curve when closed (first point = last), a line when of two
-  points, else a curve; CIRCLE and ELLIPSE: closed curves of 32 points; POINTs of one layer: one
-  point list;
+  points, else a curve; ELLIPSE: a closed curve marked as an ellipse (:mod:`core.ellipses`) whose 4
+  control points are the graphic's 4 points (the ends of the major, then of the minor axis), so
+  that it is written back as the same ELLIPSE; CIRCLE: the same, with the ends of the axes along
+  the columns and along the rows; an ELLIPSE whose axes are not perpendicular or do not cross at
+  their middles: a closed curve of 32 points (reported); POINTs of one layer: one point list;
 * a text object anchored (PIXEL units) in the same item names the graphic whose vertex is nearest
   to its anchor (its text up to the first ": ", which our export puts before the measurement);
 * graphics in DISPLAY units, texts without anchors, references to images outside the series and
@@ -28,6 +31,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from ...core.ellipses import ELLIPSE, is_ellipse
 from ...core.errors import InputError
 from ...core.inputs import open_bounded, reading
 from ...core.model import Markup
@@ -64,7 +68,8 @@ def _ellipse(center: np.ndarray, axis1: np.ndarray, axis2: np.ndarray) -> np.nda
 
 
 def _shape_of(graphic_type: str, cr: np.ndarray) -> Optional[Tuple[str, np.ndarray]]:
-    """(markup kind, (N, 2) column-row vertices) of one graphic object, None when not convertible."""
+    """(markup kind, (N, 2) column-row vertices) of one graphic object, None when not convertible;
+    kind "ellipse" for a closed curve marked as an ellipse (its 4 axis ends)."""
     if graphic_type == "POINT" and len(cr) >= 1:
         return "point_list", cr
     if graphic_type in ("POLYLINE", "INTERPOLATED") and len(cr) >= 1:
@@ -73,9 +78,11 @@ def _shape_of(graphic_type: str, cr: np.ndarray) -> Optional[Tuple[str, np.ndarr
         if len(cr) == 1:
             return "point_list", cr
         return ("line" if len(cr) == 2 else "curve"), cr
-    if graphic_type == "CIRCLE" and len(cr) == 2:
+    if graphic_type == "CIRCLE" and len(cr) == 2 and np.linalg.norm(cr[1] - cr[0]) > 0:
         radius = np.linalg.norm(cr[1] - cr[0])
-        return "closed_curve", _ellipse(cr[0], np.array([radius, 0.0]), np.array([0.0, radius]))
+        return "ellipse", cr[0] + np.array([[-radius, 0.0], [radius, 0.0], [0.0, -radius], [0.0, radius]])
+    if graphic_type == "ELLIPSE" and len(cr) == 4 and is_ellipse(cr):
+        return "ellipse", cr
     if graphic_type == "ELLIPSE" and len(cr) == 4:
         center = (cr[0] + cr[1]) / 2.0
         return "closed_curve", _ellipse(center, cr[1] - center, cr[3] - (cr[2] + cr[3]) / 2.0)
@@ -151,6 +158,10 @@ def _convert(ds: pydicom.Dataset, reference: ReferenceSeries, gsps_file, progres
             if shape is None:
                 result.report.append(f"annotation {number} (layer {layer}): {graphic_type} of {len(cr)} points")
                 continue
+            if graphic_type == "ELLIPSE" and shape[0] != "ellipse":
+                result.report.append(f"annotation {number} (layer {layer}): an ELLIPSE whose axes are not "
+                                     f"perpendicular or do not cross at their middles: a closed curve of {len(shape[1])} "
+                                     "points")
             placed.append([shape[0], shape[1], None])
         for text in item.get("TextObjectSequence", None) or []:
             value = str(text.get("UnformattedTextValue", "")).strip()
@@ -207,7 +218,7 @@ def _layer_markups(layer: str, layer_item, items: List[List], geometry, ours: bo
             points_lps = np.vstack([lps(k, v[None]) for k, v in chain])
             return markups + [Markup(written_kind, base, points_lps, color=colour)]
     for n, (k, kind, cr, name) in enumerate(others, start=1):
-        if len(others) == 1 and kind != "closed_curve" and (
+        if len(others) == 1 and kind not in ("closed_curve", "ellipse") and (
                 (written_kind == "line" and len(cr) == 2) or (written_kind == "angle" and len(cr) == 3)
                 or written_kind == "curve"):
             kind = written_kind  # our single-slice line, angle or curve: its kind back
@@ -217,7 +228,10 @@ def _layer_markups(layer: str, layer_item, items: List[List], geometry, ours: bo
             label = base if len(others) == 1 else f"{base} part {n}"
         else:
             label = name or (base if len(others) == 1 else f"{base} {n}")
-        markups.append(Markup(kind, label, lps(k, cr), color=colour))
+        if kind == "ellipse":  # its 4 axis ends on the image's plane, marked
+            markups.append(Markup("closed_curve", label, lps(k, cr), color=colour, shape=ELLIPSE))
+        else:
+            markups.append(Markup(kind, label, lps(k, cr), color=colour))
     if ours and written_kind in ("roi", "plane") and others:
         report.append(f"layer {layer} ({base!r}): the {written_kind}'s outline on each slice came back as closed curves")
     return markups
@@ -236,7 +250,7 @@ def _rejoin(pieces: List[List], closed: bool) -> Optional[List[Tuple[int, np.nda
     A control point exactly on a slab boundary looks like a crossing and is lost."""
     chain: List[Tuple[int, np.ndarray]] = []
     for k, kind, cr, _ in pieces:
-        if kind == "closed_curve":
+        if kind in ("closed_curve", "ellipse"):
             return None
         if chain:
             last_k, last = chain[-1]

@@ -12,6 +12,12 @@ slabs: slice k holds ``k - 0.5 <= kk < k + 0.5`` in continuous index space):
   on its slice; the pieces are written in path order, one Graphic Annotation item each, so that
   the import can chain them back; a closed curve that stays in one slab is a closed POLYLINE
   (filled when asked);
+* closed curves marked as ellipses (:mod:`core.ellipses`: 4 control points, the ends of the
+  major and of the minor axis): an ELLIPSE graphic of those 4 points (major axis first) when they
+  lie in one slab and are, in PIXEL coordinates, the ends of two perpendicular axes crossing at
+  their middles (:func:`ellipse_graphics`); else (an ellipse across slices or tilted to them) the
+  ellipse's samples as closed polylines on each slice it crosses; a marked curve whose points are
+  not an ellipse's axis ends is drawn as a closed curve, with a warning;
 * ROI boxes: their section by the slice's plane, a closed POLYLINE on each slice the box crosses;
 * planes: the rectangle (closed) when parallel to the slices, else its section by each slice;
 * segment outlines (option): VTK's marching squares of each segment on each slice, closed POLYLINEs
@@ -33,6 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...core.ellipses import ELLIPSE, ellipse_samples, is_ellipse, major_first, markup_ellipse
 from ...core.errors import InputError, OutputError
 from ...core.geometry import VolumeGeometry
 from ...core.measurements import measure_markup
@@ -148,15 +155,56 @@ def _solid_sections(corners_lps: np.ndarray, edges, geometry: VolumeGeometry,
     return graphics
 
 
+def ellipse_graphics(markup: Markup, geometry: VolumeGeometry, filled: bool,
+                     notes: Optional[List[str]] = None) -> Optional[List[Tuple[int, List[Graphic]]]]:
+    """What to draw of a closed curve marked as an ellipse (LPS): ``[(k, [ELLIPSE])]`` when its
+    axis ends lie in one slab and are an ellipse's axis ends in PIXEL coordinates too (major axis
+    first, as PS3.3 C.10.5.1.2 asks); else the ellipse sampled every 0.01 mm (a multiple of 4
+    vertices, the axis ends among them) as closed polylines on the slices it crosses. None when the
+    markup is not marked or its points are not an ellipse's axis ends (then it is a closed curve).
+    Why an ellipse is not an ELLIPSE, or not one at all, is added to ``notes`` and logged."""
+    if markup.shape != ELLIPSE:
+        return None
+    ends = markup_ellipse(markup)
+    if ends is None:
+        note = (f"markup {markup.name!r}: marked as an ellipse, but its {len(markup.points_lps)} control points are "
+                "not the ends of two perpendicular axes crossing at their middles: drawn as a closed polyline "
+                "through them")
+        log.warning("%s", note)
+        if notes is not None:
+            notes.append(note)
+        return None
+    depth = geometry.shape[0]
+    ijk = geometry.lps_to_ijk_points(major_first(ends))
+    slabs = {_slab(kk) for kk in ijk[:, 2]}
+    if len(slabs) == 1 and is_ellipse(ijk[:, :2]):
+        k = slabs.pop()
+        return [(k, [("ELLIPSE", major_first(ijk[:, :2]), True, filled)])] if 0 <= k < depth else []
+    samples = ellipse_samples(ends)
+    note = (f"markup {markup.name!r}: an ellipse that is not an ELLIPSE of one image (its axis ends lie on "
+            f"{len(slabs)} slices, its plane is tilted to them, or its axes are not perpendicular in pixels: "
+            f"non-square pixels): drawn as a polyline of {len(samples)} vertices on each slice it crosses")
+    log.warning("%s", note)
+    if notes is not None:
+        notes.append(note)
+    return [(k, [("POLYLINE", ij, closed, filled and closed)])
+            for k, ij, closed in polyline_pieces(geometry.lps_to_ijk_points(samples), True, depth)]
+
+
 def markup_graphics(markup: Markup, geometry: VolumeGeometry, filled: Optional[bool] = None,
-                    interpolated: bool = False) -> List[Tuple[int, List[Graphic]]]:
+                    interpolated: bool = False, notes: Optional[List[str]] = None) -> List[Tuple[int, List[Graphic]]]:
     """What to draw of a markup (LPS) on the slices of a grid: ``[(k, [graphic])]`` with (i, j)
     vertices. Lines, angles and curves give one group per piece, in path order (the import chains
     them back into the markup); other kinds one group per slice, in slice order.
     ``interpolated``: curves and closed curves as INTERPOLATED graphics (the viewer draws a smooth
-    curve through the vertices, as Slicer does through the control points) instead of POLYLINEs."""
+    curve through the vertices, as Slicer does through the control points) instead of POLYLINEs.
+    A closed curve marked as an ellipse: :func:`ellipse_graphics` (``notes`` gets why an ellipse
+    is drawn otherwise than as an ELLIPSE)."""
     filled = markup.filled if filled is None else bool(filled)
     depth = geometry.shape[0]
+    ellipse = ellipse_graphics(markup, geometry, filled, notes)
+    if ellipse is not None:
+        return ellipse
     if markup.kind in ("line", "angle", "curve", "closed_curve"):
         closed = markup.kind == "closed_curve"
         groups = []
@@ -258,6 +306,8 @@ def clip_to_image(groups: List[Tuple[int, List[Graphic]]], rows: int, columns: i
             cut = True
             if kind == "POINT":
                 continue
+            if kind == "ELLIPSE":  # an axis end off the image: the ellipse's samples, cut as a polygon
+                kind, ij = "POLYLINE", ellipse_samples(ij)
             if closed:
                 polygon = clip_polygon(ij, lo, hi)
                 if polygon is not None:
@@ -381,7 +431,8 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
     layers: List[Tuple[str, str, Tuple[float, float, float], List[Tuple[int, List[Graphic]]], Optional[str]]] = []
     numbers: Dict[str, int] = defaultdict(int)
     for markup in track(annotations.markups, progress, "Placing markups"):
-        graphics, cut = clip_to_image(markup_graphics(markup, geometry, fill, interpolated), *geometry.shape[1:])
+        graphics, cut = clip_to_image(markup_graphics(markup, geometry, fill, interpolated, result.skipped),
+                                      *geometry.shape[1:])
         if cut:
             result.skipped.append(f"markup {markup.name!r}: the parts outside the images were cut away")
             log.warning("markup %r lies partly outside the images; the parts outside were cut away", markup.name)

@@ -22,6 +22,7 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from ... import __version__
+from ...core.ellipses import outline_points_lps
 from ...core.errors import GeometryError, InputError
 from ...core.model import Markup, Segment, Segmentation
 from ...core.outputs import atomic_path, prepare_output_file
@@ -63,7 +64,9 @@ def export_rtstruct(series: ReferenceSeries, segmentation: Optional[Segmentation
     joined to their surrounding contour by a zero-width cut (``options.keyhole``), so readers that
     unite the contours of a slice get them too. Overlapping segments are fine. Point lists become POINT contours (MARKER), lines, angles and open curves
     OPEN_PLANAR or OPEN_NONPLANAR, closed curves CLOSED_PLANAR (OPEN_NONPLANAR, closed by
-    repeating the first point, when not planar); ROI and plane markups are skipped with a warning.
+    repeating the first point, when not planar; a closed curve marked as an ellipse is the
+    ellipse sampled every 0.01 mm, :mod:`core.ellipses`); ROI and plane markups are skipped with a
+    warning.
 
     Raises:
         InputError: nothing to export, an unknown interpreted type, a series without patient
@@ -186,6 +189,7 @@ def _markup_roi(series: ReferenceSeries, markup: Markup, images, tolerance_mm: f
             roi.contours.append(("POINT", point[None], _slice_of(series, point[None], tolerance_mm)))
         return roi
     roi = _Roi(markup.name, color, "", description=markup.description, generation=MARKUP_PREFIX + markup.kind)
+    points = outline_points_lps(markup)  # an ellipse-marked closed curve: the ellipse, densely sampled
     planar = _is_planar(points)
     if markup.kind == "closed_curve":
         kind = "CLOSED_PLANAR" if planar else "OPEN_NONPLANAR"

@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from ...core.ellipses import ELLIPSE, is_ellipse
 from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ...core.headers import header_float, header_floats, header_value
 from ...core.inputs import read_dicom_file, reading
@@ -399,6 +400,8 @@ def _markups_from_groups(groups: List[dict]) -> List[Markup]:
                 made.append(plane or Markup("closed_curve", base_name, ring))
             elif graphic == "RING":
                 made.append(Markup("closed_curve", base_name, pts))
+            elif graphic == "ELLIPSE" and len(pts) == 4 and is_ellipse(pts):  # its axis ends, marked
+                made.append(Markup("closed_curve", base_name, pts, shape=ELLIPSE))
             elif graphic == "ELLIPSE" and len(pts) == 4:
                 made.append(Markup("closed_curve", base_name, _ring((pts[0] + pts[1]) / 2.0, (pts[1] - pts[0]) / 2.0,
                                                                    (pts[3] - pts[2]) / 2.0)))

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from ... import __version__
+from ...core.ellipses import major_first, markup_ellipse
 from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ...core.geometry import VolumeGeometry
 from ...core.model import Code, Markup, Segment, Segmentation
@@ -499,12 +500,14 @@ def _markup_groups(markup: Markup, name: str, quantities: dict, frame_of_referen
         return [group], records
     if kind == "closed_curve":
         closed = np.vstack([points, points[:1]])
-        if are_points_coplanar(points):
+        ends = markup_ellipse(markup)  # an ellipse-marked curve: SCOORD3D ELLIPSE, major axis first
+        region = ("ELLIPSE", major_first(ends)) if ends is not None else ("POLYGON", closed)
+        if ends is not None or are_points_coplanar(points):
             area, perimeter = measurement(AREA, quantities["area"], "1410"), \
                 measurement(PERIMETER, quantities["perimeter"], "1410")
             group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=tracking, measurements=[area, perimeter],
-                referenced_region=hd.sr.ImageRegion3D(graphic_type="POLYGON", graphic_data=closed,
+                referenced_region=hd.sr.ImageRegion3D(graphic_type=region[0], graphic_data=region[1],
                                                       frame_of_reference_uid=frame_of_reference))
         else:
             log.warning("closed curve %r is not planar: written as a closed POLYLINE (a POLYGON must be planar); its "
