@@ -131,11 +131,13 @@ def test_dicom_tls(case, certificates, tmp_path):
 
         # Refused: the wrong CA, no client certificate, plain DIMSE on the TLS port. Exit 5, clear words.
         wrong = ["--tls-ca", certificates["other_ca"], "--tls-cert", certificates["client_crt"], "--tls-key",
-                 certificates["client_key"], "--calling-aet", OUR_AET, "--retries", "0"]
-        for action in (["echo", node], ["send", node, str(case.seg)]):
+                 certificates["client_key"], "--calling-aet", OUR_AET]
+        for action in (["echo", node], ["send", node, str(case.seg)], ["get", node, "--study", case.study_uid,
+                                                                        "--out", str(tmp_path / "no")]):
             done = cli("pacs", *action, *wrong)
             assert done.returncode == 5, done.stderr
             assert "certificate is not trusted" in done.stderr and "--tls-ca" in done.stderr, done.stderr
+            assert "retrying" not in done.stderr  # a certificate refused is final: no retries
         done = cli("pacs", "echo", node, "--tls-ca", certificates["ca"], "--calling-aet", OUR_AET)
         assert done.returncode == 5 and "DICOM TLS: the archive refused us" in done.stderr, done.stderr
         assert "--tls-cert" in done.stderr

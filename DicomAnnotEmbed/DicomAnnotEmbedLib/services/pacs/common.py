@@ -225,14 +225,14 @@ def _read_instance(path: Path) -> Optional[Instance]:
 
 
 def with_retries(action: Callable[[], T], *, retries: int, delay: float, what: str,
-                 retry_on: Tuple[type, ...]) -> T:
+                 retry_on: Tuple[type, ...], final: Tuple[type, ...] = ()) -> T:
     """Run ``action``; on one of ``retry_on`` wait ``delay * 2**n`` seconds and try again, at most
-    ``retries`` more times, then let the last error through."""
+    ``retries`` more times, then let the last error through (at once for one of ``final``)."""
     for attempt in range(retries + 1):
         try:
             return action()
         except retry_on as exc:
-            if attempt >= retries:
+            if attempt >= retries or isinstance(exc, final):
                 raise
             log.warning("%s failed (%s); retrying in %.1f s (%d of %d)", what, exc, delay * 2 ** attempt,
                         attempt + 1, retries)

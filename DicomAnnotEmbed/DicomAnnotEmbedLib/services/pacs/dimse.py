@@ -55,6 +55,10 @@ def _ae(node: DimseNode) -> AE:
     return ae
 
 
+class TlsRefused(NetworkError):
+    """A DICOM TLS certificate was not accepted (ours or the archive's): trying again will not help."""
+
+
 def _reachable(node: DimseNode) -> None:
     """Connect (and with TLS, shake hands: pynetdicom only aborts when the certificate is not
     trusted, this says why), or NetworkError."""
@@ -65,11 +69,11 @@ def _reachable(node: DimseNode) -> None:
                 with context.wrap_socket(sock, server_hostname=node.host):
                     pass
     except ssl.SSLCertVerificationError as exc:
-        raise NetworkError(f"{node}: DICOM TLS: the archive's certificate is not trusted "
+        raise TlsRefused(f"{node}: DICOM TLS: the archive's certificate is not trusted "
                            f"({exc.verify_message or exc.reason}); name its CA with --tls-ca or ca_file in the "
                            "node config") from None
     except ssl.SSLError as exc:
-        raise NetworkError(f"{node}: DICOM TLS handshake failed ({exc.reason or exc}; does the archive speak "
+        raise TlsRefused(f"{node}: DICOM TLS handshake failed ({exc.reason or exc}; does the archive speak "
                            "TLS on this port, and does it accept our client certificate?)") from None
     except OSError as exc:
         raise NetworkError(f"cannot reach {node} ({node.host}:{node.port}): {exc.strerror or exc}") from None
@@ -111,7 +115,7 @@ def _associate(ae: AE, node: DimseNode, **kwargs):
     if assoc.is_aborted:
         refused = _tls_refusal(node)
         if refused:
-            raise NetworkError(f"{node}: DICOM TLS: the archive refused us ({refused}); does it need our client "
+            raise TlsRefused(f"{node}: DICOM TLS: the archive refused us ({refused}); does it need our client "
                                "certificate (--tls-cert, --tls-key) from a CA it trusts?")
         raise NetworkError(f"{node} aborted the association (calling AE title {node.calling_aet!r} "
                            "not allowed, no presentation context accepted"
@@ -239,7 +243,7 @@ def send(node: DimseNode, instances: Sequence[Instance], report: SendReport, *, 
 
     try:  # one reachability check (with the retries) before sharing the files out
         with_retries(lambda: _reachable(node), retries=retries, delay=retry_delay, what=f"connecting to {node}",
-                     retry_on=(NetworkError,))
+                     retry_on=(NetworkError,), final=(TlsRefused,))
     except NetworkError as exc:
         for item in instances:
             report.failed[item.path] = f"not sent: {exc.problem}"
@@ -265,7 +269,7 @@ def _send_on_one(node: DimseNode, instances: Sequence[Instance], report: SendRep
         try:
             assoc = _associate(ae, node, contexts=_contexts(todo))
         except NetworkError as exc:
-            if attempt > retries:
+            if attempt > retries or isinstance(exc, TlsRefused):
                 for item in todo:
                     report.failed[item.path] = f"not sent: {exc.problem}"
                 return
@@ -447,7 +451,7 @@ def _get_on_one(node: DimseNode, study_uid: str, job: List[tuple], report: GetRe
         try:
             assoc = _associate(ae, node, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
         except NetworkError as exc:
-            if attempt >= retries:
+            if attempt >= retries or isinstance(exc, TlsRefused):
                 for s, _folder, _uids in todo:
                     report.failed[s.series_instance_uid] = exc.problem
                 return

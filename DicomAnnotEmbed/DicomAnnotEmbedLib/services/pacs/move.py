@@ -20,7 +20,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 from ...core.errors import InputError, NetworkError
 from ...core.progress import ProgressCallback
 from .common import STORAGE_SOP_CLASSES, WRITTEN_TRANSFER_SYNTAXES, FindRow, GetReport, series_folder_name
-from .dimse import _ae, _associate, write_received
+from .dimse import TlsRefused, _ae, _associate, write_received
 from .nodes import DimseNode
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _move_series(node: DimseNode, study_uid: str, s: FindRow, aet: str, port: in
             assoc = _associate(ae, node)
         except NetworkError as exc:
             report.failed[s.series_instance_uid] = exc.problem
-            if attempt < retries:
+            if attempt < retries and not isinstance(exc, TlsRefused):
                 time.sleep(retry_delay * 2 ** attempt)
                 continue
             return
