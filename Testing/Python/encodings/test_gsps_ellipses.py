@@ -288,6 +288,9 @@ def test_overlay_fills_the_ellipse_not_the_rhombus(oval):
     near = ((columns - 35) / 16.0) ** 2 + ((rows - 30) / 9.0) ** 2 <= 1  # within a pixel of it
     assert (bits[3] >= inside).all() and not (bits[3] & ~near).any()
     assert bits[3].sum() > 0.95 * np.pi * 15 * 8  # a rhombus would hold 2 a b = 240
+    [back] = api.import_overlay(folder / "overlay").markups  # the overlay's own copy of the markup: marked
+    assert (back.kind, back.shape) == ("closed_curve", "ellipse")
+    np.testing.assert_allclose(back.points_lps, markup.points_lps, atol=1e-6)
 
 
 def test_rtstruct_contour_is_the_ellipse(oval):
@@ -304,6 +307,10 @@ def test_rtstruct_contour_is_the_ellipse(oval):
     assert radius.max() <= 1 + 0.001 / (0.7 * 8) and radius.min() >= 1 - 0.011 / (0.7 * 8)
     for end in markup.points_lps:  # the axis ends are vertices
         assert np.linalg.norm(points - end, axis=1).min() < 1e-3
+    assert str(ds.StructureSetROISequence[0].ROIGenerationDescription).endswith("closed_curve ellipse")
+    [back] = api.import_rtstruct(folder / "rt.dcm", series).annotations.markups  # its axis ends, marked
+    assert (back.kind, back.shape) == ("closed_curve", "ellipse")
+    np.testing.assert_allclose(back.points_lps, markup.points_lps, atol=1e-3)  # Contour Data has 3 decimals
 
 
 def test_sr_writes_an_ellipse_region_that_comes_back_marked(oval):

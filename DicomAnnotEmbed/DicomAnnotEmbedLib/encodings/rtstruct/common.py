@@ -19,7 +19,9 @@ INTERPRETED_TYPES = ("EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_V
 #: the import combines the same way.
 GEOMETRIC_TYPES = ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR", "CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
 
-#: ROI Generation Description of ROIs written from markups: this prefix and the markup kind.
+#: ROI Generation Description of ROIs written from markups: this prefix and the markup kind (for a
+#: closed curve marked as an ellipse, "closed_curve ellipse": its contour is the ellipse sampled
+#: with a multiple of 4 points, the axis ends at 0, n/4, n/2, 3n/4, :func:`core.ellipses.ellipse_samples`).
 MARKUP_PREFIX = "DicomAnnotEmbed markup "
 #: Segment attribute that holds (and sets) a segment's RT ROI Interpreted Type.
 INTERPRETED_TYPE_ATTRIBUTE = "RTROIInterpretedType"

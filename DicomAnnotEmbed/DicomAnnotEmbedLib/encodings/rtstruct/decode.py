@@ -20,6 +20,7 @@ import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from ...core.ellipses import ELLIPSE, is_ellipse
 from ...core.errors import InputError, SeriesError
 from ...core.headers import header_int
 from ...core.inputs import read_dicom_file, reading
@@ -140,6 +141,7 @@ def _import_rtstruct(path, series, tolerance_mm: float, boundary_pixels: str, pr
         interpreted = str(observation.get("RTROIInterpretedType", "") or "") if observation else ""
         generation = str(roi.get("ROIGenerationDescription", "") or "")
         markup_kind = generation[len(MARKUP_PREFIX):] if generation.startswith(MARKUP_PREFIX) else ""
+        markup_kind, _, shape = markup_kind.partition(" ")
         closed, points, opened, problems = _read_contours(contour_item[1], geometry, tolerance_mm,
                                                           boundary_pixels)
         total_on += len(closed) + len(points) + len(opened)
@@ -151,8 +153,10 @@ def _import_rtstruct(path, series, tolerance_mm: float, boundary_pixels: str, pr
         result.interpreted_types[name] = interpreted
         if markup_kind == "closed_curve" and closed:
             for n, (_, _, lps) in enumerate(closed):
-                result.annotations.markups.append(Markup("closed_curve", _numbered(name, n, len(closed)), lps,
-                                                         color=color))
+                ends = _axis_ends(lps) if shape == ELLIPSE else None  # our sampled ellipse: its axis ends
+                result.annotations.markups.append(Markup("closed_curve", _numbered(name, n, len(closed)),
+                                                         lps if ends is None else ends, color=color,
+                                                         shape=None if ends is None else ELLIPSE))
             closed = []
         if closed:
             top, left, planes = fill_boxes(geometry.shape[1:], [(k, cr) for k, cr, _ in closed])
@@ -221,6 +225,14 @@ def _on_centres(cr: np.ndarray) -> bool:
     """Whether every vertex lies on a pixel centre (a contour traced through boundary pixels; one
     or two such vertices are a pixel or a row of pixels, as OpenCV traces them)."""
     return bool(np.all(np.abs(cr - np.round(cr)) < CENTRE_TOLERANCE_PIXELS))
+
+
+def _axis_ends(lps: np.ndarray) -> Optional[np.ndarray]:
+    """The 4 axis ends of an ellipse we wrote as its samples (a multiple of 4, the axis ends at 0,
+    n/2, n/4 and 3n/4); None when the contour is not that."""
+    n = len(lps)
+    ends = lps[[0, n // 2, n // 4, 3 * n // 4]] if n >= 8 and n % 4 == 0 else None
+    return ends if ends is not None and is_ellipse(ends) else None
 
 
 def _numbered(name: str, index: int, count: int) -> str:

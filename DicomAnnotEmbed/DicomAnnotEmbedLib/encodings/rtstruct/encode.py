@@ -22,7 +22,7 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from ... import __version__
-from ...core.ellipses import outline_points_lps
+from ...core.ellipses import ELLIPSE, markup_ellipse, outline_points_lps
 from ...core.errors import GeometryError, InputError
 from ...core.model import Markup, Segment, Segmentation
 from ...core.outputs import atomic_path, prepare_output_file
@@ -188,8 +188,10 @@ def _markup_roi(series: ReferenceSeries, markup: Markup, images, tolerance_mm: f
         for point in points:
             roi.contours.append(("POINT", point[None], _slice_of(series, point[None], tolerance_mm)))
         return roi
-    roi = _Roi(markup.name, color, "", description=markup.description, generation=MARKUP_PREFIX + markup.kind)
-    points = outline_points_lps(markup)  # an ellipse-marked closed curve: the ellipse, densely sampled
+    ellipse = markup_ellipse(markup) is not None  # the ellipse, densely sampled; the import takes its axis ends
+    roi = _Roi(markup.name, color, "", description=markup.description,
+               generation=MARKUP_PREFIX + markup.kind + (" " + ELLIPSE if ellipse else ""))
+    points = outline_points_lps(markup)
     planar = _is_planar(points)
     if markup.kind == "closed_curve":
         kind = "CLOSED_PLANAR" if planar else "OPEN_NONPLANAR"
