@@ -4,7 +4,7 @@
   move`` starts our Storage SCP on 127.0.0.1 for the retrieval: every file as sent, data set for
   data set, in the same transfer syntax; an unknown destination AE title is a clear error (5).
 - DICOM TLS: Orthanc with DicomTlsEnabled, its certificate and a client CA made by ``openssl`` in
-  a temporary folder: echo, send and get over TLS (options and a named node); the wrong CA, no
+  a temporary folder: echo, send, get and C-MOVE over TLS (options and a named node); the wrong CA, no
   client certificate and plain DIMSE on the TLS port are refused with a clear error (5).
 - HTTPS: Debian's Orthanc 1.10 crashes on HTTPS (SslEnabled), so a real nginx terminates TLS in
   front of it on loopback: a certificate from an unknown CA is refused by default (5), accepted
@@ -99,7 +99,11 @@ def test_c_move_round_trip_and_unknown_destination(case, tmp_path):
 
 
 def test_dicom_tls(case, certificates, tmp_path):
-    with orthanc(tmp_path / "orthanc", extra=dicom_tls(certificates), require_dicomweb=False) as server:
+    port = free_port()
+    modalities = {aet.lower(): [aet, "127.0.0.1", 104] for aet in CALLING_AETS}
+    modalities["mover"] = {"AET": MOVE_AET, "Host": "127.0.0.1", "Port": port, "UseDicomTls": True}
+    extra = {**dicom_tls(certificates), "DicomModalities": modalities}
+    with orthanc(tmp_path / "orthanc", extra=extra, require_dicomweb=False) as server:
         node = server.dimse_node
         tls = ["--tls-ca", certificates["ca"], "--tls-cert", certificates["client_crt"], "--tls-key",
                certificates["client_key"], "--calling-aet", OUR_AET]
@@ -113,6 +117,11 @@ def test_dicom_tls(case, certificates, tmp_path):
         done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "got", *tls)
         assert done.returncode == 0, done.stderr
         assert_retrieved_as_sent(tmp_path / "got", [case.series_dir, *case.results])
+        # C-MOVE over TLS: the archive connects to our SCP with TLS, each side checking the other's certificate.
+        done = cli("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "moved", "--via", "move",
+                   "--move-port", port, "--move-aet", MOVE_AET, "--move-host", "127.0.0.1", *tls)
+        assert done.returncode == 0, done.stderr
+        assert_retrieved_as_sent(tmp_path / "moved", [case.series_dir, *case.results])
 
         # A named node with TLS in the config file: --send and --series over TLS.
         config = tmp_path / "nodes.json"

@@ -5,6 +5,10 @@ our calling AE title) with the host and port we listen on (``move_port``; ``move
 address we bind, all interfaces by default); that is configured on the archive (Orthanc:
 ``DicomModalities``). Our SCP answers only while the retrieval runs, only associations that call
 our AE title from the archive's AE title, and stores only instances of the series asked for.
+
+With DICOM TLS (a TLS node) our SCP speaks TLS too: it shows our certificate (``cert_file``,
+``key_file``) and requires the archive's, verified with ``ca_file`` (Orthanc: ``"UseDicomTls":
+true`` in our modality entry).
 """
 from __future__ import annotations
 
@@ -79,7 +83,7 @@ def get(node: DimseNode, study_uid: str, series: Sequence[FindRow], out_dir: Pat
     for sop_class in STORAGE_SOP_CLASSES:
         scp.add_supported_context(sop_class, list(WRITTEN_TRANSFER_SYNTAXES))
     try:
-        server = scp.start_server((move_host, int(move_port)), block=False,
+        server = scp.start_server((move_host, int(move_port)), block=False, ssl_context=_server_context(node),
                                   evt_handlers=[(evt.EVT_C_STORE, on_store)])
     except OSError as exc:
         raise NetworkError(f"cannot listen on {move_host or '*'}:{move_port} for C-MOVE: {exc.strerror or exc}") \
@@ -90,6 +94,24 @@ def get(node: DimseNode, study_uid: str, series: Sequence[FindRow], out_dir: Pat
     finally:
         server.shutdown()
     return report
+
+
+def _server_context(node: DimseNode):
+    """Our SCP's TLS context for a TLS node (our certificate; the archive's required), else None."""
+    if not node.tls:
+        return None
+    import ssl
+
+    if not node.cert_file:
+        raise InputError(f"{node}: C-MOVE over DICOM TLS needs our certificate (--tls-cert, --tls-key): the archive "
+                         "connects to our Storage SCP")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=node.ca_file)
+        context.load_cert_chain(node.cert_file, node.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"node {node}: TLS files: {exc}") from None
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _move_series(node: DimseNode, study_uid: str, s: FindRow, aet: str, port: int, report: GetReport,
