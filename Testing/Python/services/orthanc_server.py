@@ -262,10 +262,12 @@ def dicom_tls(certificates: Dict[str, Path]) -> Dict:
 
 
 @contextlib.contextmanager
-def nginx_https(folder: Path, upstream_port: int, certificates: Dict[str, Path]) -> Iterator[int]:
+def nginx_https(folder: Path, upstream_port: int, certificates: Dict[str, Path], *,
+                client_certificates: bool = False) -> Iterator[int]:
     """A real TLS-terminating nginx on a free loopback port in front of Orthanc's HTTP port (Debian's
     Orthanc 1.10 crashes, a NULL call in a civetweb worker, on its first HTTPS request with
-    ``SslEnabled``); yields the HTTPS port, stopped by PID on exit."""
+    ``SslEnabled``); yields the HTTPS port, stopped by PID on exit. With ``client_certificates`` it
+    requires a client certificate signed by the test CA (mutual TLS)."""
     from conftest import require_tool
 
     binary = shutil.which("nginx") or (Path("/usr/sbin/nginx").exists() and "/usr/sbin/nginx") or require_tool("nginx")
@@ -288,6 +290,7 @@ http {{
     listen 127.0.0.1:{port} ssl;
     ssl_certificate {certificates["server_crt"]};
     ssl_certificate_key {certificates["server_key"]};
+    {f'ssl_verify_client on; ssl_client_certificate {certificates["ca"]};' if client_certificates else ''}
     location / {{ proxy_pass http://127.0.0.1:{upstream_port}; proxy_request_buffering off;
                  proxy_set_header Host $host:$server_port; proxy_set_header X-Forwarded-Proto https; }}
   }}

@@ -8,7 +8,8 @@
   client certificate and plain DIMSE on the TLS port are refused with a clear error (5).
 - HTTPS: Debian's Orthanc 1.10 crashes on HTTPS (SslEnabled), so a real nginx terminates TLS in
   front of it on loopback: a certificate from an unknown CA is refused by default (5), accepted
-  with ``--tls-ca`` or REQUESTS_CA_BUNDLE; send and get over HTTPS are exact.
+  with ``--tls-ca`` or REQUESTS_CA_BUNDLE; send and get over HTTPS are exact; a client certificate
+  (``--tls-cert``/``--tls-key``) where nginx requires one.
 """
 from __future__ import annotations
 
@@ -159,7 +160,10 @@ def test_https_dicomweb_behind_nginx(case, certificates, tmp_path):
     with orthanc(tmp_path / "orthanc") as server, \
             nginx_https(tmp_path / "nginx", server.http_port, certificates) as port:
         node = f"https://127.0.0.1:{port}/dicom-web"
-        env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+        import certifi
+
+        # A CA bundle in the environment (one without our CA, as on most machines) must not hide --tls-ca.
+        env = {"REQUESTS_CA_BUNDLE": certifi.where(), "CURL_CA_BUNDLE": certifi.where()}
         # A server certificate from a CA the system does not know: refused by default.
         done = cli("pacs", "echo", node, env=env)
         assert done.returncode == 5 and "TLS certificate not trusted" in done.stderr, done.stderr
@@ -178,3 +182,17 @@ def test_https_dicomweb_behind_nginx(case, certificates, tmp_path):
                    env={"REQUESTS_CA_BUNDLE": str(certificates["ca"])})
         assert done.returncode == 0, done.stderr
         assert_retrieved_as_sent(tmp_path / "got", [case.series_dir, *case.results])
+
+
+def test_https_with_a_client_certificate(case, certificates, tmp_path):
+    """nginx requires a client certificate (mutual TLS): refused without one, stored with one."""
+    with orthanc(tmp_path / "orthanc") as server, \
+            nginx_https(tmp_path / "nginx", server.http_port, certificates, client_certificates=True) as port:
+        node = f"https://127.0.0.1:{port}/dicom-web"
+        done = cli("pacs", "send", node, str(case.seg), "--tls-ca", certificates["ca"], "--retries", "0")
+        assert done.returncode == 5 and "HTTP 400" in done.stderr, done.stderr  # nginx: no certificate sent
+        assert server.instance_count() == 0
+        done = cli("pacs", "send", node, str(case.seg), "--tls-ca", certificates["ca"], "--tls-cert",
+                   certificates["client_crt"], "--tls-key", certificates["client_key"])
+        assert done.returncode == 0, done.stderr
+        assert "1 stored" in done.stdout and server.instance_count() == 1

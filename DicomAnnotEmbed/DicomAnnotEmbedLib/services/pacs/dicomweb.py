@@ -46,6 +46,16 @@ def _client(node: WebNode):
         session.auth = (user, password)
     if node.ca_bundle:
         session.verify = node.ca_bundle
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's CA (its merge
+        # prefers the environment's to session.verify): the node's own CA must win.
+        merge = session.merge_environment_settings
+
+        def merge_keeping_ca(*args, **kwargs):
+            settings = merge(*args, **kwargs)
+            settings["verify"] = node.ca_bundle
+            return settings
+
+        session.merge_environment_settings = merge_keeping_ca
     if node.cert_file:
         session.cert = (node.cert_file, node.key_file) if node.key_file else node.cert_file
     client = DICOMwebClient(node.url, session=session, timeout=node.timeout)
