@@ -74,6 +74,15 @@ def load_annotations(series: ReferenceSeries, segmentation: SegmentationSource =
     return AnnotationSet(series.geometry, seg, shapes)
 
 
+def _input_names(segmentation: SegmentationSource, markups: Sequence[MarkupsSource]) -> Optional[str]:
+    """The input files given by path (the segmentation, then the markups), for an error that is
+    about all of them ("nothing to export"); None when every input is an object."""
+    from ..core.errors import name_files
+
+    paths = [p for p in [segmentation, *markups] if isinstance(p, (str, os.PathLike))]
+    return name_files(paths) if paths else None
+
+
 def _series(series: Union[ReferenceSeries, PathLike], series_uid: Optional[str],
             progress: Optional[ProgressCallback]) -> ReferenceSeries:
     return series if isinstance(series, ReferenceSeries) else load_series(series, series_uid, progress)
@@ -101,7 +110,7 @@ def export_overlay(series: Union[ReferenceSeries, PathLike], segmentation: Segme
     annotations = load_annotations(reference, segmentation, markups)
     from ..core.inputs import reading
 
-    named = segmentation if isinstance(segmentation, (str, os.PathLike)) else None  # errors name it
+    named = _input_names(segmentation, markups)  # errors that name no file name the inputs
     if preview_dir is None:
         with reading(named):
             return export_overlays(reference, annotations, out_dir, progress=progress, **options)

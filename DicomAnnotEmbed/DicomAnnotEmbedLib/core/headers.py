@@ -11,6 +11,7 @@ from typing import List, Optional
 import numpy as np
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from .errors import SeriesError
 from .inputs import is_decoding_error
@@ -30,7 +31,7 @@ def header_value(ds: Dataset, keyword: str, default=None, path=None):
     element = ds.get_item(tag, keep_deferred=True) if tag is not None else None
     if element is None:
         return default
-    if element.is_raw and element.value is not None:
+    if element.is_raw and element.value is not None and not keyword.endswith("Sequence"):
         raw, vr = element.value, element.VR or dictionary_VR(tag)
         if vr == "US" and len(raw) == 2:
             return int.from_bytes(raw, "little" if element.is_little_endian else "big")
@@ -53,9 +54,12 @@ def header_value(ds: Dataset, keyword: str, default=None, path=None):
             raise
         raise SeriesError(f"{keyword} cannot be decoded ({exc.__class__.__name__}: {exc})",
                           _path(ds, path)) from None
-    return default if value is None or value == "" else value
-
-
+    if value is None or value == "":
+        return default
+    if keyword.endswith("Sequence") and not isinstance(value, Sequence) and dictionary_VR(tag) == "SQ":
+        # A corrupted VR turns a sequence into text (or bytes): its "items" would be characters.
+        raise SeriesError(f"{keyword} is encoded as {ds[tag].VR}, not as a sequence", _path(ds, path))
+    return value
 
 
 def _path(ds: Dataset, path):
@@ -113,7 +117,7 @@ def first_item(ds: Dataset, keyword: str) -> Optional[Dataset]:
     sequence = header_value(ds, keyword)
     if sequence is None:
         return None
-    try:
-        return sequence[0] if len(sequence) else None
-    except TypeError:
-        raise SeriesError(f"{keyword} is not a sequence", getattr(ds, "filename", None)) from None
+    item = sequence[0] if len(sequence) else None
+    if item is not None and not isinstance(item, Dataset):
+        raise SeriesError(f"{keyword} is not a sequence", getattr(ds, "filename", None))
+    return item

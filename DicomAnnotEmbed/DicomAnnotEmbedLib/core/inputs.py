@@ -130,10 +130,45 @@ def read_dicom_file(path: os.PathLike | str, what: str, **dcmread_options):
                          path)
     try:
         if dcmread_options.get("defer_size") is not None:  # deferred values are read from the path later
-            return pydicom.dcmread(path, **dcmread_options)
-        with open_bounded(path) as stream:
-            ds = pydicom.dcmread(stream, **dcmread_options)
-        ds.filename = str(path)  # as dcmread(path) sets it
+            ds = pydicom.dcmread(path, **dcmread_options)
+        else:
+            with open_bounded(path) as stream:
+                ds = pydicom.dcmread(stream, **dcmread_options)
+            ds.filename = str(path)  # as dcmread(path) sets it
+        check_sequences(ds, path)
         return ds
+    except InputError:
+        raise
     except Exception as exc:  # pydicom raises several types for broken files
         raise InputError(f"not a readable DICOM file ({one_line(exc, 300)})", path) from None
+
+
+#: Sequences check_sequences() does not open: the per-frame groups of a multi-frame object are
+#: thousands of items, read from their raw bytes (dicom/raw.py) or through core.headers.
+_UNOPENED_SEQUENCES = frozenset({0x52009230})
+
+
+def check_sequences(ds, path: Optional[os.PathLike | str] = None) -> None:
+    """Refuse a sequence encoded as another VR (one corrupted VR turns a sequence into text,
+    and ``for item in ds.get("...Sequence", [])`` then iterates over characters): an
+    InputError naming ``path``. Opens every sequence but the per-frame functional groups
+    (a sequence's items are parsed, their values are not converted)."""
+    from pydicom.datadict import DicomDictionary
+
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag, keep_deferred=True)
+        vr = getattr(element, "VR", None)
+        expected = DicomDictionary.get(tag, ("",))[0]
+        if vr != "SQ" and expected != "SQ":
+            continue
+        if vr not in (None, "SQ", "UN"):
+            name = DicomDictionary[tag][4] or DicomDictionary[tag][2]
+            raise InputError(f"{name} ({tag >> 16:04X},{tag & 0xFFFF:04X}) is encoded as {vr}, not as a sequence", path)
+        if tag in _UNOPENED_SEQUENCES:
+            continue
+        value = ds[tag].value  # parses the items (not their values)
+        if not hasattr(value, "__iter__") or isinstance(value, (str, bytes)):
+            name = DicomDictionary[tag][4] if tag in DicomDictionary else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            raise InputError(f"{name} is not a sequence", path)
+        for item in value:
+            check_sequences(item, path)

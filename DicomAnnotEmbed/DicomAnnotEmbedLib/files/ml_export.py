@@ -72,6 +72,7 @@ from pydicom.dataset import Dataset
 
 from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ..core.geometry import VolumeGeometry
+from ..core.inputs import check_sequences
 from ..core.model import Markup, Segmentation, safe_file_stem
 from ..core.outputs import atomic_path, check_output_dir, relocate, staged_folder
 from ..core.progress import ProgressCallback, track
@@ -182,6 +183,12 @@ def _discover(inputs: Sequence[PathLike], progress) -> _Inputs:
             continue
         sop_class = str(ds.get("SOPClassUID", ""))
         modality = str(ds.get("Modality", ""))
+        if modality in ("SEG", "SR", "RTSTRUCT") or sop_class in SEG_SOP_CLASSES or sop_class in SR_SOP_CLASSES:
+            try:  # (images: their few sequences are read through core.headers)
+                check_sequences(ds, path)
+            except InputError as error:  # a sequence turned into text by a corrupted VR
+                found.skipped[str(path)] = error.problem
+                continue
         if sop_class in SEG_SOP_CLASSES or modality == "SEG":
             found.segs.append((str(path), ds))
         elif sop_class in SR_SOP_CLASSES or modality == "SR":
@@ -266,8 +273,10 @@ def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progr
     builder.sr_cases(rows)
     _name_cases(result.cases)
     if not result.cases:
+        passed = [f"{Path(p).name} {why}" for p, why in list(found.skipped.items())[:3]]
         detail = "; ".join(result.problems[:5]) or (
-            f"{len(found.skipped)} files passed over" if found.skipped else "no SEG, RTSTRUCT, SR or overlay series")
+            f"{len(found.skipped)} files passed over ({'; '.join(passed)})" if found.skipped
+            else "no SEG, RTSTRUCT, SR or overlay series")
         raise InputError(f"nothing to export from {', '.join(str(i) for i in inputs)}: {detail}")
     for case in track(result.cases, progress, "Writing label maps"):
         try:

@@ -1,0 +1,66 @@
+"""core.headers and core.inputs on damaged headers: a sequence whose VR was corrupted into text
+(found by the long fuzz run through export-ml on a SEG: an AttributeError in header_value)."""
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from DicomAnnotEmbedLib.core.errors import InputError, SeriesError
+from DicomAnnotEmbedLib.core.headers import first_item, header_value
+from DicomAnnotEmbedLib.core.inputs import check_sequences, read_dicom_file
+
+
+def _with_text_sequence(tmp_path, keyword="SharedFunctionalGroupsSequence"):
+    """A file whose ``keyword`` sequence is written as LO text, as a flipped VR byte leaves it."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
+    ds.SOPInstanceUID = "1.2.3.4"
+    item = Dataset()
+    item.PixelMeasuresSequence = Sequence([Dataset()])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([item])
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    ds[tag] = DataElement(tag, "LO", "abc")
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    path = tmp_path / "broken.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_header_value_refuses_a_sequence_turned_into_text(tmp_path):
+    path = _with_text_sequence(tmp_path)
+    ds = pydicom.dcmread(path)
+    with pytest.raises(SeriesError, match=r"broken\.dcm: SharedFunctionalGroupsSequence is encoded as LO, not as a "
+                                          r"sequence"):
+        header_value(ds, "SharedFunctionalGroupsSequence")
+    with pytest.raises(SeriesError, match="broken.dcm"):
+        first_item(ds, "SharedFunctionalGroupsSequence")  # was 'a' as the item, then an AttributeError
+    # Real sequences and plain values are unchanged.
+    assert isinstance(first_item(ds, "PerFrameFunctionalGroupsSequence"), Dataset)
+    assert header_value(ds, "SOPInstanceUID") == "1.2.3.4"
+    assert first_item(ds, "ReferencedSeriesSequence") is None
+
+
+def test_first_item_refuses_items_that_are_not_datasets():
+    ds = Dataset()
+    ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+    assert isinstance(first_item(ds, "SharedFunctionalGroupsSequence"), Dataset)
+
+
+def test_read_dicom_file_refuses_a_sequence_turned_into_text(tmp_path):
+    path = _with_text_sequence(tmp_path, "ReferencedSeriesSequence")
+    with pytest.raises(InputError, match=r"broken\.dcm: ReferencedSeriesSequence \(0008,1115\) is encoded as LO"):
+        read_dicom_file(path, "SEG")
+    # Nested sequences are checked too, without opening the per-frame groups.
+    ds = Dataset()
+    inner = Dataset()
+    inner[0x00081115] = DataElement(0x00081115, "LO", "x")
+    ds.SourceImageSequence = Sequence([inner])
+    with pytest.raises(InputError, match=r"f\.dcm: ReferencedSeriesSequence"):
+        check_sequences(ds, "f.dcm")
+    good = pydicom.dcmread(_with_text_sequence(tmp_path, "SOPInstanceUID"))
+    check_sequences(good, "ok.dcm")
+    assert good.get_item(0x52009230, keep_deferred=True).is_raw  # the per-frame groups stay unparsed

@@ -1,0 +1,35 @@
+"""export-ml on damaged inputs: one clear error naming the file, never a bare exception."""
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.dataelem import DataElement
+
+from DicomAnnotEmbedLib import api
+from DicomAnnotEmbedLib.core.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def seg_file(sample_case, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ml-broken") / "seg.dcm"
+    api.export_seg(sample_case.series_dir, sample_case.segmentation_path, out)
+    return out
+
+
+@pytest.mark.parametrize("keyword", ["ReferencedSeriesSequence", "SegmentSequence",
+                                     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"])
+def test_a_sequence_turned_into_text_is_named(seg_file, tmp_path, keyword):
+    """The long fuzz run's crash: a corrupted VR made a SEG's sequence text; export-ml then
+    iterated over its characters (AttributeError in core.headers.header_value)."""
+    ds = pydicom.dcmread(seg_file)
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    ds[tag] = DataElement(tag, "LO", "abc")
+    broken = tmp_path / "in" / "broken.dcm"
+    broken.parent.mkdir()
+    ds.save_as(broken, enforce_file_format=True)
+    with pytest.raises(InputError, match=r"broken\.dcm") as caught:
+        api.export_ml(broken.parent, tmp_path / "ml")
+    assert keyword in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(InputError, match=rf"broken\.dcm: {keyword}.* is encoded as LO"):
+        api.import_seg(broken)
+    assert not (tmp_path / "ml").exists()
