@@ -14,6 +14,11 @@ Built once into a folder (``build_corpus``); ``corpus.json`` there lists every s
     meta          dcmqi segmentation metadata JSON
     table         annotation table CSV (csv import)
     evaluations   evaluation CSV (sr export --evaluations)
+    argv          a command line (JSON list; {placeholders} name corpus files and the case's out folder)
+    manifest_csv, manifest_jsonl   a batch manifest of cases on the corpus files
+    nodes         a PACS node config file (JSON)
+    nodetext      PACS node strings and remote series references, one a line
+    volume        a small NIfTI volume (dicomize)
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ EXAMPLE_TABLE = REPO / "Resources" / "Examples" / "annotations_example.csv"
 SHARED_INTEROP = REPO.parent / "shared" / "interop"
 MAX_INTEROP_BYTES = 3 * 1024 * 1024
 MAX_INTEROP_FILES = 60
+#: 2: with the command-line, batch manifest and PACS node seeds.
+CORPUS_VERSION = 2
+COMMAND_KINDS = ("argv", "manifest_csv", "manifest_jsonl", "nodes", "nodetext", "volume")
 
 
 def build_corpus(folder: Path, interop: bool = True) -> dict:
@@ -33,7 +41,11 @@ def build_corpus(folder: Path, interop: bool = True) -> dict:
     folder = Path(folder)
     index = folder / "corpus.json"
     if index.exists():
-        return json.loads(index.read_text())
+        data = json.loads(index.read_text())
+        if data.get("version", 1) < CORPUS_VERSION:  # an older corpus: add what it lacks
+            data = _with_command_seeds(folder, data)
+            index.write_text(json.dumps(data, indent=1))
+        return data
     from DicomAnnotEmbedLib import api
     from DicomAnnotEmbedLib.dicom.dcmqi_metadata import write_dcmqi_metadata
     from DicomAnnotEmbedLib.files.sample import write_sample
@@ -75,7 +87,17 @@ def build_corpus(folder: Path, interop: bool = True) -> dict:
         seeds += _interop_seeds(SHARED_INTEROP)
     data = dict(sample_series=str(case.series_dir), sample_seg=str(folder / "seg_binary.dcm"),
                 sr_folder=str(sr_dir), seeds=seeds)
+    data = _with_command_seeds(folder, data)
     index.write_text(json.dumps(data, indent=1))
+    return data
+
+
+def _with_command_seeds(folder: Path, data: dict) -> dict:
+    """Add the seeds of the command-line, batch and PACS targets (commands.py) to a corpus."""
+    from commands import command_seeds
+
+    data = dict(data, version=CORPUS_VERSION)
+    data["seeds"] = [s for s in data["seeds"] if s["kind"] not in COMMAND_KINDS] + command_seeds(folder, data)
     return data
 
 

@@ -37,9 +37,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from commands import install_boundaries  # noqa: E402
 from corpus import build_corpus  # noqa: E402
 from mutations import mutate  # noqa: E402
-from readers import READERS, Context  # noqa: E402
+from readers import READERS, Context, Outcome  # noqa: E402
 
 DEFAULT_CORPUS = Path(tempfile.gettempdir()) / "dae-fuzz-corpus"
 
@@ -124,6 +125,7 @@ def run_case(case: dict, corpus: dict, ctx: Context, timeout: float, scratch: Pa
 
     work = Path(tempfile.mkdtemp(dir=scratch, prefix=f"c{case['id']}-"))
     result = dict(id=case["id"], reader=case["reader"], seed=corpus["seeds"][case["seed"]]["path"])
+    os.chdir(work)  # relative paths of a mutated command line land here, and go with it
     try:
         path, mutated, result["mutation"] = materialize(case, corpus, work)
         (work / "out").mkdir()
@@ -135,6 +137,10 @@ def run_case(case: dict, corpus: dict, ctx: Context, timeout: float, scratch: Pa
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             result["seconds"] = round(time.monotonic() - started, 3)
+    except Outcome as outcome:  # a target that judged its case itself (the command line)
+        result.update(status=outcome.status, message=outcome.message[:400])
+        if outcome.signature:
+            result["signature"] = outcome.signature
     except DicomAnnotEmbedError as exc:
         message = str(exc)
         named = bool(exc.path) or any(str(p) in message for p in (path, mutated, path.name, mutated.name))
@@ -148,6 +154,7 @@ def run_case(case: dict, corpus: dict, ctx: Context, timeout: float, scratch: Pa
     except Exception as exc:  # noqa: BLE001 - every other exception is what the fuzzer looks for
         result.update(status="crash", signature=_signature(exc), message=f"{exc.__class__.__name__}: {exc}"[:400])
     finally:
+        os.chdir(scratch)
         shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -166,10 +173,12 @@ def worker_main(corpus_json: str, timeout: float, memory_mb: int) -> None:
         raise Hang()
 
     signal.signal(signal.SIGALRM, alarm)
+    install_boundaries()  # no network, no Dask cluster: commands stop there (commands.Reached)
     corpus = json.loads(Path(corpus_json).read_text())
     ctx = Context(corpus)
     import DicomAnnotEmbedLib.api  # noqa: F401 - imported before the first case's timer starts
     scratch = Path(tempfile.mkdtemp(prefix="dae-fuzz-"))
+    os.environ["HOME"] = str(scratch)  # "~" in a mutated command line stays in the scratch folder
     out = sys.stdout
     sys.stdout = open(os.devnull, "w")  # readers that print must not break the protocol
     try:
@@ -311,6 +320,7 @@ def main(argv=None) -> int:
     corpus = build_corpus(args.corpus, interop=not args.no_interop)
     corpus_json = args.corpus / "corpus.json"
     if args.replay is not None:
+        install_boundaries()
         case = make_cases(corpus, 1, args.seed, start=args.replay)[0]
         work = Path(tempfile.mkdtemp(prefix="dae-replay-"))
         path, mutated, how = materialize(case, corpus, work)

@@ -370,12 +370,150 @@ def nrrd_mutation(data: bytes, rng: random.Random):
     return "\n".join(header).encode("latin-1") + b"\n\n" + body, header[i][:60]
 
 
+# ------------------------------------------------------------------ command lines, lines, JSON lines
+#: Values put in place of an argument: odd numbers and texts, missing and wrong-kind paths.
+ARG_VALUES = ["", "-", "--", "x", "0", "-1", "1e308", "nan", "inf", "2147483647", "-2147483648", "1.5", "a" * 300,
+              "1,2,,x", "0,99999", "-3", "é€漢", " ", "{out}/missing.dcm", "{out}", "{out}/new/deeper/x.dcm", "{out}/..",
+              "{out}/x.seg.nrrd", "{out}/x.mrk.json", "{out}/x.nii.gz", "{out}/x.dcm", "AET@host:0",
+              "A@127.0.0.1:99999", "http://", "https://x/studies/", "ORTHANC@127.0.0.1:4242/1.2.3",
+              "pacs/1.2.3/4.5.6", "file://{out}", "~/x", "./rel", "1.2.3", "4GiB", "100", "auto", "none", "3.5GB"]
+PLACEHOLDERS = ["{series}", "{overlay}", "{segnrrd}", "{mrk}", "{seg}", "{seg_labelmap}", "{sr}", "{srdir}", "{rt}",
+                "{pr}", "{table}", "{evaluations}", "{meta}", "{volume}", "{manifest}", "{nodes}", "{nodetext}"]
+_OPTIONS_BY_COMMAND = {}
+
+
+def command_options(words) -> list:
+    """(option, takes a value, choices) of the CLI command that ``words`` start with."""
+    import argparse
+
+    key = tuple(w for w in words[:2] if not w.startswith("-"))
+    if key not in _OPTIONS_BY_COMMAND:
+        from DicomAnnotEmbedLib.cli import build_parser
+
+        parser = build_parser()
+        for word in key:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if not subs or word not in subs[0].choices:
+                break
+            parser = subs[0].choices[word]
+        _OPTIONS_BY_COMMAND[key] = [(a.option_strings[-1], a.nargs != 0, list(a.choices or []))
+                                    for a in parser._actions if a.option_strings and a.dest != "help"]
+    return _OPTIONS_BY_COMMAND[key]
+
+
+def argv_mutation(data: bytes, rng: random.Random):
+    """A command line (JSON list of words) with options dropped, repeated, swapped, added (any
+    option of the command), values replaced (odd texts, missing or wrong-kind files), ``=`` forms
+    and abbreviations."""
+    words = json.loads(data)
+    count = rng.choice([1, 1, 1, 2, 3])
+    done = []
+    for _ in range(count):
+        op = rng.choice(["drop", "value", "value", "value", "add", "add", "dup", "swap", "equals", "abbrev",
+                         "placeholder", "command"])
+        n = len(words)
+        if op == "drop" and n:
+            i = rng.randrange(n)
+            done.append(f"drop {words.pop(i)}")
+        elif op == "value" and n:
+            values = [i for i, w in enumerate(words) if not w.startswith("-")] or list(range(n))
+            i = rng.choice(values)
+            words[i] = rng.choice(ARG_VALUES + PLACEHOLDERS)
+            done.append(f"word {i} = {words[i][:40]}")
+        elif op == "add":
+            options = command_options(words)
+            if options:
+                option, takes, choices = rng.choice(options)
+                new = [option] + ([rng.choice((choices or []) + ARG_VALUES + PLACEHOLDERS)] if takes else [])
+                i = rng.randrange(n + 1)
+                words[i:i] = new
+                done.append(f"add {' '.join(new)[:60]}")
+        elif op == "dup" and n:
+            i = rng.randrange(n)
+            words[i:i] = words[i:i + rng.choice([1, 2])]
+            done.append(f"repeat {words[i]}")
+        elif op == "swap" and n > 1:
+            a, b = rng.sample(range(n), 2)
+            words[a], words[b] = words[b], words[a]
+            done.append(f"swap {a} {b}")
+        elif op == "equals":
+            pairs = [i for i in range(n - 1) if words[i].startswith("--") and not words[i + 1].startswith("-")]
+            if pairs:
+                i = rng.choice(pairs)
+                words[i:i + 2] = [f"{words[i]}={words[i + 1]}"]
+                done.append(f"= at {i}")
+        elif op == "abbrev":
+            options = [i for i, w in enumerate(words) if w.startswith("--") and len(w) > 4]
+            if options:
+                i = rng.choice(options)
+                words[i] = words[i][:rng.randint(3, len(words[i]) - 1)]
+                done.append(f"abbreviate {words[i]}")
+        elif op == "placeholder":
+            slots = [i for i, w in enumerate(words) if w.startswith("{")]
+            if slots:
+                i = rng.choice(slots)
+                words[i] = rng.choice(PLACEHOLDERS)
+                done.append(f"file {i} = {words[i]}")
+        elif op == "command" and n:
+            words[0] = rng.choice(["overlay", "seg", "sr", "rtstruct", "gsps", "convert", "csv", "export-ml",
+                                   "batch", "pacs", "sample", "dicomize", "--help", "--version", "x"])
+            done.append(f"command {words[0]}")
+    return json.dumps(words).encode(), "; ".join(done) or "unchanged"
+
+
+def lines_mutation(data: bytes, rng: random.Random):
+    """Text lines (node strings): a line dropped, repeated, cut, or a part of it changed."""
+    lines = data.decode("utf-8").splitlines() or [""]
+    i = rng.randrange(len(lines))
+    op = rng.choice(["cut", "char", "char", "part", "drop", "dup"])
+    line = lines[i]
+    if op == "cut":
+        lines[i] = line[:rng.randrange(len(line) + 1)]
+    elif op == "char" and line:
+        j = rng.randrange(len(line))
+        lines[i] = line[:j] + rng.choice(["@", ":", "/", "", "[", "]", " ", "0", "99999", "é", "%", "?", "#"]) + line[j + 1:]
+    elif op == "part":
+        parts = re.split(r"([@:/])", line)
+        j = rng.randrange(len(parts))
+        parts[j] = rng.choice(ARG_VALUES + ["", "x" * 17, "65536", "0", "studies", "series", "[::1]"])
+        lines[i] = "".join(parts)
+    elif op == "drop" and len(lines) > 1:
+        del lines[i]
+    else:
+        lines.insert(i, line)
+    return ("\n".join(lines) + "\n").encode(), f"line {i}: {op}"
+
+
+def jsonl_mutation(data: bytes, rng: random.Random):
+    """JSON lines: one line's object mutated (json_mutation), or a line cut, repeated or dropped."""
+    lines = data.decode("utf-8").splitlines()
+    i = rng.randrange(len(lines))
+    op = rng.choice(["json", "json", "json", "cut", "dup", "drop"])
+    if op == "json":
+        mutated, how = json_mutation(lines[i].encode(), rng)
+        lines[i] = mutated.decode()
+        op = how
+    elif op == "cut":
+        lines[i] = lines[i][:rng.randrange(len(lines[i]) + 1)]
+    elif op == "dup":
+        lines.insert(i, lines[i])
+    else:
+        del lines[i]
+    return ("\n".join(lines) + "\n").encode(), f"line {i + 1}: {op}"
+
+
 # ------------------------------------------------------------------ entry
 def mutate(data: bytes, fmt: str, rng: random.Random):
-    """One mutation of ``data`` (format ``fmt``: dicom, json, csv, nrrd or bytes); a third of them
-    byte-level whatever the format."""
-    if fmt != "bytes" and rng.random() < 0.67:
+    """One mutation of ``data`` (format ``fmt``: dicom, json, csv, nrrd, argv, lines, jsonl or bytes);
+    a third of them byte-level whatever the format (a tenth for command lines)."""
+    if fmt == "argv" and rng.random() < 0.9:
+        return argv_mutation(data, rng)
+    if fmt not in ("bytes", "argv") and rng.random() < 0.67:
         try:
+            if fmt == "lines":
+                return lines_mutation(data, rng)
+            if fmt == "jsonl":
+                return jsonl_mutation(data, rng)
             if fmt == "dicom":
                 return dicom_mutation(data, rng)
             if fmt == "json":

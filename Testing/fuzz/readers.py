@@ -7,6 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from commands import run_cli, run_convert, run_manifest, run_node_text, run_nodes
+
+
+class Outcome(Exception):
+    """Raised by a target that decides its case's status itself (the command line: exit codes and
+    stderr): status ok, error, unnamed or crash, with a message and a crash signature."""
+
+    def __init__(self, status: str, message: str = "", signature: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.signature = status, message, signature
+
 
 class Context:
     def __init__(self, corpus: dict):
@@ -110,11 +121,11 @@ def gsps_import(path: Path, out: Path, ctx: Context):
 #: name -> (seed kinds, mutation format, call, weight). Weights favour the cheap readers so that a
 #: slice of a few thousand cases stays within minutes; every reader gets cases.
 READERS = {
-    "overlay_import": (("overlay",), "dicom", overlay_import, 3),
+    "overlay_import": (("overlay",), "dicom", overlay_import, 2),  # 0.15-0.3 s a case
     "series_volume": (("series", "image"), "dicom", series_volume, 3),
     "seg_import": (("seg",), "dicom", seg_import, 4),
     "seg_import_on_series": (("seg",), "dicom", seg_import_on_series, 2),
-    "sr_import": (("sr",), "dicom", sr_import, 4),
+    "sr_import": (("sr",), "dicom", sr_import, 2),  # 0.3 s a case
     "ml_export": (("seg", "sr"), "dicom", ml_export, 1),
     "markups_read": (("mrk",), "json", markups_read, 3),
     "overlay_export_markups": (("mrk",), "json", overlay_export_markups, 1),
@@ -127,4 +138,14 @@ READERS = {
     "evaluations_read": (("evaluations",), "csv", evaluations_read, 2),
     "rtstruct_import": (("rtstruct",), "dicom", rtstruct_import, 3),
     "gsps_import": (("gsps",), "dicom", gsps_import, 0.5),  # 1.5-2 s a case
+    # commands.py: the command line (in process), batch manifests, PACS nodes, convert.
+    "cli": (("argv",), "argv", run_cli, 3),
+    "batch_manifest_csv": (("manifest_csv",), "csv", run_manifest, 1),
+    "batch_manifest_jsonl": (("manifest_jsonl",), "jsonl", run_manifest, 1),
+    "pacs_nodes": (("nodes",), "json", run_nodes, 1.5),
+    "pacs_node_text": (("nodetext",), "lines", run_node_text, 1.5),
+    "convert_dicom": (("seg", "sr", "rtstruct", "gsps"), "dicom", run_convert, 1),
+    "convert_files": (("segnrrd",), "nrrd", run_convert, 0.5),
+    "convert_markups": (("mrk",), "json", run_convert, 0.5),
+    "convert_table": (("table",), "csv", run_convert, 0.3),  # 0.5 s a case
 }

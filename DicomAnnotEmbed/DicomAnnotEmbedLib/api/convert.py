@@ -287,7 +287,7 @@ def convert(inputs: Union[PathLike, Sequence[PathLike]], to: str, out: PathLike,
         InputError: unknown target, unreadable input, nothing the target can hold; GeometryError;
         OutputError: ``out`` exists and not ``force``.
     """
-    from ..core.errors import OutputError
+    from ..core.errors import DicomAnnotEmbedError, OutputError, name_files
 
     if to not in TARGETS:
         raise InputError(f"unknown target {to!r}: expected one of {', '.join(TARGETS)}")
@@ -312,8 +312,14 @@ def convert(inputs: Union[PathLike, Sequence[PathLike]], to: str, out: PathLike,
     for package in {"sr": ("seg", "sr")}.get(to, (to,) if to in SERIES_TARGETS else ()):
         importlib.import_module(f"{__package__.rpartition('.')[0]}.encodings.{package}")
     with _skips_held_back() as held:  # the encoders' own "... is skipped" warnings: said once, below
-        writer(reference, annotations, out, result, markups_out=markups_out, force=force, progress=progress,
-               empty=empty, **options)
+        try:
+            writer(reference, annotations, out, result, markups_out=markups_out, force=force, progress=progress,
+                   empty=empty, **options)
+        except DicomAnnotEmbedError as exc:  # "nothing to write ...": about the inputs, which it names
+            if exc.path is None:
+                paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else inputs
+                exc.set_path(name_files(paths))
+            raise
     dropped += [message for message in held if not any(_quoted(message) in line for line in dropped)]
     if dropped:
         log.warning("%s cannot hold everything given; not converted: %s", to, "; ".join(dropped))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .. import __version__
-from ..core.errors import DicomAnnotEmbedError, OutputError
+from ..core.errors import DicomAnnotEmbedError, InputError, OutputError
 from ..core.progress import TqdmProgress
 from ._common import EXIT_CODES, UsageError, describe_remote_series, remote_series
 
@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 #: checked before any work.
 OUTPUT_OPTIONS = ("out", "markups_out", "preview")
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+#: OSErrors about a path given on the command line (a name too long, a folder we may not enter,
+#: a symlink loop, a file that vanished): exit 3 naming it, or 4 when it is below an output option.
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
+                errno.ENOENT}
+
+
+def _is_output(filename, args: argparse.Namespace) -> bool:
+    outputs = [str(getattr(args, name)) for name in OUTPUT_OPTIONS if getattr(args, name, None)]
+    return any(str(filename).startswith(out) for out in outputs)
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -128,12 +137,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        if exc.errno not in _DISK_ERRNOS or args.debug:
+        named_path = exc.errno in _PATH_ERRNOS and exc.filename  # a path given to us, not a bug of ours
+        if (exc.errno not in _DISK_ERRNOS or args.debug) and not named_path:
             raise
         progress.close()
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}cannot write: {exc.strerror or exc}", file=sys.stderr)
-        return OutputError.exit_code
+        if exc.errno in _DISK_ERRNOS or _is_output(exc.filename, args):
+            print(f"error: {where}cannot write: {exc.strerror or exc}", file=sys.stderr)
+            return OutputError.exit_code
+        print(f"error: {where}cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return InputError.exit_code
     except Exception as exc:  # an unexpected failure is a bug: say so in one line
         if args.debug:
             raise

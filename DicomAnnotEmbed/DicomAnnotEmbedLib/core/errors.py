@@ -39,7 +39,7 @@ class DicomAnnotEmbedError(Exception):
 
     def set_path(self, path: Optional[os.PathLike | str]) -> None:
         """Say which file (folder, node) the error is about, when it did not say already."""
-        self.path = None if path is None else str(path)
+        self.path = None if path is None else (str(path) or "''")  # an empty path given is shown as ''
         self.args = (f"{self.path}: {self.problem}" if self.path else self.problem,)
 
 

@@ -10,7 +10,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..core import arrays
-from ..core.errors import InputError
+from ..core.errors import InputError, OutputError
 from ..core.geometry import VolumeGeometry
 from ..core.model import Segment, Segmentation, Terminology, _default_color
 from ..core.outputs import atomic_path
@@ -307,6 +307,8 @@ def write_label_map(path: os.PathLike | str, segmentation: Segmentation) -> None
     if segmentation.layers.shape[0] > 1:
         raise InputError("overlapping segments (several layers) cannot be written as one label map; "
                          "use .seg.nrrd", path)
+    if not str(path).lower().endswith(LABEL_MAP_SUFFIXES):
+        raise OutputError(f"a label map is written as {', '.join(LABEL_MAP_SUFFIXES)} (by its name)", path)
     labels = segmentation.layers[0] if segmentation.layers.shape[0] else np.zeros(segmentation.geometry.shape, np.uint8)
     with atomic_path(path) as tmp:
         sitk.WriteImage(segmentation.geometry.to_sitk_image(labels), tmp, useCompression=True)

@@ -140,6 +140,8 @@ def _case(row: dict, line: int, path: Path, known_outputs, known_kinds) -> CaseS
     base = path.parent
 
     def absolute(p: str) -> str:
+        if "\0" in p:
+            raise InputError(f"{where}: case {case_id}: a path holds a NUL character", path)
         return str((base / Path(p).expanduser()).resolve()) if not Path(p).expanduser().is_absolute() \
             else str(Path(p).expanduser())
 

@@ -209,7 +209,7 @@ def _from_config(name: str, entry: dict, calling_aet, timeout, path: Path) -> No
     if wrong or not isinstance(entry.get("tls", False), bool):
         raise InputError(f"node {name!r}: {', '.join(wrong) or 'tls'} must be "
                          f"{'texts' if wrong else 'true or false'}", path)
-    timeout = _seconds(timeout or entry.get("timeout", 30.0 if "dimse" in entry else 60.0), f"node {name!r}")
+    timeout = _seconds(timeout or entry.get("timeout") or (30.0 if "dimse" in entry else 60.0), f"node {name!r}")
     if "dimse" in entry:
         match = _DIMSE.match(str(entry["dimse"]))
         if not match:
@@ -246,5 +246,5 @@ def _web_node(url: str, entry: dict, timeout) -> WebNode:
         raise InputError(f"node {url!r}: auth must be none, basic or bearer, not {auth!r}")
     return WebNode(url.rstrip("/"), auth, entry.get("token_env", TOKEN_ENV), entry.get("user_env", USER_ENV),
                    entry.get("password_env", PASSWORD_ENV), entry.get("ca_bundle") or entry.get("ca_file"),
-                   _seconds(timeout or entry.get("timeout", 60.0), f"node {url!r}"), cert_file=entry.get("cert_file"),
+                   _seconds(timeout or entry.get("timeout") or 60.0, f"node {url!r}"), cert_file=entry.get("cert_file"),
                    key_file=entry.get("key_file"))
