@@ -265,3 +265,32 @@ def test_a_study_with_several_image_series_is_listed(tmp_path):
         assert done.returncode == 3
         assert "holds 2 image series; name one" in done.stderr
         assert case.series_uid in done.stderr and other.series_uid in done.stderr
+
+
+def test_batch_manifest_series_on_a_node(stored, sample_case, tmp_path):
+    """The batch manifest's series column may name a series on a node: the case retrieves it on
+    its worker; its outputs equal those of the same case with the local folder."""
+    server, study, series, _ = stored
+    known = series_uids(sample_case.series_dir)
+    manifest = tmp_path / "manifest.csv"
+    annotations = f"{sample_case.segmentation_path};{sample_case.markups_path}"
+    manifest.write_text("id,series,annotations,outputs,options\n"
+                        f"local,{sample_case.series_dir},{annotations},seg;rtstruct,\n"
+                        f"remote,{server.dimse_node}/{study}/{series},{annotations},seg;rtstruct,\n"
+                        f"web,{server.web_node}/studies/{study}/series/{series},{annotations},seg;rtstruct,\n")
+    done = cli("batch", manifest, "--out", tmp_path / "out", "--workers", "1", "--no-dashboard", tmp=tmp_path / "tmp")
+    assert done.returncode == 0, done.stdout + done.stderr
+    local = sorted((tmp_path / "out" / "local").rglob("*.dcm"))
+    assert len(local) == 2
+    for case in ("remote", "web"):
+        remote = sorted((tmp_path / "out" / case).rglob("*.dcm"))
+        assert [p.name for p in remote] == [p.name for p in local]
+        for (ts_a, a), (ts_b, b) in zip(normalized(local, known), normalized(remote, known)):
+            assert ts_a == ts_b and a == b
+    # A rerun knows the cases by their references: nothing to do.
+    done = cli("batch", manifest, "--out", tmp_path / "out", "--workers", "1", "--no-dashboard", tmp=tmp_path / "tmp")
+    assert done.returncode == 0, done.stderr
+    import re
+
+    assert re.search(r"done before \(skipped\) +3\n", done.stdout), done.stdout
+    assert not list((tmp_path / "tmp").rglob("dicomannotembed-series-*"))  # the retrieved series are removed

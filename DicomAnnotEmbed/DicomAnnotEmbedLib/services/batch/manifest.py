@@ -5,7 +5,10 @@ Columns (CSV header / JSON keys):
 ``id``
     the case's name; its outputs go to ``OUT/<id>/`` (letters, digits, ``.``, ``_``, ``-``).
 ``series``
-    folder holding the reference series (searched recursively).
+    folder holding the reference series (searched recursively), or a series on a node
+    (``NODE/STUDY_UID[/SERIES_UID]`` or a DICOMweb ``.../studies/S/series/R`` URL, see
+    ``services.pacs.remote``): each case retrieves it into a temporary folder while it runs. A
+    rerun knows it by its reference (a change on the archive is not seen).
 ``annotations``
     what to convert: paths separated by ``;`` in CSV, a list in JSON lines. The kind of each is
     found from its name or, for DICOM files, its Modality (see ``steps.INPUT_KINDS``): a
@@ -185,4 +188,21 @@ def _case(row: dict, line: int, path: Path, known_outputs, known_kinds) -> CaseS
         raise InputError(f"{where}: case {case_id}: options {', '.join(bad)}: expected series_uid or, per output "
                          f"or input kind ({', '.join(sorted(allowed - {'series_uid'}))}), an object of arguments",
                          path)
-    return CaseSpec(case_id, absolute(series), annotations, outputs, options, line)
+    series = series if _on_a_node(series, base, f"{where}: case {case_id}: series", path) else absolute(series)
+    return CaseSpec(case_id, series, annotations, outputs, options, line)
+
+
+def _on_a_node(text: str, base: Path, what: str, path: Path) -> bool:
+    """Whether the series column names a series on a node (relative folders: beside the manifest)."""
+    if "/" not in text or text.startswith(("/", ".", "~")):
+        return False
+    from ..pacs.remote import parse_series_ref
+
+    try:
+        ref = parse_series_ref(text, option=what)
+    except InputError as exc:
+        raise InputError(exc.problem, path) from None
+    if ref is not None and (base / text).exists():
+        raise InputError(f"{what} {text!r} is ambiguous: both a folder beside the manifest and a series on node "
+                         f"{ref.node}; write ./{text} for the folder", path)
+    return ref is not None

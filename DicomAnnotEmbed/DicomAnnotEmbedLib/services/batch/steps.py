@@ -358,6 +358,16 @@ def _convert(ctx: CaseContext, annotations) -> None:
                 raise InputError(f"option of output '{name}' not accepted: {exc}") from None
 
 
+def _series_folder(series: str):
+    """The case's series folder: ``series`` itself, or the series on a node retrieved into a
+    temporary folder (removed on exit); see services.pacs.remote."""
+    if os.path.isabs(series):
+        return contextlib.nullcontext(series)
+    from ..pacs.remote import fetched_series
+
+    return fetched_series(series, option="series")
+
+
 def run_case(spec: dict, out_dir: str, fingerprint: str) -> dict:
     """Convert one case (``CaseSpec.to_dict()``) into ``out_dir/<id>/``; returns its ledger record.
 
@@ -376,10 +386,11 @@ def run_case(spec: dict, out_dir: str, fingerprint: str) -> dict:
     try:
         with _PeakMemory() as memory:
             try:
-                ctx = CaseContext(spec["id"], spec["series"], work, spec.get("options") or {},
-                                  series_uid=(spec.get("options") or {}).get("series_uid"),
-                                  outputs=list(spec["outputs"]))
-                _convert(ctx, spec["annotations"])
+                with _series_folder(spec["series"]) as series_dir:  # a series on a node: retrieved
+                    ctx = CaseContext(spec["id"], series_dir, work, spec.get("options") or {},
+                                      series_uid=(spec.get("options") or {}).get("series_uid"),
+                                      outputs=list(spec["outputs"]))
+                    _convert(ctx, spec["annotations"])
                 files = file_hashes(work)
                 record["outputs"] = output_digests(files)
                 _place(work, out / spec["id"], spec, record, fingerprint, files)
