@@ -57,12 +57,11 @@ class DICOMAnnotEmbedPluginClass(DICOMPlugin):
         first = classify_dicom(files[0])
         objects = ("seg", "sr", "rtstruct", "gsps")
         if first.kind in objects:
-            loadables = []
-            for path in files:
-                kind = first if path == files[0] else classify_dicom(path)
-                if kind.kind in objects:
-                    loadables.append(self._objectLoadable(path, kind))
-            return loadables
+            kinds = {path: first if path == files[0] else classify_dicom(path) for path in files}
+            # a report's markups' own report (same series) is loaded with the report, not alone
+            companions = {uid for kind in kinds.values() for uid in kind.companion_uids}
+            return [self._objectLoadable(path, kind) for path, kind in kinds.items()
+                    if kind.kind in objects and not (kind.kind == "sr" and kind.sop_instance_uid in companions)]
         if first.kind != "overlay" and not first.ours:
             samples = [files[len(files) // 2], files[-1]][:OVERLAY_SAMPLES - 1] if len(files) > 1 else []
             found = next((kind for kind in map(classify_dicom, samples) if kind.kind == "overlay"), None)

@@ -354,7 +354,9 @@ def test_cli_output_says_one_segment_and_missing_once(sources, tmp_path):
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     sr = Path(found["sr"][0])
-    (lonely / "sr.dcm").write_bytes(sr.read_bytes())  # without its SEG
+    (lonely / "sr.dcm").write_bytes(sr.read_bytes())  # without its SEG (with the markups' own report, if any)
+    for companion in sr.parent.glob(f"{sr.stem}_markups.dcm"):
+        (lonely / companion.name).write_bytes(companion.read_bytes())
     done = _cli("sr", "import", lonely / "sr.dcm", "--out", tmp_path / "sr_out")
     assert done.returncode == 0, done.stderr
     both = done.stdout + done.stderr

@@ -79,7 +79,7 @@ def commands(case, out: Path):
          [out / "seg.dcm"]),
         ("seg import", ["seg", "import", root / "seg.dcm", "--out", out / "seg.seg.nrrd"], [out / "seg.seg.nrrd"]),
         ("sr export", ["sr", "export", *series, "--seg", root / "seg.dcm", "--markups", s.markups_path,
-                       "--out", out / "sr.dcm"], [out / "sr.dcm"]),
+                       "--out", out / "sr.dcm"], [out / "sr.dcm", out / "sr_markups.dcm"]),
         ("sr import", ["sr", "import", root / "sr.dcm", "--seg-dir", root, "--out", out / "srin"], [out / "srin"]),
         ("rtstruct export", ["rtstruct", "export", *series, "--segmentation", s.segmentation_path,
                              "--out", out / "rt.dcm"], [out / "rt.dcm"]),

@@ -423,7 +423,7 @@ def _write_sr(reference, annotations, out, result, *, force, progress, empty, ma
     written = conversions.export_sr(reference, seg_file, out, segmentation=seg, markups=annotations.markups,
                                     progress=progress, **sr_options)
     result.detail = written
-    result.paths = [str(written.path)] + [str(p) for p in seg_written.paths]
+    result.paths = [str(p) for p in written.paths] + [str(p) for p in seg_written.paths]
     result.dropped += [line for line in getattr(written, "skipped", []) if "empty" not in line]
 
 

@@ -76,8 +76,8 @@ def _import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out
     (the rasterised findings, for Slicer), ``markups.mrk.json`` (points and polylines, LPS),
     ``evaluations.csv`` (the per-finding attributes in :mod:`evaluations`' format), and per
     ``formats``: ``overlay/`` (:func:`api.export_overlay`), ``seg.dcm`` (:func:`api.export_seg`),
-    ``sr.dcm`` (:func:`api.export_sr`: measurements of every segment, the evaluations, the
-    markups), ``rtstruct.dcm`` (:func:`api.export_rtstruct`: segments as closed contours, points
+    ``sr.dcm`` (:func:`api.export_sr`: measurements of every segment, the evaluations; the
+    markups in ``sr_markups.dcm``, which ``sr.dcm`` references), ``rtstruct.dcm`` (:func:`api.export_rtstruct`: segments as closed contours, points
     and polylines as POINT / OPEN_PLANAR ROIs), ``annotations.pr.dcm`` (:func:`api.export_gsps`:
     the markups, the ovals and circles of findings drawn only with them as ELLIPSE graphics, and
     each other segment's outline, drawn on the images). ``sr`` needs the SEG, so it

@@ -20,7 +20,7 @@ def register(commands, command) -> None:
     csv_import = command(csv_commands, "import", "convert an annotation table into overlay series, SEG and SR",
         "Read TABLE onto the series (one segment per finding, overlapping findings allowed; points and polylines as "
         "markups; per-finding attributes such as LIDC characteristics as SR evaluations) and write OUT/overlay/, "
-        "OUT/seg.dcm, OUT/sr.dcm, with OUT/segmentation.seg.nrrd, OUT/markups.mrk.json and OUT/evaluations.csv. "
+        "OUT/seg.dcm, OUT/sr.dcm (and OUT/sr_markups.dcm for points and polylines), with OUT/segmentation.seg.nrrd, OUT/markups.mrk.json and OUT/evaluations.csv. "
         "Bad rows (an image not in the series, bad coordinates, unknown shapes, ...) are listed with their row numbers "
         "and in OUT/bad_rows.csv; the other rows are converted, and the exit code is 3 unless --skip-bad-rows.")
     csv_import.add_argument("table", metavar="TABLE.csv", help="the annotation table")
@@ -67,8 +67,8 @@ def run_import(args: argparse.Namespace, progress) -> int:
         print(f"SEG ({result.seg.seg_type.upper()}) written to {', '.join(str(p) for p in result.seg.paths)}")
     if result.sr is not None:
         numeric = sum(1 for r in result.sr.records if r.kind == "numeric")
-        print(f"SR written to {result.sr.path}: {result.sr.groups} measurement groups, {numeric} measurements, "
-              f"{len(result.sr.records) - numeric} evaluations")
+        print(f"SR written to {', '.join(str(p) for p in result.sr.paths)}: {result.sr.groups} measurement groups, "
+              f"{numeric} measurements, {len(result.sr.records) - numeric} evaluations")
     if result.rtstruct is not None:
         print(f"RTSTRUCT written to {result.rtstruct.path}: {len(result.rtstruct.rois)} ROIs")
     if result.gsps is not None:
@@ -85,7 +85,7 @@ def run_import(args: argparse.Namespace, progress) -> int:
                   "accept that", file=sys.stderr)
             return InputError.exit_code
     send_outputs(args, [s.folder for s in (result.overlay.series if result.overlay is not None else [])]
-                 + list(result.seg.paths if result.seg is not None else []) + ([result.sr.path] if result.sr is not None else [])
+                 + list(result.seg.paths if result.seg is not None else []) + (list(result.sr.paths) if result.sr is not None else [])
                  + [r.path for r in (result.rtstruct, result.gsps) if r is not None],
                  progress)
     return 0

@@ -58,7 +58,10 @@ def run_export(args: argparse.Namespace, progress) -> int:
     numeric = sum(1 for r in result.records if r.kind == "numeric")
     print(f"SR written to {result.path}: {plural(result.groups, 'measurement group')}, "
           f"{plural(numeric, 'measurement')}, {plural(len(result.records) - numeric, 'evaluation')}")
-    send_outputs(args, [result.path], progress)
+    if result.markups_path is not None:
+        print(f"the markups' groups are in their own report, which the SR lists as pertinent evidence: "
+              f"{result.markups_path}")
+    send_outputs(args, result.paths, progress)
     return 0
 
 
@@ -73,6 +76,8 @@ def run_import(args: argparse.Namespace, progress) -> int:
           f"({plural(numeric, 'measurement')}, {plural(len(imported.records) - numeric, 'evaluation')}), "
           f"{plural(len(imported.markups), 'markup')}, {len(imported.seg_imports)} of "
           f"{plural(len(imported.referenced_seg_uids), 'referenced SEG')} loaded")
+    for path in imported.companions:
+        print(f"read with it (the markups' own report it references): {path}")
     for path in imported.written:
         print(f"written: {path}")
     return 0

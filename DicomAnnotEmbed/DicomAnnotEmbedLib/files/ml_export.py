@@ -402,10 +402,14 @@ class _CaseBuilder:
 
     def sr_cases(self, rows: "_Rows") -> None:
         from ..encodings.seg import import_seg
-        from ..encodings.sr import import_sr, read_sr_dataset
+        from ..encodings.sr import companion_report_uids, import_sr, read_sr_dataset
 
         folders = sorted({os.path.dirname(os.path.abspath(p)) for p, _ in self.found.segs + self.found.srs})
+        # a report's markups' own report is read with it (through its pertinent evidence), not alone
+        companions = {uid for _, ds in self.found.srs for uid in companion_report_uids(ds)}
         for path, ds in self.found.srs:
+            if str(ds.get("SOPInstanceUID", "")) in companions:
+                continue
             try:
                 read_sr_dataset(path)
             except InputError as error:
@@ -448,6 +452,7 @@ class _CaseBuilder:
 def _referenced_series_uids(ds: Dataset) -> List[str]:
     """Image series a SEG or SR says it refers to (Referenced Series, evidence sequences)."""
     from ..encodings.seg import SEG_SOP_CLASSES
+    from ..encodings.sr import SR_SOP_CLASSES
 
     uids = [str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", []) or []]
     for key in ("StudiesContainingOtherReferencedInstancesSequence", "CurrentRequestedProcedureEvidenceSequence",
@@ -455,7 +460,8 @@ def _referenced_series_uids(ds: Dataset) -> List[str]:
         for study in ds.get(key, []) or []:
             for item in study.get("ReferencedSeriesSequence", []) or []:
                 instances = item.get("ReferencedSOPSequence", []) or item.get("ReferencedInstanceSequence", []) or []
-                if any(str(i.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASSES for i in instances):
+                if any(str(i.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASSES
+                       or str(i.get("ReferencedSOPClassUID", "")) in SR_SOP_CLASSES for i in instances):
                     continue
                 uids.append(str(item.get("SeriesInstanceUID", "")))
     return [u for u in dict.fromkeys(uids) if u]

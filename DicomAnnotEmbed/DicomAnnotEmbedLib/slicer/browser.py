@@ -35,7 +35,11 @@ class DicomKind:
         series_uid, description: of the file.
         referenced_series_uids: series a SEG, SR, RTSTRUCT or presentation state refers to
             (images, for SR also SEGs).
-        referenced_instance_uids: SOP Instance UIDs an SR refers to (its evidence).
+        referenced_instance_uids: SOP Instance UIDs an SR refers to (its evidence, and the
+            markups' own report it lists as pertinent evidence).
+        sop_instance_uid: of the file.
+        companion_uids: for an SR, the reports it lists as pertinent evidence (our markups' own
+            report), which its import reads with it: they are not loaded on their own.
     """
 
     kind: str = ""
@@ -45,6 +49,8 @@ class DicomKind:
     description: str = ""
     referenced_series_uids: List[str] = field(default_factory=list)
     referenced_instance_uids: List[str] = field(default_factory=list)
+    sop_instance_uid: str = ""
+    companion_uids: List[str] = field(default_factory=list)
 
 
 def classify_dicom(path: PathLike) -> DicomKind:
@@ -56,6 +62,7 @@ def classify_dicom(path: PathLike) -> DicomKind:
     from ..encodings.rtstruct.common import RT_STRUCTURE_SET_STORAGE
     from ..encodings.rtstruct.decode import referenced_series_uid
     from ..encodings.seg import LABEL_MAP_SEGMENTATION_STORAGE, SEG_SOP_CLASSES
+    from ..encodings.sr import companion_report_uids
     from ..encodings.sr import SR_SOP_CLASSES
 
     try:
@@ -65,7 +72,8 @@ def classify_dicom(path: PathLike) -> DicomKind:
     sop_class = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
     ours = str(ds.get("Manufacturer", "")) == "DicomAnnotEmbed"
-    kind = DicomKind(series_uid=str(ds.get("SeriesInstanceUID", "")), description=str(ds.get("SeriesDescription", "")))
+    kind = DicomKind(series_uid=str(ds.get("SeriesInstanceUID", "")), description=str(ds.get("SeriesDescription", "")),
+                     sop_instance_uid=str(ds.get("SOPInstanceUID", "")))
     if sop_class in SEG_SOP_CLASSES or modality == "SEG":
         kind.kind, kind.ours = "seg", ours
         kind.detail = "LABELMAP" if sop_class == LABEL_MAP_SEGMENTATION_STORAGE else \
@@ -84,6 +92,8 @@ def classify_dicom(path: PathLike) -> DicomKind:
                     kind.referenced_series_uids.append(str(item.get("SeriesInstanceUID", "")))
                     kind.referenced_instance_uids += [str(i.get("ReferencedSOPInstanceUID", ""))
                                                       for i in item.get("ReferencedSOPSequence", []) or []]
+            kind.companion_uids = companion_report_uids(ds)
+            kind.referenced_instance_uids += kind.companion_uids
         return kind
     if sop_class == RT_STRUCTURE_SET_STORAGE or modality == "RTSTRUCT":
         kind.kind, kind.ours = "rtstruct", ours

@@ -12,7 +12,7 @@ the patient coordinate system of its DICOM series.
 
 Output layout of :func:`export_nodes` in ``out_dir``: ``overlay/`` (the overlay-embedded copy of
 the series; ``overlay/series_NN/`` when split), ``seg.dcm`` (DICOM SEG), ``sr.dcm`` (TID 1500 SR
-referencing ``seg.dcm``), ``rtstruct.dcm`` (RT Structure Set), ``annotations.pr.dcm`` (Grayscale
+referencing ``seg.dcm``; with markups too, ``sr_markups.dcm`` holds their groups), ``rtstruct.dcm`` (RT Structure Set), ``annotations.pr.dcm`` (Grayscale
 Softcopy Presentation State). Optionally sent to an archive node afterwards (:mod:`.services.pacs`).
 """
 from __future__ import annotations
@@ -159,7 +159,7 @@ class ExportResult:
         if self.seg is not None:
             files += [str(p) for p in self.seg.paths]
         if self.sr is not None:
-            files.append(str(self.sr.path))
+            files += [str(p) for p in self.sr.paths]
         files += [str(r.path) for r in (self.rtstruct, self.gsps) if r is not None]
         return files
 
@@ -174,7 +174,7 @@ class ExportResult:
                 lines.append(f"{self.seg.seg_type.upper()} SEG ({self.seg.compression}, {frames} frames): {path}")
         if self.sr is not None:
             lines.append(f"TID 1500 SR ({self.sr.groups} measurement groups, {len(self.sr.records)} records): "
-                         f"{self.sr.path}")
+                         + ", ".join(str(p) for p in self.sr.paths))
         if self.rtstruct is not None:
             lines.append(f"RT Structure Set ({len(self.rtstruct.rois)} ROIs, {self.rtstruct.contours} contours): "
                          f"{self.rtstruct.path}")

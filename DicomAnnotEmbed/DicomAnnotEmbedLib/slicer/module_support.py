@@ -38,7 +38,8 @@ class ImportPlan:
 def plan_import(path: PathLike) -> ImportPlan:
     """Classify what of ours a file or folder holds (:func:`classify_dicom`): overlay-embedded
     series (one file stands for its whole folder), SEGs (except those an SR of the path references:
-    the SR loads them), TID 1500 SRs, RTSTRUCTs and presentation states.
+    the SR loads them), TID 1500 SRs (except a report's markups' own report, which it loads),
+    RTSTRUCTs and presentation states.
 
     Raises:
         InputError: the path does not exist or holds none of these.
@@ -49,7 +50,8 @@ def plan_import(path: PathLike) -> ImportPlan:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     kinds = {f: classify_dicom(f) for f in files}
     plan = ImportPlan()
-    plan.srs = [f for f, k in kinds.items() if k.kind == "sr"]
+    companions = {uid for k in kinds.values() if k.kind == "sr" for uid in k.companion_uids}
+    plan.srs = [f for f, k in kinds.items() if k.kind == "sr" and k.sop_instance_uid not in companions]
     referenced = {uid for f in plan.srs for uid in kinds[f].referenced_instance_uids}
     plan.segs = [f for f, k in kinds.items() if k.kind == "seg" and _sop_instance_uid(f) not in referenced]
     plan.rtstructs = [f for f, k in kinds.items() if k.kind == "rtstruct"]

@@ -322,9 +322,13 @@ def test_dciodvfy_reports_no_error(exported, oblique):
 
 
 def test_dsrdump_shows_the_tid1500_tree(exported):
-    out = subprocess.run([require_tool("dsrdump"), "+Pc", str(exported[0] / "sr.dcm")], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
+    # the segments' report and the markups' own report (see test_markups_have_their_own_report)
+    outs = [subprocess.run([require_tool("dsrdump"), "+Pc", str(exported[0] / name)], capture_output=True, text=True)
+            for name in ("sr.dcm", "sr_markups.dcm")]
+    for out in outs:
+        assert out.returncode == 0, out.stderr
+        assert "error" not in out.stderr.lower()
+    text = outs[0].stdout + outs[1].stdout
     assert "Comprehensive 3D SR Document" in text
     for expected in ('(126000,DCM,"Imaging Measurement Report")', '(126010,DCM,"Imaging Measurements")',
                      '(125007,DCM,"Measurement Group")', 'Tracking Identifier")="Tumor"',
@@ -336,7 +340,6 @@ def test_dsrdump_shows_the_tid1500_tree(exported):
                      'SCOORD3D:(121231,DCM,"Volume Surface")=(POLYGON', '(410668003,SCT,"Length")',
                      'inferred from SCOORD3D', 'PNAME:(121008,DCM,"Person Observer Name")="Doe^Jane"'):
         assert expected in text, expected
-    assert "error" not in out.stderr.lower()
 
 
 def test_image_library_is_highdicoms_after_the_procedure(exported, sample):
@@ -351,7 +354,8 @@ def test_image_library_is_highdicoms_after_the_procedure(exported, sample):
     at = names.index("111028")  # Image Library
     assert names[at - 1] == "121058" and names[at + 1] == "126010"  # Procedure reported, Imaging Measurements
     assert document.ContentSequence[at] == list(hd.sr.ImageLibrary(list(series.datasets)))[0]
-    assert len(hd.sr.Comprehensive3DSR.from_dataset(document).get_evidence()) == len(series.files) + 1
+    # the images, the SEG, and the markups' own report (pertinent evidence)
+    assert len(hd.sr.Comprehensive3DSR.from_dataset(document).get_evidence()) == len(series.files) + 2
 
 
 def test_images_highdicom_cannot_describe_leave_out_the_library(sample, sample_case, tmp_path, caplog):
@@ -404,11 +408,14 @@ def test_sr_on_a_labelmap_seg_and_the_2022_checkers(sample, tmp_path):
 def test_tid1500reader_reads_our_measurements(exported, tmp_path):
     folder, _, result = exported
     tool = require_tool("tid1500reader")
-    out = subprocess.run([tool, "--inputDICOM", str(folder / "sr.dcm"), "--outputMetadata", str(tmp_path / "sr.json")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    document = json.loads((tmp_path / "sr.json").read_text())
-    groups = {g["TrackingUniqueIdentifier"]: g for g in document["Measurements"]}
+    groups, documents = {}, []
+    for name in ("sr.dcm", "sr_markups.dcm"):  # the segments' report and the markups' own
+        out = subprocess.run([tool, "--inputDICOM", str(folder / name), "--outputMetadata", str(tmp_path / "sr.json")],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        documents.append(json.loads((tmp_path / "sr.json").read_text()))
+        document = documents[-1]
+        groups.update({g["TrackingUniqueIdentifier"]: g for g in document["Measurements"]})
     expected = [r for r in result.records if r.kind == "numeric"]
     for record in expected:
         group = groups[record.tracking_uid]
@@ -420,7 +427,7 @@ def test_tid1500reader_reads_our_measurements(exported, tmp_path):
         assert len(matches) == 1, record
         assert float(matches[0]["value"]) == pytest.approx(record.value, rel=1e-12, abs=1e-12)
         assert matches[0]["units"]["CodeValue"] == record.unit.value
-    tumor = next(g for g in document["Measurements"] if g["TrackingIdentifier"] == "Tumor")
+    tumor = next(g for g in documents[0]["Measurements"] if g["TrackingIdentifier"] == "Tumor")
     assert tumor["Finding"]["CodeValue"] == "4147007"
     assert tumor["ReferencedSegment"] == 2
 
@@ -557,6 +564,7 @@ def test_sr_of_another_template_is_refused(exported, sample_case, tmp_path):
 def test_missing_seg_loads_what_it_can(exported, sample, tmp_path, capsys):
     folder, seg_result, result = exported
     shutil.copy(folder / "sr.dcm", tmp_path / "sr.dcm")  # without the SEG beside it
+    shutil.copy(folder / "sr_markups.dcm", tmp_path / "sr_markups.dcm")
     back = api.import_sr(tmp_path / "sr.dcm", sample[0])
     assert back.segmentation is None
     assert back.referenced_seg_uids == seg_result.sop_instance_uids

@@ -11,8 +11,6 @@ Every coordinate is LPS."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +24,6 @@ from conftest import IN_CI, REPO, interop, require_tool
 from DicomAnnotEmbedLib import api
 from DicomAnnotEmbedLib.core.model import Code, Markup, Segment, Segmentation
 from DicomAnnotEmbedLib.core.series import load_series
-from DicomAnnotEmbedLib.files.markups_io import read_markups
 
 PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
 EXAMPLE_CSV = REPO / "Resources" / "Examples" / "annotations_example.csv"
@@ -100,26 +97,82 @@ def mixed(sample, every_markup, tmp_path_factory):
 # --- a) templates ------------------------------------------------------------------------------
 
 def test_markup_groups_in_their_templates(mixed, every_markup, sample):
-    """highdicom sorts the groups by template: segments and the ROI box are TID 1411, the planar
-    closed curve, the plane and each point TID 1410 (SCOORD3D image region), lines, curves,
-    angles and the non-planar closed curve TID 1501 (SCOORD3D source of their measurement)."""
+    """highdicom sorts the groups by template: segments are TID 1411 in the report; in the markups'
+    own report the ROI box is TID 1411, the planar closed curve, the plane and each point TID 1410
+    (SCOORD3D image region), lines, curves, angles and the non-planar closed curve TID 1501
+    (SCOORD3D source of their measurement)."""
     folder, _ = mixed
     report = hd.sr.srread(folder / "sr.dcm").content
-    volumetric = [str(g.tracking_identifier) for g in report.get_volumetric_roi_measurement_groups()]
-    planar = [str(g.tracking_identifier) for g in report.get_planar_roi_measurement_groups()]
-    other = [str(g.tracking_identifier) for g in report.get_image_measurement_groups()]
-    assert volumetric == [s.name for s in sample[1].segments] + ["Box"]
+    assert [str(g.tracking_identifier) for g in report.get_volumetric_roi_measurement_groups()] == \
+        [s.name for s in sample[1].segments]
+    assert not report.get_planar_roi_measurement_groups() and not report.get_image_measurement_groups()
+    markups_report = hd.sr.srread(folder / "sr_markups.dcm").content
+    volumetric = [str(g.tracking_identifier) for g in markups_report.get_volumetric_roi_measurement_groups()]
+    planar = [str(g.tracking_identifier) for g in markups_report.get_planar_roi_measurement_groups()]
+    other = [str(g.tracking_identifier) for g in markups_report.get_image_measurement_groups()]
+    assert volumetric == ["Box"]
     assert planar == ["Seeds"] * 3 + ["Outline", "Cut"]
     assert other == ["Diameter", "Path", "Angle", "Warped outline"]
-    for group in report.get_image_measurement_groups():
+    for group in markups_report.get_image_measurement_groups():
         for measurement in group.get_measurements():
             if measurement.name.meaning != "Area":
                 coordinates = measurement.referenced_coordinates
                 assert len(coordinates) == 1 and coordinates[0].ValueType == "SCOORD3D"
                 assert coordinates[0].RelationshipType == "INFERRED FROM"
-    # ... and read back as the markups they were (LPS).
+    # ... and read back, through the report alone, as the markups they were (LPS).
     back = api.import_sr(folder / "sr.dcm", sample[0])
     assert [(m.kind, m.name) for m in back.markups] == [(m.kind, m.name) for m in every_markup]
+    assert back.companions == [str(folder / "sr_markups.dcm")]
+
+
+def test_markups_have_their_own_report(mixed, every_markup, sample, sample_case, tmp_path, capsys):
+    """Segments and markups: two documents of one series. The report (instance 1) holds the segment
+    groups and lists the markups' report (instance 2) as Pertinent Other Evidence; importing the
+    report reads both; the markups' report alone gives the markups; a missing one is said;
+    ``markups_in_own_document=False`` writes one document; the CLI prints and returns both."""
+    from DicomAnnotEmbedLib.cli import main
+    from DicomAnnotEmbedLib.slicer.module_support import plan_import
+
+    folder, result = mixed
+    assert result.paths == [folder / "sr.dcm", folder / "sr_markups.dcm"]
+    report, markups_report = (pydicom.dcmread(p) for p in result.paths)
+    assert report.SeriesInstanceUID == markups_report.SeriesInstanceUID == result.series_instance_uid
+    assert (report.InstanceNumber, markups_report.InstanceNumber) == (1, 2)
+    assert markups_report.SOPInstanceUID == result.markups_sop_instance_uid
+    (study,) = report.PertinentOtherEvidenceSequence
+    (series_item,) = study.ReferencedSeriesSequence
+    (instance,) = series_item.ReferencedSOPSequence
+    assert (study.StudyInstanceUID, series_item.SeriesInstanceUID, instance.ReferencedSOPInstanceUID,
+            instance.ReferencedSOPClassUID) == (markups_report.StudyInstanceUID, markups_report.SeriesInstanceUID,
+                                                markups_report.SOPInstanceUID, markups_report.SOPClassUID)
+    assert "PertinentOtherEvidenceSequence" not in markups_report
+    # no SEG reference in the markups' report: it is about coordinates in the frame of reference
+    assert all(str(i.ReferencedSOPClassUID) not in ("1.2.840.10008.5.1.4.1.1.66.4",) for st in
+               markups_report.CurrentRequestedProcedureEvidenceSequence for se in st.ReferencedSeriesSequence
+               for i in se.ReferencedSOPSequence)
+    both = api.import_sr(folder / "sr.dcm", sample[0])
+    assert len(both.records) == len(result.records) and both.missing == []
+    alone = api.import_sr(folder / "sr_markups.dcm", sample[0])
+    assert [m.name for m in alone.markups] == [m.name for m in both.markups]
+    assert all(not r.seg_sop_instance_uid for r in alone.records) and alone.referenced_seg_uids == []
+    shutil.copy(folder / "sr.dcm", tmp_path / "sr.dcm")
+    partial = api.import_sr(tmp_path / "sr.dcm", sample[0], seg_folders=[folder / "nowhere"])
+    assert partial.markups == [] and any(markups_report.SOPInstanceUID in m and "not found" in m
+                                         for m in partial.missing)
+    # the Slicer module loads the report, which brings the markups' one
+    assert plan_import(folder).srs == [folder / "sr.dcm"]
+    single = api.export_sr(sample[0], folder / "seg.dcm", tmp_path / "one.dcm", segmentation=sample[1],
+                           markups=every_markup, markups_in_own_document=False)
+    assert single.paths == [tmp_path / "one.dcm"] and single.markups_path is None
+    assert not (tmp_path / "one_markups.dcm").exists()
+    assert len(api.import_sr(tmp_path / "one.dcm", sample[0]).records) == len(result.records)
+    assert main(["sr", "export", "--series", str(sample[0].folder), "--seg", str(folder / "seg.dcm"),
+                 "--markups", str(sample_case.markups_path), "--out", str(tmp_path / "cli.dcm")]) == 0
+    printed = capsys.readouterr().out
+    assert str(tmp_path / "cli.dcm") in printed and str(tmp_path / "cli_markups.dcm") in printed
+    assert main(["-q", "sr", "import", str(tmp_path / "cli.dcm"), "--series", str(sample[0].folder),
+                 "--out", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back" / "markups.mrk.json").is_file()
 
 
 def test_pixelmed_accepts_the_segment_groups(sample, tmp_path):
@@ -136,30 +189,16 @@ def test_pixelmed_accepts_the_segment_groups(sample, tmp_path):
     assert dciodvfy_errors(tmp_path / "sr.dcm") == []
 
 
-def test_pixelmed_on_markup_groups(mixed, tmp_path):
-    """PixelMed 20220618 picks ONE template for every group of the Imaging Measurements container
-    (TID 1411 as soon as any group references a segment), so beside segment groups it flags each
-    TID 1410 / 1501 group for lacking a TID 1411 region: that is the only error it reports. With the
-    segment groups taken out (the same markup groups), it reports none."""
-    folder, _ = mixed
-    errors = pixelmed_errors(folder / "sr.dcm")
-    assert errors and all(re.match(r'Error: Template 1411 VolumetricROIMeasurements/.*Missing conditional '
-                                   r'content item$', e) for e in errors), errors
-    ds = pydicom.dcmread(folder / "sr.dcm")
-    container = next(i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010")
-    flagged = {int(m.group(1)) for m in (re.search(r"within 1\.\d+\.(\d+):", e) for e in errors)}
-    names = {n: next(str(c.TextValue) for c in g.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue == "112039")
-             for n, g in enumerate(container.ContentSequence, 1)}
-    assert {names[n] for n in flagged} == {"Seeds", "Diameter", "Path", "Angle", "Outline", "Warped outline", "Cut"}
-    container.ContentSequence = [g for g in container.ContentSequence
-                                 if not any(c.ConceptNameCodeSequence[0].CodeValue == "121191"
-                                            for c in g.ContentSequence)]
-    ds.ContentSequence = [i for i in ds.ContentSequence  # no image library: PixelMed's time grows with it
-                          if i.ConceptNameCodeSequence[0].CodeValue != "111028"]
-    ds.save_as(tmp_path / "markups_only.dcm")
-    assert pixelmed_errors(tmp_path / "markups_only.dcm") == []
-    assert dciodvfy_errors(folder / "sr.dcm") == []
-    dsrdump(folder / "sr.dcm")
+def test_pixelmed_accepts_both_reports(mixed):
+    """No PixelMed error on either document. (In one document, PixelMed 20220618 picks ONE template
+    for every group of the Imaging Measurements container - TID 1411 as soon as any group references
+    a segment - and flagged each TID 1410 / 1501 markup group for lacking a TID 1411 region: that is
+    why the markups have their own report.)"""
+    folder, result = mixed
+    for path in result.paths:
+        assert pixelmed_errors(path) == [], path
+        assert dciodvfy_errors(path) == [], path
+        dsrdump(path)
 
 
 def test_old_layout_still_read(sample, tmp_path):

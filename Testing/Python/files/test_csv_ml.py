@@ -171,7 +171,8 @@ def test_every_shape_round_trips_to_ml_formats(converted):
     assert conversion.bad_rows == [] and conversion.warnings == []
     assert conversion.converted_rows == conversion.rows == 14
     assert sorted(p.name for p in (folder / "dicom").iterdir()) == [
-        "evaluations.csv", "markups.mrk.json", "overlay", "seg.dcm", "segmentation.seg.nrrd", "sr.dcm"]
+        "evaluations.csv", "markups.mrk.json", "overlay", "seg.dcm", "segmentation.seg.nrrd", "sr.dcm",
+        "sr_markups.dcm"]
     names = {f.id: f.label for f in conversion.findings}
     cases = {case.kind: case for case in ml.cases}
     assert set(cases) == {"overlay", "seg"}

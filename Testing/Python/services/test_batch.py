@@ -68,7 +68,9 @@ def test_batch_on_local_cluster_writes_what_the_one_case_api_writes(local_run, s
         assert record["outputs"] == output_digests(on_disk)
         assert record["outputs"]["seg.dcm"] == on_disk["seg.dcm"]
         written = {k.split("/")[0] for k in on_disk}
-        assert written == {{"seg": "seg.dcm", "sr": "sr.dcm"}.get(o, o) for o in files["outputs"]}
+        # with markups, the SR's markup groups are in their own report beside it (README, "DICOM SR")
+        assert ("sr_markups.dcm" in written) == ("sr" in files["outputs"] and "markups" in files)
+        assert written - {"sr_markups.dcm"} == {{"seg": "seg.dcm", "sr": "sr.dcm"}.get(o, o) for o in files["outputs"]}
         assert record["duration_s"] > 0 and record["peak_memory_mb"] > 50
     missing, broken = (f"case-{i:02d}" for i in BAD)
     assert records[missing]["error"] == f"{cases[missing]['series']}: folder does not exist"

@@ -531,7 +531,8 @@ def test_must_show_round_trip_overlay_seg_sr(scene, tmp_path):
     assert result.seg.seg_type == "binary"  # the tumour overlaps the liver
     assert (tmp_path / "out" / "seg.dcm").is_file() and (tmp_path / "out" / "sr.dcm").is_file()
     assert len(result.overlay.series) == 1 and len(result.overlay.series[0].planes) == 6
-    assert sorted(Path(f).name for f in result.files if "overlay" not in f) == ["seg.dcm", "sr.dcm"]
+    # the markups' groups in their own report beside the SR (PixelMed accepts both; README "DICOM SR")
+    assert sorted(Path(f).name for f in result.files if "overlay" not in f) == ["seg.dcm", "sr.dcm", "sr_markups.dcm"]
 
     # Overlay-embedded series -> a new volume, segmentation and markups: exact (private metadata).
     overlay = module_logic.import_overlay_to_scene(
@@ -812,7 +813,8 @@ def test_logic_batch_export_and_import(slicer_app, scene, tmp_path):
     result = logic.exportToDicom(segmentation, volume, markups, outputFolder=str(tmp_path / "out"),
                                  createSeriesIfNeeded=True, observerName="Doe^Jane")
     assert logic.isVolumeFromDicom(volume)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Oblique_CT_dicom", "overlay", "seg.dcm", "sr.dcm"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Oblique_CT_dicom", "overlay", "seg.dcm", "sr.dcm",
+                                                                  "sr_markups.dcm"]
     assert "BINARY SEG" in result.summary() and "TID 1500 SR" in result.summary()
     with pytest.raises(OutputError):  # a second run does not overwrite ...
         logic.exportToDicom(segmentation, volume, markups, outputFolder=str(tmp_path / "out"))

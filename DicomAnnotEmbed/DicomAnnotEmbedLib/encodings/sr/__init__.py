@@ -49,9 +49,12 @@ character set. The image library of an enhanced multi-frame source takes its spa
 and position from the functional groups. Import keeps each group's Finding Category
 (:attr:`MeasurementRecord.finding_category`).
 
-PixelMed's DicomSRValidator (20220618) checks every group of a report against TID 1411 once one
-group references a segment, so it flags the TID 1410/1501 markup groups of a report that also has
-segment groups; dciodvfy, dsrdump, highdicom and dcmqi accept them (tests: test_sr_conformance.py).
+When there are both segments and markups, the markup groups go in a second document of the same
+series (``sr.dcm`` -> ``sr_markups.dcm``, :func:`markups_document_path`), which the first lists in
+its Pertinent Other Evidence Sequence; import follows that reference and reads both. The standard
+allows one report holding both, but PixelMed's DicomSRValidator (20220618) checks every group of a
+report against TID 1411 once one group references a segment, and flags the TID 1410/1501 markup
+groups; ``SrExportOptions(markups_in_own_document=False)`` still writes one document.
 
 Modules: ``codes`` (SOP classes, concepts), ``records`` (:class:`MeasurementRecord` and its CSV),
 ``encode`` (export), ``decode`` (import). The LIDC preset is :mod:`presets.lidc`.
@@ -61,13 +64,13 @@ from __future__ import annotations
 from ...presets.lidc import apply_lidc_preset, lidc_numbers
 from .codes import (ALGORITHM_NAME, COMPREHENSIVE_3D_SR, PRIVATE_SCHEME, PRIVATE_SCHEME_NAME, SEG_SOP_CLASSES,
                     SR_SOP_CLASSES, private_concept)
-from .decode import SegReader, SrImport, import_sr, read_sr_dataset, sr_summary
+from .decode import SegReader, SrImport, companion_report_uids, import_sr, read_sr_dataset, sr_summary
 from .encode import (INSIDE_TOLERANCE_MM, SrExportOptions, SrExportResult, check_markup_inside, check_seg_series,
-                     export_sr, read_seg_header)
+                     export_sr, markups_document_path, read_seg_header)
 from .records import CSV_COLUMNS, MeasurementRecord, read_measurements_csv, write_measurements_csv
 
 __all__ = ["ALGORITHM_NAME", "COMPREHENSIVE_3D_SR", "CSV_COLUMNS", "INSIDE_TOLERANCE_MM", "MeasurementRecord",
            "PRIVATE_SCHEME", "PRIVATE_SCHEME_NAME", "SEG_SOP_CLASSES", "SR_SOP_CLASSES", "SegReader",
            "SrExportOptions", "SrExportResult", "SrImport", "apply_lidc_preset", "check_markup_inside",
-           "check_seg_series", "export_sr", "import_sr", "lidc_numbers", "private_concept", "read_measurements_csv",
+           "check_seg_series", "companion_report_uids", "export_sr", "import_sr", "lidc_numbers", "markups_document_path", "private_concept", "read_measurements_csv",
            "read_seg_header", "read_sr_dataset", "sr_summary", "write_measurements_csv"]

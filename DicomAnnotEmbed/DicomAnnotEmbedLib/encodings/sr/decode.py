@@ -55,6 +55,8 @@ class SrImport:
         procedures: Procedure Reported codes.
         frame_of_reference_uids: of the SCOORD3D items.
         referenced_seg_uids: SOP Instance UIDs of the SEGs the groups reference.
+        companions: the reports the SR lists as pertinent evidence whose groups were read with it
+            (our markups' own report).
         written: files written by ``api.import_sr`` (``out_dir``).
     """
 
@@ -71,6 +73,7 @@ class SrImport:
     frame_of_reference_uids: List[str] = field(default_factory=list)
     referenced_seg_uids: List[str] = field(default_factory=list)
     written: List[str] = field(default_factory=list)
+    companions: List[str] = field(default_factory=list)
 
     @property
     def segmentation(self) -> Optional[Segmentation]:
@@ -157,11 +160,11 @@ def _import_sr(path: PathLike, series, seg_folders, seg_reader, progress) -> SrI
             code = _value_code(item)
             if code:
                 imported.procedures.append(code)
-    groups = [g for container in _children(ds) if _key(container) in _IMAGING_MEASUREMENTS
-              for g in _children(container) if _key(g) in _MEASUREMENT_GROUP]
-    if not groups:  # a cut file ends quietly where an element ends: say so instead of nothing
+    groups = _measurement_groups(ds)
+    if not groups and not companion_report_uids(ds):  # a cut file ends quietly where an element ends: say so instead of nothing
         imported.missing.append("the report holds no measurement group (an empty report, or a truncated file)")
     parsed = [_parse_group(g, series, imported) for g in groups]
+    parsed += _companion_groups(ds, series, seg_folders, imported)
     for group in parsed:
         imported.records.extend(group["records"])
     imported.markups = _markups_from_groups(parsed)
@@ -177,6 +180,48 @@ def _import_sr(path: PathLike, series, seg_folders, seg_reader, progress) -> SrI
     return imported
 
 
+def _measurement_groups(ds: Dataset) -> List[Dataset]:
+    return [g for container in _children(ds) if _key(container) in _IMAGING_MEASUREMENTS
+            for g in _children(container) if _key(g) in _MEASUREMENT_GROUP]
+
+
+def companion_report_uids(ds: Dataset) -> List[str]:
+    """SOP Instance UIDs of the SRs the report lists as Pertinent Other Evidence (our markups' own
+    report, see :attr:`SrExportOptions.markups_in_own_document`)."""
+    return [str(item.ReferencedSOPInstanceUID) for study in ds.get("PertinentOtherEvidenceSequence", []) or []
+            for series in study.get("ReferencedSeriesSequence", []) or []
+            for item in series.get("ReferencedSOPSequence", []) or []
+            if str(item.get("ReferencedSOPClassUID", "")) in SR_SOP_CLASSES and "ReferencedSOPInstanceUID" in item]
+
+
+def _companion_groups(ds: Dataset, series, seg_folders, imported: SrImport) -> List[dict]:
+    """The parsed groups of the TID 1500 reports that ``ds`` lists as pertinent evidence, found
+    beside it, in ``seg_folders`` or in the series' folder (one level: theirs are not followed)."""
+    uids = [uid for uid in dict.fromkeys(companion_report_uids(ds)) if uid != str(ds.SOPInstanceUID)]
+    if not uids:
+        return []
+    folders = [Path(imported.path).resolve().parent] + [Path(f) for f in seg_folders]
+    if series is not None:
+        folders.append(Path(series.folder))
+    found = _find_instances(set(uids), folders)
+    parsed: List[dict] = []
+    for uid in uids:
+        path = found.get(uid)
+        if path is None:
+            imported.missing.append(f"the report {uid} it lists as pertinent evidence (its markups) was not found in "
+                                    + ", ".join(str(f) for f in dict.fromkeys(folders)))
+            continue
+        try:
+            with reading(path, "the SR"):
+                companion = read_sr_dataset(path)
+                parsed += [_parse_group(g, series, imported) for g in _measurement_groups(companion)]
+        except DicomAnnotEmbedError as error:
+            imported.missing.append(f"the report {path} it lists as pertinent evidence cannot be read: {error}")
+            continue
+        imported.companions.append(str(path))
+    return parsed
+
+
 def _find_sr_series(ds: Dataset, folder: PathLike, imported: SrImport, progress) -> Optional[ReferenceSeries]:
     from ...core.errors import SeriesError
     from ...core.series import load_series
@@ -184,7 +229,8 @@ def _find_sr_series(ds: Dataset, folder: PathLike, imported: SrImport, progress)
     wanted = [str(series.SeriesInstanceUID) for key in ("CurrentRequestedProcedureEvidenceSequence",
                                                         "PertinentOtherEvidenceSequence")
               for study in ds.get(key, []) or [] for series in study.get("ReferencedSeriesSequence", []) or []
-              if not any(str(i.ReferencedSOPClassUID) in SEG_SOP_CLASSES for i in series.ReferencedSOPSequence)]
+              if not any(str(i.ReferencedSOPClassUID) in SEG_SOP_CLASSES or str(i.ReferencedSOPClassUID) in SR_SOP_CLASSES
+                         for i in series.ReferencedSOPSequence)]
     for uid in wanted:
         try:
             return load_series(folder, uid, progress)

@@ -6,6 +6,7 @@ caller's (``api.export_sr``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -60,6 +61,12 @@ class SrExportOptions:
             description "Nodule N - Annotation A".
         image_library: include the TID 1600 image library of the source images.
         series_description, series_number, instance_number: of the SR.
+        markups_in_own_document: when there are both segment groups and markup groups, write the
+            markup groups in a second SR document (:func:`markups_document_path`, same series,
+            next instance number) that the first lists in its Pertinent Other Evidence; import
+            reads both. Default True: PixelMed's DicomSRValidator (20220618) checks every group of
+            one report against TID 1411 once one references a segment, so a mixed report, which
+            the standard allows, fails it. False: one document holding both.
     """
 
     observer_name: Optional[str] = None
@@ -72,6 +79,7 @@ class SrExportOptions:
     series_number: int = 400
     instance_number: int = 1
     algorithm_version: str = __version__
+    markups_in_own_document: bool = True
 
 
 @dataclass
@@ -81,6 +89,8 @@ class SrExportResult:
     Attributes:
         path: the SR file.
         sop_instance_uid, series_instance_uid: of the SR.
+        markups_path, markups_sop_instance_uid: the markups' own report (same series), when
+            :attr:`SrExportOptions.markups_in_own_document` split them off; else None.
         records: every measurement and evaluation written, as :class:`MeasurementRecord`.
         groups: number of measurement groups.
         skipped: what was left out and why (empty segments, segments not in the SEG, ...).
@@ -92,6 +102,19 @@ class SrExportResult:
     records: List[MeasurementRecord] = field(default_factory=list)
     groups: int = 0
     skipped: List[str] = field(default_factory=list)
+    markups_path: Optional[Path] = None
+    markups_sop_instance_uid: Optional[str] = None
+
+    @property
+    def paths(self) -> List[Path]:
+        """Every file written: the report, then the markups' report when there is one."""
+        return [self.path] + ([self.markups_path] if self.markups_path else [])
+
+
+def markups_document_path(out: PathLike) -> Path:
+    """Where the markups' own report goes beside the report ``out``: ``sr.dcm`` -> ``sr_markups.dcm``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_markups{out.suffix or '.dcm'}")
 
 
 
@@ -203,7 +226,7 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         check_lidc_tracking(seg_segmentation.segments, lidc)
 
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=options.algorithm_version)
-    groups = []
+    groups = []  # the segments' groups, then the markups'
     for seg_segment in sorted(seg_segmentation.segments, key=lambda s: numbers[s.id]):
         if seg_segment.id not in matched:
             log.info("SEG segment %r has no counterpart in the given segmentation: reported from the SEG alone",
@@ -213,6 +236,7 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
             per_segment.get(seg_segment.id, []), algorithm, lidc.get(seg_segment.id))
         groups.append(group)
         result.records.extend(records)
+    segment_group_count = len(groups)
     used_names: Dict[str, int] = {}
     for markup in shapes:
         name = _unique(markup.name, used_names)
@@ -223,6 +247,41 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     if not groups:
         raise InputError("nothing to report: the SEG has no segments and no markups were given", seg_file)
     result.groups = len(groups)
+
+    context = _observation_context(options)
+    procedure = options.procedure_reported or PROCEDURES.get(series.modality.upper(), IMAGING_PROCEDURE)
+    description = options.series_description
+    if description is None:
+        if options.lidc and lidc:
+            description = "; ".join(f"Nodule {n} - Annotation {a}" for n, a in lidc.values())
+        else:
+            description = "Measurements (DicomAnnotEmbed)"
+    split = options.markups_in_own_document and 0 < segment_group_count < len(groups)
+    documents = [(groups[:segment_group_count] if split else groups, evidence(series.datasets) + [seg_header],
+                  result.sop_instance_uid, options.instance_number, description, out)]
+    if split:
+        result.markups_path = markups_document_path(out)
+        prepare_output_file(result.markups_path)
+        result.markups_sop_instance_uid = generate_uid()
+        documents.append((groups[segment_group_count:], evidence(series.datasets), result.markups_sop_instance_uid,
+                          options.instance_number + 1, long_string(f"{description} (markups)"), result.markups_path))
+    built = [_document(series, context, procedure, content, evidence_items, sop_uid, number, text, result, options,
+                       engine) for content, evidence_items, sop_uid, number, text, _ in documents]
+    if split:
+        _add_pertinent_evidence(built[0], built[1])
+    # the markups' report is renamed first and the report last: a run killed between the two leaves
+    # no report, and a rerun replaces the markups' one
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(atomic_path(path)) for *_, path in documents]
+        for document, tmp in zip(built, temporaries):
+            if engine == "fast":
+                mark_explicit(document)
+            pydicom.dcmwrite(tmp, document, enforce_file_format=True)
+    return result
+
+
+def _observation_context(options: SrExportOptions):
+    import highdicom as hd
 
     observer_person = observer_device = None
     if options.observer_name:
@@ -235,9 +294,15 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
             observer_type=coded_concept(Code("121007", "DCM", "Device")),
             observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                 uid=generate_uid(entropy_srcs=["DicomAnnotEmbed device observer", name]), name=long_string(name)))
-    context = hd.sr.ObservationContext(observer_person_context=observer_person,
-                                       observer_device_context=observer_device)
-    procedure = options.procedure_reported or PROCEDURES.get(series.modality.upper(), IMAGING_PROCEDURE)
+    return hd.sr.ObservationContext(observer_person_context=observer_person, observer_device_context=observer_device)
+
+
+def _document(series: ReferenceSeries, context, procedure: Code, groups: list, evidence_items: List[Dataset],
+              sop_instance_uid: str, instance_number: int, description: str, result: SrExportResult,
+              options: SrExportOptions, engine: str) -> Dataset:
+    """One Comprehensive 3D SR document of ``groups``, with the image library of the series."""
+    import highdicom as hd
+
     try:
         report = hd.sr.MeasurementReport(
             observation_context=context, procedure_reported=coded_concept(procedure), imaging_measurements=groups,
@@ -245,19 +310,11 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
                 hd.sr.templates.DEFAULT_LANGUAGE))
     except (ValueError, TypeError, AttributeError) as error:
         raise InputError(f"the measurement report cannot be built: {error}") from None
-
-    description = options.series_description
-    if description is None:
-        if options.lidc and lidc:
-            description = "; ".join(f"Nodule {n} - Annotation {a}" for n, a in lidc.values())
-        else:
-            description = "Measurements (DicomAnnotEmbed)"
-    evidence_items = evidence(series.datasets) + [seg_header]
     try:
         document = hd.sr.Comprehensive3DSR(
             evidence=evidence_items, content=report if engine != "fast" else report_skeleton(report, evidence_items),
             series_instance_uid=result.series_instance_uid, series_number=options.series_number,
-            sop_instance_uid=result.sop_instance_uid, instance_number=options.instance_number,
+            sop_instance_uid=sop_instance_uid, instance_number=instance_number,
             manufacturer="DicomAnnotEmbed", series_description=long_string(description),
             software_versions=f"DicomAnnotEmbed {__version__}")
     except (ValueError, TypeError, AttributeError) as error:
@@ -268,11 +325,22 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         insert_image_library(document, series.datasets, engine)
     _add_coding_schemes(document, options)
     _declare_character_set(document)
-    with atomic_path(out) as tmp:
-        if engine == "fast":
-            mark_explicit(document)
-        pydicom.dcmwrite(tmp, document, enforce_file_format=True)
-    return result
+    return document
+
+
+def _add_pertinent_evidence(report: Dataset, markups_report: Dataset) -> None:
+    """List the markups' report in the report's Pertinent Other Evidence Sequence (study, series,
+    instance), which is how its import finds it."""
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = markups_report.SOPClassUID
+    instance.ReferencedSOPInstanceUID = markups_report.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = markups_report.SeriesInstanceUID
+    series.ReferencedSOPSequence = [instance]
+    study = Dataset()
+    study.StudyInstanceUID = markups_report.StudyInstanceUID
+    study.ReferencedSeriesSequence = [series]
+    report.PertinentOtherEvidenceSequence = [study]
 
 
 def read_seg_header(path: PathLike) -> Dataset:
