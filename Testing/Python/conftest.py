@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,14 @@ def run_on_terminal(*args) -> tuple:
 # Control points of an MRML markups node in world coordinates (RAS): the library's own reader,
 # which the module's self-test uses too.
 from DicomAnnotEmbedLib.slicer.self_test_case import world_points  # noqa: E402,F401
+
+
+def stop_process(process: "subprocess.Popen", timeout: float = 30) -> None:
+    """Stop a server or worker this test run started: SIGTERM by PID, SIGKILL after ``timeout`` s."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Dict, Iterable, Tuple
 import numpy as np
 import pytest
 
+from conftest import stop_process
 from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
 from DicomAnnotEmbedLib.core.model import Code, Markup, Segment, Segmentation, Terminology
 
@@ -210,16 +210,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory):
     """`dask scheduler` and two `dask worker` processes (one thread each, no nanny: a killed worker
@@ -245,4 +235,4 @@ def dask_cluster(tmp_path_factory):
         client.close()
     finally:
         for process in reversed(processes):  # workers first, then the scheduler
-            _stop(process)
+            stop_process(process, timeout=20)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
+from conftest import stop_process
+
 ORTHANC_AET = "TESTPACS"
 OUR_AET = "DAETEST"
 #: The calling AE titles the tests and the benchmark use (ours, DCMTK's as a modality, the default).
@@ -99,17 +101,6 @@ class Orthanc:
 
     def stop(self) -> None:
         stop_process(self.process)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM by PID, SIGKILL after 30 s."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def _config(folder: Path, dicom_port: int, http_port: int, *, lua: Optional[str],
