@@ -307,7 +307,7 @@ def dicomize(volume: PathLike, out_dir: PathLike, **options) -> List[str]:
 
 def export_sr(series: Union[ReferenceSeries, PathLike], seg_file: PathLike, out: PathLike, *,
               segmentation: SegmentationSource = None, markups: Sequence[MarkupsSource] = (),
-              evaluations=None, series_uid: Optional[str] = None,
+              evaluations=None, series_uid: Optional[str] = None, seg_written=None,
               progress: Optional[ProgressCallback] = None, **options):
     """Write a TID 1500 Comprehensive 3D SR: one volumetric group per segment of ``seg_file``
     (measurements, evaluations from the ``evaluations`` CSV) and one group per markup (LPS).
@@ -315,6 +315,10 @@ def export_sr(series: Union[ReferenceSeries, PathLike], seg_file: PathLike, out:
     Reads the SEG (through the SEG encoding, onto the series grid), the ``segmentation`` the SEG
     was written from (its segment ids/names may then be used in the evaluation CSV) and the
     markups (``.mrk.json`` paths or :class:`Markup` objects), and hands them to the SR encoding.
+    ``seg_written``: the :class:`seg.SegExportResult` of the export that wrote ``seg_file`` from
+    ``segmentation`` (a :class:`Segmentation` on the series grid, unchanged since): the SEG's
+    segments are then its header's descriptions on the voxels in memory, instead of its frames
+    decoded again (the same segments and voxels; ``csv import`` does this).
     ``options``: fields of :class:`sr.SrExportOptions` (observer_name, device_name, lidc,
     code_table, series_description, ...), or ``options=SrExportOptions(...)``.
     Returns :class:`sr.SrExportResult`; see :func:`sr.encode.export_sr`.
@@ -329,15 +333,43 @@ def export_sr(series: Union[ReferenceSeries, PathLike], seg_file: PathLike, out:
     prepare_output_file(out)
     seg_header = read_seg_header(seg_file)
     check_seg_series(seg_header, reference)
-    seg_import = read_seg(seg_file, reference, progress)
+    as_written = _seg_as_written(seg_header, seg_file, seg_written, segmentation, reference)
+    if as_written is None:
+        seg_import = read_seg(seg_file, reference, progress)
+        as_written = seg_import.segmentation, seg_import.segment_numbers
     work = None
     if segmentation is not None:
         work = load_annotations(reference, segmentation).segmentation
     shapes: List[Markup] = []
     for item in markups:
         shapes.extend([item] if isinstance(item, Markup) else read_markups(item))
-    return write_sr(reference, seg_header, seg_import.segmentation, seg_import.segment_numbers, out,
+    return write_sr(reference, seg_header, as_written[0], as_written[1], out,
                     segmentation=work, markups=shapes, evaluations=evaluations, progress=progress, **options)
+
+
+def _seg_as_written(seg_header, seg_file: PathLike, seg_written, segmentation, reference: ReferenceSeries):
+    """(segments, {segment id: Segment Number}) of ``seg_file`` as :func:`seg.import_seg` would give
+    them, without decoding its frames: the header's segment descriptions (read the way import reads
+    them) on the layers of ``segmentation``, which the SEG export ``seg_written`` wrote into the file
+    (BINARY or LABELMAP: lossless, a segment's frames are its mask). None when that cannot be
+    vouched for (another file, grid or type, fractional values, segments that do not pair up)."""
+    from ..encodings.seg import read_seg_segments
+
+    if (seg_written is None or not isinstance(segmentation, Segmentation) or segmentation.fractions
+            or not segmentation.geometry.same_as(reference.geometry)
+            or getattr(seg_written, "seg_type", "") not in ("binary", "labelmap")
+            or [Path(p) for p in getattr(seg_written, "paths", [])] != [Path(seg_file)]
+            or len(getattr(seg_written, "segment_numbers", [])) != 1):
+        return None
+    by_number = {number: segment_id for segment_id, number in seg_written.segment_numbers[0].items()}
+    segments, numbers = read_seg_segments(seg_header, seg_file)
+    mine = {s.id: s for s in segmentation.segments}
+    if sorted(numbers.values()) != sorted(by_number) or any(by_number[n] not in mine for n in numbers.values()):
+        return None
+    for segment in segments:
+        source = mine[by_number[numbers[segment.id]]]
+        segment.layer, segment.label_value = source.layer, source.label_value
+    return Segmentation(reference.geometry, segmentation.layers, segments), numbers
 
 
 def import_sr(sr_file: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,

@@ -165,9 +165,11 @@ def _import_table(table: PathLike, series: Union[ReferenceSeries, PathLike], out
             result.skipped.append("seg: no finding has an area (only points and polylines)")
     if "sr" in formats:
         if result.seg is not None:
+            # the SEG's segments are taken from the segmentation in memory, not decoded back from seg.dcm
             result.sr = api.export_sr(reference, result.seg.paths[0], out / "sr.dcm", segmentation=segmentation,
-                                      markups=conversion.markups, evaluations=conversion.evaluations, lidc=lidc,
-                                      code_table=code_table, observer_name=observer_name, progress=progress)
+                                      seg_written=result.seg, markups=conversion.markups,
+                                      evaluations=conversion.evaluations, lidc=lidc, code_table=code_table,
+                                      observer_name=observer_name, progress=progress)
         else:
             result.skipped.append("sr: it needs a SEG, and no finding has an area")
     if "rtstruct" in formats:

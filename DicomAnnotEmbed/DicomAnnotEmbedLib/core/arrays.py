@@ -76,3 +76,37 @@ def label_extents(layer: np.ndarray, count: int, slab: int = 16):
         edge(layer[0], 0, 2)
         edge(layer[-1], depth - 1, 2)
     return lo, hi
+
+
+def slice_label_counts(layer: np.ndarray, bins: int) -> np.ndarray:
+    """Voxels of each value 0..bins-1 on each slice of a (K, J, I) integer label layer: (K, bins)
+    int64, as one ``np.bincount`` per slice gives them (values >= bins are not counted).
+
+    Labels usually cover a small part of each slice: the per-slice maxima along rows and columns
+    (two fast passes) give the box of non-zero voxels on each slice, and only that box is counted;
+    slices without labels are skipped. Value 0 is what the rest of the slice holds. About half the
+    time of the plain per-slice bincount on the CSV benchmark's layers, which are counted several
+    times per ``csv import`` (SEG and SR exports)."""
+    slices, rows, columns = layer.shape
+    table = np.zeros((slices, bins), dtype=np.int64)
+    if bins < 1 or layer.size == 0:
+        return table
+    if layer.dtype.kind != "u":  # signed or bool: plain bincounts (a negative value raises, as there)
+        for k in range(slices):
+            table[k] = np.bincount(layer[k].ravel(), minlength=bins)[:bins]
+        return table
+    row_max, column_max = layer.max(axis=2), layer.max(axis=1)  # (K, J), (K, I)
+    for k in np.flatnonzero(row_max.any(axis=1)):
+        used_rows, used_columns = np.flatnonzero(row_max[k]), np.flatnonzero(column_max[k])
+        box = layer[k, used_rows[0]:used_rows[-1] + 1, used_columns[0]:used_columns[-1] + 1]
+        table[k] = np.bincount(box.ravel(), minlength=bins)[:bins]
+    table[:, 0] = rows * columns - table[:, 1:].sum(axis=1) - _beyond(layer, bins, row_max)
+    return table
+
+
+def _beyond(layer: np.ndarray, bins: int, row_max: np.ndarray) -> np.ndarray:
+    """Per slice, the voxels holding a value >= bins (not counted, and not background either)."""
+    beyond = np.zeros(layer.shape[0], dtype=np.int64)
+    for k in np.flatnonzero(row_max.max(axis=1) >= bins):
+        beyond[k] = np.count_nonzero(layer[k] >= bins)
+    return beyond

@@ -370,17 +370,24 @@ class Segmentation:
             return False
         occupied = np.zeros(self.geometry.shape, dtype=np.uint8)
         for layer in layers:
-            table = np.zeros(int(self.layers[layer].max(initial=0)) + 1, dtype=np.uint8)
+            data = self.layers[layer]
+            table = np.zeros(int(data.max(initial=0)) + 1, dtype=np.uint8)
             values = [s.label_value for s in self.segments if s.layer == layer and s.label_value < table.size]
             table[values] = 1
-            occupied += table[self.layers[layer]]  # np.take made an int64 copy of the indices: 420 MB
+            if not table[0] and table[1:].all():  # every value held is a segment's: a comparison, 3x faster
+                occupied += (data != 0).view(np.uint8)
+            else:
+                occupied += table[data]  # np.take made an int64 copy of the indices: 420 MB
         return bool((occupied > 1).any())
 
     def slice_voxel_counts(self) -> Dict[str, np.ndarray]:
         """Voxels of each segment on each slice, by id: {id: (K,) counts}.
 
-        One bincount per slice: a whole-volume bincount would make a volume-sized int64 copy
-        (the benchmark's profile showed 420 MB and up to 0.9 s for 512x512x200)."""
+        Counted slice by slice, on the box of labelled voxels (:func:`arrays.slice_label_counts`): a
+        whole-volume bincount would make a volume-sized int64 copy (the benchmark's profile showed
+        420 MB and up to 0.9 s for 512x512x200)."""
+        from .arrays import slice_label_counts
+
         counts: Dict[str, np.ndarray] = {}
         n_slices = self.geometry.shape[0]
         for layer in range(self.layers.shape[0]):
@@ -389,9 +396,7 @@ class Segmentation:
                 continue
             # Sized by the values the voxels hold, not by the largest label a file claims.
             bins = min(max(s.label_value for s in members), int(self.layers[layer].max(initial=0))) + 1
-            table = np.zeros((n_slices, bins), dtype=np.int64)
-            for k in range(n_slices):
-                table[k] = np.bincount(self.layers[layer, k].ravel(), minlength=bins)[:bins]
+            table = slice_label_counts(self.layers[layer], bins)
             for s in members:
                 counts[s.id] = table[:, s.label_value] if s.label_value < bins else np.zeros(n_slices, np.int64)
         return counts

@@ -97,6 +97,26 @@ class ReferenceSeries:
                     volume[k] = frames[frame]
         return volume
 
+    def read_int16_volume(self, progress: Optional[ProgressCallback] = None) -> Optional[np.ndarray]:
+        """The image as int16 (K, J, I) modality values when they are whole numbers within int16,
+        as CTs are: :meth:`read_volume`'s values, without its float32 volume (twice the memory) and
+        the test of every value that its cast to int16 needs (export-ml's profile, issue 14). None
+        when a file's rescale is not by whole numbers (or is a Modality LUT) or a value falls outside
+        int16: then use read_volume. (With whole slope and intercept and the bounds checked here,
+        float32 holds every intermediate value of read_volume exactly, so the values are the same.)"""
+        volume = np.empty(self.geometry.shape, dtype=np.int16)
+        for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
+            with reading(self.files[file_index], "the pixel data"):
+                ds = read_dicom_file(self.files[file_index], "image")
+                rescales = frame_rescales(ds)
+                stored = stored_frames(ds) if rescales is not None else None
+                if stored is None or stored.dtype.kind not in "iu":
+                    return None
+                for frame, k in self.slices_of_file(file_index):
+                    if not _int16_frame(stored[frame], *rescales[frame], volume[k]):
+                        return None
+        return volume
+
     def summary(self) -> str:
         return (f"{self.modality} series {self.series_instance_uid} '{self.description}': "
                 f"{len(self.files)} files, {self.geometry.describe()}")
@@ -235,6 +255,24 @@ def modality_frames(ds: Dataset, pixel_data: Optional[bytes] = None) -> np.ndarr
         np.multiply(stored[frame], slope, out=out[frame], casting="unsafe")
         out[frame] += intercept
     return out
+
+
+def _int16_frame(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> bool:
+    """``stored * slope + intercept`` into the int16 plane ``out`` when slope and intercept are whole
+    numbers, every value fits int16 and every intermediate is below 2**24 (exact in float32, as
+    modality_frames computes it); False (``out`` unspecified) otherwise."""
+    if slope != int(slope) or intercept != int(intercept) or stored.size == 0:
+        return False
+    low, high = int(stored.min()), int(stored.max())
+    ends = (low * slope + intercept, high * slope + intercept)
+    if max(abs(low), abs(high)) * abs(slope) >= 1 << 24 or abs(intercept) >= 1 << 24 \
+            or min(ends) < -32768 or max(ends) > 32767:
+        return False
+    if slope == 1:  # in int32, then cast: every value is known to fit
+        np.add(stored, np.int32(intercept), out=out, casting="unsafe")
+    else:
+        np.copyto(out, stored.astype(np.int32) * int(slope) + int(intercept), casting="unsafe")
+    return True
 
 
 def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
@@ -416,11 +454,21 @@ def _scan_file(path: Path, reader: _HeaderReader, series: Dict[str, List[Tuple[s
     try:
         ds, head = reader.read(path)
     except Exception as exc:
-        if not (is_decoding_error(exc) or isinstance(exc, (OSError, ValueError, TypeError, KeyError,
-                                                           NotImplementedError))):
+        if not _unreadable(exc):
             raise
         skipped[str(path)] = f"not DICOM ({exc.__class__.__name__})"
         return
+    _file_series(path, ds, head, series, skipped, on_header)
+
+
+def _unreadable(exc: Exception) -> bool:
+    """Whether a header read failed the way a file that is not (readable) DICOM does."""
+    return is_decoding_error(exc) or isinstance(exc, (OSError, ValueError, TypeError, KeyError, NotImplementedError))
+
+
+def _file_series(path: Path, ds: Dataset, head: Optional[bytes], series: Dict[str, List[Tuple[str, Dataset]]],
+                 skipped: Dict[str, str], on_header: Optional[HeaderConsumer] = None) -> None:
+    """Put one file's header into ``series`` (by Series Instance UID), or say in ``skipped`` why not."""
     if "file_meta" in ds.__dict__ and header_value(ds.file_meta, "MediaStorageSOPClassUID") == _DICOMDIR_UID:
         skipped[str(path)] = "DICOMDIR"
         return
@@ -454,9 +502,53 @@ def load_series(folder: os.PathLike | str, series_uid: Optional[str] = None,
         return _load_series(folder, series_uid, progress, on_header)
 
 
+def read_headers(paths: Sequence[Path], progress: Optional[ProgressCallback] = None
+                 ) -> Iterator[Tuple[Path, "Dataset | Exception"]]:
+    """Each file's header as :func:`load_series` reads it (up to the pixel data, values longer than
+    DEFER_SIZE read from the file when used), or the exception that reading it raised. For callers
+    that look at a set of files first (``export-ml`` sorts them into SEG, SR, images) and then want
+    their series (:func:`series_from_headers`) without reading every header a second time."""
+    reader = _HeaderReader()
+    for path in track(list(paths), progress, "Reading headers"):
+        try:
+            yield path, reader.read(Path(path))[0]
+        except Exception as exc:  # the caller decides (load_series passes over what _unreadable says)
+            yield path, exc
+
+
+def series_from_headers(folder: os.PathLike | str, series_uid: str,
+                        headers: Dict[str, "Dataset | Exception"]) -> Optional[ReferenceSeries]:
+    """What ``load_series(folder, series_uid)`` returns, built from headers already read by
+    :func:`read_headers` ({absolute path: header or exception}), or None when ``headers`` does not
+    hold every file below ``folder`` (or holds a read failure load_series would raise): then the
+    caller loads the series. Raises what load_series raises for those files."""
+    folder_path = Path(folder)
+    if not folder_path.is_dir():
+        return None
+    paths = sorted(p for p in folder_path.rglob("*") if p.is_file())
+    known = [headers.get(os.path.abspath(p)) for p in paths]
+    if any(ds is None or (isinstance(ds, Exception) and not _unreadable(ds)) for ds in known):
+        return None
+    found: Dict[str, List[Tuple[str, Dataset]]] = defaultdict(list)
+    skipped: Dict[str, str] = {}
+    with gc_paused():
+        for path, ds in zip(paths, known):
+            if isinstance(ds, Exception):
+                skipped[str(path)] = f"not DICOM ({ds.__class__.__name__})"
+            else:
+                _file_series(path, ds, None, found, skipped)
+        return _choose_series(folder, series_uid, dict(found), skipped)
+
+
 def _load_series(folder: os.PathLike | str, series_uid: Optional[str],
                  progress: Optional[ProgressCallback], on_header: Optional[HeaderConsumer]) -> ReferenceSeries:
     found, skipped = scan_folder(folder, progress, on_header)
+    return _choose_series(folder, series_uid, found, skipped)
+
+
+def _choose_series(folder: os.PathLike | str, series_uid: Optional[str], found: Dict[str, List[Tuple[str, Dataset]]],
+                   skipped: Dict[str, str]) -> ReferenceSeries:
+    """The series ``series_uid`` (the only one when None) among those found, built."""
     if not found:
         detail = f" ({len(skipped)} files passed over: {_reason_counts(skipped)})" if skipped else " (no files)"
         raise SeriesError("no DICOM image series found" + detail, folder)

@@ -24,10 +24,10 @@ from __future__ import annotations
 from .common import (ALGORITHM_TYPES, ALLOWED_COMPRESSIONS, COMPRESSIONS, DEFAULT_COMPRESSION,
                      LABEL_MAP_SEGMENTATION_STORAGE, MAX_SEGMENTS, SEG_SOP_CLASSES, SEG_TYPES, SEGMENTATION_STORAGE,
                      TRANSFER_SYNTAXES, SegExportOptions, SegExportResult, check_compression)
-from .decode import SegImport, import_seg, read_seg_dataset, seg_summary
+from .decode import SegImport, import_seg, read_seg_dataset, read_seg_segments, seg_summary
 from .encode import export_seg
 
 __all__ = ["ALGORITHM_TYPES", "ALLOWED_COMPRESSIONS", "COMPRESSIONS", "DEFAULT_COMPRESSION",
            "LABEL_MAP_SEGMENTATION_STORAGE", "MAX_SEGMENTS", "SEG_SOP_CLASSES", "SEG_TYPES", "SEGMENTATION_STORAGE",
            "TRANSFER_SYNTAXES", "SegExportOptions", "check_compression", "SegExportResult", "SegImport", "export_seg", "import_seg",
-           "read_seg_dataset", "seg_summary"]
+           "read_seg_dataset", "read_seg_segments", "seg_summary"]

@@ -53,6 +53,7 @@ class SegExportResult:
         series_instance_uid: of the SEG series.
         sop_instance_uids: one per file.
         tracking: {segment id: (tracking identifier, tracking UID)} as written (for the SR).
+        segment_numbers: per file, {segment id of the segmentation given: its Segment Number}.
     """
 
     paths: List[Path] = field(default_factory=list)
@@ -65,6 +66,7 @@ class SegExportResult:
     series_instance_uid: str = ""
     sop_instance_uids: List[str] = field(default_factory=list)
     tracking: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    segment_numbers: List[Dict[str, int]] = field(default_factory=list)
 
 
 @dataclass

@@ -106,13 +106,8 @@ def _import_seg(path, series, progress) -> SegImport:
     referenced_uid = _referenced_series_uid(ds)
     if series is not None and not isinstance(series, ReferenceSeries):
         series = _find_series(series, referenced_uid, path, progress)
-    seg_type = str(getattr(ds, "SegmentationType", "BINARY")).upper()
-    if str(ds.SOPClassUID) == LABEL_MAP_SEGMENTATION_STORAGE:
-        seg_type = "LABELMAP"
-    segments, numbers = _segments_of(ds, path)
-    if seg_type == "LABELMAP" and 0 in numbers:  # the background, described as segment 0
-        index = numbers.index(0)
-        del segments[index], numbers[index]
+    seg_type = _seg_type(ds)
+    segments, numbers = _described_segments(ds, path, seg_type)
     frames = _frame_infos(ds, path)
     own = _own_geometry(ds, frames, path)
     geometry = own if series is None else series.geometry
@@ -137,6 +132,34 @@ def _import_seg(path, series, progress) -> SegImport:
                      series=series if isinstance(series, ReferenceSeries) else None,
                      referenced_series_uid=referenced_uid,
                      segment_numbers={s.id: n for n, s in zip(numbers, segments)}, path=path)
+
+
+def read_seg_segments(ds: Dataset, path: Optional[os.PathLike | str] = None) -> Tuple[List[Segment], Dict[str, int]]:
+    """The segments a SEG's header describes, as :func:`import_seg` names and describes them (ids,
+    names, colours, codes, tracking; a LABELMAP's background left out), without decoding a frame:
+    their ``layer`` and ``label_value`` are not set. Also {segment id: Segment Number}.
+
+    For a caller that still holds the segmentation the SEG was written from (``api.export_sr``
+    after ``api.export_seg``) and needs the file's view of the segments, not its pixels."""
+    path = str(path if path is not None else getattr(ds, "filename", "") or "SEG")
+    with reading(path, "the SEG"):
+        segments, numbers = _described_segments(ds, path, _seg_type(ds))
+    return segments, {s.id: n for n, s in zip(numbers, segments)}
+
+
+def _seg_type(ds: Dataset) -> str:
+    """BINARY, FRACTIONAL or LABELMAP."""
+    if str(ds.SOPClassUID) == LABEL_MAP_SEGMENTATION_STORAGE:
+        return "LABELMAP"
+    return str(getattr(ds, "SegmentationType", "BINARY")).upper()
+
+
+def _described_segments(ds: Dataset, path: str, seg_type: str) -> Tuple[List[Segment], List[int]]:
+    segments, numbers = _segments_of(ds, path)
+    if seg_type == "LABELMAP" and 0 in numbers:  # the background, described as segment 0
+        index = numbers.index(0)
+        del segments[index], numbers[index]
+    return segments, numbers
 
 
 VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.77.1.6"

@@ -155,6 +155,7 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
         result.paths.append(path)
         result.frames.append(frames)
         result.segments.append([s.name for s in group])
+        result.segment_numbers.append({s.id: number for number, s in enumerate(group, 1)})
         result.sop_instance_uids.append(sop_uid)
     return result
 
