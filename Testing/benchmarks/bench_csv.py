@@ -5,6 +5,9 @@ Run by hand (not a pytest test; it asserts results, not timings)::
 
     python Testing/benchmarks/bench_csv.py                        # timing table (Markdown) on stdout
     python Testing/benchmarks/bench_csv.py --workdir /tmp/dae-csv-bench --repeats 3
+    # the commands against their peers, fresh processes in interleaved rounds, CPU time (issue 14);
+    # --lib: also other copies of the library in the same rounds (git archive REV DicomAnnotEmbed | tar -x -C DIR)
+    python Testing/benchmarks/bench_csv.py --commands --repeats 5 --lib before=DIR/DicomAnnotEmbed
 
 What it does
 ------------
@@ -28,6 +31,14 @@ What it does
      the same with ``--png``.
 3. Checks each result: rows converted, segments, voxels of every finding against the conversion.
 
+``--commands`` instead runs whole commands, each a fresh process, every variant once per round
+(the machine is shared: the child's CPU time, user + sys from wait4, is the figure; wall time and
+the load average are printed beside it): ``csv import`` of the table and its peer, ``overlay
+export`` of the same segmentation and markups onto the same series (what issue 14 compares it
+with: at most 3x); ``export-ml`` of the SEG, SR and series that ``csv import`` wrote, and its peer,
+SimpleITK reading the series and writing the image and the label map as .nii.gz
+(``bench_startup.SITK_ML``).
+
 Notes (figures: README, "CSV in, ML out" > "Speed")
 ----------------------------------------------------
 The SR export took 12 s of a 17 s ``csv import``. cProfile of ``sr.export_sr`` on the 200-image
@@ -38,6 +49,42 @@ the export took 2.05 s; with it, 8.45 s. ``sr._insert_image_library`` now adds h
 ImageLibrary after the document is built: 5.8 s, the same content. What remains: highdicom
 building the entries (it checks the IOD tables for every image, ~1.7 s), pydicom writing ~47,000
 elements (~2 s, of which a third is its ambiguous-VR pass), the measurements (~1 s).
+
+Issue 14, 2026-12-04 (CPU time: the machine was shared, load average 6 to 9 on 2 cores). CPU per
+stage of one ``csv import`` in one process (``time.process_time`` around the api calls; cProfile of
+the whole command for the detail), library at f105c92: imports 0.41 s, reading the table 2.2
+(rasterising the 9,950 shapes about 1.5 of it: some 30 numpy calls of a few microseconds per
+shape; joining them per finding and slice 0.3), ``segmentation.seg.nrrd`` 0.52 (pynrrd's
+Fortran-order copy of the 104 MB of layers and zlib), overlay export 0.64, SEG export 1.11, SR
+export 3.55. In the SEG and SR exports: the SR decoded the SEG it had just been handed by the SEG
+export (0.57 s: 2,000 1-bit frames unpacked and laid into new layers), read the pixels as a
+float32 volume (0.47 s in a fresh process, mostly page faults of its 210 MB), and the voxels were
+counted per slice four times (0.12 s each: ``np.bincount`` of every 512x512 slice) and the SEG's
+overlap test looked every voxel up in a table (0.24 s). Changed:
+
+* ``api.export_sr(..., seg_written=)``: ``csv import`` hands the SR the SEG export's result; the SEG's
+  segments are then its header's descriptions (``seg.read_seg_segments``, as import names them) on
+  the layers in memory, paired by the Segment Numbers the export reports
+  (``SegExportResult.segment_numbers``). No encoding imports another: the api layer passes them.
+* ``ReferenceSeries.read_int16_volume``: the pixels as int16 where the rescale is by whole numbers
+  and every value fits (CT), the same values as ``read_volume`` (float32 holds each intermediate
+  exactly); the SR measures on it (and export-ml writes it).
+* ``arrays.slice_label_counts``: per-slice counts on the box of labelled voxels only (row and
+  column maxima find it), 0.055 s instead of 0.12; ``Segmentation.has_overlap`` compares with 0
+  when every value a layer holds is a segment's (0.08 s instead of 0.24).
+
+After (the same stages, only these changes on f105c92): SEG export 0.71 s, SR export 2.72 s, the
+whole run 6.83 s instead of 8.20 s. Tests: ``Testing/Python/files/test_csv_speed_equivalence.py``
+compares the files that ``csv import`` writes with those of the read-back path (overlay planes and
+pixel data, SEG pixel data and segments, every element of the SR documents) and the pieces with
+their references; ``Testing/Python/core/test_series_from_headers.py`` the int16 volume.
+
+Left, in the order of their cost: reading the table (2.0 s; a batched rasteriser over all shapes
+of a slice would remove the per-shape overhead), the SR document (highdicom building it and its
+200-entry image library, pydicom writing ~47,000 elements: ~1.7 s, twice as much since the SR's
+markups went into a second document with its own library), ``segmentation.seg.nrrd`` (0.5 s),
+the SEG (0.7 s) and start-up (0.4 s). The overlay export that the target compares with takes 1.4 s
+as a command, so 3x is 4.2 s: out of reach without the first two.
 """
 from __future__ import annotations
 
@@ -52,6 +99,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -197,12 +245,64 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
+def commands(workdir: Path, table: Path, repeats: int, libraries: Sequence[str]) -> int:
+    """``--commands``: csv import and overlay export, export-ml and SimpleITK, interleaved rounds."""
+    from bench_startup import SITK_ML, interleaved, print_runs
+
+    out = workdir / "out" / "commands"
+    inputs = out / "inputs"  # one csv import's outputs: the peers' and export-ml's inputs
+    cli = [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q"]
+    series = workdir / "series"
+    if not (inputs / "seg.dcm").exists():
+        log("writing the commands' inputs (csv import) ...")
+        fresh(inputs)
+        subprocess.run(cli + ["csv", "import", str(table), "--series", str(series), "--out", str(inputs)], check=True,
+                       capture_output=True)
+    reports = [str(p) for p in sorted(inputs.glob("sr*.dcm"))]
+    (out / "sitk").mkdir(parents=True, exist_ok=True)
+    table_of = {
+        "csv_import": cli + ["csv", "import", str(table), "--series", str(series), "--out", str(out / "csv"),
+                             "--force"],
+        "overlay_export": cli + ["overlay", "export", "--series", str(series), "--segmentation",
+                                 str(inputs / "segmentation.seg.nrrd"), "--markups", str(inputs / "markups.mrk.json"),
+                                 "--out", str(out / "overlay"), "--force"],
+        "export_ml": cli + ["export-ml", str(inputs / "seg.dcm"), *reports, str(series), "--out", str(out / "ml"),
+                            "--force"],
+        "sitk_ml": [sys.executable, "-c", SITK_ML, str(series), str(inputs / "segmentation.seg.nrrd"),
+                    str(out / "sitk")],
+    }
+    names = list(table_of)
+    environments = {}
+    for library in libraries:  # LABEL=DIR: the same commands with that library, their own output folders
+        label, folder = library.split("=", 1)
+        for name in ("csv_import", "export_ml"):
+            table_of[f"{name}_{label}"] = table_of[name][:-2] + [str(out / f"{name}_{label}"), "--force"]
+            environments[f"{name}_{label}"] = dict(os.environ, PYTHONPATH=folder)
+            names.insert(names.index(name), f"{name}_{label}")
+    runs, loads = interleaved(table_of, names, environments, repeats)
+    if runs is None:
+        return 1
+    print(f"Fresh processes, {repeats} interleaved rounds; CPU = user + sys of the child. Machine: {machine()}\n")
+    print_runs(runs, loads, repeats)
+    cpu = {name: median([v[0] for v in values]) for name, values in runs.items()}
+    print(f"\ncsv import / overlay export (CPU): {cpu['csv_import'] / cpu['overlay_export']:.2f} x (target 3); "
+          f"export-ml / SimpleITK: {cpu['export_ml'] / cpu['sitk_ml']:.2f} x (target 1.5)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="/tmp/dae-csv-bench", type=Path)
     parser.add_argument("--repeats", default=3, type=int)
+    parser.add_argument("--commands", action="store_true", help="only the commands against their peers "
+                        "(fresh processes, interleaved rounds, CPU time)")
+    parser.add_argument("--lib", action="append", default=[], metavar="LABEL=DIR",
+                        help="with --commands: a folder holding another DicomAnnotEmbedLib, whose csv import and "
+                        "export-ml run too, as <command>_LABEL (through PYTHONPATH); may be repeated")
     args = parser.parse_args()
     series, table = prepare(args.workdir)
+    if args.commands:
+        return commands(args.workdir, table, args.repeats, args.lib)
     out = args.workdir / "out"
     times = {key: [] for key in ("parse", "rows", "build", "table", "overlay", "seg", "sr")}
     conversion = None
@@ -222,7 +322,7 @@ def main() -> int:
         seg = api.export_seg(series, segmentation, fresh(out / "seg") / "seg.dcm")
         t2 = time.perf_counter()
         sr = api.export_sr(series, seg.paths[0], out / "seg" / "sr.dcm", segmentation=segmentation, markups=markups,
-                           evaluations=conversion.evaluations)
+                           evaluations=conversion.evaluations, seg_written=seg)  # as csv import does
         t3 = time.perf_counter()
         timing.update(overlay=t1 - t0, seg=t2 - t1, sr=t3 - t2)
         if repeat:
@@ -266,7 +366,7 @@ def main() -> int:
             ("**read table, total** (`csv_table.read_annotation_table`)", "table"),
             ("overlay export (`api.export_overlay`: 15 planes, 200 files)", "overlay"),
             ("SEG export (`api.export_seg`: BINARY, 10 segments)", "seg"),
-            ("SR export (`api.export_sr`: reads SEG + pixels, measures, 16 groups)", "sr")]
+            ("SR export (`api.export_sr`: SEG's segments from memory, reads pixels, measures, 16 groups)", "sr")]
     for label, key in rows:
         print(f"| {label} | {median(times[key]):.2f} |")
     print(f"| **`dicomannotembed csv import`** (fresh process, everything above) | {median(cli):.2f} |")

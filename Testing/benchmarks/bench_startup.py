@@ -33,6 +33,16 @@ missed); peak RSS 575 -> 469 MB against 426 MB (1.10 x). What changed: the .seg.
 -> cast and compare back 0.28 s). Left: every header is read twice (pydicom in ml_export._discover
 to classify the files, then our scanner in load_series, ~0.2 s), read_volume 0.5 s, and the extra
 outputs the peer does not write (labels.nrrd, segmentation.seg.nrrd, JSON sidecars, measurements).
+
+Later the same day the variants ``ours_export_ml`` and ``sitk_ml`` (``SITK_ML``) were added here
+(``--only ours_export,ours_export_ml,sitk_ml --lib before=DIR --lib mine=DIR --repeats 5``, load
+average 5.0 to 7.0): f105c92 3.85 s CPU = 1.64 x the peer's 2.35 s; with the image read as int16
+(``ReferenceSeries.read_int16_volume``: the float32 volume and its test cost 0.23 to 0.97 s in a
+fresh process, this 0.15 to 0.19 s) and the series built from the headers that sorted the inputs
+(``series_from_headers``: warm, 0.085 s of re-reading became 0.025 s), 3.29 s = 1.40 x (target 1.5 x:
+met); peak RSS 470 -> 403 MiB against 326 MiB (1.24 x). The rest of the gap: image.nii.gz is the
+same 1.6 s of zlib for both; ours also writes labels.nrrd, segmentation.seg.nrrd (0.5 s) and the
+sidecars, and decodes the SEG (0.3 s).
 """
 from __future__ import annotations
 
@@ -43,6 +53,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+#: The peer of ``export-ml``: SimpleITK reads the series and writes the image and the label map as
+#: .nii.gz (argv: series folder, label map, output folder).
+SITK_ML = """
+import sys, SimpleITK as sitk
+series, labels, out = sys.argv[1:4]
+reader = sitk.ImageSeriesReader()
+reader.SetFileNames(reader.GetGDCMSeriesFileNames(series))
+sitk.WriteImage(reader.Execute(), out + "/image.nii.gz", True)
+sitk.WriteImage(sitk.ReadImage(labels), out + "/label.nii.gz", True)
+"""
 
 
 def commands(workdir: Path, out: Path) -> dict:
@@ -60,7 +82,42 @@ def commands(workdir: Path, out: Path) -> dict:
         "ours_import_noseries": cli + ["import", str(out / "ours.dcm"), "--out", str(out / "own.seg.nrrd"), "--force"],
         "dcmqi_import": ["segimage2itkimage", "--inputDICOM", str(out / "dcmqi.dcm"),
                          "--outputDirectory", str(out / "dcmqi_import"), "--mergeSegments"],
+        # export-ml of our LABELMAP SEG (ours_export's) and its series, against SimpleITK (SITK_ML)
+        "ours_export_ml": cli[:-1] + ["export-ml", str(out / "ours.dcm"), str(series), "--out", str(out / "ml"),
+                                      "--force"],
+        "sitk_ml": [sys.executable, "-c", SITK_ML, str(series), str(dcmqi / "labels.nrrd"), str(out / "sitk_ml")],
     }
+
+
+def interleaved(table: dict, names: list, environments: dict, repeats: int):
+    """Run every command of ``names`` once per round, ``repeats`` rounds: {name: [(CPU s of the
+    child (user + sys, from wait4), wall s, peak RSS MiB)]} and the 1-minute load averages seen
+    (before the first round and after each). None when a command failed (its stderr is printed)."""
+    runs = {name: [] for name in names}
+    loads = [os.getloadavg()[0]]
+    for _ in range(repeats):
+        for name in names:
+            start = time.perf_counter()
+            child = subprocess.Popen(table[name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=environments.get(name))
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.perf_counter() - start
+            if status:
+                print(f"{name} failed: {child.stderr.read().decode()[-2000:]}", file=sys.stderr)
+                return None, loads
+            child.stderr.close()
+            runs[name].append((usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024))
+        loads.append(os.getloadavg()[0])
+    return runs, loads
+
+
+def print_runs(runs: dict, loads: list, repeats: int) -> None:
+    """The table of :func:`interleaved`'s results (Markdown) and the load."""
+    print(f"| variant | CPU s (median of {repeats}) | wall s | peak RSS MiB |\n|---|---|---|---|")
+    for name, values in runs.items():
+        print(f"| {name} | {statistics.median(v[0] for v in values):.2f} | "
+              f"{statistics.median(v[1] for v in values):.2f} | {max(v[2] for v in values):.0f} |")
+    print(f"\nload average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f}, {os.cpu_count()} CPUs")
 
 
 def main() -> int:
@@ -71,35 +128,24 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated variants (exports before imports: they write the inputs)")
     parser.add_argument("--before", type=Path, help="folder holding another DicomAnnotEmbedLib: its ours_* "
                         "variants run too (as <name>_before, through PYTHONPATH)")
+    parser.add_argument("--lib", action="append", default=[], metavar="LABEL=DIR",
+                        help="as --before, for any number of libraries: the ours_* variants as <name>_LABEL")
     args = parser.parse_args()
     (args.out / "dcmqi_import").mkdir(parents=True, exist_ok=True)
     table = commands(args.workdir, args.out)
     names = args.only.split(",") if args.only else list(table)
     environments = {name: None for name in table}
-    if args.before:
-        for name in [n for n in names if n.startswith("ours_")]:
-            table[f"{name}_before"] = table[name]
-            environments[f"{name}_before"] = dict(os.environ, PYTHONPATH=str(args.before))
-            names.insert(names.index(name), f"{name}_before")
-    runs = {name: [] for name in names}
-    loads = [os.getloadavg()[0]]
-    for _ in range(args.repeats):
-        for name in names:
-            start = time.perf_counter()
-            child = subprocess.Popen(table[name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=environments[name])
-            _, status, usage = os.wait4(child.pid, 0)
-            wall = time.perf_counter() - start
-            if status:
-                print(f"{name} failed: {child.stderr.read().decode()[-2000:]}", file=sys.stderr)
-                return 1
-            runs[name].append((usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024))
-        loads.append(os.getloadavg()[0])
-    print(f"| variant | CPU s (median of {args.repeats}) | wall s | peak RSS MiB |\n|---|---|---|---|")
-    for name, values in runs.items():
-        print(f"| {name} | {statistics.median(v[0] for v in values):.2f} | "
-              f"{statistics.median(v[1] for v in values):.2f} | {max(v[2] for v in values):.0f} |")
-    print(f"\nload average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f}, {os.cpu_count()} CPUs")
+    libraries = ([f"before={args.before}"] if args.before else []) + args.lib
+    for name in [n for n in names if n.startswith("ours_")]:
+        for label, folder in (library.split("=", 1) for library in libraries):
+            table[f"{name}_{label}"] = table[name]
+            environments[f"{name}_{label}"] = dict(os.environ, PYTHONPATH=folder)
+            names.insert(names.index(name), f"{name}_{label}")
+    (args.out / "sitk_ml").mkdir(parents=True, exist_ok=True)
+    runs, loads = interleaved(table, names, environments, args.repeats)
+    if runs is None:
+        return 1
+    print_runs(runs, loads, args.repeats)
     return 0
 
 
