@@ -57,3 +57,9 @@ def test_an_empty_series_folder_argument_is_named(capsys, sample_case, tmp_path,
     code, line = _run(capsys, ["seg", "export", "--series", "", "--segmentation", str(sample_case.segmentation_path),
                                "--out", str(tmp_path / "seg.dcm")])
     assert code == 3 and line.startswith("error: '': no DICOM image series found"), line
+
+
+def test_a_blank_file_argument_is_shown_quoted(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, line = _run(capsys, ["seg", "import", " ", "--out", str(tmp_path / "s.seg.nrrd")])
+    assert code == 3 and line.startswith("error: ' ': "), line

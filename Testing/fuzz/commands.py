@@ -233,8 +233,9 @@ def run_cli(path: Path, out: Path, ctx) -> None:
     if len(errors) != 1:
         raise Outcome("unnamed", f"{len(errors)} error lines: {text[-300:]}")
     message = errors[0]
-    words = [w for w in argv if w.strip() and not w.startswith("--")]
-    words += [str(Path(w)) for w in words] + (["''"] if "" in argv else [])  # as messages show paths
+    values = [w.split("=", 1)[1] if w.startswith("--") and "=" in w else w for w in argv]  # --opt=VALUE
+    words = [w if w.strip() else repr(w) for w in values if not w.startswith("--")]  # a blank path: quoted
+    words += [str(Path(w)) for w in words]  # as messages show paths ("./a" is "a")
     named = (any(message.startswith(f"error: {w}:") or (len(w) > 2 and w in message) for w in words)
              or re.search(r"--[a-z]", message) or str(out) in message)
     raise Outcome("error" if named else "unnamed", message)

@@ -45,6 +45,10 @@ from readers import READERS, Context, Outcome  # noqa: E402
 DEFAULT_CORPUS = Path(tempfile.gettempdir()) / "dae-fuzz-corpus"
 
 
+#: Statuses a run must not have.
+BAD = ("crash", "hang", "oom", "unnamed")
+
+
 class Hang(BaseException):
     """Raised by the interval timer in a worker (BaseException: no reader may swallow it)."""
 
@@ -251,8 +255,12 @@ def run_fuzz(corpus: dict, corpus_json: Path, cases: list, *, jobs: int = 2, tim
                     worker = Worker(corpus_json, timeout, memory_mb)
                 with lock:
                     results.append(result)
+                    if log and result["status"] in BAD:  # said at once: a long run can be acted on
+                        log(f"case {result['id']} {result['reader']}: {result['status']} "
+                            f"{result.get('signature') or result.get('message', '')[:160]}")
                     if log and len(results) % 500 == 0:
-                        log(f"{len(results)}/{len(cases)} cases, {time.monotonic() - started:.0f} s")
+                        bad = ", ".join(f"{k} {sum(r['status'] == k for r in results)}" for k in BAD)
+                        log(f"{len(results)}/{len(cases)} cases, {time.monotonic() - started:.0f} s ({bad})")
         finally:
             worker.process.stdin.close()
             worker.stop()

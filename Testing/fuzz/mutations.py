@@ -195,7 +195,12 @@ def dicom_mutation(data: bytes, rng: random.Random):
         return byte_mutation(data, rng)
     count = rng.choice([1, 1, 1, 2, 3])
     done = []
-    for _ in range(count):
+    for round_ in range(count):
+        if round_:  # the elements as the last change left them (a walk converts every element: not after the last)
+            pairs = [(ds.file_meta, e) for e in ds.file_meta] if getattr(ds, "file_meta", None) else []
+            pairs += _elements(ds)
+            if not pairs:
+                break
         weights = [_weight(e) for _, e in pairs]
         parent, element = rng.choices(pairs, weights)[0]
         try:
@@ -211,10 +216,6 @@ def dicom_mutation(data: bytes, rng: random.Random):
         else:
             parent[element.tag] = DataElement(element.tag, element.VR, value)
         done.append(f"{element.keyword or element.tag}: {how}")
-        pairs = [(ds.file_meta, e) for e in ds.file_meta] if getattr(ds, "file_meta", None) else []
-        pairs += _elements(ds)
-        if not pairs:
-            break
     out = io.BytesIO()
     try:
         with _lenient_writing():

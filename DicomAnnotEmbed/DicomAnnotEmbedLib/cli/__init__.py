@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .. import __version__
-from ..core.errors import DicomAnnotEmbedError, InputError, OutputError
+from ..core.errors import PATH_ERRNOS, DicomAnnotEmbedError, InputError, OutputError
 from ..core.progress import TqdmProgress
 from ._common import EXIT_CODES, UsageError, describe_remote_series, remote_series
 
@@ -63,10 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
 #: checked before any work.
 OUTPUT_OPTIONS = ("out", "markups_out", "preview")
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
-#: OSErrors about a path given on the command line (a name too long, a folder we may not enter,
-#: a symlink loop, a file that vanished): exit 3 naming it, or 4 when it is below an output option.
-_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
-                errno.ENOENT}
 
 
 def _is_output(filename, args: argparse.Namespace) -> bool:
@@ -137,7 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        named_path = exc.errno in _PATH_ERRNOS and exc.filename  # a path given to us, not a bug of ours
+        # a path given to us (core.errors.PATH_ERRNOS): exit 3 naming it, or 4 below an output option
+        named_path = exc.errno in PATH_ERRNOS and exc.filename
         if (exc.errno not in _DISK_ERRNOS or args.debug) and not named_path:
             raise
         progress.close()

@@ -6,6 +6,7 @@ line prints that message and exits with the class's ``exit_code``, without a tra
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from typing import Iterable, Optional
@@ -15,6 +16,10 @@ from typing import Iterable, Optional
 _LIBRARY_HINTS = re.compile(r"\s*\(\w+=(True|False|None)\)|[,;.]?\s*use force=True[^.;]*", re.IGNORECASE)
 #: Longest message kept (a value repr of a whole array would drown the point).
 MAX_MESSAGE = 600
+#: OSErrors about a path given to us, not bugs of ours: a name too long, a folder we may not
+#: enter, a symlink loop, a file that is not there (or vanished).
+PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
+                         errno.ENOENT})
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -39,7 +44,8 @@ class DicomAnnotEmbedError(Exception):
 
     def set_path(self, path: Optional[os.PathLike | str]) -> None:
         """Say which file (folder, node) the error is about, when it did not say already."""
-        self.path = None if path is None else (str(path) or "''")  # an empty path given is shown as ''
+        text = None if path is None else str(path)
+        self.path = text if text is None or text.strip() else repr(text)  # "" or " " given: shown as '' or ' '
         self.args = (f"{self.path}: {self.problem}" if self.path else self.problem,)
 
 

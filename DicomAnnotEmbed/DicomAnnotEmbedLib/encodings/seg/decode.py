@@ -350,14 +350,26 @@ def _raw_per_frame_items(ds: Dataset) -> Optional[List[raw.RawItem]]:
 
 def _orientation(ds: Dataset) -> Optional[np.ndarray]:
     path = getattr(ds, "filename", None)
+    values = None
     for group in (first_item(ds, "SharedFunctionalGroupsSequence"), first_item(ds, "PerFrameFunctionalGroupsSequence")):
         plane = first_item(group, "PlaneOrientationSequence") if group is not None else None
         if plane is not None and "ImageOrientationPatient" in plane:
             values = header_floats(plane, "ImageOrientationPatient", 6, path)
             if values is not None:
-                return np.array(values)
-    values = header_floats(ds, "ImageOrientationPatient", 6, path)
-    return None if values is None else np.array(values)
+                break
+    if values is None:
+        values = header_floats(ds, "ImageOrientationPatient", 6, path)
+    if values is None:
+        return None
+    row, col = np.array(values[:3]), np.array(values[3:])
+    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
+        raise InputError(f"Image Orientation (Patient) {values} is not two orthogonal unit vectors", path)
+    return np.array(values)
+
+
+#: Most voxels of the SEG's own grid (a layer of bytes): frame positions a thousandth of a millimetre
+#: apart (float noise, or a damaged file) would otherwise fill gigabytes with empty slices.
+MAX_OWN_GRID_VOXELS = 2 ** 30
 
 
 def _pixel_measures(ds: Dataset) -> Tuple[Optional[Tuple[float, float]], Optional[float]]:
@@ -408,6 +420,9 @@ def _own_geometry(ds: Dataset, frames: List[_FrameInfo], path: str) -> VolumeGeo
         if not np.allclose(steps, np.round(steps), atol=1e-2):
             raise InputError("SEG frame positions are not on a regular grid along the slice normal", path)
         count = int(round(steps[-1])) + 1
+        if count * rows * columns > MAX_OWN_GRID_VOXELS:
+            raise InputError(f"the SEG's {len(unique)} frame positions, {step:g} mm apart at the least, would make a "
+                             f"grid of {count} slices of {rows}x{columns}: not a regular stack of slices", path)
     else:
         step, count = between or 1.0, 1
     affine = np.eye(4)

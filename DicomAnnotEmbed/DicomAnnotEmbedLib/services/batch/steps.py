@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from ...core.errors import DicomAnnotEmbedError, InputError
+from ...core.errors import PATH_ERRNOS, DicomAnnotEmbedError, InputError
 
 CASE_FILE = "case.json"
 PARTIAL_PREFIX = ".partial-"
@@ -399,6 +399,9 @@ def run_case(spec: dict, out_dir: str, fingerprint: str) -> dict:
                 record["error"] = str(exc)
             except MemoryError:
                 record["error"] = "out of memory"
+            except OSError as exc:  # a path of the manifest (too long, not searchable): the case's input
+                record["error"] = (f"{exc.filename}: cannot read: {exc.strerror}" if exc.errno in PATH_ERRNOS
+                                   and exc.filename else f"internal error: {exc.__class__.__name__}: {exc}")
             except Exception as exc:  # a bug: recorded, the batch goes on
                 record["error"] = f"internal error: {exc.__class__.__name__}: {exc}"
     finally:
