@@ -186,3 +186,24 @@ def test_measurements_on_the_int16_image_equal_those_on_the_float_image(case):
     assert whole is not None and whole.dtype == np.int16
     assert measure_segmentation(segmentation, whole, "CT") == measure_segmentation(segmentation, series.read_volume(),
                                                                                    "CT")
+
+
+def test_clipping_segments_inside_the_box_returns_them_as_the_full_clip_does():
+    """``_clip_segments`` skips the Liang-Barsky clip when every end lies in the box (the table's
+    shapes are drawn on windows around them): the same values, to the bit, as the clip gives."""
+    from DicomAnnotEmbedLib.core.rasterize import _clip_segments
+
+    rng = np.random.default_rng(13)
+    shape = (40, 60)
+    for _ in range(200):
+        count = int(rng.integers(1, 12))
+        starts = rng.uniform(-1, [60, 40], (count, 2))
+        ends = rng.uniform(-1, [60, 40], (count, 2))
+        flat = rng.random(count) < 0.2
+        ends[flat, 0] = starts[flat, 0]  # vertical segments: a flat axis
+        ends[0] = [60.0, 40.0] if rng.random() < 0.3 else ends[0]  # on the box's edge
+        fast = _clip_segments(starts, ends, shape)
+        # with one segment outside the box, the whole batch goes through the clip
+        far = np.array([[-30.0, 5.0]]), np.array([[-20.0, 6.0]])
+        full = _clip_segments(np.vstack([starts, far[0]]), np.vstack([ends, far[1]]), shape)
+        assert np.array_equal(fast[0], full[0]) and np.array_equal(fast[1], full[1])
