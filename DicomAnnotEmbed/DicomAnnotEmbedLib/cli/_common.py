@@ -113,6 +113,9 @@ def remote_series(args: argparse.Namespace, progress=None):
     from ..core.errors import InputError
     from ..services.pacs import remote
 
+    retrieved = []
+    # Tables that outlive the temporary folder (export-ml's) name retrieved files on the archive.
+    args.source_names = lambda path: remote.reference_name(path, retrieved)
     with contextlib.ExitStack() as stack:
         for name, value in named.items():
             option = SERIES_ARGUMENTS[name]
@@ -124,7 +127,8 @@ def remote_series(args: argparse.Namespace, progress=None):
             if not any(refs):
                 continue
             local = stack.enter_context(remote.fetched_inputs(texts, option=option, progress=progress,
-                                                              whole_study=isinstance(value, list)))
+                                                              whole_study=isinstance(value, list),
+                                                              retrieved=retrieved))
             setattr(args, name, local if isinstance(value, list) else local[0])
         yield
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError
+from ._common import UsageError, add_send_option, send_outputs
 
 #: api.convert.TARGETS, kept here so that parsing arguments imports nothing heavy (a test checks they agree).
 TARGETS = ("overlay", "seg", "sr", "rtstruct", "gsps", "seg-nrrd", "nifti")
@@ -46,6 +46,7 @@ def register(commands, command) -> None:
     ov = conv.add_argument_group("overlay target")
     ov.add_argument("--split", action="store_true", help="several series when the overlay groups do not suffice")
     ov.add_argument("--fill-markups", action="store_true", help="draw closed curves and ROI boxes filled")
+    add_send_option(conv)  # DICOM targets
     conv.set_defaults(run=run)
 
 
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace, progress) -> int:
 
     if args.to in SERIES_TARGETS and not args.series:
         raise UsageError(f"--to {args.to} needs --series DIR (the image series it references)")
+    if args.send and args.to not in SERIES_TARGETS:
+        raise UsageError(f"--send applies to the DICOM targets ({', '.join(SERIES_TARGETS)}), not to --to {args.to}")
     options = {}
     for name, targets in _APPLIES.items():
         value = getattr(args, name)
@@ -72,4 +75,5 @@ def run(args: argparse.Namespace, progress) -> int:
     result = api.convert(args.inputs, args.to, args.out, series=args.series, series_uid=args.series_uid,
                          force=args.force, progress=progress, **options)
     print(result.summary())
+    send_outputs(args, result.paths, progress)
     return 0

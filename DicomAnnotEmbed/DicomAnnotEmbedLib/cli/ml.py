@@ -29,7 +29,8 @@ def run_export_ml(args: argparse.Namespace, progress) -> int:
     from .. import api
 
     result = api.export_ml(args.inputs, args.out, png=args.png, image=not args.no_image,
-                           code_table=args.code_table, force=args.force, progress=progress)
+                           code_table=args.code_table, force=args.force, progress=progress,
+                           source_names=getattr(args, "source_names", None))  # inputs on a node
     progress.close()
     for case in result.cases:
         print(_case_line(case))

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, OutputError
-from ._common import UsageError, plural, slice_list, format_list
+from ._common import UsageError, add_send_option, plural, send_outputs, slice_list, format_list
 
 
 def register(commands, command) -> None:
@@ -24,6 +24,7 @@ def register(commands, command) -> None:
                                "from anterior to posterior) instead of the default, the volume's own storage order "
                                "(flipped axes included)")
     dicomize.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    add_send_option(dicomize)
     sample = command(commands, "sample", "write the bundled sample case (DICOM series, .seg.nrrd, .mrk.json)",
         "Write OUT/series/ (a CT-like DICOM series), OUT/segmentation.seg.nrrd (5 segments, "
                     "one overlapping another) and OUT/markups.mrk.json (point list, line, closed curve, ROI).")
@@ -49,4 +50,5 @@ def run_dicomize(args: argparse.Namespace, progress) -> int:
                          standard_orientation=args.standard_orientation,
                          force=args.force, progress=progress)
     print(f"{plural(len(files), 'DICOM file')} written to {args.out}")
+    send_outputs(args, files, progress)
     return 0

@@ -7,7 +7,8 @@
   beside the target and renamed into place when complete (:func:`staged_folder`): it is visible
   whole or not at all.
 - Temporary names carry the writer's process id; what a killed run left behind is removed by
-  the next run that writes there (:func:`remove_leftovers`).
+  the next run that writes there (:func:`remove_leftovers`); so are the system temporary
+  folders of :func:`owned_temporary_folder` (e.g. a series retrieved from an archive).
 - Files and folders get the permissions ``open()`` would give them (0666 / 0777 less the umask),
   not the 0600 / 0700 of ``mkstemp`` / ``mkdtemp``.
 - An OSError while writing (disk full, read-only, ...) becomes one :class:`OutputError` naming
@@ -53,16 +54,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_leftovers(folder: os.PathLike | str) -> int:
+def remove_leftovers(folder: os.PathLike | str, pattern: Optional["re.Pattern"] = None) -> int:
     """Remove the temporary files and folders that a killed run left in ``folder`` (those whose
-    writing process is gone); returns how many. Missing or unreadable folders are ignored."""
+    writing process is gone); returns how many. Missing or unreadable folders are ignored.
+    ``pattern``: the names to look at, with a ``pid`` group (default: our partial names)."""
     removed = 0
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
     for entry in entries:
-        match = _LEFTOVER.match(entry.name)
+        match = (pattern or _LEFTOVER).match(entry.name)
         if match is None or _pid_alive(int(match["pid"])):
             continue
         with contextlib.suppress(OSError):
@@ -72,6 +74,15 @@ def remove_leftovers(folder: os.PathLike | str) -> int:
                 os.unlink(entry.path)
             removed += 1
     return removed
+
+
+def owned_temporary_folder(prefix: str) -> Path:
+    """A new folder ``<prefix>-<pid>-<random>`` in the system's temporary folder (``TMPDIR``),
+    for the caller to remove; the folders of that prefix whose process is gone (a killed run's)
+    are removed first (:func:`remove_leftovers`)."""
+    base = tempfile.gettempdir()
+    remove_leftovers(base, re.compile(rf"^{re.escape(prefix)}-(?P<pid>\d+)-[^.]+$"))
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=base))
 
 
 def _writable(folder: Path, about: Path) -> None:

@@ -64,7 +64,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pydicom
@@ -235,7 +235,8 @@ def _name_cases(cases: Sequence["MlCase"]) -> None:
 
 def export_ml(inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *, png: bool = False,
               image: bool = True, code_table: str = "lidc", force: bool = False,
-              progress: Optional[ProgressCallback] = None) -> MlExportResult:
+              progress: Optional[ProgressCallback] = None,
+              source_names: Optional[Callable[[str], str]] = None) -> MlExportResult:
     """Write label maps, sidecars and the measurements table (layout: module docstring).
 
     Args:
@@ -245,6 +246,8 @@ def export_ml(inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *,
         image: write ``image.nii.gz`` when the image series is among the inputs.
         code_table: turns coded evaluations back into scores in the table (a bundled name or file).
         progress: progress callback.
+        source_names: how the tables and sidecars name a source file or folder (default: its
+            path); e.g. a series on a node rather than the temporary folder it was retrieved into.
 
     Raises:
         InputError: an input does not exist, or nothing among the inputs can be exported.
@@ -262,11 +265,13 @@ def export_ml(inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *,
     check_output_dir(out_dir, force)
     # The export is written into a hidden folder beside out_dir and appears whole (core.outputs).
     with staged_folder(out_dir, force) as out:
-        result = _export_ml(found, inputs, out, png=png, image=image, table=table, progress=progress)
+        result = _export_ml(found, inputs, out, png=png, image=image, table=table, progress=progress,
+                            source_names=source_names)
     return relocate(result, out, Path(out_dir))
 
 
-def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progress) -> MlExportResult:
+def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progress,
+               source_names=None) -> MlExportResult:
     result = MlExportResult(out, skipped=dict(found.skipped))
     builder = _CaseBuilder(found, result, progress)
     builder.overlay_cases()
@@ -275,6 +280,10 @@ def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progr
     rows = _Rows(table)
     builder.sr_cases(rows)
     _name_cases(result.cases)
+    if source_names is not None:  # named after the folders, then as the caller names them
+        for case in result.cases:
+            case.source = source_names(case.source)
+        rows.pending = [(record, source_names(source), case) for record, source, case in rows.pending]
     if not result.cases:
         passed = [f"{Path(p).name} {why}" for p, why in list(found.skipped.items())[:3]]
         detail = "; ".join(result.problems[:5]) or (

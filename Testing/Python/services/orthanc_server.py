@@ -254,17 +254,21 @@ def dicom_tls(certificates: Dict[str, Path]) -> Dict:
 
 @contextlib.contextmanager
 def nginx_https(folder: Path, upstream_port: int, certificates: Dict[str, Path], *,
-                client_certificates: bool = False) -> Iterator[int]:
+                client_certificates: bool = False, bearer_token: Optional[str] = None) -> Iterator[int]:
     """A real TLS-terminating nginx on a free loopback port in front of Orthanc's HTTP port (Debian's
     Orthanc 1.10 crashes, a NULL call in a civetweb worker, on its first HTTPS request with
     ``SslEnabled``); yields the HTTPS port, stopped by PID on exit. With ``client_certificates`` it
-    requires a client certificate signed by the test CA (mutual TLS)."""
+    requires a client certificate signed by the test CA (mutual TLS); with ``bearer_token`` it
+    answers 401 to a request without ``Authorization: Bearer <bearer_token>`` (Orthanc has no
+    bearer authentication) and does not pass the header on."""
     from conftest import require_tool
 
     binary = shutil.which("nginx") or (Path("/usr/sbin/nginx").exists() and "/usr/sbin/nginx") or require_tool("nginx")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    bearer = ("" if bearer_token is None else f'if ($http_authorization != "Bearer {bearer_token}") {{ return 401; }} '
+              'proxy_set_header Authorization "";')
     (folder / "nginx.conf").write_text(f"""
 daemon off;
 master_process off;
@@ -282,7 +286,7 @@ http {{
     ssl_certificate {certificates["server_crt"]};
     ssl_certificate_key {certificates["server_key"]};
     {f'ssl_verify_client on; ssl_client_certificate {certificates["ca"]};' if client_certificates else ''}
-    location / {{ proxy_pass http://127.0.0.1:{upstream_port}; proxy_request_buffering off;
+    location / {{ {bearer} proxy_pass http://127.0.0.1:{upstream_port}; proxy_request_buffering off;
                  proxy_set_header Host $host:$server_port; proxy_set_header X-Forwarded-Proto https; }}
   }}
 }}

@@ -196,3 +196,76 @@ def test_https_with_a_client_certificate(case, certificates, tmp_path):
                    certificates["client_crt"], "--tls-key", certificates["client_key"])
         assert done.returncode == 0, done.stderr
         assert "1 stored" in done.stdout and server.instance_count() == 1
+
+
+def test_bearer_token_behind_nginx(case, certificates, tmp_path):
+    """nginx answers 401 unless ``Authorization: Bearer <token>`` (Orthanc has no bearer
+    authentication): with the token from the environment (DICOMANNOTEMBED_DICOMWEB_TOKEN, or the
+    variable a named node names) echo, send, find and get work; without it or with a wrong one:
+    exit 5 naming the node and the variable; a bearer node without its variable: exit 3. The token
+    is never printed or logged (-v)."""
+    import secrets
+
+    token, wrong = f"dae-token-{secrets.token_hex(16)}", f"dae-wrong-{secrets.token_hex(16)}"
+    printed = []
+
+    def run(*args, env):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DICOMANNOTEMBED_DICOMWEB_")}
+        done = subprocess.run([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-v", *map(str, args)],
+                              capture_output=True, text=True, timeout=600, env={**clean, **env})
+        assert "Traceback" not in done.stderr, done.stderr
+        printed.append(done.stdout + done.stderr)
+        return done
+
+    with orthanc(tmp_path / "orthanc") as server, \
+            nginx_https(tmp_path / "nginx", server.http_port, certificates, bearer_token=token) as port:
+        node = f"https://127.0.0.1:{port}/dicom-web"
+        ca = ["--tls-ca", certificates["ca"]]
+        before = file_hashes([case.series_dir, *case.results])
+        # No token: 401, naming the node and where a token goes.
+        done = run("pacs", "echo", node, *ca, env={})
+        assert done.returncode == 5, done.stderr
+        assert f"{node}: HTTP 401" in done.stderr and "DICOMANNOTEMBED_DICOMWEB_TOKEN" in done.stderr
+        done = run("pacs", "send", node, case.series_dir, *case.results, *ca, env={})
+        assert done.returncode == 5 and "HTTP 401" in done.stderr and "retrying" not in done.stderr
+        assert server.instance_count() == 0
+        # A wrong token: refused the same way (echo, send, find, get), files intact, nothing stored.
+        env = {"DICOMANNOTEMBED_DICOMWEB_TOKEN": wrong}
+        for args in (("pacs", "echo", node), ("pacs", "send", node, case.seg, "--retries", "1"),
+                     ("pacs", "find", node, "--modality", "SEG"),
+                     ("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "refused")):
+            done = run(*args, *ca, env=env)
+            assert done.returncode == 5, (args, done.stderr)
+            assert f"{node}: HTTP 401" in done.stderr, done.stderr
+            assert "bearer token in DICOMANNOTEMBED_DICOMWEB_TOKEN was refused" in done.stderr
+        assert server.instance_count() == 0 and file_hashes([case.series_dir, *case.results]) == before
+        # The right token: echo, send (a resend stores nothing), find, get (exact).
+        env = {"DICOMANNOTEMBED_DICOMWEB_TOKEN": token}
+        assert run("pacs", "echo", node, *ca, env=env).returncode == 0
+        done = run("pacs", "send", node, case.series_dir, *case.results, *ca, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "22 stored, 0 already held, 0 not stored" in done.stdout and server.instance_count() == 22
+        done = run("pacs", "send", node, case.series_dir, *case.results, *ca, env=env)
+        assert "0 stored, 22 already held" in done.stdout and server.instance_count() == 22
+        done = run("pacs", "find", node, "--study", case.study_uid, "--modality", "SEG", "--level", "series", *ca,
+                   env=env)
+        assert done.returncode == 0 and str(pydicom.dcmread(case.seg).SeriesInstanceUID) in done.stdout
+        done = run("pacs", "get", node, "--study", case.study_uid, "--out", tmp_path / "got", *ca, env=env)
+        assert done.returncode == 0, done.stderr
+        assert_retrieved_as_sent(tmp_path / "got", [case.series_dir, *case.results])
+        # A named node with its own variable: --series from it and --send to it.
+        config = tmp_path / "nodes.json"
+        config.write_text(json.dumps({"nodes": {"cloud": {"url": node, "auth": "bearer", "token_env": "CLOUD_TOKEN",
+                                                          "ca_bundle": str(certificates["ca"])}}}))
+        env = {"DICOMANNOTEMBED_NODES": str(config), "CLOUD_TOKEN": token}
+        done = run("convert", case.seg, "--to", "rtstruct", "--series", f"cloud/{case.study_uid}/{case.series_uid}",
+                   "--out", tmp_path / "rt.dcm", "--send", "cloud", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "sent to cloud: 1 stored" in done.stdout and server.instance_count() == 23
+        done = run("pacs", "echo", "cloud", env={**env, "CLOUD_TOKEN": wrong})
+        assert done.returncode == 5 and "cloud: HTTP 401" in done.stderr and "CLOUD_TOKEN was refused" in done.stderr
+        done = run("pacs", "echo", "cloud", env={"DICOMANNOTEMBED_NODES": str(config)})
+        assert done.returncode == 3, done.stderr
+        assert "node cloud: bearer authentication needs a token in the environment variable CLOUD_TOKEN" in done.stderr
+    for text in printed:
+        assert token not in text and wrong not in text

@@ -110,6 +110,13 @@ def without_source(path: Path) -> list:
     return [{k: v for k, v in row.items() if k not in ("source", "sources")} for row in rows]
 
 
+def sources(path: Path) -> list:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _without_uids(text: str, known: set) -> str:
     import re
 
@@ -197,6 +204,21 @@ def test_named_node_and_a_study_only(stored, sample_case, tmp_path):
                                       sitk.GetArrayFromImage(sitk.ReadImage(str(remote[0]))))
         for table in ("measurements.csv", "cases.csv"):  # the same but for the source files' paths
             assert without_source(tmp_path / "ml" / "local" / table) == without_source(tmp_path / "ml" / "remote" / table)
+        assert not list(tmp.iterdir())
+        # The tables name the retrieved SEG on the archive, not by its temporary path (gone now):
+        # NODE/STUDY/SERIES/SOP as given (a named node), or the DICOMweb URL of the instance.
+        seg = pydicom.dcmread(tmp_path / "local" / "seg.dcm", stop_before_pixels=True)
+        done = cli("export-ml", f"{server.web_node}/studies/{study}", "--out", tmp_path / "ml" / "web", tmp=tmp)
+        assert done.returncode == 0, done.stderr
+        for where, name in (("remote", f"archive/{study}/{seg.SeriesInstanceUID}/{seg.SOPInstanceUID}"),
+                            ("web", f"{server.web_node}/studies/{study}/series/{seg.SeriesInstanceUID}"
+                                    f"/instances/{seg.SOPInstanceUID}")):
+            tables = [tmp_path / "ml" / where / t for t in ("measurements.csv", "cases.csv")]
+            tables += list((tmp_path / "ml" / where).glob("*/labels.json"))  # the sidecar
+            assert len(tables) == 3
+            for path in tables:
+                assert name in path.read_text() and str(tmp) not in path.read_text(), (path, name)
+            assert {row["source"] for row in sources(tmp_path / "ml" / where / "cases.csv")} == {name}
         assert not list(tmp.iterdir())
     finally:  # the SEG must not stay on the module's archive for the other tests
         import urllib.request
@@ -293,4 +315,37 @@ def test_batch_manifest_series_on_a_node(stored, sample_case, tmp_path):
     import re
 
     assert re.search(r"done before \(skipped\) +3\n", done.stdout), done.stdout
-    assert not list((tmp_path / "tmp").rglob("dicomannotembed-series-*"))  # the retrieved series are removed
+    assert not list((tmp_path / "tmp").rglob("dae-remote-*"))  # the retrieved series are removed
+
+
+def test_a_killed_retrieval_leaves_nothing_behind_for_long(stored, sample_case, tmp_path):
+    """A command killed (SIGKILL) while it holds a retrieved series leaves its temporary folder
+    ``dae-remote-<pid>-...``; the next retrieval removes it (its process is gone), not the folder
+    of a process that still runs."""
+    import signal
+    import time
+
+    server, study, series, _ = stored
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    environment = {**os.environ, "DICOMANNOTEMBED_CALLING_AET": OUR_AET, "TMPDIR": str(tmp)}
+    args = ["seg", "export", "--series", f"{server.dimse_node}/{study}/{series}", "--segmentation",
+            sample_case.segmentation_path]
+    process = subprocess.Popen([sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q", *map(str, args), "--out",
+                                tmp_path / "killed.dcm"], env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list(tmp.glob(f"dae-remote-{process.pid}-*/**/*.dcm")):  # retrieving (or done retrieving)
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    left = list(tmp.glob(f"dae-remote-{process.pid}-*"))
+    assert len(left) == 1 and any(left[0].rglob("*.dcm"))
+    alive = tmp / f"dae-remote-{os.getpid()}-running"  # this process runs: its folder stays
+    alive.mkdir()
+    done = cli(*args, "--out", tmp_path / "seg.dcm", tmp=tmp)
+    assert done.returncode == 0, done.stderr
+    assert sorted(tmp.iterdir()) == [alive]
+    assert not (tmp_path / "killed.dcm").exists()

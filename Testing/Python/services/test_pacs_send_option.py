@@ -1,5 +1,6 @@
 """``--send NODE`` on the export commands: overlay export, csv import (overlay series, SEG and SR
-from a table), gsps export, rtstruct export, seg/sr export (in test_pacs_roundtrip). What they wrote is stored on a real Orthanc
+from a table), gsps export, rtstruct export, convert (DICOM targets), dicomize, seg/sr export (in
+test_pacs_roundtrip). What they wrote is stored on a real Orthanc
 (counted by its REST API, and each SOP Instance UID it holds listed); a send that fails keeps
 every written file and exits 5."""
 from __future__ import annotations
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 from conftest import REPO
@@ -70,3 +72,46 @@ def test_a_failed_send_keeps_the_written_files(sample_case, tmp_path):
     # Sending it later with pacs send is the way to finish the job (here: still nobody there).
     assert cli("pacs", "send", node, tmp_path / "seg.dcm", "--retries", "0").returncode == 5
     assert file_hashes([tmp_path / "seg.dcm"]) == before
+
+
+def test_convert_and_dicomize_send_what_they_wrote(sample_case, tmp_path):
+    """``convert`` (DICOM targets) and ``dicomize`` take --send like the exports: Orthanc holds
+    exactly what they wrote; sending the same files again stores nothing (already held)."""
+    import SimpleITK as sitk
+
+    with orthanc(tmp_path / "orthanc", require_dicomweb=False) as server:
+        send = ["--send", server.dimse_node, "--send-calling-aet", OUR_AET]
+        held = set()
+        for target, out in (("seg", tmp_path / "seg" / "seg.dcm"), ("sr", tmp_path / "sr" / "sr.dcm"),
+                            ("overlay", tmp_path / "overlay")):
+            done = cli("convert", sample_case.segmentation_path, sample_case.markups_path, "--to", target,
+                       "--series", sample_case.series_dir, "--out", out, *send)
+            assert done.returncode == 0, (target, done.stderr)
+            written = sop_uids(out.parent if target != "overlay" else out)
+            assert f"sent to {server.dimse_node}: {len(written)} stored, 0 already held, 0 not stored" in done.stdout
+            held |= written
+            assert set(server.sop_instance_uids()) == held and server.instance_count() == len(held)
+        assert len(sop_uids(tmp_path / "sr")) == 3  # sr.dcm, sr_markups.dcm and the SEG beside them
+        # dicomize: a volume without DICOM becomes a series, sent.
+        volume = sitk.GetImageFromArray(np.arange(4 * 8 * 8, dtype=np.int16).reshape(4, 8, 8))
+        sitk.WriteImage(volume, str(tmp_path / "volume.nrrd"))
+        done = cli("dicomize", tmp_path / "volume.nrrd", "--out", tmp_path / "dicomized", *send)
+        assert done.returncode == 0, done.stderr
+        assert "4 DICOM files written" in done.stdout and "4 stored, 0 already held, 0 not stored" in done.stdout
+        held |= sop_uids(tmp_path / "dicomized")
+        assert set(server.sop_instance_uids()) == held and server.instance_count() == len(held)
+        # A resend skips what the archive holds.
+        outputs = [tmp_path / "seg", tmp_path / "sr", tmp_path / "overlay", tmp_path / "dicomized"]
+        before = file_hashes(outputs)
+        done = cli("pacs", "send", server.dimse_node, *outputs, "--calling-aet", OUR_AET)
+        assert done.returncode == 0, done.stderr
+        assert f"0 stored, {len(held)} already held, 0 not stored" in done.stdout
+        assert server.instance_count() == len(held) and file_hashes(outputs) == before
+    # --send needs a DICOM target; a failed send keeps the written file (exit 5).
+    done = cli("convert", sample_case.segmentation_path, "--to", "nifti", "--out", tmp_path / "l.nii.gz", *send)
+    assert done.returncode == 2 and "--send applies to the DICOM targets" in done.stderr
+    node = f"NOBODY@127.0.0.1:{free_port()}"
+    done = cli("convert", sample_case.segmentation_path, "--to", "rtstruct", "--series", sample_case.series_dir,
+               "--out", tmp_path / "rt.dcm", "--send", node, "--send-retries", "0")
+    assert done.returncode == 5 and f"not stored: {tmp_path / 'rt.dcm'}" in done.stderr
+    assert pydicom.dcmread(tmp_path / "rt.dcm").Modality == "RTSTRUCT"

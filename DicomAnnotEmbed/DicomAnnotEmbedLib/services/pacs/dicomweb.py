@@ -66,8 +66,8 @@ def _client(node: WebNode):
 def _network_error(node: WebNode, exc: Exception) -> NetworkError:
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         code = exc.response.status_code
-        hint = {401: " (authentication failed: check the credentials' environment variables)",
-                403: " (not allowed)", 404: " (is the base URL right?)"}.get(code, "")
+        hint = {401: f" ({_refused_credentials(node)})", 403: " (not allowed)",
+                404: " (is the base URL right?)"}.get(code, "")
         return NetworkError(f"{node}: HTTP {code} {exc.response.reason}{hint}")
     if isinstance(exc, requests.exceptions.SSLError):
         return NetworkError(f"{node}: TLS certificate not trusted ({_ssl_reason(exc)}); name the CA with --tls-ca, "
@@ -78,6 +78,17 @@ def _network_error(node: WebNode, exc: Exception) -> NetworkError:
     why = ("connection refused" if "refused" in text else "name or service not known" if "resolve" in text
            or "name or service" in text else exc.__class__.__name__)
     return NetworkError(f"cannot reach {node}: {why}")
+
+
+def _refused_credentials(node: WebNode) -> str:
+    """Why a 401, naming the environment variables (never their values)."""
+    if node.auth == "bearer":
+        return f"authentication failed: the bearer token in {node.token_env} was refused"
+    if node.auth == "basic":
+        return (f"authentication failed: the user name and password in {node.user_env} and {node.password_env} "
+                "were refused")
+    return (f"authentication required: no credentials were sent; put a bearer token in {node.token_env}, or a user "
+            f"name and password in {node.user_env} and {node.password_env}")
 
 
 def _ssl_reason(exc: Exception) -> str:
