@@ -112,12 +112,13 @@ def header_floats(ds: Dataset, keyword: str, count: Optional[int] = None, path=N
     return numbers
 
 
-def first_item(ds: Dataset, keyword: str) -> Optional[Dataset]:
-    """The first item of a sequence, or None when the sequence is absent or empty."""
-    sequence = header_value(ds, keyword)
+def first_item(ds: Dataset, keyword: str, path=None) -> Optional[Dataset]:
+    """The first item of a sequence, or None when the sequence is absent or empty; a SeriesError
+    naming the file (``path``, else the dataset's filename) when it is not a sequence."""
+    sequence = header_value(ds, keyword, path=path)
     if sequence is None:
         return None
     item = sequence[0] if len(sequence) else None
     if item is not None and not isinstance(item, Dataset):
-        raise SeriesError(f"{keyword} is not a sequence", getattr(ds, "filename", None))
+        raise SeriesError(f"{keyword} is not a sequence", _path(ds, path))
     return item

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 
 from .errors import GeometryError, SeriesError, name_files
 from .geometry import VolumeGeometry
-from .headers import header_float, header_value
+from .headers import first_item, header_float, header_value
 from .headers import header_int as _header_int
 from .inputs import BoundedReader, is_decoding_error, read_dicom_file, reading
 from .progress import ProgressCallback, track
@@ -283,13 +283,16 @@ def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
 
 
 def _functional_group(ds: Dataset, frame: int, sequence_name: str) -> Optional[Dataset]:
-    """First item of a functional group macro for one frame (per-frame wins over shared)."""
-    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    """First item of a functional group macro for one frame (per-frame wins over shared); through
+    core.headers, so that a sequence a corrupted VR turned into a number or text is an error
+    naming the file."""
+    path = getattr(ds, "filename", None)
+    per_frame = header_value(ds, "PerFrameFunctionalGroupsSequence")
     if per_frame is not None and frame < len(per_frame) and sequence_name in per_frame[frame]:
-        return per_frame[frame][sequence_name][0] if per_frame[frame][sequence_name].value else None
-    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
-    if shared and sequence_name in shared[0]:
-        return shared[0][sequence_name][0] if shared[0][sequence_name].value else None
+        return first_item(per_frame[frame], sequence_name, path)
+    shared = first_item(ds, "SharedFunctionalGroupsSequence")
+    if shared is not None and sequence_name in shared:
+        return first_item(shared, sequence_name, path)
     return None
 
 

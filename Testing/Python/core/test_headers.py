@@ -64,3 +64,20 @@ def test_read_dicom_file_refuses_a_sequence_turned_into_text(tmp_path):
     good = pydicom.dcmread(_with_text_sequence(tmp_path, "SOPInstanceUID"))
     check_sequences(good, "ok.dcm")
     assert good.get_item(0x52009230, keep_deferred=True).is_raw  # the per-frame groups stay unparsed
+
+
+def test_series_with_a_functional_group_sequence_turned_into_a_number(sample_case, tmp_path):
+    """The long fuzz run (seed 20261313): a VR flipped to OF in an enhanced image's functional
+    groups; loading the series was an AttributeError in header_value ('int' has no get_item)."""
+    from DicomAnnotEmbedLib.core.series import load_series
+
+    source = sorted(sample_case.series_dir.iterdir())[0]
+    ds = pydicom.dcmread(source)
+    item = Dataset()
+    item[0x00289110] = DataElement(0x00289110, "OF", b"\0\0\0\0")  # Pixel Measures Sequence
+    ds.SharedFunctionalGroupsSequence = Sequence([item])
+    folder = tmp_path / "series"
+    folder.mkdir()
+    ds.save_as(folder / "broken.dcm")
+    with pytest.raises(SeriesError, match=r"broken\.dcm: PixelMeasuresSequence is encoded as OF, not as a sequence"):
+        load_series(folder).read_volume()
