@@ -33,7 +33,7 @@ from pydicom.errors import InvalidDicomError
 
 from ...core.ellipses import ELLIPSE, is_ellipse
 from ...core.errors import InputError
-from ...core.inputs import open_bounded, reading
+from ...core.inputs import check_sequences, open_bounded, reading
 from ...core.model import Markup
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, load_series
@@ -51,6 +51,7 @@ def _read(path) -> pydicom.Dataset:
     try:
         with open_bounded(path) as stream:  # reads bounded by the file size (a broken length)
             ds = pydicom.dcmread(stream)
+        check_sequences(ds, path)  # a sequence a corrupted VR turned into text: named here
     except FileNotFoundError:
         raise InputError("no such file", path) from None
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
