@@ -683,9 +683,13 @@ def _build_series(folder: str, uid: str, items: Sequence[Tuple[str, Dataset]],
     slices = [SliceRef(remap[f.file_index], f.frame, str(header_value(datasets[f.file_index], "SOPInstanceUID")))
               for f in order]
     ds0 = datasets[file_order[0]]
+    try:
+        description = str(header_value(ds0, "SeriesDescription", ""))
+    except SeriesError:
+        description = ""  # only shown: a value pydicom cannot decode is left out
     return ReferenceSeries(
-        folder=folder, series_instance_uid=uid, modality=str(getattr(ds0, "Modality", "OT")),
-        description=str(getattr(ds0, "SeriesDescription", "")),
+        folder=folder, series_instance_uid=uid, modality=str(header_value(ds0, "Modality", "OT")),
+        description=description,
         files=[paths[i] for i in file_order], datasets=[datasets[i] for i in file_order],
         slices=slices, geometry=geometry, skipped=skipped)
 

@@ -81,3 +81,23 @@ def test_series_with_a_functional_group_sequence_turned_into_a_number(sample_cas
     ds.save_as(folder / "broken.dcm")
     with pytest.raises(SeriesError, match=r"broken\.dcm: PixelMeasuresSequence is encoded as OF, not as a sequence"):
         load_series(folder).read_volume()
+
+
+def test_series_whose_description_pydicom_cannot_decode(sample_case, tmp_path):
+    """The long fuzz run (seed 4131): an unknown VR (ZZ) in Series Description was a bare
+    NotImplementedError from pydicom when the series was built; the description is only shown,
+    so the series loads without it."""
+    from DicomAnnotEmbedLib.core.series import load_series
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for source in sorted(sample_case.series_dir.iterdir()):
+        ds = pydicom.dcmread(source)
+        ds.SeriesDescription = "CT"
+        ds.save_as(folder / source.name)
+        data = (folder / source.name).read_bytes()
+        at = data.index(b"\x08\x00\x3e\x10LO")  # (0008,103E) LO, explicit VR little endian
+        (folder / source.name).write_bytes(data[:at + 4] + b"ZZ" + data[at + 6:])
+    series = load_series(folder)
+    assert series.description == "" and series.modality == "CT"
+    assert series.read_volume().shape == series.geometry.shape
