@@ -283,9 +283,8 @@ def _frame_rescale(ds: Dataset, frame: int) -> Tuple[float, float]:
 
 
 def _functional_group(ds: Dataset, frame: int, sequence_name: str) -> Optional[Dataset]:
-    """First item of a functional group macro for one frame (per-frame wins over shared); through
-    core.headers, so that a sequence a corrupted VR turned into a number or text is an error
-    naming the file."""
+    """First item of a functional group macro for one frame (per-frame wins over shared); a sequence
+    a corrupted VR turned into a number or text is an error naming the file (core.headers)."""
     path = getattr(ds, "filename", None)
     per_frame = header_value(ds, "PerFrameFunctionalGroupsSequence")
     if per_frame is not None and frame < len(per_frame) and sequence_name in per_frame[frame]:
@@ -551,7 +550,13 @@ def _load_series(folder: os.PathLike | str, series_uid: Optional[str],
 
 def _choose_series(folder: os.PathLike | str, series_uid: Optional[str], found: Dict[str, List[Tuple[str, Dataset]]],
                    skipped: Dict[str, str]) -> ReferenceSeries:
-    """The series ``series_uid`` (the only one when None) among those found, built."""
+    """The series ``series_uid`` (the only one when None) among those found, built (a header value
+    pydicom cannot decode, when it is used, names the folder)."""
+    with reading(folder, "an image header"):
+        return _choose_built(folder, series_uid, found, skipped)
+
+
+def _choose_built(folder, series_uid, found, skipped) -> ReferenceSeries:
     if not found:
         detail = f" ({len(skipped)} files passed over: {_reason_counts(skipped)})" if skipped else " (no files)"
         raise SeriesError("no DICOM image series found" + detail, folder)

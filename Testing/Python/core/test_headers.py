@@ -101,3 +101,19 @@ def test_series_whose_description_pydicom_cannot_decode(sample_case, tmp_path):
     series = load_series(folder)
     assert series.description == "" and series.modality == "CT"
     assert series.read_volume().shape == series.geometry.shape
+
+
+def test_series_with_a_header_value_pydicom_cannot_decode_is_named(sample_case, tmp_path):
+    """A header value pydicom cannot decode while the series is built is an error naming the file
+    or the folder (here an unknown VR in Modality), never a bare NotImplementedError."""
+    from DicomAnnotEmbedLib.core.errors import InputError
+    from DicomAnnotEmbedLib.core.series import load_series
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for source in sorted(sample_case.series_dir.iterdir()):
+        data = source.read_bytes()
+        at = data.index(b"\x08\x00\x60\x00CS")  # (0008,0060) Modality CS
+        (folder / source.name).write_bytes(data[:at + 4] + b"ZZ" + data[at + 6:])
+    with pytest.raises(InputError, match=rf"^{folder}(/IMG\d+\.dcm)?: .*Unknown Value Representation 'ZZ'"):
+        load_series(folder)
