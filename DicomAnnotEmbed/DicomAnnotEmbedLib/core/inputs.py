@@ -166,9 +166,12 @@ def check_sequences(ds, path: Optional[os.PathLike | str] = None) -> None:
             raise InputError(f"{name} ({tag >> 16:04X},{tag & 0xFFFF:04X}) is encoded as {vr}, not as a sequence", path)
         if tag in _UNOPENED_SEQUENCES:
             continue
-        value = ds[tag].value  # parses the items (not their values)
+        name = DicomDictionary[tag][4] if tag in DicomDictionary else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        try:
+            value = ds[tag].value  # parses the items (not their values)
+        except Exception as exc:  # a cut or broken sequence (pydicom raises OSError, ValueError, ...)
+            raise InputError(f"{name} cannot be decoded ({exc.__class__.__name__}: {one_line(exc, 200)})", path) from None
         if not hasattr(value, "__iter__") or isinstance(value, (str, bytes)):
-            name = DicomDictionary[tag][4] if tag in DicomDictionary else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
             raise InputError(f"{name} is not a sequence", path)
         for item in value:
             check_sequences(item, path)

@@ -33,3 +33,17 @@ def test_a_sequence_turned_into_text_is_named(seg_file, tmp_path, keyword):
     with pytest.raises(InputError, match=rf"broken\.dcm: {keyword}.* is encoded as LO"):
         api.import_seg(broken)
     assert not (tmp_path / "ml").exists()
+
+
+def test_a_cut_nested_sequence_is_named(tmp_path):
+    """The long fuzz run (seed 777013): highdicom's SR cut at byte 3260 reads, but a nested
+    sequence in it does not parse (pydicom's OSError "No tag to read") when export-ml checks it."""
+    from conftest import interop
+
+    data = interop("highdicom", "sr_document_with_multiple_groups.dcm").read_bytes()
+    cut = tmp_path / "in" / "cut.dcm"
+    cut.parent.mkdir()
+    cut.write_bytes(data[:3260])
+    with pytest.raises(InputError, match=r"cut\.dcm.*cannot be decoded \(OSError: No tag to read") as caught:
+        api.export_ml(cut.parent, tmp_path / "ml")
+    assert "\n" not in str(caught.value)
