@@ -114,6 +114,31 @@ def test_send_after_export_to_a_closed_port_is_one_network_error(scene, tmp_path
 
 
 @needs_mrml
+def test_export_sends_every_written_file_to_a_real_archive(scene, tmp_path):
+    """The panel's "Send to": export_nodes with send_to, against the Orthanc the PACS tests start
+    (loopback, stopped by PID): the archive holds exactly the written files (overlay series, SEG,
+    the SR and its markups' report, RTSTRUCT, GSPS), and sending them again stores nothing."""
+    import sys
+    from pathlib import Path
+
+    from DicomAnnotEmbedLib.slicer import logic as module_logic
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+    from orthanc_server import orthanc
+
+    with orthanc(tmp_path / "orthanc", require_dicomweb=False) as server:
+        *_, result = export(scene, tmp_path, outputs=("overlay", "seg", "sr", "rtstruct", "gsps"),
+                            send_to=server.dimse_node, send_retries=0)
+        written = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in result.files}
+        assert any(f.endswith("sr_markups.dcm") for f in result.files)
+        assert len(result.sent.stored) == len(result.files) and not result.sent.failed
+        assert set(server.sop_instance_uids()) == written
+        again = module_logic.send_files(server.dimse_node, result.files, retries=0)
+        assert not again.stored and len(again.already_held) == len(result.files)
+        assert server.instance_count() == len(written)
+
+
+@needs_mrml
 def test_self_test_case_round_trips_through_every_import(scene, tmp_path):
     """The case DicomAnnotEmbedTest builds (slicer.self_test_case, MRML and VTK only) and its
     comparison, run here under slicer-core: overlay, SEG, SR and RTSTRUCT back with no difference."""
