@@ -79,7 +79,13 @@ compares the files that ``csv import`` writes with those of the read-back path (
 pixel data, SEG pixel data and segments, every element of the SR documents) and the pieces with
 their references; ``Testing/Python/core/test_series_from_headers.py`` the int16 volume.
 
-Left, in the order of their cost: reading the table (2.0 s; a batched rasteriser over all shapes
+Then the rasteriser (cProfile of read_annotation_table: ``_clip_segments`` and ``np.roll`` were
+~20 numpy calls of each of the 3,980 polygons' outline and fill): shapes are drawn on windows
+around them, so the Liang-Barsky clip returned the segments unchanged; it is skipped when every
+end lies in the box (the same values to the bit, tested), and the next vertices are sliced.
+Reading the table 2.27 -> 1.87 s CPU (best of 3, warm), the same layers.
+
+Left, in the order of their cost: reading the table (1.9 s; a batched rasteriser over all shapes
 of a slice would remove the per-shape overhead), the SR document (highdicom building it and its
 200-entry image library, pydicom writing ~47,000 elements: ~1.7 s, twice as much since the SR's
 markups went into a second document with its own library), ``segmentation.seg.nrrd`` (0.5 s),
