@@ -72,6 +72,7 @@ from pydicom.dataset import Dataset
 
 from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ..core.geometry import VolumeGeometry
+from ..core.headers import header_value
 from ..core.inputs import check_sequences
 from ..core.model import Markup, Segmentation, safe_file_stem
 from ..core.outputs import atomic_path, check_output_dir, relocate, staged_folder
@@ -184,14 +185,15 @@ def _discover(inputs: Sequence[PathLike], progress) -> _Inputs:
         if isinstance(ds, Exception):  # not DICOM (pydicom raises many kinds): passed over
             found.skipped[str(path)] = f"not DICOM ({ds.__class__.__name__})"
             continue
-        sop_class = str(ds.get("SOPClassUID", ""))
-        modality = str(ds.get("Modality", ""))
-        if modality in ("SEG", "SR", "RTSTRUCT") or sop_class in SEG_SOP_CLASSES or sop_class in SR_SOP_CLASSES:
-            try:  # (images: their few sequences are read through core.headers)
-                check_sequences(ds, path)
-            except InputError as error:  # a sequence turned into text by a corrupted VR
-                found.skipped[str(path)] = error.problem
-                continue
+        try:  # values pydicom cannot decode, a sequence a corrupted VR turned into text: passed over, saying why
+            sop_class = str(header_value(ds, "SOPClassUID", "", path))
+            modality = str(header_value(ds, "Modality", "", path))
+            series_uid = str(header_value(ds, "SeriesInstanceUID", "", path))
+            if modality in ("SEG", "SR", "RTSTRUCT") or sop_class in SEG_SOP_CLASSES or sop_class in SR_SOP_CLASSES:
+                check_sequences(ds, path)  # (images: their few sequences are read through core.headers)
+        except InputError as error:
+            found.skipped[str(path)] = error.problem
+            continue
         if sop_class in SEG_SOP_CLASSES or modality == "SEG":
             found.segs.append((str(path), ds))
         elif sop_class in SR_SOP_CLASSES or modality == "SR":
@@ -200,8 +202,8 @@ def _discover(inputs: Sequence[PathLike], progress) -> _Inputs:
             found.rtstructs.append((str(path), ds))
         elif modality in _NOT_SUPPORTED:
             found.skipped[str(path)] = f"not supported ({modality})"
-        elif "Rows" in ds and "Columns" in ds and ds.get("SeriesInstanceUID"):
-            found.images.setdefault(str(ds.SeriesInstanceUID), []).append((str(path), ds))
+        elif "Rows" in ds and "Columns" in ds and series_uid:
+            found.images.setdefault(series_uid, []).append((str(path), ds))
         else:
             found.skipped[str(path)] = f"not an image, SEG, RTSTRUCT or SR ({modality or 'no modality'})"
     return found

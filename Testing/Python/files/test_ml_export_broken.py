@@ -47,3 +47,15 @@ def test_a_cut_nested_sequence_is_named(tmp_path):
     with pytest.raises(InputError, match=r"cut\.dcm.*cannot be decoded \(OSError: No tag to read") as caught:
         api.export_ml(cut.parent, tmp_path / "ml")
     assert "\n" not in str(caught.value)
+
+
+def test_a_modality_pydicom_cannot_decode_is_named(seg_file, tmp_path):
+    """The long fuzz run (seed 8088): an unknown VR in Modality was a bare NotImplementedError
+    while export-ml sorted its inputs."""
+    data = seg_file.read_bytes()
+    at = data.index(b"\x08\x00\x60\x00CS")  # (0008,0060) Modality, explicit VR little endian
+    broken = tmp_path / "in" / "broken.dcm"
+    broken.parent.mkdir()
+    broken.write_bytes(data[:at + 4] + b"ZZ" + data[at + 6:])
+    with pytest.raises(InputError, match=r"broken\.dcm Modality cannot be decoded \(NotImplementedError"):
+        api.export_ml(broken.parent, tmp_path / "ml")
