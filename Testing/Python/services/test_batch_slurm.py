@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_collection import (_stop, assert_same_case, collection, free_port, ledger_lines,  # noqa: F401 (fixture)
+from conftest import stop_process
+from batch_collection import (assert_same_case, collection, free_port, ledger_lines,  # noqa: F401 (fixture)
                               run_single_case)
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -108,7 +109,7 @@ def slurm():
                     ["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip():
                 time.sleep(0.3)
         for process in reversed(processes):  # slurmd, slurmctld, then munged
-            _stop(process)
+            stop_process(process, timeout=20)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -195,4 +196,4 @@ def test_batch_on_dask_workers_submitted_with_sbatch(slurm, collection, tmp_path
     finally:
         if jobs:
             subprocess.run(["scancel", *jobs], env=slurm, capture_output=True)
-        _stop(scheduler)
+        stop_process(scheduler, timeout=20)
