@@ -203,7 +203,12 @@ def _companion_groups(ds: Dataset, series, seg_folders, imported: SrImport) -> L
     folders = [Path(imported.path).resolve().parent] + [Path(f) for f in seg_folders]
     if series is not None:
         folders.append(Path(series.folder))
-    found = _find_instances(set(uids), folders)
+    # where the export puts it first (sr.dcm -> sr_markups.dcm): a folder search reads every header
+    # (an overlay series beside it is 200 files)
+    own = Path(imported.path)
+    found = _find_instances(set(uids), [], [own.with_name(f"{own.stem}_markups{own.suffix}")])
+    if len(found) < len(uids):
+        found.update(_find_instances(set(uids) - set(found), folders))
     parsed: List[dict] = []
     for uid in uids:
         path = found.get(uid)
@@ -548,13 +553,16 @@ def _load_segs(import_seg: SegReader, seg_uids: List[str], series, seg_folders, 
                 record.segment = labels[record.segment_number]
 
 
-def _find_instances(uids: set, folders: Sequence[Path]) -> Dict[str, str]:
-    """{SOP Instance UID: path} of the wanted instances below the folders."""
+def _find_instances(uids: set, folders: Sequence[Path], files: Sequence[Path] = ()) -> Dict[str, str]:
+    """{SOP Instance UID: path} of the wanted instances among ``files`` and below the folders (a
+    folder's own files before those of its subfolders: an SR's SEG lies beside it, an overlay
+    series of 200 files below)."""
     found: Dict[str, str] = {}
-    for folder in dict.fromkeys(folders):
-        if not folder.is_dir():
-            continue
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    candidates = [[f for f in files if f.is_file()]] + [
+        sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (len(p.parts), p))
+        for folder in dict.fromkeys(folders) if folder.is_dir()]
+    for paths in candidates:
+        for path in paths:
             if len(found) == len(uids):
                 return found
             try:
