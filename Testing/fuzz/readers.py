@@ -1,4 +1,5 @@
-"""Every reader of the package, as fuzz targets: name -> (seed kinds, mutation format, call).
+"""Every reader of the package, as fuzz targets: name -> (seed kinds, mutation format, call); the
+command line, batch manifests, PACS nodes and convert are in commands.py.
 
 A call gets the mutated input (file, or a series folder with one file mutated), a scratch folder for
 outputs, and the context (corpus paths, the sample series loaded once per worker).
