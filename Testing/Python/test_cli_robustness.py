@@ -63,3 +63,19 @@ def test_a_blank_file_argument_is_shown_quoted(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, line = _run(capsys, ["seg", "import", " ", "--out", str(tmp_path / "s.seg.nrrd")])
     assert code == 3 and line.startswith("error: ' ': "), line
+
+
+def test_export_ml_names_the_inputs_it_could_not_convert(capsys, sample_case, tmp_path):
+    """The long fuzz run (seed 8088): export-ml of a SEG and an RTSTRUCT whose series is not among
+    the inputs ended with "1 input could not be converted (listed above)", naming no file."""
+    seg = tmp_path / "seg.dcm"
+    rt = tmp_path / "rt" / "rt.dcm"
+    rt.parent.mkdir()
+    from DicomAnnotEmbedLib import api
+
+    api.export_seg(sample_case.series_dir, sample_case.segmentation_path, seg)
+    api.export_rtstruct(sample_case.series_dir, sample_case.segmentation_path, rt)
+    code, line = _run(capsys, ["export-ml", str(seg), str(rt), "--out", str(tmp_path / "ml")])
+    assert code == 3 and line.startswith(f"error: {rt}: could not be converted (listed above); the others were "
+                                         f"written to {tmp_path / 'ml'}"), line
+    assert (tmp_path / "ml" / "measurements.csv").exists()

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.errors import InputError, OutputError
+from ..core.errors import InputError, OutputError, name_files
 from ._common import UsageError, plural, slice_list, format_list
 
 
@@ -38,9 +38,10 @@ def run_export_ml(args: argparse.Namespace, progress) -> int:
           f"({plural(result.findings, 'finding')})")
     for message in result.problems:
         print(f"problem: {message}", file=sys.stderr)
-    if result.problems:
-        raise InputError(f"{plural(len(result.problems), 'input')} could not be converted (listed above); the "
-                         "others were written")
+    if result.problems:  # each problem is "SOURCE: why": the error names the sources
+        sources = list(dict.fromkeys(problem.split(": ", 1)[0] for problem in result.problems))
+        raise InputError(f"could not be converted (listed above); the others were written to {args.out}",
+                         name_files(sources))
     return 0
 
 
