@@ -349,11 +349,14 @@ def test_image_library_is_highdicoms_after_the_procedure(exported, sample):
     import highdicom as hd
 
     series, _ = sample
+    expected = list(hd.sr.ImageLibrary(list(series.datasets)))[0]
+    for name in ("sr.dcm", "sr_markups.dcm"):  # (the markups' report shares the entries built for the first)
+        document = pydicom.dcmread(exported[0] / name)
+        names = [item.ConceptNameCodeSequence[0].CodeValue for item in document.ContentSequence]
+        at = names.index("111028")  # Image Library
+        assert names[at - 1] == "121058" and names[at + 1] == "126010"  # Procedure reported, Imaging Measurements
+        assert document.ContentSequence[at] == expected, name
     document = pydicom.dcmread(exported[0] / "sr.dcm")
-    names = [item.ConceptNameCodeSequence[0].CodeValue for item in document.ContentSequence]
-    at = names.index("111028")  # Image Library
-    assert names[at - 1] == "121058" and names[at + 1] == "126010"  # Procedure reported, Imaging Measurements
-    assert document.ContentSequence[at] == list(hd.sr.ImageLibrary(list(series.datasets)))[0]
     # the images, the SEG, and the markups' own report (pertinent evidence)
     assert len(hd.sr.Comprehensive3DSR.from_dataset(document).get_evidence()) == len(series.files) + 2
 

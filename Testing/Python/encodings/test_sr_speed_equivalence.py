@@ -52,9 +52,12 @@ def export_both(series_dir: Path, seg_file: Path, folder: Path, **options):
         out = folder / f"sr_{engine}.dcm"
         api.export_sr(series, seg_file, out, engine=engine, **options)
         read[engine] = pydicom.dcmread(out)
+        read[engine + " markups"] = pydicom.dcmread(folder / f"sr_{engine}_markups.dcm")
     known = {str(ds.SOPInstanceUID) for ds in series.datasets} | {
         str(series.series_instance_uid), str(series.datasets[0].StudyInstanceUID),
         str(series.datasets[0].FrameOfReferenceUID), str(pydicom.dcmread(seg_file, stop_before_pixels=True).SOPInstanceUID)}
+    # the markups' own report (which shares the image library built for the report): the same too
+    assert assert_same(read["highdicom markups"], read["fast markups"], known, "markups") > 500
     return read["highdicom"], read["fast"], known
 
 

@@ -5,7 +5,7 @@ ambiguous-VR pass (``engine="fast"``, equal element by element to highdicom's ow
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -25,7 +25,8 @@ def mark_explicit(document: Dataset) -> None:
     marked = []
 
     def walk(ds: Dataset) -> bool:
-        ok = ds.original_encoding == (None, None)
+        # (a dataset marked before is one of ours too: the image library both reports of an export share)
+        ok = ds.original_encoding == (None, None) or ds.__dict__.get("_dae_explicit", False)
         for element in ds._dict.values():
             if type(element) is not DataElement or element.VR in AMBIGUOUS_VR:
                 ok = False
@@ -41,6 +42,7 @@ def mark_explicit(document: Dataset) -> None:
         return
     for ds in marked:  # (an unmarked dataset's pass covers its items: the marked ones are still checked once)
         ds.set_original_encoding(False, True, ds._character_set)
+        ds.__dict__["_dae_explicit"] = True
 
 
 def report_skeleton(report, evidence: Sequence[Dataset]) -> Dataset:
@@ -70,7 +72,8 @@ def report_skeleton(report, evidence: Sequence[Dataset]) -> Dataset:
     return skeleton
 
 
-def insert_image_library(document: Dataset, datasets: Sequence[Dataset], engine: str = "fast") -> None:
+def insert_image_library(document: Dataset, datasets: Sequence[Dataset], engine: str = "fast",
+                         library: Optional[List[Dataset]] = None) -> Optional[List[Dataset]]:
     """Put highdicom's TID 1600 Image Library of ``datasets`` where MeasurementReport puts it
     (after the procedure, before the first container).
 
@@ -82,20 +85,26 @@ def insert_image_library(document: Dataset, datasets: Sequence[Dataset], engine:
     pattern and the others are copies of it with their own SOP Instance UID and position;
     ``"highdicom"``: highdicom builds every entry (Testing/Python/encodings/test_sr_speed_equivalence.py
     compares the two).
+
+    ``library``: the entries returned by an earlier call for the same ``datasets`` (the two reports
+    of one export share them: written as they are, not built twice). Returns the entries, or None
+    when highdicom cannot describe the images.
     """
     import highdicom as hd
 
     try:
-        headers = [_library_header(ds) for ds in datasets]
-        library = list(_image_library(headers) if engine == "fast" else hd.sr.ImageLibrary(headers))
+        if library is None:
+            headers = [_library_header(ds) for ds in datasets]
+            library = list(_image_library(headers) if engine == "fast" else hd.sr.ImageLibrary(headers))
     except (ValueError, TypeError, AttributeError) as error:
         # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
         log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
-        return
+        return None
     items = document.ContentSequence
     names = [item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else "" for item in items]
     at = names.index("126010") if "126010" in names else len(items)  # before Imaging Measurements
     document.ContentSequence = list(items[:at]) + library + list(items[at:])
+    return library
 
 
 #: What a TID 1602/1604 image library entry holds of an image besides its SOP Instance UID and position.

@@ -267,8 +267,9 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         result.markups_sop_instance_uid = generate_uid()
         documents.append((groups[segment_group_count:], evidence(series.datasets), result.markups_sop_instance_uid,
                           options.instance_number + 1, long_string(f"{description} (markups)"), result.markups_path))
+    library: list = []  # built for the first document, shared by the second
     built = [_document(series, context, procedure, content, evidence_items, sop_uid, number, text, result, options,
-                       engine) for content, evidence_items, sop_uid, number, text, _ in documents]
+                       engine, library) for content, evidence_items, sop_uid, number, text, _ in documents]
     if split:
         _add_pertinent_evidence(built[0], built[1])
     # the markups' report is renamed first and the report last: a run killed between the two leaves
@@ -301,8 +302,9 @@ def _observation_context(options: SrExportOptions):
 
 def _document(series: ReferenceSeries, context, procedure: Code, groups: list, evidence_items: List[Dataset],
               sop_instance_uid: str, instance_number: int, description: str, result: SrExportResult,
-              options: SrExportOptions, engine: str) -> Dataset:
-    """One Comprehensive 3D SR document of ``groups``, with the image library of the series."""
+              options: SrExportOptions, engine: str, library: list) -> Dataset:
+    """One Comprehensive 3D SR document of ``groups``, with the image library of the series (the
+    entries in ``library`` when it holds them, else built and kept there)."""
     import highdicom as hd
 
     try:
@@ -323,8 +325,9 @@ def _document(series: ReferenceSeries, context, procedure: Code, groups: list, e
         raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
     if engine == "fast":
         document.ContentSequence = report[0].ContentSequence  # the whole content, as highdicom copies it
-    if options.image_library:
-        insert_image_library(document, series.datasets, engine)
+    if options.image_library and library != [None]:
+        entries = insert_image_library(document, series.datasets, engine, library[0] if library else None)
+        library[:] = [entries]
     _add_coding_schemes(document, options)
     _declare_character_set(document)
     return document
