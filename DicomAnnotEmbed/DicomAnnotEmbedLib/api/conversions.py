@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..core.errors import GeometryError, InputError
+from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ..core.model import AnnotationSet, Markup, Segmentation
 from ..core.progress import ProgressCallback
 from ..core.series import ReferenceSeries, gc_paused, load_series
@@ -249,7 +249,12 @@ def export_seg(series: Union[ReferenceSeries, PathLike], segmentation: Segmentat
                             ("body_part_examined", meta.BodyPartExamined)):
             if value and getattr(seg_options, name) == getattr(defaults, name):
                 seg_options = dataclasses.replace(seg_options, **{name: value})
-    return write_seg(reference, annotations.segmentation, out, options=seg_options, progress=progress, **options)
+    try:
+        return write_seg(reference, annotations.segmentation, out, options=seg_options, progress=progress, **options)
+    except DicomAnnotEmbedError as exc:  # "nothing to export": about the segmentation given
+        if exc.path is None and _input_names(segmentation, ()):
+            exc.set_path(_input_names(segmentation, ()))
+        raise
 
 
 def import_seg(seg_file: Union[PathLike, Sequence[PathLike]], series: Union[ReferenceSeries, PathLike, None] = None,

@@ -28,3 +28,17 @@ def test_overlay_export_names_every_input_when_all_are_empty(sample_case, tmp_pa
     with pytest.raises(InputError, match=r"empty\.mrk\.json, .*empty2\.mrk\.json: nothing to export") as caught:
         api.export_overlay(sample_case.series_dir, None, [empty, empty.with_name("empty2.mrk.json")], tmp_path / "o")
     assert caught.value.path is not None
+
+
+def test_seg_export_of_an_empty_segmentation_names_it(sample_case, tmp_path):
+    """The long fuzz run (seed 8088): a .seg.nrrd whose voxels were cut gave "nothing to export"
+    naming no file."""
+    from DicomAnnotEmbedLib.files.segio import load_segmentation, write_seg_nrrd
+
+    seg = load_segmentation(sample_case.segmentation_path)
+    seg.layers[:] = 0
+    empty = tmp_path / "empty.seg.nrrd"
+    write_seg_nrrd(empty, seg)
+    with pytest.raises(InputError, match=r"empty\.seg\.nrrd: nothing to export"):
+        api.export_seg(sample_case.series_dir, empty, tmp_path / "seg.dcm")
+    assert not (tmp_path / "seg.dcm").exists()

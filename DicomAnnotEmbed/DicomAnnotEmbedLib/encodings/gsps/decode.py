@@ -33,6 +33,7 @@ from pydicom.errors import InvalidDicomError
 
 from ...core.ellipses import ELLIPSE, is_ellipse
 from ...core.errors import InputError
+from ...core.headers import header_floats
 from ...core.inputs import check_sequences, open_bounded, reading
 from ...core.model import Markup
 from ...core.progress import ProgressCallback, track
@@ -114,10 +115,13 @@ def _convert(ds: pydicom.Dataset, reference: ReferenceSeries, gsps_file, progres
     ours = str(ds.get("Manufacturer", "")) == MANUFACTURER
     result = GspsImport(markups=[], ours=ours)
     for voi in ds.get("SoftcopyVOILUTSequence", [])[:1]:
-        if voi.get("WindowCenter") is not None and voi.get("WindowWidth") is not None:
-            centre, width = voi.WindowCenter, voi.WindowWidth
-            first = (lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v))
-            result.window = (first(centre), first(width))
+        try:  # a window is only shown: one that is not numbers is left out, with a warning
+            centre, width = (header_floats(voi, name, path=gsps_file) for name in ("WindowCenter", "WindowWidth"))
+        except InputError as exc:
+            log.warning("%s: the window is not read: %s", gsps_file, exc.problem)
+            centre = width = None
+        if centre and width:
+            result.window = (centre[0], width[0])
 
     layers = {str(item.get("GraphicLayer", "")): item for item in ds.get("GraphicLayerSequence", [])}
     # layer -> [(k, kind, (N, 2) cr, name or None)]
