@@ -235,7 +235,7 @@ def run_cli(path: Path, out: Path, ctx) -> None:
     message = errors[0]
     values = [w.split("=", 1)[1] if w.startswith("--") and "=" in w else w for w in argv]  # --opt=VALUE
     words = [w if w.strip() else repr(w) for w in values if not w.startswith("--")]  # a blank path: quoted
-    words += [str(Path(w)) for w in words]  # as messages show paths ("./a" is "a")
+    words += [str(Path(w)) for w in values]  # as messages show paths ("./a" is "a", "" is ".")
     named = (any(message.startswith(f"error: {w}:") or (len(w) > 2 and w in message) or repr(w) in message
                  for w in words)  # a node is named quoted: node '-3
              or re.search(r"--[a-z]", message) or str(out) in message)

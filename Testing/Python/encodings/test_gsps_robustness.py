@@ -38,3 +38,20 @@ def test_gsps_whose_window_is_not_numbers(sample_case, tmp_path, caplog):
     imported = api.import_gsps(tmp_path / "broken.dcm", sample_case.series_dir)
     assert imported.window is None and imported.markups
     assert "broken.dcm: the window is not read" in caplog.text
+
+
+def test_gsps_graphic_data_turned_into_bytes(sample_case, tmp_path):
+    """The long fuzz run (seed 8088): a Graphic Data whose VR became OB was a bare ValueError from
+    numpy; the graphic is reported and the others are read."""
+    from pydicom.dataelem import DataElement
+
+    pr = tmp_path / "pr.dcm"
+    api.export_gsps(sample_case.series_dir, [sample_case.markups_path], pr)
+    ds = pydicom.dcmread(pr)
+    graphics = [g for item in ds.GraphicAnnotationSequence for g in item.get("GraphicObjectSequence", [])]
+    assert len(graphics) > 1
+    graphics[0][0x00700022] = DataElement(0x00700022, "OB", b"\x00\x00\x1aB\x00\x00\xafB")
+    ds.save_as(tmp_path / "broken.dcm")
+    imported = api.import_gsps(tmp_path / "broken.dcm", sample_case.series_dir)
+    assert any("GraphicData must be finite numbers" in line for line in imported.report), imported.report
+    assert imported.markups

@@ -153,7 +153,11 @@ def _convert(ds: pydicom.Dataset, reference: ReferenceSeries, gsps_file, progres
             if units != "PIXEL":
                 result.report.append(f"annotation {number} (layer {layer}): {graphic_type} in {units} units")
                 continue
-            data = np.asarray(graphic.get("GraphicData") or [], dtype=float).ravel()
+            try:  # a Graphic Data a corrupted VR turned into bytes or text: reported like other bad graphics
+                data = np.asarray(header_floats(graphic, "GraphicData", path=gsps_file) or [], dtype=float).ravel()
+            except InputError as exc:
+                result.report.append(f"annotation {number} (layer {layer}): {graphic_type}: {exc.problem}")
+                continue
             if len(data) == 0 or len(data) % 2 or not np.all(np.isfinite(data)):
                 result.report.append(f"annotation {number} (layer {layer}): {graphic_type} with "
                                      f"{len(data)} coordinate values, not (column, row) pairs")
