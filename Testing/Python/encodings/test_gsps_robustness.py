@@ -55,3 +55,16 @@ def test_gsps_graphic_data_turned_into_bytes(sample_case, tmp_path):
     imported = api.import_gsps(tmp_path / "broken.dcm", sample_case.series_dir)
     assert any("GraphicData must be finite numbers" in line for line in imported.report), imported.report
     assert imported.markups
+
+
+def test_gsps_referenced_frame_number_turned_into_text(sample_case, tmp_path):
+    from pydicom.dataelem import DataElement
+
+    pr = tmp_path / "pr.dcm"
+    api.export_gsps(sample_case.series_dir, [sample_case.markups_path], pr)
+    ds = pydicom.dcmread(pr)
+    ref = ds.GraphicAnnotationSequence[0].ReferencedImageSequence[0]
+    ref[0x00081160] = DataElement(0x00081160, "LO", "x")  # Referenced Frame Number
+    ds.save_as(tmp_path / "broken.dcm")
+    imported = api.import_gsps(tmp_path / "broken.dcm", sample_case.series_dir)
+    assert any("Referenced Frame Number 'x' is not frame numbers" in line for line in imported.report), imported.report

@@ -138,8 +138,13 @@ def _convert(ds: pydicom.Dataset, reference: ReferenceSeries, gsps_file, progres
         for ref in item.get("ReferencedImageSequence", []):
             uid = str(ref.get("ReferencedSOPInstanceUID", ""))
             frames = ref.get("ReferencedFrameNumber")
-            frames = [int(f) - 1 for f in (frames if isinstance(frames, pydicom.multival.MultiValue)
-                                           else [frames])] if frames not in (None, "") else frames_of.get(uid, [])
+            try:
+                frames = [int(f) - 1 for f in (frames if isinstance(frames, pydicom.multival.MultiValue)
+                                               else [frames])] if frames not in (None, "") else frames_of.get(uid, [])
+            except (TypeError, ValueError):  # a VR corrupted into text or bytes
+                result.report.append(f"annotation {number} (layer {layer}): Referenced Frame Number "
+                                     f"{str(frames)[:40]!r} is not frame numbers")
+                continue
             found = [where[(uid, f)] for f in frames if (uid, f) in where]
             if not found:
                 result.report.append(f"annotation {number} (layer {layer}): image {uid} is not in the series")
