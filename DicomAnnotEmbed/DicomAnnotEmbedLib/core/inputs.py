@@ -35,7 +35,10 @@ def is_decoding_error(exc: BaseException) -> bool:
         return True
     if "/DicomAnnotEmbedLib/" in innermost:
         return False
-    return any(f"/{name}/" in innermost or innermost.endswith(f"/{name}.py") for name in DECODING_LIBRARIES)
+    # Below our last frame: raised in a decoding library, or in what it called (pydicom -> enum)
+    names = [f.filename.replace("\\", "/") for f in frames]
+    ours = max((i for i, name in enumerate(names) if "/DicomAnnotEmbedLib/" in name), default=-1)
+    return any(f"/{lib}/" in name or name.endswith(f"/{lib}.py") for name in names[ours + 1:] for lib in DECODING_LIBRARIES)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 (found by the long fuzz run through export-ml on a SEG: an AttributeError in header_value)."""
 from __future__ import annotations
 
+import shutil
+
 import pydicom
 import pytest
 from pydicom.dataelem import DataElement
@@ -117,3 +119,21 @@ def test_series_with_a_header_value_pydicom_cannot_decode_is_named(sample_case, 
         (folder / source.name).write_bytes(data[:at + 4] + b"ZZ" + data[at + 6:])
     with pytest.raises(InputError, match=rf"^{folder}(/IMG\d+\.dcm)?: .*Unknown Value Representation 'ZZ'"):
         load_series(folder)
+
+
+def test_pixel_data_pydicom_fails_on_below_its_own_code_is_named(sample_case, tmp_path):
+    """The long fuzz run (seed 8088): a multi-valued Photometric Interpretation made pydicom's
+    pixel decoding raise TypeError from the enum module it calls, which was not taken for a
+    decoding error (only the innermost frame was looked at): a bare TypeError."""
+    from DicomAnnotEmbedLib.core.errors import InputError
+    from DicomAnnotEmbedLib.core.series import load_series
+
+    folder = tmp_path / "series"
+    shutil.copytree(sample_case.series_dir, folder)
+    first = sorted(folder.iterdir())[0]
+    ds = pydicom.dcmread(first)
+    ds.PhotometricInterpretation = ["MONOCHROME2", "MONOCHROME2"]
+    ds.BitsStored = 12  # not the fast path of whole words: pydicom decodes
+    ds.save_as(first)
+    with pytest.raises(InputError, match=rf"{first.name}: cannot decode the pixel data: TypeError"):
+        load_series(folder).read_volume()
