@@ -41,6 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "Python" / "services"))
+sys.path.insert(0, str(HERE.parent / "Python"))  # conftest: the test helpers batch_collection uses
 
 from machine import cpu_model, memory_text  # noqa: E402
 
