@@ -131,6 +131,7 @@ def test_markups_have_their_own_report(mixed, every_markup, sample, sample_case,
     report reads both; the markups' report alone gives the markups; a missing one is said;
     ``markups_in_own_document=False`` writes one document; the CLI prints and returns both."""
     from DicomAnnotEmbedLib.cli import main
+    from DicomAnnotEmbedLib.encodings.sr import SEG_SOP_CLASSES
     from DicomAnnotEmbedLib.slicer.module_support import plan_import
 
     folder, result = mixed
@@ -147,7 +148,7 @@ def test_markups_have_their_own_report(mixed, every_markup, sample, sample_case,
                                                 markups_report.SOPInstanceUID, markups_report.SOPClassUID)
     assert "PertinentOtherEvidenceSequence" not in markups_report
     # no SEG reference in the markups' report: it is about coordinates in the frame of reference
-    assert all(str(i.ReferencedSOPClassUID) not in ("1.2.840.10008.5.1.4.1.1.66.4",) for st in
+    assert all(str(i.ReferencedSOPClassUID) not in SEG_SOP_CLASSES for st in
                markups_report.CurrentRequestedProcedureEvidenceSequence for se in st.ReferencedSeriesSequence
                for i in se.ReferencedSOPSequence)
     both = api.import_sr(folder / "sr.dcm", sample[0])

@@ -63,10 +63,10 @@ from __future__ import annotations
 
 from ...presets.lidc import apply_lidc_preset, lidc_numbers
 from .codes import (ALGORITHM_NAME, COMPREHENSIVE_3D_SR, PRIVATE_SCHEME, PRIVATE_SCHEME_NAME, SEG_SOP_CLASSES,
-                    SR_SOP_CLASSES, private_concept)
+                    SR_SOP_CLASSES, markups_document_path, private_concept)
 from .decode import SegReader, SrImport, companion_report_uids, import_sr, read_sr_dataset, sr_summary
 from .encode import (INSIDE_TOLERANCE_MM, SrExportOptions, SrExportResult, check_markup_inside, check_seg_series,
-                     export_sr, markups_document_path, read_seg_header)
+                     export_sr, read_seg_header)
 from .records import CSV_COLUMNS, MeasurementRecord, read_measurements_csv, write_measurements_csv
 
 __all__ = ["ALGORITHM_NAME", "COMPREHENSIVE_3D_SR", "CSV_COLUMNS", "INSIDE_TOLERANCE_MM", "MeasurementRecord",

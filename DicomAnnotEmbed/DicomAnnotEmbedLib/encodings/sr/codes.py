@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from pydicom.dataset import Dataset
@@ -98,6 +99,12 @@ def private_concept(text: str) -> Code:
     digest = hashlib.sha1(text.casefold().encode("utf-8")).hexdigest()[:12].upper()
     return Code(f"T{digest}", PRIVATE_SCHEME, text[:64])
 
+
+
+def markups_document_path(out: PathLike) -> Path:
+    """Where the markups' own report goes beside the report ``out``: ``sr.dcm`` -> ``sr_markups.dcm``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_markups{out.suffix or '.dcm'}")
 
 
 # --- content items --------------------------------------------------------------------------------

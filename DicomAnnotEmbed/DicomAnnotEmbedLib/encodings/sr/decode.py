@@ -5,6 +5,7 @@ The referenced SEGs are found by this module and read by the ``seg_reader`` its 
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ from .codes import (SEG_SOP_CLASSES, SR_SOP_CLASSES, PathLike, _ALGORITHM_NAME, 
                     _AREA_CONCEPTS, _DERIVATION, _FINDING, _FINDING_CATEGORY, _FINDING_SITE, _GEOMETRIC_PURPOSE, _IMAGE_REGION,
                     _IMAGING_MEASUREMENTS, _LINE_CONCEPTS, _MEASUREMENT_GROUP, _METHOD, _NOT_EVALUATIONS,
                     _PERIMETER_CONCEPTS, _REFERENCED_SEGMENT, _REFERENCED_SEGMENTATION_FRAME, _REPORT_TITLES,
-                    _TRACKING_ID, _TRACKING_UID, _VOLUME_SURFACE, _children, _key, _name, _unique, _value_code)
+                    _TRACKING_ID, _TRACKING_UID, _VOLUME_SURFACE, _children, _key, _name, _unique, _value_code,
+                    markups_document_path)
 from .records import MeasurementRecord
 
 log = logging.getLogger(__name__)
@@ -200,13 +202,10 @@ def _companion_groups(ds: Dataset, series, seg_folders, imported: SrImport) -> L
     uids = [uid for uid in dict.fromkeys(companion_report_uids(ds)) if uid != str(ds.SOPInstanceUID)]
     if not uids:
         return []
-    folders = [Path(imported.path).resolve().parent] + [Path(f) for f in seg_folders]
-    if series is not None:
-        folders.append(Path(series.folder))
+    folders = _search_folders(imported, seg_folders, series)
     # where the export puts it first (sr.dcm -> sr_markups.dcm): a folder search reads every header
     # (an overlay series beside it is 200 files)
-    own = Path(imported.path)
-    found = _find_instances(set(uids), [], [own.with_name(f"{own.stem}_markups{own.suffix}")])
+    found = _find_instances(set(uids), [], [markups_document_path(imported.path)])
     if len(found) < len(uids):
         found.update(_find_instances(set(uids) - set(found), folders))
     parsed: List[dict] = []
@@ -523,9 +522,7 @@ def _ellipsoid_box(points: np.ndarray, name: str) -> Markup:
 
 def _load_segs(import_seg: SegReader, seg_uids: List[str], series, seg_folders, imported: SrImport,
                progress) -> None:
-    folders = [Path(imported.path).resolve().parent] + [Path(f) for f in seg_folders]
-    if series is not None:
-        folders.append(Path(series.folder))
+    folders = _search_folders(imported, seg_folders, series)
     found = _find_instances(set(seg_uids), folders)
     for uid in seg_uids:
         path = found.get(uid)
@@ -553,14 +550,24 @@ def _load_segs(import_seg: SegReader, seg_uids: List[str], series, seg_folders, 
                 record.segment = labels[record.segment_number]
 
 
+def _search_folders(imported: SrImport, seg_folders, series) -> List[Path]:
+    """Where a report's SEGs and companion reports are looked for: beside it, in ``seg_folders``,
+    in the series' folder."""
+    folders = [Path(imported.path).resolve().parent] + [Path(f) for f in seg_folders]
+    if series is not None:
+        folders.append(Path(series.folder))
+    return folders
+
+
 def _find_instances(uids: set, folders: Sequence[Path], files: Sequence[Path] = ()) -> Dict[str, str]:
     """{SOP Instance UID: path} of the wanted instances among ``files`` and below the folders (a
     folder's own files before those of its subfolders: an SR's SEG lies beside it, an overlay
     series of 200 files below)."""
     found: Dict[str, str] = {}
-    candidates = [[f for f in files if f.is_file()]] + [
-        sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (len(p.parts), p))
-        for folder in dict.fromkeys(folders) if folder.is_dir()]
+    candidates = itertools.chain(  # a folder is listed only when the ones before did not hold everything
+        [[f for f in files if f.is_file()]],
+        (sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (len(p.parts), p))
+         for folder in dict.fromkeys(folders) if folder.is_dir()))
     for paths in candidates:
         for path in paths:
             if len(found) == len(uids):

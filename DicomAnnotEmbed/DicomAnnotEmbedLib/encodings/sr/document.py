@@ -72,39 +72,38 @@ def report_skeleton(report, evidence: Sequence[Dataset]) -> Dataset:
     return skeleton
 
 
-def insert_image_library(document: Dataset, datasets: Sequence[Dataset], engine: str = "fast",
-                         library: Optional[List[Dataset]] = None) -> Optional[List[Dataset]]:
-    """Put highdicom's TID 1600 Image Library of ``datasets`` where MeasurementReport puts it
+def image_library(datasets: Sequence[Dataset], engine: str = "fast") -> Optional[List[Dataset]]:
+    """highdicom's TID 1600 Image Library entries of ``datasets``, or None (with a warning) when
+    highdicom cannot describe the images.
+
+    ``engine="fast"`` (:func:`_image_library`): highdicom builds the entry of one image per
+    pattern and the others are copies of it with their own SOP Instance UID and position;
+    ``"highdicom"``: highdicom builds every entry (Testing/Python/encodings/test_sr_speed_equivalence.py
+    compares the two). The two reports of one export share the entries: built once, written twice.
+    """
+    import highdicom as hd
+
+    try:
+        headers = [_library_header(ds) for ds in datasets]
+        return list(_image_library(headers) if engine == "fast" else hd.sr.ImageLibrary(headers))
+    except (ValueError, TypeError, AttributeError) as error:
+        # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
+        log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
+        return None
+
+
+def insert_image_library(document: Dataset, library: List[Dataset]) -> None:
+    """Put the image library entries (:func:`image_library`) where MeasurementReport puts them
     (after the procedure, before the first container).
 
     Not given to MeasurementReport: the SR's constructor deep-copies, searches and converts its
     whole content, and 17 items for each of 200 images made that 6 of the 8 s an export took
     (Testing/benchmarks/bench_csv.py notes). The images are evidence all the same.
-
-    ``engine="fast"`` (:func:`_image_library`): highdicom builds the entry of one image per
-    pattern and the others are copies of it with their own SOP Instance UID and position;
-    ``"highdicom"``: highdicom builds every entry (Testing/Python/encodings/test_sr_speed_equivalence.py
-    compares the two).
-
-    ``library``: the entries returned by an earlier call for the same ``datasets`` (the two reports
-    of one export share them: written as they are, not built twice). Returns the entries, or None
-    when highdicom cannot describe the images.
     """
-    import highdicom as hd
-
-    try:
-        if library is None:
-            headers = [_library_header(ds) for ds in datasets]
-            library = list(_image_library(headers) if engine == "fast" else hd.sr.ImageLibrary(headers))
-    except (ValueError, TypeError, AttributeError) as error:
-        # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
-        log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
-        return None
     items = document.ContentSequence
     names = [item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else "" for item in items]
     at = names.index("126010") if "126010" in names else len(items)  # before Imaging Measurements
     document.ContentSequence = list(items[:at]) + library + list(items[at:])
-    return library
 
 
 #: What a TID 1602/1604 image library entry holds of an image besides its SOP Instance UID and position.

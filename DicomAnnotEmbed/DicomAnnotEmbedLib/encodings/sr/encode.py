@@ -32,8 +32,9 @@ from ...presets.lidc import check_lidc_tracking, lidc_numbers, lidc_terminology
 from .codes import (ALGORITHM_NAME, ANGLE, AREA, DERIVATIONS, IMAGE_VALUE, IMAGING_PROCEDURE, INTENSITY_CONCEPTS,
                     LATERALITIES, LENGTH, MAXIMUM_DIAMETER, PATH_LENGTH, PERIMETER, PRIVATE_SCHEME,
                     PRIVATE_SCHEME_NAME, PROCEDURES, SEG_SOP_CLASSES, SURFACE_AREA, VOLUME, VOXEL_SUM_METHOD,
-                    LABEL_MAP_SEGMENTATION, PathLike, _FINDING, _key, _unique, private_concept)
-from .document import evidence, insert_image_library, mark_explicit, report_skeleton
+                    LABEL_MAP_SEGMENTATION, PathLike, _FINDING, _key, _unique, markups_document_path,
+                    private_concept)
+from .document import evidence, image_library, insert_image_library, mark_explicit, report_skeleton
 from .records import MeasurementRecord
 
 log = logging.getLogger(__name__)
@@ -109,12 +110,6 @@ class SrExportResult:
     def paths(self) -> List[Path]:
         """Every file written: the report, then the markups' report when there is one."""
         return [self.path] + ([self.markups_path] if self.markups_path else [])
-
-
-def markups_document_path(out: PathLike) -> Path:
-    """Where the markups' own report goes beside the report ``out``: ``sr.dcm`` -> ``sr_markups.dcm``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}_markups{out.suffix or '.dcm'}")
 
 
 
@@ -267,7 +262,7 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         result.markups_sop_instance_uid = generate_uid()
         documents.append((groups[segment_group_count:], evidence(series.datasets), result.markups_sop_instance_uid,
                           options.instance_number + 1, long_string(f"{description} (markups)"), result.markups_path))
-    library: list = []  # built for the first document, shared by the second
+    library = image_library(series.datasets, engine) if options.image_library else None  # shared by both
     built = [_document(series, context, procedure, content, evidence_items, sop_uid, number, text, result, options,
                        engine, library) for content, evidence_items, sop_uid, number, text, _ in documents]
     if split:
@@ -302,9 +297,9 @@ def _observation_context(options: SrExportOptions):
 
 def _document(series: ReferenceSeries, context, procedure: Code, groups: list, evidence_items: List[Dataset],
               sop_instance_uid: str, instance_number: int, description: str, result: SrExportResult,
-              options: SrExportOptions, engine: str, library: list) -> Dataset:
-    """One Comprehensive 3D SR document of ``groups``, with the image library of the series (the
-    entries in ``library`` when it holds them, else built and kept there)."""
+              options: SrExportOptions, engine: str, library: Optional[List[Dataset]]) -> Dataset:
+    """One Comprehensive 3D SR document of ``groups``, with the image library entries ``library``
+    (none when None)."""
     import highdicom as hd
 
     try:
@@ -325,9 +320,8 @@ def _document(series: ReferenceSeries, context, procedure: Code, groups: list, e
         raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
     if engine == "fast":
         document.ContentSequence = report[0].ContentSequence  # the whole content, as highdicom copies it
-    if options.image_library and library != [None]:
-        entries = insert_image_library(document, series.datasets, engine, library[0] if library else None)
-        library[:] = [entries]
+    if library is not None:
+        insert_image_library(document, library)
     _add_coding_schemes(document, options)
     _declare_character_set(document)
     return document
