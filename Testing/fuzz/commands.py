@@ -238,7 +238,8 @@ def run_cli(path: Path, out: Path, ctx) -> None:
     words += [str(Path(w)) for w in values]  # as messages show paths ("./a" is "a", "" is ".")
     named = (any(message.startswith(f"error: {w}:") or (len(w) > 2 and w in message) or repr(w) in message
                  for w in words)  # a node is named quoted: node '-3
-             or re.search(r"--[a-z]", message) or str(out) in message)
+             or re.search(r"--[a-z]", message) or str(out) in message
+             or re.search(r"\bnode '[^']*'", message))  # a node named as it was given, even blank: node ''
     raise Outcome("error" if named else "unnamed", message)
 
 
