@@ -972,6 +972,34 @@ def print_profile(profile: cProfile.Profile, title: str, wall: float, top: int, 
                   top, by, str(Path(__file__).resolve()), digits=3)
 
 
+def warm_labelmap_rounds(workdir: Path, rounds: int) -> None:
+    """Target 2: both writers in this process after a first unmeasured run each (imports, tables,
+    headers warm), alternating, CPU time (time.process_time) and wall time per run."""
+    ours = Context(VARIANT_BY_NAME["ours_labelmap_jpegls"], workdir, "C")
+    theirs = Context(VARIANT_BY_NAME["hd_labelmap_jpegls"], workdir, "C")
+    labels = ours.labels()
+    out = workdir / RUNS_DIR / "warm"
+    out.mkdir(parents=True, exist_ok=True)
+    times: Dict[str, List[Tuple[float, float]]] = {"ours": [], "highdicom": []}
+    load = [os.getloadavg()[0]]
+    for round_ in range(rounds + 1):
+        for name, writer, ctx in (("ours", write_ours, ours), ("highdicom", write_highdicom, theirs)):
+            cpu, wall = time.process_time(), time.perf_counter()
+            writer(ctx, labels, out / f"{name}.dcm")
+            if round_:  # the first round warms up
+                times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+    load.append(os.getloadavg()[0])
+    median = {name: (statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs))
+              for name, runs in times.items()}
+    print(f"| LABELMAP JPEG-LS, case C, in process, warm ({rounds} rounds) | CPU s | wall s |")
+    print("|---|---:|---:|")
+    for name, (cpu, wall) in median.items():
+        print(f"| {name} | {cpu:.3f} | {wall:.3f} |")
+    print(f"| ours / highdicom | {median['ours'][0] / median['highdicom'][0]:.2f} x | "
+          f"{median['ours'][1] / median['highdicom'][1]:.2f} x |")
+    print(f"load average {load[0]:.2f} -> {load[1]:.2f}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time DICOM SEG export/import (ours, highdicom, dcmqi) and SimpleITK files on a synthetic "
@@ -993,6 +1021,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--snapshot", action="store_true",
                         help="copy DicomAnnotEmbedLib into the workdir first and run the children on that copy "
                              "(for a shared tree that is being edited during the run)")
+    parser.add_argument("--warm-labelmap", type=int, metavar="ROUNDS",
+                        help="only target 2: our LABELMAP JPEG-LS export and highdicom's constructor + save_as of the "
+                             "same labels, in this process, warm, ROUNDS interleaved rounds (case C; median CPU)")
     parser.add_argument("--child", choices=("write", "read", "profile"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -1014,6 +1045,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.profile and args.profile_case not in CASES:
         parser.error(f"--profile-case: choose among {', '.join(CASES)}")
     workdir = args.workdir.resolve()
+    if args.warm_labelmap:
+        prepare_data(workdir, ["C"])
+        warm_labelmap_rounds(workdir, args.warm_labelmap)
+        return 0
     if args.snapshot:
         print(f"library snapshot of {snapshot_library(workdir)} in {workdir / SNAPSHOT_DIR}", file=sys.stderr)
     needed = sorted(set(cases) | ({args.profile_case} if args.profile else set()))

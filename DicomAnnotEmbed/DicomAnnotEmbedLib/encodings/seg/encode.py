@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 from ... import __version__
 from ...dicom import raw
 from ...core.errors import GeometryError, InputError
-from ...dicom.values import coded_concept, long_string
+from ...dicom.values import long_string
 from ...core.geometry import VolumeGeometry
 from ...core.model import DEFAULT_TERMINOLOGY, Code, FractionPlanes, Segment, Segmentation
 from ...core.outputs import atomic_path, prepare_output_file
@@ -29,6 +29,7 @@ from .common import (ALGORITHM_TYPES, ALLOWED_COMPRESSIONS, COMPRESSIONS, DEFAUL
                      TRANSFER_SYNTAXES, SegExportOptions, SegExportResult, check_compression, _DERIVATION_IMAGE,
                      _DIMENSION_INDEX_VALUES, _FRAME_CONTENT, _IMAGE_POSITION, _PER_FRAME, _PIXEL_DATA, _PLANE_POSITION,
                      _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER)
+from . import template
 from .headers import (_clean_sources, _declare_character_set, _reference_all_sources, _set_slice_measures,
                       _slice_measures)
 
@@ -177,10 +178,8 @@ def _layer_name(name: str, layer: int) -> str:
 
 
 def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions):
-    """highdicom segment descriptions, numbered 1..N in order, and the tracking ids used."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
+    """Segment Sequence items (as highdicom's SegmentDescription holds them), numbered 1..N in
+    order, and the tracking ids used."""
     from ...dicom.dcmqi_metadata import rgb_to_dicom_lab
 
     uncoded = [s.name for s in segments if s.terminology is None]
@@ -194,25 +193,24 @@ def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions
         algorithm_type = (attrs.get("SegmentAlgorithmType") or options.algorithm_type).upper()
         if algorithm_type not in ALGORITHM_TYPES:
             raise InputError(f"segment {segment.name!r}: unknown algorithm type {algorithm_type!r}")
-        algorithm = None
+        algorithm_name = None
         if algorithm_type != "MANUAL":
-            algorithm = hd.AlgorithmIdentificationSequence(
-                name=attrs.get("SegmentAlgorithmName") or options.algorithm_name or "DicomAnnotEmbed",
-                family=codes.cid7162.ArtificialIntelligence, version=options.algorithm_version)
+            algorithm_name = attrs.get("SegmentAlgorithmName") or options.algorithm_name or "DicomAnnotEmbed"
         tracking_id = attrs.get("TrackingIdentifier") or segment.name
         tracking_uid = attrs.get("TrackingUniqueIdentifier") or generate_uid()
-        description = hd.seg.SegmentDescription(
-            segment_number=number, segment_label=long_string(segment.name),
-            segmented_property_category=coded_concept(term.category), segmented_property_type=coded_concept(term.type),
-            algorithm_type=algorithm_type, algorithm_identification=algorithm,
-            tracking_uid=tracking_uid, tracking_id=long_string(tracking_id),
-            anatomic_regions=[coded_concept(term.anatomic_region)] if term.anatomic_region else None)
-        if term.type_modifier is not None:
-            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-                coded_concept(term.type_modifier)]
-        if term.anatomic_region is not None and term.anatomic_region_modifier is not None:
-            description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [
-                coded_concept(term.anatomic_region_modifier)]
+        try:
+            description = template.segment_description(
+                number, long_string(segment.name), term.category, term.type, algorithm_type,
+                algorithm_name=algorithm_name, algorithm_version=options.algorithm_version,
+                tracking_id=long_string(tracking_id), tracking_uid=tracking_uid, anatomic_region=term.anatomic_region)
+            if term.type_modifier is not None:
+                description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                    template.code_item(term.type_modifier)]
+            if term.anatomic_region is not None and term.anatomic_region_modifier is not None:
+                description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [
+                    template.code_item(term.anatomic_region_modifier)]
+        except ValueError as exc:
+            raise InputError(f"segment {segment.name!r}: {exc}") from None
         description.RecommendedDisplayCIELabValue = list(rgb_to_dicom_lab(segment.color))
         if segment.description:
             description.SegmentDescription = long_string(segment.description)
@@ -347,7 +345,9 @@ class _SegWriter:
             manufacturer_model_name="DicomAnnotEmbed", software_versions=__version__, device_serial_number="1",
             content_label=_cs_label(o.content_label), content_description=o.content_description,
             content_creator_name=o.content_creator_name,
-            transfer_syntax_uid=TRANSFER_SYNTAXES[self.compression], plane_positions=plane_positions,
+            transfer_syntax_uid=TRANSFER_SYNTAXES[self.compression],
+            plane_positions=None if plane_positions is None else [hd.PlanePositionSequence("PATIENT", p)
+                                                                  for p in plane_positions],
             omit_empty_frames=omit_empty_frames,
             series_description=long_string(o.series_description or _default_description(self)))
         if self.seg_type == "fractional":
@@ -358,6 +358,29 @@ class _SegWriter:
             ds = hd.seg.Segmentation(**kwargs)
         except (ValueError, TypeError) as exc:
             raise InputError(f"highdicom refused the segmentation: {exc}") from None
+        return self._finish(ds, measures, referenced_only)
+
+    def _own_template(self, descriptions, series_uid, sop_uid, instance_number, position, plane: int):
+        """The one-plane template without highdicom (template.py), None where highdicom builds it."""
+        if not template.supports(self.series, self.palette, self.seg_type):
+            return None
+        o = self.options
+        measures = _slice_measures(self.series)
+        source = _clean_sources([self.series.datasets[self.series.slices[plane].file_index]],
+                                measures[0] if measures else None)[0]
+        ds = template.build_template(
+            source, seg_type=self.seg_type, compression=self.compression, descriptions=descriptions,
+            series_uid=series_uid, sop_uid=sop_uid, instance_number=instance_number, series_number=o.series_number,
+            series_description=long_string(o.series_description or _default_description(self)),
+            content_label=_cs_label(o.content_label), content_description=o.content_description,
+            content_creator_name=o.content_creator_name, plane_position=template.plane_position_item(position),
+            fractional_type=self.fractional_type, max_fractional_value=self.max_fractional_value)
+        return None if ds is None else self._finish(ds, measures, True)
+
+    def _finish(self, ds: Dataset, measures, referenced_only: bool) -> Dataset:
+        """What both templates get after construction: options, slice measures, character set,
+        the type 2 Content Creator's Name, the references to every source image."""
+        o = self.options
         for keyword, value in (("ClinicalTrialSeriesID", o.clinical_trial_series_id),
                                ("ClinicalTrialTimePointID", o.clinical_trial_time_point_id),
                                ("ClinicalTrialCoordinatingCenterName", o.clinical_trial_coordinating_center_name),
@@ -396,12 +419,14 @@ class _SegWriter:
         positions = [_plane_position(self.series, k) for k in range(self.series.geometry.shape[0])] \
             if self.series.geometry.in_patient_space else None
         if engine == "fast":
-            template = self._highdicom(descriptions, series_uid, sop_uid, instance_number,
-                                       self._template_pixels(1), [positions[self.planes[0]]], False,
-                                       template_plane=self.planes[0])
-            pieces = _FramePieces.from_template(template, self, positions)
+            plane = self.planes[0]
+            header = self._own_template(descriptions, series_uid, sop_uid, instance_number, positions[plane], plane)
+            if header is None:
+                header = self._highdicom(descriptions, series_uid, sop_uid, instance_number,
+                                         self._template_pixels(1), [positions[plane]], False, template_plane=plane)
+            pieces = _FramePieces.from_template(header, self, [[template.plane_position_item(p)] for p in positions])
             if pieces is not None:
-                self._write_fast(path, template, pieces)
+                self._write_fast(path, header, pieces)
                 return len(self.frames)
             log.info("SEG: highdicom's per-frame layout is not the expected one; highdicom writes every frame")
         ds = self._highdicom(descriptions, series_uid, sop_uid, instance_number, self._full_pixel_array(),
@@ -415,7 +440,8 @@ class _SegWriter:
         del header[_PER_FRAME]
         # pydicom's rule for the ambiguous 'OB or OW' of native pixel data
         pixel_vr = "OW" if int(header.BitsAllocated) > 8 else "OB"
-        del header[_PIXEL_DATA]
+        if _PIXEL_DATA in header:  # highdicom's template has its plane's pixels
+            del header[_PIXEL_DATA]
         if header and max(header.keys()) >= _PER_FRAME:
             raise InputError(f"unexpected element {max(header.keys())} after the per-frame groups")  # pragma: no cover
         header.NumberOfFrames = len(self.frames)
@@ -442,16 +468,13 @@ class _SegWriter:
 
 
 def _highdicom_plane_order(geometry: VolumeGeometry) -> List[int]:
-    """Slice indices in the order highdicom sorts planes (along its normal for the image
-    orientation, which may run against our k)."""
+    """Slice indices in the order highdicom sorts planes: along the normal of its volume index
+    convention (column cosines x row cosines, right-handed), which may run against our k."""
     k_order = list(range(geometry.shape[0]))
     if not geometry.in_patient_space:
         return k_order
-    from highdicom.spatial import VOLUME_INDEX_CONVENTION, get_normal_vector
-
     directions = geometry.ijk_to_lps[:3, :3] / np.linalg.norm(geometry.ijk_to_lps[:3, :3], axis=0)
-    orientation = list(directions[:, 0]) + list(directions[:, 1])
-    normal = np.asarray(get_normal_vector(orientation, index_convention=VOLUME_INDEX_CONVENTION))
+    normal = np.cross(directions[:, 1], directions[:, 0])
     return k_order[::-1] if float(normal @ directions[:, 2]) < 0 else k_order
 
 
@@ -468,10 +491,9 @@ def _default_description(writer: "_SegWriter") -> str:
     return f"{writer.seg_type.upper()} SEG: {names}"
 
 
-def _plane_position(series: ReferenceSeries, k: int):
-    """The source frame's Image Position (Patient), as highdicom takes it from source images."""
-    import highdicom as hd
-
+def _plane_position(series: ReferenceSeries, k: int) -> list:
+    """The source frame's Image Position (Patient), LPS, as highdicom takes it from source images
+    (the DS values keep the source's text, as highdicom copies it)."""
     ref = series.slices[k]
     ds = series.datasets[ref.file_index]
     position = None
@@ -485,8 +507,7 @@ def _plane_position(series: ReferenceSeries, k: int):
             position = shared.PlanePositionSequence[0].ImagePositionPatient
     if position is None:
         position = ds.ImagePositionPatient
-    # The DS values themselves keep the source's text, as highdicom copies it.
-    return hd.PlanePositionSequence("PATIENT", list(position))
+    return list(position)
 
 
 class _FramePieces:
@@ -654,17 +675,31 @@ class _PixelWriter:
         if length % 2:
             stream.write(b"\x00")
 
-    def _write_encapsulated(self, stream, frames, count, ticks) -> None:
-        from highdicom.frame import encode_frame
-
+    def _encoder(self):
+        """The frame codec: pydicom's encoder, called as highdicom's encode_frame calls it; highdicom's
+        own for 1-bit JPEG 2000 (openjpeg directly, which pydicom does not do)."""
         syntax = TRANSFER_SYNTAXES[self.compression]
+        if self.bits_allocated == 1:
+            from highdicom.frame import encode_frame
+
+            return lambda frame: encode_frame(frame, transfer_syntax_uid=syntax, bits_allocated=self.bits_allocated,
+                                              bits_stored=self.bits_stored,
+                                              photometric_interpretation=self.photometric, pixel_representation=0)
+        from pydicom.pixels.encoders.base import get_encoder
+
+        encoder = get_encoder(syntax)
+        return lambda frame: encoder.encode(
+            frame, rows=frame.shape[0], columns=frame.shape[1], samples_per_pixel=1, number_of_frames=1,
+            bits_allocated=self.bits_allocated, bits_stored=self.bits_stored,
+            photometric_interpretation=self.photometric, pixel_representation=0, planar_configuration=None)
+
+    def _write_encapsulated(self, stream, frames, count, ticks) -> None:
         bits = 8 if self.bits_allocated == 1 else self.bits_allocated
         dtype = np.uint16 if bits == 16 else np.uint8
+        encode = self._encoder()
         fragments = []
         for _, frame in zip(ticks, frames):
-            fragment = encode_frame(np.ascontiguousarray(frame, dtype=dtype), transfer_syntax_uid=syntax,
-                                    bits_allocated=self.bits_allocated, bits_stored=self.bits_stored,
-                                    photometric_interpretation=self.photometric, pixel_representation=0)
+            fragment = encode(np.ascontiguousarray(frame, dtype=dtype))
             fragments.append(fragment + b"\x00" * (len(fragment) % 2))
         offsets, position = [], 0
         for fragment in fragments:

@@ -1,0 +1,342 @@
+"""The SEG header of the fast writer, built with pydicom alone (LPS).
+
+highdicom builds the same header (``engine="highdicom"`` and the fallback of ``_SegWriter``), but a
+command pays 0.2 s to import it, 0.28 s to parse its 22.6 MB table of the standard's modules and
+0.25 s for 100 segment descriptions: more than the rest of a LABELMAP export of 200 slices
+(bench_startup.py notes). This module writes what highdicom's one-plane template holds for the common
+case: single-frame source images of the classes below, in patient space, no palette. Anything
+else returns None and highdicom builds the template as before.
+
+``Testing/Python/encodings/test_seg_template.py`` compares every element with highdicom's template
+on every geometry of the conformance matrix, for BINARY, FRACTIONAL and LABELMAP. The one intended
+difference: highdicom lists itself in the Contributing Equipment Sequence ("Software library used
+to create this instance"); a header it did not build does not, and carries pydicom's
+implementation UID in its file meta information.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import List, Optional, Sequence
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import generate_uid
+from pydicom.valuerep import DA, DS, DT, TM
+
+from ... import __version__
+from ...core.model import Code
+from .common import LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE, TRANSFER_SYNTAXES
+
+#: Single-frame image classes whose IOD has the Patient, Clinical Trial Subject, General Study,
+#: Patient Study, Clinical Trial Study and Specimen modules that :data:`COPIED_KEYWORDS` lists
+#: (checked against highdicom's tables of the standard by the test).
+OWN_TEMPLATE_SOURCE_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.2",      # CT Image
+    "1.2.840.10008.5.1.4.1.1.4",      # MR Image
+    "1.2.840.10008.5.1.4.1.1.128",    # Positron Emission Tomography Image
+    "1.2.840.10008.5.1.4.1.1.7",      # Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.1",      # Computed Radiography Image
+    "1.2.840.10008.5.1.4.1.1.1.1",    # Digital X-Ray Image, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image, for processing
+)
+
+#: The root attributes of the source's patient, study and specimen modules (PS3.3: Patient,
+#: Clinical Trial Subject, General Study, Patient Study, Clinical Trial Study, Specimen), copied as
+#: they are, as highdicom copies them into a SEG.
+COPIED_KEYWORDS = (
+    # Patient
+    "ReferencedPatientSequence", "PatientName", "PatientID", "IssuerOfPatientID", "TypeOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence", "SourcePatientGroupIdentificationSequence",
+    "GroupOfPatientsIdentificationSequence", "PatientBirthDate", "PatientBirthTime",
+    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar",
+    "PatientAlternativeCalendar", "PatientSex", "QualityControlSubject", "StrainDescription",
+    "StrainNomenclature", "StrainStockSequence", "StrainAdditionalInformation", "StrainCodeSequence",
+    "GeneticModificationsSequence", "OtherPatientNames", "OtherPatientIDsSequence",
+    "ReferencedPatientPhotoSequence", "EthnicGroupCodeSequence", "PatientSpeciesDescription",
+    "PatientSpeciesCodeSequence", "PatientBreedDescription", "PatientBreedCodeSequence",
+    "BreedRegistrationSequence", "ResponsiblePerson", "ResponsiblePersonRole", "ResponsibleOrganization",
+    "PatientComments", "PatientIdentityRemoved", "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    # Clinical Trial Subject
+    "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName",
+    "IssuerOfClinicalTrialProtocolID", "OtherClinicalTrialProtocolIDsSequence", "ClinicalTrialSiteID",
+    "ClinicalTrialSiteName", "IssuerOfClinicalTrialSiteID", "ClinicalTrialSubjectID",
+    "IssuerOfClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
+    "IssuerOfClinicalTrialSubjectReadingID", "ClinicalTrialProtocolEthicsCommitteeName",
+    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
+    # General Study
+    "StudyDate", "StudyTime", "AccessionNumber", "IssuerOfAccessionNumberSequence", "ReferringPhysicianName",
+    "ReferringPhysicianIdentificationSequence", "ConsultingPhysicianName",
+    "ConsultingPhysicianIdentificationSequence", "StudyDescription", "ProcedureCodeSequence",
+    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
+    "PhysiciansReadingStudyIdentificationSequence", "ReferencedStudySequence", "StudyInstanceUID", "StudyID",
+    "RequestingService", "RequestingServiceCodeSequence", "ReasonForPerformedProcedureCodeSequence",
+    # Patient Study
+    "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "PatientAge", "PatientSize",
+    "PatientSizeCodeSequence", "PatientBodyMassIndex", "MeasuredAPDimension", "MeasuredLateralDimension",
+    "PatientWeight", "MedicalAlerts", "Allergies", "Occupation", "SmokingStatus", "AdditionalPatientHistory",
+    "PregnancyStatus", "LastMenstrualDate", "PatientSexNeutered", "ReasonForVisit",
+    "ReasonForVisitCodeSequence", "AdmissionID", "IssuerOfAdmissionIDSequence", "ServiceEpisodeID",
+    "ServiceEpisodeDescription", "IssuerOfServiceEpisodeIDSequence", "PatientState",
+    # Clinical Trial Study
+    "ClinicalTrialTimePointID", "ClinicalTrialTimePointDescription", "LongitudinalTemporalOffsetFromEvent",
+    "LongitudinalTemporalEventType", "ClinicalTrialTimePointTypeCodeSequence",
+    "IssuerOfClinicalTrialTimePointID", "ConsentForClinicalTrialUseSequence",
+    # Specimen
+    "ContainerIdentifier", "IssuerOfTheContainerIdentifierSequence", "AlternateContainerIdentifierSequence",
+    "ContainerTypeCodeSequence", "ContainerDescription", "ContainerComponentSequence",
+    "SpecimenDescriptionSequence",
+)
+
+# Required by highdicom's constructor (read as attributes): without them it refuses the source.
+_REQUIRED_SOURCE = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                    "StudyDate", "StudyTime", "StudyInstanceUID", "FrameOfReferenceUID", "ImageOrientationPatient",
+                    "PixelSpacing")
+_PATIENT_SEXES = ("M", "F", "O", "", None)
+
+_SEGMENT_NUMBER, _SEGMENT_IDENTIFICATION = 0x0062000B, 0x0062000A
+_IMAGE_POSITION, _PLANE_POSITION = 0x00200032, 0x00209113
+
+ACQUISITION_EQUIPMENT = Code("109101", "DCM", "Acquisition Equipment")
+SOURCE_FOR_PROCESSING = Code("121322", "DCM", "Source image for image processing operation")
+SEGMENTATION_DERIVATION = Code("113076", "DCM", "Segmentation")
+BACKGROUND = Code("125040", "DCM", "Background")
+AI_ALGORITHM_FAMILY = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162
+
+
+def code_item(code: Code) -> Dataset:
+    """A Code Sequence item as highdicom's CodedConcept writes it (long and URN values, meaning
+    defaulting to the value). Raises ValueError for a meaning over 64 characters, as it does."""
+    meaning = code.meaning or code.value
+    if len(meaning) > 64:
+        raise ValueError("Code meaning can have maximally 64 characters.")
+    item = Dataset()
+    value = str(code.value)
+    if len(value) > 16:
+        if value.startswith("urn") or "://" in value:
+            item.URNCodeValue = value
+        else:
+            item.LongCodeValue = value
+    else:
+        item.CodeValue = value
+    item.CodeMeaning = str(meaning)
+    item.CodingSchemeDesignator = str(code.scheme)
+    return item
+
+
+def segment_description(number: int, label: str, category: Code, property_type: Code, algorithm_type: str, *,
+                        algorithm_name: Optional[str] = None, algorithm_version: str = "",
+                        tracking_id: Optional[str] = None, tracking_uid: Optional[str] = None,
+                        anatomic_region: Optional[Code] = None) -> Dataset:
+    """One Segment Sequence item, element for element what highdicom's SegmentDescription holds
+    for the same arguments (a non-MANUAL algorithm gets the AI family of CID 7162)."""
+    item = Dataset()
+    item.SegmentNumber = number
+    item.SegmentLabel = label
+    item.SegmentedPropertyCategoryCodeSequence = [code_item(category)]
+    item.SegmentedPropertyTypeCodeSequence = [code_item(property_type)]
+    item.SegmentAlgorithmType = algorithm_type
+    if algorithm_name is not None:
+        identification = Dataset()
+        identification.AlgorithmName = algorithm_name
+        identification.AlgorithmVersion = algorithm_version
+        identification.AlgorithmFamilyCodeSequence = [code_item(AI_ALGORITHM_FAMILY)]
+        item.SegmentAlgorithmName = algorithm_name
+        item.SegmentationAlgorithmIdentificationSequence = [identification]
+    if tracking_id is not None and tracking_uid is not None:
+        item.TrackingID = tracking_id
+        item.TrackingUID = tracking_uid
+    if anatomic_region is not None:
+        item.AnatomicRegionSequence = [code_item(anatomic_region)]
+    return item
+
+
+def supports(series, palette: bool, seg_type: str) -> bool:
+    """Whether :func:`build_template` writes this header (else highdicom does)."""
+    if palette and seg_type == "labelmap":
+        return False
+    if not series.geometry.in_patient_space or series.is_multiframe:
+        return False
+    for ds in series.datasets:
+        if str(ds.get("SOPClassUID", "")) not in OWN_TEMPLATE_SOURCE_CLASSES:
+            return False
+    return True
+
+
+def build_template(source: Dataset, *, seg_type: str, compression: str, descriptions: Sequence[Dataset],
+                   series_uid: str, sop_uid: str, instance_number: int, series_number: int, series_description: str,
+                   content_label: str, content_description: Optional[str], content_creator_name: Optional[str],
+                   plane_position: Dataset, fractional_type: str = "PROBABILITY",
+                   max_fractional_value: int = 255) -> Optional[Dataset]:
+    """highdicom's one-plane template of a SEG on ``source`` (the image of that plane): every
+    module but the Pixel Data, with one per-frame item per segment (one for LABELMAP).
+
+    ``plane_position``: the Plane Position Sequence item of that plane (LPS, as the source
+    states it). Returns None for a source highdicom would treat otherwise (a missing required
+    attribute, a Patient's Sex it refuses, ...): the caller then lets highdicom build it.
+    """
+    if any(keyword not in source for keyword in _REQUIRED_SOURCE) or source.get("PatientSex") not in _PATIENT_SEXES:
+        return None
+    if series_number < 1 or instance_number < 1:
+        return None
+    labelmap = seg_type == "labelmap"
+    sop_class = LABEL_MAP_SEGMENTATION_STORAGE if labelmap else SEGMENTATION_STORAGE
+    now = datetime.datetime.now()
+    ds = Dataset()
+    ds.preamble = b"\x00" * 128
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = TRANSFER_SYNTAXES[compression]
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.FileMetaInformationVersion = b"\x00\x01"
+
+    # SOP Common, General Series, General Equipment (the patient and study modules are copied below)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.InstanceNumber = sop_class, sop_uid, instance_number
+    ds.InstanceCreationDate, ds.InstanceCreationTime = DA(now.date()), TM(now.time())
+    ds.ContentDate, ds.ContentTime = DA(now.date()), TM(now.time())
+    if source.get("SpecificCharacterSet") is not None:
+        ds.SpecificCharacterSet = source.SpecificCharacterSet
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.Modality = series_uid, series_number, "SEG"
+    ds.SeriesDescription = series_description
+    ds.Manufacturer = ds.ManufacturerModelName = "DicomAnnotEmbed"
+    ds.DeviceSerialNumber, ds.SoftwareVersions = "1", __version__
+    ds.ReferringPhysicianName = None
+    for keyword in COPIED_KEYWORDS:
+        if keyword in source:
+            ds.add(source[keyword])
+    equipment = _acquisition_equipment(source)
+    ds.ContributingEquipmentSequence = [equipment] if equipment is not None else []
+
+    # Segmentation Image, Image Pixel, General Image
+    ds.SegmentationType = seg_type.upper()
+    ds.ContentLabel = content_label
+    ds.ContentDescription = content_description
+    if content_creator_name is not None:
+        ds.ContentCreatorName = content_creator_name
+    if seg_type == "fractional":
+        ds.SegmentationFractionalType = fractional_type
+        ds.MaximumFractionalValue = max_fractional_value
+        bits = 8
+    elif labelmap:
+        ds.PixelPaddingValue = 0
+        bits = 8 if len(descriptions) < 256 else 16
+    else:
+        bits = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    if labelmap:
+        first = descriptions[0]
+        background = segment_description(0, "Background", BACKGROUND, BACKGROUND, first.SegmentAlgorithmType,
+                                         algorithm_name=first.get("SegmentAlgorithmName"))
+        if "SegmentationAlgorithmIdentificationSequence" in background:
+            del background.SegmentationAlgorithmIdentificationSequence
+        if any("RecommendedDisplayCIELabValue" in d for d in descriptions):
+            background.RecommendedDisplayCIELabValue = [0, 32896, 32896]  # CIELab black
+        ds.SegmentSequence = [background, *descriptions]
+    else:
+        ds.SegmentSequence = list(descriptions)
+    ds.SegmentsOverlap = "UNDEFINED" if seg_type == "fractional" else "NO"
+    ds.FrameOfReferenceUID = source.FrameOfReferenceUID
+    ds.PositionReferenceIndicator = source.get("PositionReferenceIndicator")
+    ds.BitsAllocated, ds.SamplesPerPixel = bits, 1
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.LossyImageCompression = source.get("LossyImageCompression", "00")
+    if ds.LossyImageCompression == "01":
+        for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+            if keyword in source:
+                ds.add(source[keyword])
+    ds.Rows, ds.Columns = int(source.Rows), int(source.Columns)
+
+    # Multi-frame Functional Groups and Dimensions
+    organization = generate_uid()
+    dimensions = ([] if labelmap else [(_SEGMENT_NUMBER, _SEGMENT_IDENTIFICATION, "Referenced Segment Number")]) + \
+        [(_IMAGE_POSITION, _PLANE_POSITION, "Image Position Patient")]
+    ds.DimensionIndexSequence = [_dimension_index(organization, *d) for d in dimensions]
+    shared = Dataset()
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [DS(v, auto_format=True) for v in source.ImageOrientationPatient]
+    shared.PlaneOrientationSequence = [orientation]
+    measures = Dataset()
+    measures.PixelSpacing = [DS(v, auto_format=True) for v in source.PixelSpacing]
+    shared.PixelMeasuresSequence = [measures]
+    numbers = [int(d.SegmentNumber) for d in descriptions]
+    if not labelmap and len(numbers) == 1:
+        shared.SegmentIdentificationSequence = [_segment_identification(numbers[0])]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    item = Dataset()
+    item.DimensionOrganizationUID = organization
+    ds.DimensionOrganizationSequence = [item]
+    frames = [None] if labelmap else numbers
+    ds.PerFrameFunctionalGroupsSequence = [_frame_item(source, plane_position, number, len(numbers))
+                                           for number in frames]
+    ds.NumberOfFrames = len(frames)
+    return ds
+
+
+def _acquisition_equipment(source: Dataset) -> Optional[Dataset]:
+    """The source's acquisition equipment as a Contributing Equipment item (none without a Manufacturer)."""
+    manufacturer = source.get("Manufacturer")
+    if manufacturer in (None, ""):
+        return None
+    item = Dataset()
+    item.Manufacturer = manufacturer
+    item.PurposeOfReferenceCodeSequence = [code_item(ACQUISITION_EQUIPMENT)]
+    for keyword in ("ManufacturerModelName", "InstitutionName", "InstitutionalDepartmentName", "InstitutionAddress",
+                    "StationName", "DeviceSerialNumber", "SoftwareVersions"):
+        value = source.get(keyword)
+        if value is not None:
+            setattr(item, keyword, value)
+    when = source.get("AcquisitionDateTime")
+    if when is None:
+        date, time = source.get("AcquisitionDate"), source.get("AcquisitionTime")
+        if isinstance(date, datetime.date) and isinstance(time, datetime.time):
+            when = datetime.datetime.combine(date, time)
+    if when is not None:
+        item.ContributionDateTime = DT(when)
+    item.ContributionDescription = "Acquisition equipment of the source image(s)"
+    return item
+
+
+def _dimension_index(organization: str, pointer: int, group: int, label: str) -> Dataset:
+    item = Dataset()
+    item.DimensionOrganizationUID = organization
+    item.add(DataElement(0x00209165, "AT", pointer))
+    item.add(DataElement(0x00209167, "AT", group))
+    item.DimensionDescriptionLabel = label
+    return item
+
+
+def _segment_identification(number: int) -> Dataset:
+    item = Dataset()
+    item.add(DataElement(_SEGMENT_NUMBER, "US", int(number)))
+    return item
+
+
+def _frame_item(source: Dataset, plane_position: Dataset, number: Optional[int], count: int) -> Dataset:
+    """The per-frame item of the template's one plane: derivation, frame content, position and,
+    for BINARY/FRACTIONAL with several segments, the segment."""
+    item = Dataset()
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    reference.SpatialLocationsPreserved = "YES"
+    reference.PurposeOfReferenceCodeSequence = [code_item(SOURCE_FOR_PROCESSING)]
+    derivation = Dataset()
+    derivation.SourceImageSequence = [reference]
+    derivation.DerivationCodeSequence = [code_item(SEGMENTATION_DERIVATION)]
+    item.DerivationImageSequence = [derivation]
+    content = Dataset()
+    content.DimensionIndexValues = 1 if number is None else [number, 1]
+    item.FrameContentSequence = [content]
+    item.PlanePositionSequence = [plane_position]
+    if number is not None and count > 1:
+        item.SegmentIdentificationSequence = [_segment_identification(number)]
+    return item
+
+
+def plane_position_item(position: List) -> Dataset:
+    """A Plane Position Sequence item: Image Position (Patient), LPS, with the source's DS text."""
+    item = Dataset()
+    item.ImagePositionPatient = [DS(v, auto_format=True) for v in position]
+    return item
