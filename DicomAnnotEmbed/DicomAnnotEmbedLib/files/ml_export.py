@@ -421,20 +421,22 @@ class _CaseBuilder:
         folders = sorted({os.path.dirname(os.path.abspath(p)) for p, _ in self.found.segs + self.found.srs})
         # a report's markups' own report is read with it (through its pertinent evidence), not alone
         companions = {uid for _, ds in self.found.srs for uid in companion_report_uids(ds)}
+        # the reports as _discover read them: import_sr takes them from here, not from the files again
+        read_reports = {str(ds.get("SOPInstanceUID", "")): (path, ds) for path, ds in self.found.srs}
         for path, ds in self.found.srs:
             if str(ds.get("SOPInstanceUID", "")) in companions:
                 continue
             try:
-                read_sr_dataset(path)
+                read_sr_dataset(path, ds)
             except InputError as error:
                 self.result.skipped[path] = error.problem
                 continue
             series = next(iter(self._reference_for(ds)), None)
             try:
-                imported = import_sr(path, series, progress=self.progress)
+                imported = import_sr(path, series, progress=self.progress, read_reports=read_reports)
                 if any(uid not in self.seg_cases_by_uid for uid in imported.referenced_seg_uids):
                     imported = import_sr(path, series, seg_folders=folders, seg_reader=import_seg,
-                                         progress=self.progress)
+                                         progress=self.progress, read_reports=read_reports)
             except DicomAnnotEmbedError as error:
                 self.problem(path, error.problem)
                 continue

@@ -6,10 +6,11 @@ The referenced SEGs are found by this module and read by the ``seg_reader`` its 
 from __future__ import annotations
 
 import itertools
+import os
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pydicom
@@ -91,14 +92,18 @@ class _Region:
     concept: Optional[Code] = None  # the measurement's concept, for "measurement"
 
 
-def read_sr_dataset(path: PathLike) -> Dataset:
+def read_sr_dataset(path: PathLike, dataset: Optional[Dataset] = None) -> Dataset:
     """The SR dataset, checked to be an SR document whose root is a TID 1500 Measurement Report.
+
+    ``dataset``: the file's dataset when the caller has read it already (with
+    ``core.inputs.read_dicom_file`` or its sequence check): only the checks are made. Parsing a
+    report's ~47,000 elements again took 0.5-1 s per read in export-ml (issue 14 profile).
 
     Raises:
         InputError: not DICOM, not an SR, or an SR of another template (names the template/title).
     """
     path = Path(path)
-    ds = read_dicom_file(path, "SR")
+    ds = read_dicom_file(path, "SR") if dataset is None else dataset
     sop_class = str(getattr(ds, "SOPClassUID", ""))
     if getattr(ds, "Modality", "") != "SR" and sop_class not in SR_SOP_CLASSES:
         raise InputError(f"not a DICOM SR (SOP Class UID {sop_class or 'missing'}, Modality "
@@ -119,7 +124,8 @@ def read_sr_dataset(path: PathLike) -> Dataset:
 
 def import_sr(path: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
               seg_folders: Sequence[PathLike] = (), seg_reader: Optional[SegReader] = None,
-              progress: Optional[ProgressCallback] = None) -> SrImport:
+              progress: Optional[ProgressCallback] = None,
+              read_reports: Optional[Mapping[str, Tuple[str, Dataset]]] = None) -> SrImport:
     """Read a TID 1500 SR: measurements, evaluations, coordinates as markups (LPS), and the SEG.
 
     Args:
@@ -135,16 +141,21 @@ def import_sr(path: PathLike, series: Union[ReferenceSeries, PathLike, None] = N
     Raises:
         InputError: not an SR, or an SR of another template.
 
+    ``read_reports``: SR datasets the caller has already read, by SOP Instance UID: (path, dataset).
+    The report itself and the reports it lists as pertinent evidence are taken from there when
+    present instead of being read again.
+
     Missing pieces (a SEG not found, 2D coordinates whose image is absent) do not stop the import:
     they are listed in :attr:`SrImport.missing` and logged as warnings.
     """
     # pydicom decodes elements when first used: decoding errors anywhere below name the file.
     with reading(path, "the SR"):
-        return _import_sr(path, series, seg_folders, seg_reader, progress)
+        return _import_sr(path, series, seg_folders, seg_reader, progress, read_reports or {})
 
 
-def _import_sr(path: PathLike, series, seg_folders, seg_reader, progress) -> SrImport:
-    ds = read_sr_dataset(path)
+def _import_sr(path: PathLike, series, seg_folders, seg_reader, progress, read_reports) -> SrImport:
+    known = {os.path.abspath(p): ds for p, ds in read_reports.values()}
+    ds = read_sr_dataset(path, known.get(os.path.abspath(path)))
     path = str(path)
     imported = SrImport(path=path, sop_class=SR_SOP_CLASSES.get(str(ds.SOPClassUID), str(ds.SOPClassUID)),
                         title=_name(ds))
@@ -166,7 +177,7 @@ def _import_sr(path: PathLike, series, seg_folders, seg_reader, progress) -> SrI
     if not groups and not companion_report_uids(ds):  # a cut file ends quietly where an element ends: say so instead of nothing
         imported.missing.append("the report holds no measurement group (an empty report, or a truncated file)")
     parsed = [_parse_group(g, series, imported) for g in groups]
-    parsed += _companion_groups(ds, series, seg_folders, imported)
+    parsed += _companion_groups(ds, series, seg_folders, imported, read_reports)
     for group in parsed:
         imported.records.extend(group["records"])
     imported.markups = _markups_from_groups(parsed)
@@ -196,16 +207,20 @@ def companion_report_uids(ds: Dataset) -> List[str]:
             if str(item.get("ReferencedSOPClassUID", "")) in SR_SOP_CLASSES and "ReferencedSOPInstanceUID" in item]
 
 
-def _companion_groups(ds: Dataset, series, seg_folders, imported: SrImport) -> List[dict]:
+def _companion_groups(ds: Dataset, series, seg_folders, imported: SrImport, read_reports) -> List[dict]:
     """The parsed groups of the TID 1500 reports that ``ds`` lists as pertinent evidence, found
-    beside it, in ``seg_folders`` or in the series' folder (one level: theirs are not followed)."""
+    among ``read_reports``, beside it, in ``seg_folders`` or in the series' folder (one level:
+    theirs are not followed)."""
     uids = [uid for uid in dict.fromkeys(companion_report_uids(ds)) if uid != str(ds.SOPInstanceUID)]
     if not uids:
         return []
     folders = _search_folders(imported, seg_folders, series)
+    found = {uid: read_reports[uid][0] for uid in uids if uid in read_reports}
+    datasets = {uid: read_reports[uid][1] for uid in found}
     # where the export puts it first (sr.dcm -> sr_markups.dcm): a folder search reads every header
     # (an overlay series beside it is 200 files)
-    found = _find_instances(set(uids), [], [markups_document_path(imported.path)])
+    if len(found) < len(uids):
+        found.update(_find_instances(set(uids) - set(found), [], [markups_document_path(imported.path)]))
     if len(found) < len(uids):
         found.update(_find_instances(set(uids) - set(found), folders))
     parsed: List[dict] = []
@@ -217,7 +232,7 @@ def _companion_groups(ds: Dataset, series, seg_folders, imported: SrImport) -> L
             continue
         try:
             with reading(path, "the SR"):
-                companion = read_sr_dataset(path)
+                companion = read_sr_dataset(path, datasets.get(uid))
                 parsed += [_parse_group(g, series, imported) for g in _measurement_groups(companion)]
         except DicomAnnotEmbedError as error:
             imported.missing.append(f"the report {path} it lists as pertinent evidence cannot be read: {error}")
