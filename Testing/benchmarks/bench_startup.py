@@ -22,6 +22,9 @@ other users), median wall seconds, largest peak RSS (ru_maxrss of the child) and
 * ours_import: ``seg import`` of our file into ``.seg.nrrd`` with the series (grid of the series),
   ours_import_noseries: on the SEG's own grid (as dcmqi); dcmqi_import: ``segimage2itkimage
   --mergeSegments`` of its own file into a gzip ``.nrrd``.
+* ours_overlay_import: ``overlay import`` of bench_overlay.py's 200-file overlay series (its
+  ``--workdir``, here ``--overlay-workdir``) to ``.seg.nrrd``; pydicom_overlay_read: pydicom reading
+  the same files with their pixel data (``PYDICOM_READ``), the peer of its time and peak memory.
 
 Notes: see bench_seg.py, "Command start-up (issue 14)". ``export-ml`` (issue 14, target 5) was
 measured the same way by hand, 2026-12-04, load average 16.8 to 20.5, 3 interleaved rounds: the
@@ -43,6 +46,56 @@ fresh process, this 0.15 to 0.19 s) and the series built from the headers that s
 met); peak RSS 470 -> 403 MiB against 326 MiB (1.24 x). The rest of the gap: image.nii.gz is the
 same 1.6 s of zlib for both; ours also writes labels.nrrd, segmentation.seg.nrrd (0.5 s) and the
 sidecars, and decodes the SEG (0.3 s).
+
+``seg import`` LABELMAP, 2026-12-05 (issue 14, target 1: at most 1.0 x dcmqi). Profile of
+ours_import_noseries in a fresh process by CPU time (time.process_time at each step, ``-X
+importtime`` minima of 5 runs, cProfile for the hot functions), before: 0.72 to 0.80 s in the
+process (0.87 s for the child as wait4 sees it). Start-up: interpreter and site 0.04 s, numpy 0.08 s,
+pydicom 0.10 s (its pixel decoder plugins with pylibjpeg and PIL, urllib.request for its test-data
+downloader), our modules and the parser 0.07 s. Work: dcmread and the header 0.07 s, JPEG-LS
+decoding of the 200 frames 0.05 s, ``present_labels`` of the 52 MB label layer to find values
+without a segment description 0.064 s, the layer's np.zeros faulted in on huge pages 0.01 to 0.1 s,
+and writing the .seg.nrrd 0.22 s: segment extents 0.11 s (changes along all three axes), zlib
+level 2 0.08 s, pynrrd's copy of the volume (tobytes) 0.02 s. Changes, each tested:
+
+* values without a description are known from the frames' maxima as they are decoded when the
+  described values are 1..top (case C), else counted as before (0.064 s -> 0.004 s;
+  Testing/Python/encodings/test_seg_import_labelmap_values.py against pydicom's pixel array);
+* the layer is ``core.arrays.zeros`` (4 KiB pages), as the overlay decoder's;
+* ``core.arrays.label_extents`` reads the changes along rows only: every run of a value along a
+  row starts at the row's start or after a change and ends at its end or before one, so those
+  ends hold every row (j, k) the value is on and its lowest and highest i (0.11 s -> 0.05 s; 4
+  slices a slab instead of 16: as fast, and 3 MB less at the peak of overlay import; tested
+  against scipy's find_objects);
+* ``write_seg_nrrd`` takes slicerio's header (pynrrd writing into a sink that stops at the blank
+  line that ends it) and compresses the voxels itself with zlib-ng at the same level 2 straight
+  from the layer: 0.08 + 0.02 s -> 0.03 s, no 52 MB copy. The compressed bytes differ from zlib's
+  (case C 1.32 MB instead of 1.30 MB), the content does not: the header is slicerio's but for its
+  time stamp line, the voxels inflate to the same bytes (Testing/Python/files/
+  test_segio_fast_paths.py);
+* imports the command does not use: the SEG export side (``encodings.seg.export_seg`` is lazy,
+  8 ms), the markups writer when no markups are written (4 ms), numpy.ma, which np.unique of the
+  frame positions imported (7 to 11 ms; sort and compare instead, the same values).
+
+After, the process spends 0.31 s importing (interpreter and numpy 0.13 s, pydicom 0.10 s, ours
+with slicerio, pynrrd and CharLS 0.08 s) and about 0.27 s working; dcmqi's whole run is 0.46 s.
+1.0 x would need the SEG read without pydicom: its import alone is a fifth of dcmqi's run. With
+``--series`` the 200 CT headers add 0.08 s (core.series, not changed here).
+
+Run (``--only ours_import,ours_import_noseries,dcmqi_import,ours_overlay_import,
+pydicom_overlay_read --lib before=69b4d0b --repeats 5``, load average 5.7 to 6.0, CPU s / wall s /
+peak RSS MiB): ours_import 0.86 / 1.57 / 165 -> 0.66 / 1.21 / 111 (1.43 x dcmqi's 0.46 / 0.77 /
+177); ours_import_noseries 0.78 / 1.34 / 161 -> 0.58 / 0.89 / 107 (1.26 x); overlay import 0.66 /
+1.05 / 129 -> 0.55 / 0.88 / 77 against the pydicom read's 0.41 / 0.57 / 53 (peak 1.45 x, was 2.4
+x: the 52 MB copy pynrrd made to compress is gone; what stays above the peer is the label layer's
+painted pages, 14 MB, and the headers).
+
+``.nrrd`` label maps (``files/segio.py``, ``seg export --segmentation labels.nrrd``): a plain 3D
+integer NRRD with attached raw or gzip data in LPS or RAS space is read with pynrrd's header and
+our reader instead of SimpleITK (import 0.06 s; in process 0.30 s -> 0.07 s for case C's 104 MB
+int16 labels.nrrd; tested against SimpleITK for every integer type, raw and gzip, oblique
+directions, RAS and big-endian files). ours_export, e84317e -> this change, 3 rounds, load 5.1:
+0.96 -> 0.87 s CPU, peak RSS 403 -> 208 MiB.
 """
 from __future__ import annotations
 
@@ -67,9 +120,18 @@ sitk.WriteImage(sitk.ReadImage(labels), out + "/label.nii.gz", True)
 """
 
 
-def commands(workdir: Path, out: Path) -> dict:
+#: The peer of ``overlay import``: pydicom reading every file of the overlay series, pixel data
+#: included (argv: the folder), as bench_overlay.py's read_overlay_files variant.
+PYDICOM_READ = """
+import sys, pathlib, pydicom
+size = sum(len(pydicom.dcmread(path).PixelData) for path in sorted(pathlib.Path(sys.argv[1]).iterdir()))
+"""
+
+
+def commands(workdir: Path, out: Path, overlay_workdir: Path = Path("/tmp/dae-bench")) -> dict:
     series, dcmqi = workdir / "series", workdir / "dcmqi_C"
     cli = [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q", "seg"]
+    overlays = overlay_workdir / "overlay_input"
     return {
         "ours_export": cli + ["export", "--series", str(series), "--segmentation", str(dcmqi / "labels.nrrd"),
                               "--metadata", str(dcmqi / "meta.json"), "--type", "labelmap",
@@ -86,6 +148,11 @@ def commands(workdir: Path, out: Path) -> dict:
         "ours_export_ml": cli[:-1] + ["export-ml", str(out / "ours.dcm"), str(series), "--out", str(out / "ml"),
                                       "--force"],
         "sitk_ml": [sys.executable, "-c", SITK_ML, str(series), str(dcmqi / "labels.nrrd"), str(out / "sitk_ml")],
+        # overlay import of bench_overlay.py's 200-file overlay series to .seg.nrrd, against pydicom
+        # reading those files (--overlay-workdir: bench_overlay.py's --workdir)
+        "ours_overlay_import": cli[:-1] + ["overlay", "import", "--series", str(overlays),
+                                           "--out", str(out / "overlay.seg.nrrd"), "--force"],
+        "pydicom_overlay_read": [sys.executable, "-c", PYDICOM_READ, str(overlays)],
     }
 
 
@@ -122,7 +189,10 @@ def print_runs(runs: dict, loads: list, repeats: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dae-bench-seg"))
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dae-seg-bench"),
+                        help="bench_seg.py's data (default /tmp/dae-seg-bench)")
+    parser.add_argument("--overlay-workdir", type=Path, default=Path("/tmp/dae-bench"),
+                        help="bench_overlay.py --workdir's data, for the overlay variants (default /tmp/dae-bench)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/dae-bench-startup"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", help="comma-separated variants (exports before imports: they write the inputs)")
@@ -132,7 +202,7 @@ def main() -> int:
                         help="as --before, for any number of libraries: the ours_* variants as <name>_LABEL")
     args = parser.parse_args()
     (args.out / "dcmqi_import").mkdir(parents=True, exist_ok=True)
-    table = commands(args.workdir, args.out)
+    table = commands(args.workdir, args.out, args.overlay_workdir)
     names = args.only.split(",") if args.only else list(table)
     environments = {name: None for name in table}
     libraries = ([f"before={args.before}"] if args.before else []) + args.lib

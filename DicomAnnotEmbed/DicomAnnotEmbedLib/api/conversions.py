@@ -144,7 +144,6 @@ def import_overlay(series: Union[ReferenceSeries, PathLike], *, series_uid: Opti
 def write_annotations(annotations: AnnotationSet, segmentation_out: Optional[PathLike] = None,
                       markups_out: Optional[PathLike] = None) -> None:
     """Write segments (``.seg.nrrd``, or ``.nrrd``/``.nii.gz`` label map) and markups (``.mrk.json``)."""
-    from ..files.markups_io import write_markups
     from ..core.outputs import prepare_output_file
     from ..files.segio import write_label_map, write_seg_nrrd
 
@@ -158,6 +157,8 @@ def write_annotations(annotations: AnnotationSet, segmentation_out: Optional[Pat
         if not annotations.markups:
             log.warning("no markups to write to %s", markups_out)
         else:
+            from ..files.markups_io import write_markups  # only here: seg import writes no markups
+
             prepare_output_file(markups_out)
             write_markups(markups_out, annotations.markups)
 

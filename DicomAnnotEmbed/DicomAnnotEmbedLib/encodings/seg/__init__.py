@@ -25,9 +25,19 @@ from .common import (ALGORITHM_TYPES, ALLOWED_COMPRESSIONS, COMPRESSIONS, DEFAUL
                      LABEL_MAP_SEGMENTATION_STORAGE, MAX_SEGMENTS, SEG_SOP_CLASSES, SEG_TYPES, SEGMENTATION_STORAGE,
                      TRANSFER_SYNTAXES, SegExportOptions, SegExportResult, check_compression)
 from .decode import SegImport, import_seg, read_seg_dataset, read_seg_segments, seg_summary
-from .encode import export_seg
 
 __all__ = ["ALGORITHM_TYPES", "ALLOWED_COMPRESSIONS", "COMPRESSIONS", "DEFAULT_COMPRESSION",
            "LABEL_MAP_SEGMENTATION_STORAGE", "MAX_SEGMENTS", "SEG_SOP_CLASSES", "SEG_TYPES", "SEGMENTATION_STORAGE",
            "TRANSFER_SYNTAXES", "SegExportOptions", "check_compression", "SegExportResult", "SegImport", "export_seg", "import_seg",
            "read_seg_dataset", "read_seg_segments", "seg_summary"]
+
+
+def __getattr__(name):
+    # ``export_seg`` is imported when first used: ``seg import`` does not load the export side
+    # (8 ms of its start-up; Testing/benchmarks/bench_startup.py notes).
+    if name == "export_seg":
+        from .encode import export_seg
+
+        globals()["export_seg"] = export_seg
+        return export_seg
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
