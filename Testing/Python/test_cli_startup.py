@@ -35,3 +35,14 @@ def test_pydicom_without_its_optional_downloader_packages():
             "import pydicom, requests, tqdm\nfrom tqdm import tqdm as bar\n"
             "import pydicom.data.download as d\nassert not d.HAVE_REQUESTS\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_seg_export_of_a_ct_series_does_not_load_highdicom(sample_case, tmp_path):
+    """The fast SEG writer builds the header itself for single-frame CT (encodings/seg/template.py):
+    highdicom's import and its table of the standard's modules (~0.5 s of CPU) are not paid."""
+    code = ("import sys\nfrom DicomAnnotEmbedLib.cli import main\n"
+            f"assert main(['-q', 'seg', 'export', '--series', {str(sample_case.series_dir)!r}, '--segmentation', "
+            f"{str(sample_case.segmentation_path)!r}, '--out', {str(tmp_path / 's.dcm')!r}]) == 0\n"
+            "assert 'highdicom' not in sys.modules, 'highdicom was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "s.dcm").stat().st_size > 0
