@@ -8,6 +8,8 @@ Run by hand (not a pytest test; it asserts results, not timings)::
     # the commands against their peers, fresh processes in interleaved rounds, CPU time (issue 14);
     # --lib: also other copies of the library in the same rounds (git archive REV DicomAnnotEmbed | tar -x -C DIR)
     python Testing/benchmarks/bench_csv.py --commands --repeats 5 --lib before=DIR/DicomAnnotEmbed
+    # CPU time of each stage of one csv import (start-up, table, .seg.nrrd, overlay, SEG, SR), fresh processes
+    python Testing/benchmarks/bench_csv.py --stages --repeats 3
 
 What it does
 ------------
@@ -20,8 +22,8 @@ What it does
    Instance UID, slice position, Image Position z, slice index or patient coordinates in turn; one
    finding of 46 points and 4 polylines (15 overlay planes in all); LIDC malignancy and subtlety.
 2. Times, in this process after one warm-up run, median of ``--repeats``:
-   * reading the table: **parse** (file, CSV, header), **rows** (image lookup, checks,
-     rasterising each shape on a window around it), **build** (joining each finding's shapes per
+   * reading the table: **parse** (file, CSV, header), **rows** (image lookup, checks), **build**
+     (the shapes drawn, each on a window around it, many at a time; joining each finding's shapes per
      slice, layers, segments, markups, evaluations) — phases told apart by the progress callback;
    * **overlay**, **SEG**, **SR** writing through :func:`api.export_overlay`, :func:`api.export_seg`,
      :func:`api.export_sr` (the SR reads the SEG back and the pixel data for its statistics);
@@ -91,6 +93,41 @@ of a slice would remove the per-shape overhead), the SR document (highdicom buil
 markups went into a second document with its own library), ``segmentation.seg.nrrd`` (0.5 s),
 the SEG (0.7 s) and start-up (0.4 s). The overlay export that the target compares with takes 1.4 s
 as a command, so 3x is 4.2 s: out of reach without the first two.
+
+Issue 14, 2026-12-05, reading the table. ``--stages`` (CPU per stage of one ``csv import``, fresh
+process, ``time.process_time`` around the api calls, median of 3; load average 3.4, a niced fuzz
+run on both cores) at 69b4d0b: start-up 0.37 s, series headers 0.08, reading the table 1.87,
+``.seg.nrrd`` 0.49, overlay export 0.54, SEG export 0.71, SR export 3.12; 7.27 in all. In reading
+the table (``process_time`` around its functions, warm): drawing the 9,950 shapes 0.88 s, the rows'
+parsing and checks about 0.6 (splitting the coordinates 0.19, the axis ends of every oval and
+circle, for GSPS, 0.13), joining and layering 0.15 warm but 0.44 in a fresh process (each layer a
+new 52 MB volume, page-faulted, then copied into the stack). Drawing the shapes many at a time did
+not pay by itself: with per-pixel index arithmetic, the 3,980 polygons (6.5 M window pixels) took
+as long as one by one; the cost was per pixel (some 40 ns), not per numpy call. What did:
+
+* polygons (``rasterize.polygon_masks``): the even-odd fill's toggles go where the pixels are in one
+  buffer holding every window of a pass, so one ``bincount`` and one uint8 cumulative sum give the
+  parity of each pixel's crossings (was two int64 ``bincount`` s, an int64 cumulative sum and a copy
+  per shape); the outline's pixels are set ("inside") or cleared ("outside") in place, not drawn
+  into a second mask and joined: 0.49 -> 0.11 s for the freehand shapes and LIDC polygons;
+* ellipses and circles (``ellipse_masks``): as in ``ellipse_mask``, a pixel's u and v are a column
+  term plus a row term, computed once per column and per row; the windows' rows stacked: 0.13 ->
+  0.065 s; rectangles (``rectangle_masks``): slices of one buffer, 0.021 -> 0.006 s;
+* the rows: an oval's axis ends are computed for the findings drawn only with ovals and circles (the
+  only ones GSPS draws as ellipses; was every such row), its centre and axes once (was 3 times);
+  ``slice_position`` / ``image_z`` looked up once per distinct text, shape / space / boundary names
+  normalised once per distinct text; coordinates split by ``str.translate`` and ``str.split`` (the
+  same tokens as the regular expression: tested over every code point) and checked finite by their
+  sum;
+* the layers (``csv_shapes._Layers``): the findings' planes are kept and written once into the final
+  stack; a finding's layer is found by comparing its planes with those of the same slices.
+
+Each batch function gives what the one-shape function gives, to the bit, and the table's pieces and
+layers are those of the former per-shape rasteriser and layer volumes (kept verbatim in
+``Testing/Python/files/test_csv_batch_rasterize.py`` as the reference, on axial, oblique and rotated
+series with the shapes of this benchmark). Reading the table: 1.87 -> 0.56 s warm, 1.95 -> 0.65 s
+in a fresh process; the same layers, segments, markups, warnings and bad rows as 69b4d0b on this
+table (compared field by field).
 """
 from __future__ import annotations
 
@@ -296,6 +333,61 @@ def commands(workdir: Path, table: Path, repeats: int, libraries: Sequence[str])
     return 0
 
 
+STAGES = (  # (label, module, function) that --stages times inside one csv import
+    ("read table", "DicomAnnotEmbedLib.api.csv_pipeline", "read_annotation_table"),
+    ("series headers", "DicomAnnotEmbedLib.api.csv_pipeline", "load_series"),
+    (".seg.nrrd", "DicomAnnotEmbedLib.files.segio", "write_seg_nrrd"),
+    ("overlay export", "DicomAnnotEmbedLib.api.conversions", "export_overlay"),
+    ("SEG export", "DicomAnnotEmbedLib.api.conversions", "export_seg"),
+    ("SR export", "DicomAnnotEmbedLib.api.conversions", "export_sr"),
+)
+
+
+def stages_child(table: Path, series: Path, out: Path) -> None:
+    """One ``csv import`` in this (fresh) process, as the command runs it; prints the CPU time
+    (``time.process_time``) of start-up and of each of :data:`STAGES`, which are wrapped here
+    to be timed, as JSON on stdout."""
+    import importlib
+
+    from DicomAnnotEmbedLib.cli import main as cli_main
+
+    spent = {"start-up (interpreter, imports)": time.process_time()}
+
+    def timed(label, function):
+        def wrapper(*args, **kwargs):
+            before = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - before
+        return wrapper
+
+    for label, module, name in STAGES:
+        module = importlib.import_module(module)
+        setattr(module, name, timed(label, getattr(module, name)))
+    code = cli_main(["-q", "csv", "import", str(table), "--series", str(series), "--out", str(out), "--force"])
+    spent["whole process"] = time.process_time()
+    spent["other"] = spent["whole process"] - sum(v for k, v in spent.items() if k != "whole process")
+    assert not code, code
+    print(json.dumps(spent))
+
+
+def stages(workdir: Path, table: Path, repeats: int) -> int:
+    """``--stages``: CPU per stage of ``csv import``, each run a fresh process; medians."""
+    runs = []
+    for repeat in range(repeats):
+        log(f"stages {repeat + 1}/{repeats} ...")
+        result = subprocess.run([sys.executable, __file__, "--stages-child", "--workdir", str(workdir)],
+                                capture_output=True, text=True, check=True)
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    print(f"CPU s per stage of one csv import (fresh process, time.process_time), median of {repeats}; "
+          f"load average {os.getloadavg()[0]:.1f}. Machine: {machine()}\n")
+    print("| stage | CPU s |\n|---|---:|")
+    for label in runs[0]:
+        print(f"| {label} | {median([run[label] for run in runs]):.2f} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="/tmp/dae-csv-bench", type=Path)
@@ -305,8 +397,16 @@ def main() -> int:
     parser.add_argument("--lib", action="append", default=[], metavar="LABEL=DIR",
                         help="with --commands: a folder holding another DicomAnnotEmbedLib, whose csv import and "
                         "export-ml run too, as <command>_LABEL (through PYTHONPATH); may be repeated")
+    parser.add_argument("--stages", action="store_true", help="CPU time of each stage of csv import (fresh "
+                        "processes)")
+    parser.add_argument("--stages-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stages_child:
+        stages_child(args.workdir / "table.csv", args.workdir / "series", args.workdir / "out" / "stages")
+        return 0
     series, table = prepare(args.workdir)
+    if args.stages:
+        return stages(args.workdir, table, args.repeats)
     if args.commands:
         return commands(args.workdir, table, args.repeats, args.lib)
     out = args.workdir / "out"
@@ -367,8 +467,8 @@ def main() -> int:
     print("| step | median s |")
     print("|---|---:|")
     rows = [("read table: parse (file, CSV, header)", "parse"),
-            ("read table: rows (image lookup, checks, rasterise 9,950 shapes)", "rows"),
-            ("read table: build (join shapes per finding and slice, layers, segments)", "build"),
+            ("read table: rows (image lookup, checks)", "rows"),
+            ("read table: build (draw 9,950 shapes, join them per finding and slice, layers, segments)", "build"),
             ("**read table, total** (`csv_table.read_annotation_table`)", "table"),
             ("overlay export (`api.export_overlay`: 15 planes, 200 files)", "overlay"),
             ("SEG export (`api.export_seg`: BINARY, 10 segments)", "seg"),

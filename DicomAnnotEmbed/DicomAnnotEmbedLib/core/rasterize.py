@@ -11,7 +11,7 @@ Everything is vectorised with numpy; Python loops run over vertices, edges or sl
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -162,6 +162,13 @@ def _draw_segments(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> No
     a, b = _clip_segments(starts, ends, mask.shape)
     if len(a) == 0:
         return
+    samples, _ = _segment_samples(a, b)
+    _set_pixels(mask, samples[:, 0], samples[:, 1])
+
+
+def _segment_samples(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The (column, row) samples of the segments a -> b (M, 2; clipped, not rounded) that
+    :func:`_draw_segments` sets, and the segment each belongs to."""
     a, b = _round(a), _round(b)
     delta = b - a
     steps = np.max(np.abs(delta), axis=1)
@@ -169,8 +176,7 @@ def _draw_segments(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> No
     owner = np.repeat(np.arange(len(a)), counts)
     index = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     t = index / np.maximum(steps, 1)[owner]
-    samples = a[owner] + t[:, None] * delta[owner]
-    _set_pixels(mask, samples[:, 0], samples[:, 1])
+    return a[owner] + t[:, None] * delta[owner], owner
 
 
 def _next_vertices(points: np.ndarray) -> np.ndarray:
@@ -183,27 +189,35 @@ def _clip_segments(starts: np.ndarray, ends: np.ndarray, shape: Shape2D) -> Tupl
     """Liang-Barsky clip of segments to the image plus a one-pixel margin, which bounds the
     number of samples for far-away points while leaving the drawn pixels (nearly) unchanged.
     Returns the clipped (start, end) of the segments that meet that box."""
+    a, b, _ = _clip_to_box(starts, ends, np.array([shape[1], shape[0]], dtype=float))
+    return a, b
+
+
+def _clip_to_box(starts: np.ndarray, ends: np.ndarray, hi: np.ndarray):
+    """:func:`_clip_segments` to the box (-1, -1)..``hi``, where ``hi`` (column, row) is one
+    box for all segments or one (M, 2) per segment. Returns the clipped (start, end) of the
+    segments that meet their box and which segments those are (a boolean array or a slice)."""
     starts = np.asarray(starts, dtype=float).reshape(-1, 2)
     ends = np.asarray(ends, dtype=float).reshape(-1, 2)
     lo = np.array([-1.0, -1.0])
-    hi = np.array([shape[1], shape[0]], dtype=float)
     d = ends - starts
     if starts.size and lo[0] <= min(starts.min(), ends.min()) and (starts <= hi).all() and (ends <= hi).all():
         # Every end inside the box (shapes drawn on a window around them): the clip below would find
         # t0 = 0 and t1 = 1 for each segment, and return exactly this. Half the time of a contour.
-        return starts, starts + d
+        return starts, starts + d, slice(None)
     t0, t1 = np.zeros(len(d)), np.ones(len(d))
     keep = np.ones(len(d), dtype=bool)
     for axis in range(2):
+        top = hi[..., axis]
         flat = np.abs(d[:, axis]) < 1e-15
-        keep &= ~(flat & ((starts[:, axis] < lo[axis]) | (starts[:, axis] > hi[axis])))
+        keep &= ~(flat & ((starts[:, axis] < lo[axis]) | (starts[:, axis] > top)))
         with np.errstate(divide="ignore", invalid="ignore"):
-            ta, tb = (lo[axis] - starts[:, axis]) / d[:, axis], (hi[axis] - starts[:, axis]) / d[:, axis]
+            ta, tb = (lo[axis] - starts[:, axis]) / d[:, axis], (top - starts[:, axis]) / d[:, axis]
         t0 = np.where(flat, t0, np.maximum(t0, np.minimum(ta, tb)))
         t1 = np.where(flat, t1, np.minimum(t1, np.maximum(ta, tb)))
     keep &= t0 <= t1
     starts, d, t0, t1 = starts[keep], d[keep], t0[keep], t1[keep]
-    return starts + t0[:, None] * d, starts + t1[:, None] * d
+    return starts + t0[:, None] * d, starts + t1[:, None] * d, keep
 
 
 def _even_odd_fill(shape: Shape2D, points: np.ndarray) -> np.ndarray:
@@ -257,6 +271,239 @@ def _draw_cross(mask: np.ndarray, center_cr: Sequence[float], arm: int) -> None:
         mask[r, max(c - arm, 0):max(min(c + arm + 1, cols_n), 0)] = True
     if 0 <= c < cols_n:
         mask[max(r - arm, 0):max(min(r + arm + 1, rows_n), 0), c] = True
+
+
+
+# --- many shapes at once ------------------------------------------------------------------------
+#
+# A table of annotations has thousands of small shapes; drawn one by one, each costs some 30 numpy
+# calls of a few microseconds, which is most of the time. The functions below draw many shapes,
+# each on its own image, with a few calls per pass: every vertex, edge and pixel goes through the
+# same arithmetic as in the one-shape function, so the result is the same to the bit (tested in
+# Testing/Python/files/test_csv_batch_rasterize.py).
+
+#: Pixels (over all images) that one pass of the functions below draws: bounds their temporary
+#: arrays (up to ~100 bytes a pixel) to some 25 MB while a pass still covers hundreds of shapes.
+BATCH_PIXELS = 1 << 18
+
+
+class _Images:
+    """Many 2D boolean images in one flat buffer: image n is ``buffer[start[n]:][:rows[n] * cols[n]]``
+    in C order."""
+
+    def __init__(self, shapes: np.ndarray):
+        self.rows, self.cols = shapes[:, 0], shapes[:, 1]
+        self.sizes = self.rows * self.cols
+        self.start = np.cumsum(self.sizes) - self.sizes
+        self.buffer = np.zeros(int(self.sizes.sum()), dtype=bool)
+
+    def pixels(self, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(image, index in its image) of every pixel of the images ``index``, image after image."""
+        return _pixels(self.sizes, index)
+
+    def set_pixels(self, owner: np.ndarray, cols: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+        """:func:`_set_pixels` of points, each on its image ``owner``, to its value."""
+        c, r = _round(cols), _round(rows)
+        keep = (c >= 0) & (c < self.cols[owner]) & (r >= 0) & (r < self.rows[owner])
+        owner = owner[keep]
+        self.buffer[self.start[owner] + r[keep] * self.cols[owner] + c[keep]] = values[keep]
+
+    def draw_segments(self, owner: np.ndarray, starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> None:
+        """:func:`_draw_segments` of segments, each on its image ``owner``, in its value."""
+        hi = np.column_stack([self.cols[owner], self.rows[owner]]).astype(float)
+        a, b, kept = _clip_to_box(starts, ends, hi)
+        if len(a):
+            samples, segment = _segment_samples(a, b)
+            self.set_pixels(owner[kept][segment], samples[:, 0], samples[:, 1], values[kept][segment])
+
+    def masks(self) -> List[np.ndarray]:
+        return [self.buffer[start:start + rows * cols].reshape(rows, cols)
+                for start, rows, cols in zip(self.start.tolist(), self.rows.tolist(), self.cols.tolist())]
+
+
+def _pixels(sizes: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(item, place in it) of every element of the items ``index`` of ``sizes``, item after item."""
+    sizes = sizes[index]
+    return np.repeat(index, sizes), np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _in_passes(shapes: Sequence[Shape2D], draw) -> List[np.ndarray]:
+    """Masks of the images ``shapes`` drawn by ``draw(images, first, last)`` (images first..last-1
+    of the list), in passes of about :data:`BATCH_PIXELS` pixels."""
+    shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    if len(shapes) and (shapes < 0).any():
+        raise ValueError("image shapes must not be negative")
+    ends = np.cumsum(shapes[:, 0] * shapes[:, 1])
+    masks: List[np.ndarray] = []
+    first = 0
+    while first < len(shapes):
+        # the images up to BATCH_PIXELS more pixels than those before them; at least one
+        last = max(int(np.searchsorted(ends, (ends[first - 1] if first else 0) + BATCH_PIXELS, "right")), first + 1)
+        images = _Images(shapes[first:last])
+        draw(images, first, last)
+        masks += images.masks()
+        first = last
+    return masks
+
+
+def _vertices(polygons: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """All vertices (column, row) of ``polygons`` in one (N, 2) array, and how many each has."""
+    counts = np.array([len(p) for p in polygons], dtype=np.int64)
+    points = np.concatenate([np.asarray(p, dtype=float).reshape(-1, 2) for p in polygons]) if len(polygons) \
+        else np.zeros((0, 2))
+    _check_finite(points)
+    return points, counts
+
+
+def _check_finite(*arrays: np.ndarray) -> None:
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise InputError("cannot draw non-finite coordinates")
+
+
+def polygon_masks(shapes: Sequence[Shape2D], polygons: Sequence[np.ndarray],
+                  boundaries: Sequence[str]) -> List[np.ndarray]:
+    """:func:`polygon_mask` of many polygons, each on its own image: item n equals
+    ``polygon_mask(shapes[n], polygons[n], boundaries[n])`` to the bit."""
+    for boundary in boundaries:
+        if boundary not in ("inside", "outside"):
+            raise ValueError(f'boundary must be "inside" or "outside", got {boundary!r}')
+    points, counts = _vertices(polygons)
+    outside = np.array([b == "outside" for b in boundaries], dtype=bool)
+    ends = np.cumsum(counts)
+
+    def draw(images: _Images, first: int, last: int) -> None:
+        begin = int(ends[first - 1]) if first else 0
+        _polygons_on(images, points[begin:ends[last - 1]], counts[first:last], outside[first:last])
+
+    return _in_passes(shapes, draw)
+
+
+def _polygons_on(images: _Images, points: np.ndarray, counts: np.ndarray, outside: np.ndarray) -> None:
+    """Polygon n (``counts[n]`` vertices of ``points``) drawn as :func:`polygon_mask` draws it
+    on image n: its fill, then its closed outline (:func:`polyline_mask`) set ("inside") or
+    cleared ("outside")."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    first = np.cumsum(counts) - counts
+    following = np.arange(len(points)) + 1  # the next vertex around the polygon (_next_vertices)
+    ring = counts > 0
+    following[(first + counts - 1)[ring]] = first[ring]
+    following = points[following]
+    n = counts[owner]
+    edge = n >= 3
+    _even_odd_fill_on(images, owner[edge], points[edge], following[edge])
+    # the closed polyline: every edge of 3 or more vertices; 2 vertices: the one segment; 1: its pixel
+    drawn = edge | (np.arange(len(points)) == first[owner])
+    images.draw_segments(owner[drawn], points[drawn], following[drawn], ~outside[owner[drawn]])
+
+
+def _even_odd_fill_on(images: _Images, owner: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+    """:func:`_even_odd_fill` of polygons given by their edges (starts -> ends, each on its image
+    ``owner``, a polygon's edges in a row), into the (empty) ``images``."""
+    if len(owner) == 0:
+        return
+    rows_n, cols_n = images.rows, images.cols
+    polygon = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))  # first edge of each
+    y = starts[:, 1]
+    r0 = np.maximum(np.ceil(np.minimum.reduceat(y, polygon)).astype(np.int64), 0)
+    r1 = np.minimum(np.floor(np.maximum.reduceat(y, polygon)).astype(np.int64), rows_n[owner[polygon]] - 1)
+    which = np.repeat(np.arange(len(polygon)), np.diff(np.append(polygon, len(owner))))
+    x0, y0, x1, y1 = starts[:, 0], starts[:, 1], ends[:, 0], ends[:, 1]
+    # Half-open in y so that a vertex shared by two edges is counted once.
+    lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
+    first = np.maximum(np.ceil(lo).astype(np.int64), r0[which])
+    last = np.minimum(np.ceil(hi).astype(np.int64) - 1, r1[which])
+    counts = np.where(y0 != y1, np.clip(last - first + 1, 0, None), 0)
+    if counts.sum() == 0:
+        return
+    edge = np.repeat(np.arange(len(owner)), counts)
+    rows = first[edge] + (np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts))
+    x_cross = x0[edge] + (rows - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+    image = owner[edge]
+    stop = np.clip(np.ceil(x_cross), 0, cols_n[image]).astype(np.int64)
+    # _even_odd_fill counts, for each pixel, the crossings right of it in its row: toggles at the
+    # row's start and at the crossing's column. Here the toggles go where the pixels are in the
+    # buffer (a crossing right of the row toggles the next row's start, where the row's others end);
+    # the parity of the toggles up to a pixel is that of its row's crossings right of it (earlier
+    # rows toggle twice). Counted mod 256: the parity is all that matters.
+    at = images.start[image] + rows * cols_n[image]
+    size = len(images.buffer)
+    toggles = np.bincount(np.concatenate((at, at + stop)), minlength=size + 1)[:size].astype(np.uint8)
+    images.buffer[...] = (np.cumsum(toggles, dtype=np.uint8) & 1).view(bool)
+
+
+def ellipse_masks(shapes: Sequence[Shape2D], centers_cr: Sequence[Sequence[float]],
+                  radii_cr: Sequence[Sequence[float]], angles_deg: Sequence[float]) -> List[np.ndarray]:
+    """:func:`ellipse_mask` of many ellipses, each on its own image: item n equals
+    ``ellipse_mask(shapes[n], centers_cr[n], radii_cr[n], angles_deg[n])`` to the bit."""
+    centers = np.asarray(centers_cr, dtype=float).reshape(-1, 2)
+    radii = np.abs(np.asarray(radii_cr, dtype=float).reshape(-1, 2))
+    angles = np.asarray(angles_deg, dtype=float).reshape(-1)
+    _check_finite(centers, radii, angles)
+    theta = np.deg2rad(angles)
+    cos, sin = np.cos(theta), np.sin(theta)
+
+    def draw(images: _Images, first: int, last: int) -> None:
+        _ellipses_on(images, np.arange(last - first), *(v[first:last] for v in (centers, radii, cos, sin)))
+
+    return _in_passes(shapes, draw)
+
+
+def _ellipses_on(images: _Images, index: np.ndarray, centers: np.ndarray, radii: np.ndarray, cos: np.ndarray,
+                 sin: np.ndarray) -> None:
+    """Ellipses ``index`` drawn, each on its image, as :func:`ellipse_mask` draws it: the pixel
+    centres inside, on the window of its bounding box. As there, ``u`` and ``v`` of a pixel are
+    sums of a term of its column and a term of its row, computed once per column and per row; the
+    windows' rows are stacked, padded to the widest (half the ellipses at a time when that would
+    be far more than a pass's pixels)."""
+    (cx, cy), (a, b), cs, sn = centers[index].T, radii[index].T, cos[index], sin[index]
+    ex, ey = np.hypot(a * cs, b * sn), np.hypot(a * sn, b * cs)
+    c0 = np.maximum(np.floor(cx - ex), 0).astype(np.int64)
+    c1 = np.minimum(np.ceil(cx + ex), images.cols[index] - 1).astype(np.int64)
+    r0 = np.maximum(np.floor(cy - ey), 0).astype(np.int64)
+    r1 = np.minimum(np.ceil(cy + ey), images.rows[index] - 1).astype(np.int64)
+    width = np.maximum(c1 - c0 + 1, 0)
+    height = np.maximum(r1 - r0 + 1, 0) * (width > 0)
+    if not height.any():
+        return
+    if len(index) > 1 and int(height.sum()) * int(width.max()) > 4 * BATCH_PIXELS:
+        half = len(index) // 2
+        _ellipses_on(images, index[:half], centers, radii, cos, sin)
+        _ellipses_on(images, index[half:], centers, radii, cos, sin)
+        return
+    columns = np.arange(int(width.max()))
+    dx = (c0[:, None] + columns) - cx[:, None]  # (ellipse, column of its window)
+    u_col, v_col = dx * cs[:, None], -dx * sn[:, None]
+    owner, local = _pixels(height, np.arange(len(height)))  # one item per window row
+    dy = (r0[owner] + local) - cy[owner]
+    u = u_col[owner] + (dy * sn[owner])[:, None]
+    v = v_col[owner] + (dy * cs[owner])[:, None]
+    a, b = a[owner, None], b[owner, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = (u / a) ** 2 + (v / b) ** 2 <= 1.0 + _EPS
+        flat = (a[:, 0] <= 0) | (b[:, 0] <= 0)
+        if flat.any():
+            inside[flat] = (np.abs(u[flat]) <= a[flat] + _EPS) & (np.abs(v[flat]) <= b[flat] + _EPS)
+    valid = columns < width[owner, None]
+    image = index[owner]
+    at = (images.start[image] + (r0[owner] + local) * images.cols[image] + c0[owner])[:, None] + columns
+    images.buffer[at[valid]] = inside[valid]
+
+
+def rectangle_masks(shapes: Sequence[Shape2D], corners1_cr: Sequence[Sequence[float]],
+                    corners2_cr: Sequence[Sequence[float]]) -> List[np.ndarray]:
+    """:func:`rectangle_mask` of many rectangles, each on its own image: item n equals
+    ``rectangle_mask(shapes[n], corners1_cr[n], corners2_cr[n])`` to the bit."""
+    first, second = (np.asarray(c, dtype=float).reshape(-1, 2) for c in (corners1_cr, corners2_cr))
+    _check_finite(first, second)
+    images = _Images(np.asarray(shapes, dtype=np.int64).reshape(-1, 2))
+    size = np.column_stack([images.cols, images.rows])
+    # the ranges of columns and rows, within the image (clipped before they become integers)
+    low = np.maximum(np.ceil(np.minimum(first, second) - _EPS), 0).astype(np.int64)
+    high = np.minimum(np.floor(np.maximum(first, second) + _EPS), size - 1).astype(np.int64) + 1
+    masks = images.masks()
+    for mask, (c0, r0), (c1, r1) in zip(masks, low.tolist(), high.tolist()):
+        mask[r0:max(r1, r0), c0:max(c1, c0)] = True
+    return masks
 
 
 # --- markups on a volume ----------------------------------------------------------------------
@@ -467,4 +714,5 @@ def _draw_plane(canvas: _SliceCanvas, markup: Markup, filled: bool) -> None:
 
 
 __all__ = ["polyline_mask", "polygon_mask", "ellipse_mask", "rectangle_mask", "cross_mask", "outline",
-           "markup_slice_masks", "POINT_CROSS_ARM"]
+           "markup_slice_masks", "polygon_masks", "ellipse_masks", "rectangle_masks", "BATCH_PIXELS",
+           "POINT_CROSS_ARM"]

@@ -2,8 +2,8 @@
 its slice, a finding's pieces merged (inclusions joined, exclusions cut out), a free label layer
 for it, and its points and polylines as markups (**LPS**).
 
-Rasterisation uses :mod:`rasterize` on a window around each shape (numpy throughout: no
-per-pixel Python loop); the result equals drawing on the whole image.
+Rasterisation uses :mod:`rasterize` on a window around each shape, all shapes of a kind at
+once (numpy throughout: no per-pixel Python loop); the result equals drawing on the whole image.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.ellipses import ELLIPSE, axis_ends
 from ..core.model import Markup
-from ..core.rasterize import ellipse_mask, polygon_mask, polyline_mask, rectangle_mask
+from ..core.rasterize import ellipse_masks, polygon_masks, polyline_mask, rectangle_masks
 
 
 class _RowError(Exception):
@@ -28,11 +28,21 @@ class _RowError(Exception):
 
 @dataclass
 class _Piece:
+    """A row's area shape (or line, with ``lines_in_segments``) on slice k: what :func:`_draw`
+    draws (``points`` (column, row); ``radius`` of a circle; ``ellipse`` (centre, semi-axes,
+    angle) of an ellipse), then the drawing, ``mask`` on the window at row r0, column c0."""
     k: int
-    r0: int
-    c0: int
-    mask: np.ndarray
     include: bool
+    kind: str
+    points: np.ndarray
+    boundary: str
+    row: int
+    radius: Optional[float] = None
+    ellipse: Optional[Tuple[np.ndarray, Tuple[float, float], float]] = None
+    r0: int = 0
+    c0: int = 0
+    window: Tuple[int, int] = (0, 0)  # rows, columns
+    mask: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -44,7 +54,7 @@ class _Finding:
     pieces: List[_Piece] = field(default_factory=list)
     points: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # (LPS (3,), row)
     polylines: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # ((N, 3) LPS, row)
-    ellipses: List[Tuple[np.ndarray, int]] = field(default_factory=list)  # included ovals: ((4, 3) LPS axis ends, row)
+    ellipses: List[_Piece] = field(default_factory=list)  # included ovals and circles (radius > 0)
     rows: List[int] = field(default_factory=list)
 
     @property
@@ -52,48 +62,77 @@ class _Finding:
         return self.fields.get("label", (self.id, 0))[0]
 
 
-def _rasterize(kind: str, points: np.ndarray, shape2d: Tuple[int, int], boundary: str,
-               radius: Optional[float]) -> Tuple[int, int, np.ndarray]:
-    """(row offset, column offset, mask) of a shape drawn on a window of the image around it.
+_OUTLINED = ("rectangle", "polygon", "freehand", "polyline", "point")  # windows around their points
+_ROUND = ("circle", "ellipse")  # windows around their circle or ellipse
 
-    ``points`` are (column, row). Drawing on the window equals drawing on the whole image: the
-    window has a 2-pixel margin around the shape, clipped only at the image's edges."""
-    if kind == "circle":
-        center = points[0]
-        radius = float(np.hypot(*(points[1] - points[0]))) if radius is None else radius
-        lo, hi = center - radius, center + radius
-    elif kind == "ellipse":
-        center, radii, angle = _ellipse(points)
-        reach = max(radii)
-        lo, hi = center - reach, center + reach
-    else:
-        lo, hi = points.min(axis=0), points.max(axis=0)
+
+def _draw(pieces: Sequence[_Piece], shape2d: Tuple[int, int]) -> None:
+    """Draw every piece on a window of the image around it (``mask``, ``r0``, ``c0``), the shapes
+    of a kind all at once (:func:`rasterize.polygon_masks`, ``ellipse_masks``, ``rectangle_masks``:
+    the same pixels as drawing them one by one; a table's shapes each cost ~30 numpy calls that
+    way). Drawing on the window equals drawing on the whole image: the window has a 2-pixel margin
+    around the shape, clipped only at the image's edges."""
+    outlined = [p for p in pieces if p.kind in _OUTLINED]
+    round_ = [p for p in pieces if p.kind in _ROUND]
+    if outlined:
+        counts = np.array([len(p.points) for p in outlined])
+        points = np.concatenate([p.points for p in outlined])
+        starts = np.cumsum(counts) - counts
+        _place(outlined, np.minimum.reduceat(points, starts), np.maximum.reduceat(points, starts), shape2d)
+        offsets = np.repeat(np.array([(p.c0, p.r0) for p in outlined], dtype=float), counts, axis=0)
+        local = np.split(points - offsets, starts[1:])  # the points on each window
+        _draw_outlined(outlined, local)
+    if round_:
+        centers = np.array([p.points[0] if p.kind == "circle" else p.ellipse[0] for p in round_])
+        reach = np.array([p.radius if p.kind == "circle" else max(p.ellipse[1]) for p in round_])
+        _place(round_, centers - reach[:, None], centers + reach[:, None], shape2d)
+        offsets = np.array([(p.c0, p.r0) for p in round_], dtype=float)
+        masks = ellipse_masks([p.window for p in round_], centers - offsets,
+                              [(p.radius, p.radius) if p.kind == "circle" else p.ellipse[1] for p in round_],
+                              [0.0 if p.kind == "circle" else p.ellipse[2] for p in round_])
+        for piece, mask in zip(round_, masks):
+            piece.mask = mask
+
+
+def _place(pieces: Sequence[_Piece], lo: np.ndarray, hi: np.ndarray, shape2d: Tuple[int, int]) -> None:
+    """Each piece's window (``r0``, ``c0``, ``window``): (lo, hi) of the shape (column, row)
+    widened by 2 pixels, within the image."""
     rows, columns = shape2d
-    c0, r0 = max(int(np.floor(lo[0])) - 2, 0), max(int(np.floor(lo[1])) - 2, 0)
-    c1, r1 = min(int(np.ceil(hi[0])) + 2, columns - 1), min(int(np.ceil(hi[1])) + 2, rows - 1)
-    window = (max(r1 - r0 + 1, 1), max(c1 - c0 + 1, 1))
-    offset = np.array([c0, r0], dtype=float)
-    local = points - offset
-    if kind == "circle":
-        mask = ellipse_mask(window, center - offset, (radius, radius))
-    elif kind == "ellipse":
-        mask = ellipse_mask(window, center - offset, radii, angle)
-    elif kind == "rectangle" and len(points) == 2 and boundary == "inside":
-        mask = rectangle_mask(window, local[0], local[1])
-    elif kind == "rectangle" and len(points) == 2:
-        (x0, y0), (x1, y1) = local
-        mask = polygon_mask(window, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), boundary=boundary)
-    elif kind in ("rectangle", "polygon", "freehand"):
-        mask = polygon_mask(window, local, boundary=boundary)
-    elif kind == "polyline":
-        mask = polyline_mask(window, local)
-    elif kind == "point":  # one pixel per point (the nearest centre)
-        mask = np.zeros(window, dtype=bool)
-        for point in local:
-            mask |= polyline_mask(window, point[None])
-    else:  # pragma: no cover - kinds are checked when the row is read
-        raise _RowError(f"cannot draw {kind}")
-    return r0, c0, mask
+    first = np.maximum(np.floor(lo) - 2, 0).astype(np.int64)
+    last = np.minimum(np.ceil(hi) + 2, [columns - 1, rows - 1]).astype(np.int64)
+    size = np.maximum(last - first + 1, 1)
+    for piece, (c0, r0), (width, height) in zip(pieces, first.tolist(), size.tolist()):
+        piece.c0, piece.r0, piece.window = c0, r0, (height, width)
+
+
+def _draw_outlined(pieces: Sequence[_Piece], local: Sequence[np.ndarray]) -> None:
+    """Polygons, freehand shapes and rectangles (as polygons or as rectangles), polylines and points
+    (``local``: their points on their windows)."""
+    polygons, rectangles = [], []
+    for index, (piece, points) in enumerate(zip(pieces, local)):
+        kind, window = piece.kind, piece.window
+        if kind == "rectangle" and len(points) == 2 and piece.boundary == "inside":
+            rectangles.append(index)
+        elif kind == "rectangle" and len(points) == 2:
+            (x0, y0), (x1, y1) = points
+            polygons.append((index, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])))
+        elif kind in ("rectangle", "polygon", "freehand"):
+            polygons.append((index, points))
+        elif kind == "polyline":
+            piece.mask = polyline_mask(window, points)
+        else:  # point: one pixel per point (the nearest centre)
+            mask = np.zeros(window, dtype=bool)
+            for point in points:
+                mask |= polyline_mask(window, point[None])
+            piece.mask = mask
+    masks = polygon_masks([pieces[i].window for i, _ in polygons], [p for _, p in polygons],
+                          [pieces[i].boundary for i, _ in polygons])
+    for (index, _), mask in zip(polygons, masks):
+        pieces[index].mask = mask
+    masks = rectangle_masks([pieces[i].window for i in rectangles], [local[i][0] for i in rectangles],
+                            [local[i][1] for i in rectangles])
+    for index, mask in zip(rectangles, masks):
+        pieces[index].mask = mask
 
 
 def _ellipse(points: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float], float]:
@@ -116,25 +155,22 @@ def _ellipse(points: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float], float
     return center, (a, b), float(np.degrees(np.arctan2(first[1], first[0])))
 
 
-def _axis_ends(kind: str, points: np.ndarray, radius: Optional[float], geometry, k: int,
-               row: int) -> List[Tuple[np.ndarray, int]]:
-    """``[((4, 3) LPS axis ends, row)]``, major axis first, of the ellipse an oval or circle row
-    draws on slice k (the one :func:`_rasterize` fills; ``points`` (column, row)): the row's own
-    4 points when it gives axis ends (the second axis made exactly perpendicular), else left,
-    right, top and bottom; [] for a circle of radius 0."""
-    if kind == "circle":
-        radius = float(np.hypot(*(points[1] - points[0]))) if radius is None else radius
-        if radius <= 0:
-            return []
+def _axis_ends(piece: _Piece, geometry) -> np.ndarray:
+    """The (4, 3) LPS axis ends, major axis first, of the ellipse an oval or circle piece (radius >
+    0) draws (the one :func:`_draw` fills): the row's own 4 points when it gives axis ends (the
+    second axis made exactly perpendicular), else left, right, top and bottom."""
+    points, k = piece.points, piece.k
+    if piece.kind == "circle":
+        radius = piece.radius
         ends = axis_ends(points[0], (radius, 0.0), (0.0, radius))
     else:
-        center, (a, b), angle = _ellipse(points)
+        center, (a, b), angle = piece.ellipse
         direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
         across = np.array([-direction[1], direction[0]])
         if len(points) == 4 and (points[3] - points[2]) @ across < 0:
             across = -across
         ends = axis_ends(center, a * direction, b * across)
-    return [(geometry.ijk_to_lps_points(np.column_stack([ends, np.full(4, float(k))])), row)]
+    return geometry.ijk_to_lps_points(np.column_stack([ends, np.full(4, float(k))]))
 
 
 _COUNTS = {"point": (1, None), "polyline": (2, None), "polygon": (3, None), "freehand": (3, None),
@@ -206,18 +242,53 @@ def _unique_names(findings: Sequence[_Finding]) -> Dict[str, str]:
 
 
 
-def _free_layer(layers: List[np.ndarray], next_value: List[int], planes, shape) -> int:
-    """The first layer where the finding overlaps nothing and a label value is left (a new one
-    when there is none)."""
-    for index, layer in enumerate(layers):
-        if next_value[index] > 65535:
-            continue
-        if not any(layer[k, r0:r0 + m.shape[0], c0:c0 + m.shape[1]][m].any() for k, (r0, c0, m) in planes.items()):
-            return index
-    layers.append(np.zeros(shape, dtype=np.uint8))
-    next_value.append(1)
-    return len(layers) - 1
+class _Layers:
+    """The label layers of the findings: a finding goes to the first layer where it overlaps no
+    earlier finding and a label value is left (a new layer when there is none). The layers are
+    kept as their findings' planes ({k: (r0, c0, mask)}) until :meth:`volume` writes them all into
+    one array: building each layer as a volume, then stacking them, cost a copy of every layer and
+    the page faults of twice their size."""
 
+    def __init__(self):
+        self.by_slice: List[Dict[int, List[Tuple[int, int, np.ndarray]]]] = []  # per layer: k -> planes
+        self.next_value: List[int] = []
+        self.placed: List[Tuple[int, int, Dict[int, Tuple[int, int, np.ndarray]]]] = []  # (layer, value, planes)
+
+    def add(self, planes: Dict[int, Tuple[int, int, np.ndarray]]) -> Tuple[int, int]:
+        """The layer and label value of a finding's planes."""
+        layer = next((index for index, taken in enumerate(self.by_slice) if self.next_value[index] <= 65535
+                      and not any(_overlap(plane, other) for k, plane in planes.items() for other in taken.get(k, ()))),
+                     None)
+        if layer is None:
+            layer = len(self.by_slice)
+            self.by_slice.append({})
+            self.next_value.append(1)
+        value = self.next_value[layer]
+        self.next_value[layer] += 1
+        for k, plane in planes.items():
+            self.by_slice[layer].setdefault(k, []).append(plane)
+        self.placed.append((layer, value, planes))
+        return layer, value
+
+    def volume(self, shape: Tuple[int, int, int]) -> Optional[np.ndarray]:
+        """(layers, K, J, I) label values (uint8, or uint16 when a value exceeds 255); None when no
+        finding was added."""
+        if not self.placed:
+            return None
+        dtype = np.uint16 if max(value for _, value, _ in self.placed) > 255 else np.uint8
+        volume = np.zeros((len(self.by_slice),) + tuple(shape), dtype=dtype)
+        for layer, value, planes in self.placed:
+            for k, (r0, c0, mask) in planes.items():
+                volume[layer, k, r0:r0 + mask.shape[0], c0:c0 + mask.shape[1]][mask] = value
+        return volume
+
+
+def _overlap(a: Tuple[int, int, np.ndarray], b: Tuple[int, int, np.ndarray]) -> bool:
+    """Whether two planes (r0, c0, mask) of a slice share a pixel."""
+    (ar, ac, am), (br, bc, bm) = a, b
+    r0, r1 = max(ar, br), min(ar + am.shape[0], br + bm.shape[0])
+    c0, c1 = max(ac, bc), min(ac + am.shape[1], bc + bm.shape[1])
+    return r0 < r1 and c0 < c1 and bool((am[r0 - ar:r1 - ar, c0 - ac:c1 - ac] & bm[r0 - br:r1 - br, c0 - bc:c1 - bc]).any())
 
 
 def _unique(text: str, used: set) -> str:
@@ -228,13 +299,14 @@ def _unique(text: str, used: set) -> str:
     return candidate
 
 
-def _ellipse_markups(finding: _Finding, name: str, color, used: set) -> List[Markup]:
+def _ellipse_markups(finding: _Finding, name: str, color, used: set, geometry) -> List[Markup]:
     """The ovals and circles of a finding drawn only with them, as closed curves marked as
     ellipses (:mod:`core.ellipses`; 4 control points, the axis ends, **LPS**)."""
     several = len(finding.ellipses) > 1
-    return [Markup("closed_curve", _unique(f"{name} {number}" if several else name, used), ends, color=color,
-                   description=f"finding {finding.id}, row {row}", shape=ELLIPSE, attributes={"finding": finding.id})
-            for number, (ends, row) in enumerate(finding.ellipses, 1)]
+    return [Markup("closed_curve", _unique(f"{name} {number}" if several else name, used), _axis_ends(piece, geometry),
+                   color=color, description=f"finding {finding.id}, row {piece.row}", shape=ELLIPSE,
+                   attributes={"finding": finding.id})
+            for number, piece in enumerate(finding.ellipses, 1)]
 
 
 def _markups(finding: _Finding, name: str, color, used: set) -> List[Markup]:

@@ -105,8 +105,10 @@ Shapes are drawn by :mod:`.csv_shapes`.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -122,8 +124,8 @@ from ..core.inputs import read_text_file
 from ..core.model import Code, Markup, Segment, Segmentation, Terminology, _default_color
 from ..core.progress import ProgressCallback
 from ..core.series import ReferenceSeries
-from .csv_shapes import (_axis_ends, _check_count, _ellipse, _ellipse_markups, _Finding, _free_layer, _markups,
-                         _merged_planes, _Piece, _rasterize, _RowError, _unique_names)
+from .csv_shapes import (_check_count, _draw, _ellipse, _ellipse_markups, _Finding, _Layers, _markups,
+                         _merged_planes, _Piece, _RowError, _unique_names)
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +173,11 @@ _BOUNDARIES = {"inside": "inside", "on": "inside", "border": "inside", "inclusiv
 _TRUE = {"true", "yes", "y", "1", "t", "include", "included"}
 _FALSE = {"false", "no", "n", "0", "f", "exclude", "excluded"}
 _SEPARATORS = re.compile(r"[\s,;()\[\]]+")
+_TO_SPACES = str.maketrans(",;()[]", "      ")  # with str.split(): splits as _SEPARATORS does (\s is isspace)
 _PROGRESS_EVERY = 250  # rows between progress reports (a terminal redraw per row costs more than the row)
 
 
+@functools.lru_cache(maxsize=4096)  # a table repeats its shapes, spaces and booleans on every row
 def _norm(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "", str(text).casefold())
 
@@ -345,7 +349,7 @@ def _read_rows(text: str, table: CodeTable, path: Path) -> Tuple[_Header, List[T
     try:
         for cells in reader:
             start, line = line + 1, reader.line_num
-            if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+            if not "".join(cells).strip() or cells[0].lstrip().startswith("#"):
                 continue
             if header is None:
                 header = _parse_header(cells, table, path)
@@ -379,6 +383,7 @@ class _Slices:
         self.positions = origins @ normal
         self.z = origins[:, 2]
         self.z_gap = float(abs(step[2]))
+        self._named: Dict[Tuple[str, str], Union[int, _RowError]] = {}
 
     def locate(self, cells: Dict[str, str]) -> Optional[int]:
         found: List[Tuple[str, int]] = []
@@ -404,26 +409,40 @@ class _Slices:
             if not 0 <= k < self.depth:
                 raise _RowError(f"slice_index {k} is not in the series (0..{self.depth - 1})")
             found.append(("slice_index", k))
-        text = cells.get("slice_position", "")
-        if text:
-            if not self.series.geometry.in_patient_space:
-                raise _RowError("slice_position is given, but the series has no patient positions")
-            found.append(("slice_position", self._nearest(self.positions, _number(text, "slice_position"),
-                                                          "slice position", self.tolerance)))
-        text = cells.get("image_z", "")
-        if text:
-            if not self.series.geometry.in_patient_space:
-                raise _RowError("image_z is given, but the series has no patient positions")
-            if self.z_gap < 1e-3:
-                raise _RowError("image_z cannot name a slice here: the slices do not differ in z (use slice_position "
-                                "or slice_index)")
-            # On a tilted or oblique stack z changes less than the slice spacing per slice.
-            tolerance = self.tolerance if self.z_gap >= self.gap - 1e-6 else min(self.tolerance, 0.25 * self.z_gap)
-            found.append(("image_z", self._nearest(self.z, _number(text, "image_z"), "image z", tolerance)))
+        for column in ("slice_position", "image_z"):
+            text = cells.get(column, "")
+            if text:
+                found.append((column, self._position(column, text)))
         if len({k for _, k in found}) > 1:
             raise _RowError("the image columns name different slices: "
                             + ", ".join(f"{name} -> slice {k}" for name, k in found))
         return found[0][1] if found else None
+
+    def _position(self, column: str, text: str) -> int:
+        """The slice a ``slice_position`` or ``image_z`` cell names, looked up once per text (a
+        table names each slice on many rows)."""
+        key = (column, text)
+        if key not in self._named:
+            try:
+                self._named[key] = self._slice_at(column, text)
+            except _RowError as error:
+                self._named[key] = error
+        named = self._named[key]
+        if isinstance(named, _RowError):
+            raise _RowError(str(named))
+        return named
+
+    def _slice_at(self, column: str, text: str) -> int:
+        if not self.series.geometry.in_patient_space:
+            raise _RowError(f"{column} is given, but the series has no patient positions")
+        if column == "slice_position":
+            return self._nearest(self.positions, _number(text, "slice_position"), "slice position", self.tolerance)
+        if self.z_gap < 1e-3:
+            raise _RowError("image_z cannot name a slice here: the slices do not differ in z (use slice_position "
+                            "or slice_index)")
+        # On a tilted or oblique stack z changes less than the slice spacing per slice.
+        tolerance = self.tolerance if self.z_gap >= self.gap - 1e-6 else min(self.tolerance, 0.25 * self.z_gap)
+        return self._nearest(self.z, _number(text, "image_z"), "image z", tolerance)
 
     def _nearest(self, values: np.ndarray, value: float, what: str, tolerance: float) -> int:
         k = int(np.argmin(np.abs(values - value)))
@@ -483,6 +502,18 @@ def read_annotation_table(table: PathLike, series: ReferenceSeries, *, boundary:
     path = Path(table)
     if boundary not in ("inside", "outside"):
         raise InputError(f'boundary must be "inside" or "outside", got {boundary!r}')
+    header, result, findings = _read_findings(path, series, boundary, code_table, lines_in_segments,
+                                              position_tolerance_mm, progress)
+    _build(result, list(findings.values()), header, series, progress)
+    for problem in result.bad_rows:
+        log.info("%s: %s", path, problem)
+    return result
+
+
+def _read_findings(path: Path, series: ReferenceSeries, boundary: str, code_table, lines_in_segments: bool,
+                   position_tolerance_mm: Optional[float], progress: Optional[ProgressCallback]):
+    """The rows of a table read into findings, their shapes drawn (``_Piece.mask``): (header,
+    the conversion without its segmentation and markups, {finding id: finding})."""
     codes = load_code_table(code_table)
     text = read_text_file(path, "an annotation table (CSV)")
     header, rows = _read_rows(text, codes, path)
@@ -508,10 +539,11 @@ def read_annotation_table(table: PathLike, series: ReferenceSeries, *, boundary:
             result.bad_rows.append(RowProblem(row, str(error), finding))
         if progress is not None and (done % _PROGRESS_EVERY == 0 or done == total):
             progress(done, total, "Reading annotation table")
-    _build(result, list(findings.values()), header, series, progress)
-    for problem in result.bad_rows:
-        log.info("%s: %s", path, problem)
-    return result
+    drawn = sorted(((p, f.id) for f in findings.values() for p in f.pieces), key=lambda item: item[0].row)
+    _draw([piece for piece, _ in drawn], shape2d)
+    result.warnings += [RowProblem(piece.row, f"the {piece.kind} selects no pixel centre: nothing is drawn", finding)
+                        for piece, finding in drawn if not piece.mask.any()]
+    return header, result, findings
 
 
 def _cell(cells: List[str], index: Optional[int]) -> str:
@@ -522,7 +554,8 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
               slices: _Slices, findings: Dict[str, _Finding], shape2d, default_boundary: str,
               lines_in_segments: bool, result: TableConversion) -> bool:
     """Convert one row into its finding; False when the row belongs to another series."""
-    values = {name: _cell(cells, index) for name, index in header.columns.items()}
+    count = len(cells)
+    values = {name: cells[index].strip() if index < count else "" for name, index in header.columns.items()}
     series_uid = values.get("series_instance_uid", "")
     if series_uid and series_uid != series.series_instance_uid:
         result.other_series_rows += 1
@@ -553,7 +586,7 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
     radius = None
     if space == "pixel":
         if kind == "circle" and len(numbers) == 3:
-            numbers, radius = numbers[:2], numbers[2]
+            numbers, radius = numbers[:2], float(numbers[2])
             if radius <= 0:
                 raise _RowError(f"circle radius {radius:g} is not positive")
         if len(numbers) % 2:
@@ -584,10 +617,9 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
     if radius is None:
         _check_count(kind, len(points))
     rows_n, columns_n = shape2d
-    outside = (points[:, 0] < -0.5 - 1e-6) | (points[:, 0] > columns_n - 0.5 + 1e-6) | \
-              (points[:, 1] < -0.5 - 1e-6) | (points[:, 1] > rows_n - 0.5 + 1e-6)
+    outside = (points < -0.5 - 1e-6) | (points > np.array([columns_n - 0.5 + 1e-6, rows_n - 0.5 + 1e-6]))
     if outside.any():
-        n = int(np.argmax(outside))
+        n = int(np.argmax(outside.any(axis=1)))
         raise _RowError(f"point {n + 1} (column {points[n, 0]:g}, row {points[n, 1]:g}) lies outside the "
                         f"{columns_n}x{rows_n} image")
 
@@ -611,17 +643,16 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
         if old is not None and _same_value(_evaluation(attribute, old[0], "", old[1]), record) is False:
             raise _RowError(f"finding {finding_id!r} has {attribute.header} {old[0]!r} on row {old[1]}, here {value!r}")
 
-    # Draw (nothing is stored before the row is known to be good).
+    # What to draw (drawn with the other rows' shapes once all are read; nothing is stored before the
+    # row is known to be good).
     piece = None
     if kind in AREA_SHAPES or lines_in_segments:
-        if kind == "ellipse":
-            _ellipse(points)  # checks the axes
+        ellipse = _ellipse(points) if kind == "ellipse" else None  # checks the axes
+        if kind == "circle" and radius is None:
+            radius = float(np.hypot(*(points[1] - points[0])))
         # An exclusion's outline is outside the finding under either convention ("outside": contour
         # pixels are never part of the nodule, LIDC's reading; "inside": they belong to the hole).
-        r0, c0, mask = _rasterize(kind, points, shape2d, boundary if include else "inside", radius)
-        piece = _Piece(k, r0, c0, mask, include)
-        if not mask.any():
-            result.warnings.append(RowProblem(row, f"the {kind} selects no pixel centre: nothing is drawn", finding_id))
+        piece = _Piece(k, include, kind, points, boundary if include else "inside", row, radius, ellipse)
     if finding is None:
         finding = findings[finding_id] = _Finding(finding_id, row)
     for name, value in new_fields.items():
@@ -630,8 +661,8 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
         finding.attributes.setdefault(name, (value, row))
     if piece is not None:
         finding.pieces.append(piece)
-        if kind in ("ellipse", "circle") and include:
-            finding.ellipses += _axis_ends(kind, points, radius, geometry, k, row)
+        if kind in ("ellipse", "circle") and include and (kind == "ellipse" or radius > 0):
+            finding.ellipses.append(piece)
     if kind in ("point", "polyline"):
         lps = geometry.ijk_to_lps_points(np.column_stack([points, np.full(len(points), float(k))]))
         if kind == "point":
@@ -647,7 +678,7 @@ def _same_value(a: EvaluationRecord, b: EvaluationRecord) -> bool:
 
 
 def _coordinates(text: str) -> List[float]:
-    tokens = [t for t in _SEPARATORS.split(text.strip()) if t]
+    tokens = text.translate(_TO_SPACES).split()
     if not tokens:
         raise _RowError("no coordinates")
     try:
@@ -655,8 +686,11 @@ def _coordinates(text: str) -> List[float]:
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
         raise _RowError(f"coordinate {bad!r} is not a number") from None
-    if not np.all(np.isfinite(numbers)):
-        bad = next(t for t, v in zip(tokens, numbers) if not np.isfinite(v))
+    # a finite sum has finite terms (an infinite or NaN term makes it infinite or NaN; an infinite sum
+    # of finite terms is looked at term by term)
+    bad = None if math.isfinite(sum(numbers)) else next((t for t, v in zip(tokens, numbers) if not math.isfinite(v)),
+                                                         None)
+    if bad is not None:
         raise _RowError(f"coordinate {bad!r} is not a finite number")
     return numbers
 
@@ -719,8 +753,7 @@ def _build(result: TableConversion, findings: List[_Finding], header: _Header, s
            progress: Optional[ProgressCallback]) -> None:
     geometry = series.geometry
     names = _unique_names(findings)
-    layers: List[np.ndarray] = []
-    next_value: List[int] = []
+    layers = _Layers()
     segments: List[Segment] = []
     used_markup_names: set = set()
     attributes_by_header = {a.header: a for a in header.attributes}
@@ -734,14 +767,8 @@ def _build(result: TableConversion, findings: List[_Finding], header: _Header, s
         segment_id = None
         voxels = 0
         if planes:
-            layer = _free_layer(layers, next_value, planes, geometry.shape)
-            value = next_value[layer]
-            next_value[layer] += 1
-            if value > 255 and layers[layer].dtype == np.uint8:
-                layers[layer] = layers[layer].astype(np.uint16)
-            for k, (r0, c0, mask) in planes.items():
-                layers[layer][k, r0:r0 + mask.shape[0], c0:c0 + mask.shape[1]][mask] = value
-                voxels += int(mask.sum())
+            layer, value = layers.add(planes)
+            voxels = sum(int(mask.sum()) for _, _, mask in planes.values())
             segment = Segment(id=finding.id, name=name, color=color, terminology=_terminology(finding),
                               description=finding.fields.get("description", ("", 0))[0], layer=layer,
                               label_value=value,
@@ -755,7 +782,7 @@ def _build(result: TableConversion, findings: List[_Finding], header: _Header, s
         markups = _markups(finding, name, color, used_markup_names)
         result.markups.extend(markups)
         if segment_id is not None and len(finding.ellipses) == len(finding.pieces):
-            result.ellipses.extend(_ellipse_markups(finding, name, color, used_markup_names))
+            result.ellipses.extend(_ellipse_markups(finding, name, color, used_markup_names, geometry))
         if finding.attributes:
             if segment_id is None:
                 result.warnings.append(RowProblem(
@@ -768,15 +795,7 @@ def _build(result: TableConversion, findings: List[_Finding], header: _Header, s
                                               finding.rows, voxels))
         if progress is not None:
             progress(done, total, "Rasterising findings")
-    stacked = None
-    if layers:
-        # Copied layer by layer into untouched (not yet resident) memory, each freed once copied:
-        # the peak stays near one volume above the layers, not twice the layers as np.stack's.
-        dtype = np.uint16 if any(layer.dtype == np.uint16 for layer in layers) else np.uint8
-        stacked = np.empty((len(layers),) + geometry.shape, dtype=dtype)
-        for index in range(len(layers)):
-            stacked[index] = layers[index]
-            layers[index] = None
+    stacked = layers.volume(geometry.shape)
     result.segmentation = Segmentation(geometry, stacked, segments)
 
 
