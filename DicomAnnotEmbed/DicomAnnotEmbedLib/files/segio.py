@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -135,6 +136,7 @@ _NRRD_INTEGER_TYPES = {
     **dict.fromkeys(("int", "signed int", "int32", "int32_t"), "i4"),
     **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
 }
+_DEFLATE_MAX_RATIO = 1032  # the most deflate can shrink data
 _INFLATE_CHUNK = 1 << 20  # bytes inflated at a time: small enough to stay in the CPU cache
 _INFLATE_INPUT_CHUNK = 1 << 16  # compressed bytes given to the inflater at a time
 
@@ -164,9 +166,15 @@ def _read_nrrd_voxels(path: Path, encodings=("gzip", "gz", "raw")) -> Optional[n
                 or any(header.get(key) for key in ("line skip", "lineskip", "byte skip", "byteskip"))):
             return None
         sizes = [int(n) for n in header["sizes"]]
-        if len(sizes) not in (3, 4):
+        if len(sizes) not in (3, 4) or min(sizes) < 1:
             return None
         dtype = np.dtype(dtype).newbyteorder("<" if header.get("endian", "little") == "little" else ">")
+        # Sizes the file cannot hold (deflate shrinks at most 1032:1) are left to the other reader,
+        # which says what is wrong, instead of allocating them here.
+        stored = os.fstat(stream.fileno()).st_size - stream.tell()
+        ratio = 1 if header["encoding"] == "raw" else _DEFLATE_MAX_RATIO
+        if stored * ratio < math.prod(sizes) * dtype.itemsize:
+            return None
         flat = arrays.zeros((int(np.prod(sizes)) * dtype.itemsize,), np.uint8)
         if header["encoding"] == "raw":
             if stream.readinto(memoryview(flat)) != flat.size:

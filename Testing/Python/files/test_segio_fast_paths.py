@@ -165,3 +165,19 @@ def test_other_nrrds_go_to_simpleitk(tmp_path):
     assert segio._read_nrrd_label_map(tmp_path / "d.nhdr") is None  # detached data
     nrrd.write(str(tmp_path / "s.nrrd"), labels, {"space dimension": 3, "space directions": np.eye(3)})
     assert segio._read_nrrd_label_map(tmp_path / "s.nrrd") is None  # no named space
+
+
+@pytest.mark.parametrize("encoding", ["raw", "gzip"])
+@pytest.mark.parametrize("sizes", [b"99999 99999 99999", b"4 5 0", b"4 5 60"])
+def test_sizes_the_file_cannot_hold_go_to_simpleitk(tmp_path, encoding, sizes):
+    """Not allocated here: SimpleITK says what is wrong (an InputError naming the file)."""
+    from DicomAnnotEmbedLib.core.errors import InputError
+
+    path = tmp_path / "labels.nrrd"
+    nrrd.write(str(path), np.ones((4, 5, 6), np.uint8),
+               {"space": "left-posterior-superior", "space directions": np.eye(3), "encoding": encoding})
+    path.write_bytes(path.read_bytes().replace(b"sizes: 4 5 6", b"sizes: " + sizes))
+    if encoding == "raw" or sizes != b"4 5 60":  # 240 bytes can inflate from gzip's ~30: tried, then cut short
+        assert segio._read_nrrd_label_map(path) is None
+    with pytest.raises(InputError, match="labels.nrrd"):
+        segio.load_segmentation(path)
