@@ -500,9 +500,11 @@ def export_gsps(series: ReferenceSeries, annotations: AnnotationSet, out: os.Pat
                                                       window_explanation="from the series" if window is None
                                                       else "chosen"))
     from ... import __version__
+    from ...dicom.values import with_type2_attributes
 
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
-        referenced_images=series.datasets, series_instance_uid=hd.UID(), series_number=series_number,
+        referenced_images=[with_type2_attributes(series.datasets[0]), *series.datasets[1:]],
+        series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
         manufacturer_model_name="DicomAnnotEmbed", software_versions=str(__version__),
         device_serial_number="0", content_label=content_label, content_description=series_description[:64],

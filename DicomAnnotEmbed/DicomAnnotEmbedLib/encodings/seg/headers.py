@@ -51,12 +51,16 @@ def _declare_character_set(ds: Dataset) -> None:
 
 
 def _clean_sources(datasets: Sequence[Dataset], thickness: Optional[float] = None) -> List[Dataset]:
-    """Source headers highdicom accepts, changed on a copy (inputs are never changed): an empty
+    """Source headers highdicom accepts, changed on a copy (inputs are never changed): absent
+    type 2 patient and study attributes are added empty (dicom.values.with_type2_attributes); an empty
     Specific Character Set (seen in dcmqi's test CT) means the default repertoire and is dropped;
     a single-frame image without Slice Thickness (type 2: may be empty) gets ``thickness``, which
     highdicom needs (the SEG's own value is set afterwards by :func:`_set_slice_measures`)."""
+    from ...dicom.values import with_type2_attributes
+
     cleaned = []
     for ds in datasets:
+        ds = with_type2_attributes(ds)
         no_charset = "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet
         no_thickness = (thickness is not None and "PerFrameFunctionalGroupsSequence" not in ds
                         and _positive(ds.get("SliceThickness")) is None)

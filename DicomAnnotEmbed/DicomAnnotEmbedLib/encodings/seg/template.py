@@ -89,6 +89,7 @@ COPIED_KEYWORDS = (
 )
 
 # Required by highdicom's constructor (read as attributes): without them it refuses the source.
+# (the type 2 patient and study attributes are added empty by headers._clean_sources when absent)
 _REQUIRED_SOURCE = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
                     "StudyDate", "StudyTime", "StudyInstanceUID", "FrameOfReferenceUID", "ImageOrientationPatient",
                     "PixelSpacing")
