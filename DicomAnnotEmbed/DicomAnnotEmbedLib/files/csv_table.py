@@ -172,6 +172,7 @@ _BOUNDARIES = {"inside": "inside", "on": "inside", "border": "inside", "inclusiv
                "outside": "outside", "exclusive": "outside", "lidc": "outside"}
 _TRUE = {"true", "yes", "y", "1", "t", "include", "included"}
 _FALSE = {"false", "no", "n", "0", "f", "exclude", "excluded"}
+_BOOLEANS = _TRUE | _FALSE
 _SEPARATORS = re.compile(r"[\s,;()\[\]]+")
 _TO_SPACES = str.maketrans(",;()[]", "      ")  # with str.split(): splits as _SEPARATORS does (\s is isspace)
 _PROGRESS_EVERY = 250  # rows between progress reports (a terminal redraw per row costs more than the row)
@@ -574,7 +575,7 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
     if boundary is None:
         raise _RowError(f"unknown boundary {values.get('boundary')!r}; expected inside or outside")
     inclusion_text = _norm(values.get("inclusion", "") or "true")
-    if inclusion_text not in _TRUE | _FALSE:
+    if inclusion_text not in _BOOLEANS:
         raise _RowError(f"inclusion {values.get('inclusion')!r} is not true or false")
     include = inclusion_text in _TRUE
     if not include and kind not in AREA_SHAPES:
