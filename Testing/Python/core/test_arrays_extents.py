@@ -63,3 +63,10 @@ def test_seg_nrrd_extents_are_each_masks_box(tmp_path):
         k, j, i = np.nonzero(mask)
         expected = f"{i.min()} {i.max()} {j.min()} {j.max()} {k.min()} {k.max()}"
         assert header[f"Segment{n}_Extent"] == expected
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 1), (1, 1, 1), (2, 1, 5), (5, 3, 2), (1, 7, 1)])
+def test_label_extents_thin_volumes(shape):
+    labels = np.random.default_rng(sum(shape)).integers(0, 4, shape).astype(np.uint8)
+    for slab in (1, 4):
+        assert _got(labels, 3, slab) == _expected(labels, 3)

@@ -48,3 +48,20 @@ def test_undescribed_values_are_dropped_and_only_they(tmp_path, caplog, describe
         assert int(np.count_nonzero(labels == value)) == expected, value
     assert int(np.count_nonzero(labels)) == int(np.isin(pixels, described).sum())
     assert sorted(s.label_value for s in imported.segmentation.segments) == sorted(described)
+
+
+def test_plane_orientation_and_measures_in_the_per_frame_groups(tmp_path):
+    """The shared functional groups are looked at first and the per-frame items only when the
+    shared ones lack the plane orientation or pixel measures: the same grid either way."""
+    source = interop("dcmqi", "sparse-labelmap-ppv5.dcm")
+    ds = pydicom.dcmread(source)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        item.PlaneOrientationSequence = copy.deepcopy(shared.PlaneOrientationSequence)
+        item.PixelMeasuresSequence = copy.deepcopy(shared.PixelMeasuresSequence)
+    del shared.PlaneOrientationSequence, shared.PixelMeasuresSequence
+    ds.save_as(tmp_path / "per_frame.dcm")
+    expected, moved = import_seg(source), import_seg(tmp_path / "per_frame.dcm")
+    assert moved.segmentation.geometry.shape == expected.segmentation.geometry.shape
+    np.testing.assert_allclose(moved.segmentation.geometry.ijk_to_lps, expected.segmentation.geometry.ijk_to_lps)
+    np.testing.assert_array_equal(moved.segmentation.layers, expected.segmentation.layers)
