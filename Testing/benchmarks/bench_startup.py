@@ -77,31 +77,37 @@ level 2 0.08 s, pynrrd's copy of the volume (tobytes) 0.02 s. Changes, each test
   reader (zlib-ng) inflates either in 0.04 s;
 * imports the command does not use: the SEG export side (``encodings.seg.export_seg`` is lazy,
   8 ms), the markups writer when no markups are written (4 ms), numpy.ma, which np.unique of the
-  frame positions imported (7 to 11 ms; sort and compare instead, the same values).
+  frame positions imported (7 to 11 ms; sort and compare instead, the same values);
 * a second profile (cProfile of the frame and grid step in a fresh process, which took 0.025 s cold
   and 0.008 s warm): the plane orientation and pixel measures were looked up in the shared
   functional groups and in the first per-frame item at once, and pydicom parses the whole
   per-frame sequence (200 items) to give its first item, which _frame_infos had just read from the
   raw bytes. The per-frame item is now looked at only when the shared groups lack them: 0.025 ->
   0.004 s (a test moves both into the per-frame items: the same grid). label_extents gathers a
-  slab's run ends into one array before the minima and maxima (0.05 -> 0.04 s).
+  slab's run ends into one array before the minima and maxima (0.05 -> 0.04 s);
 * this VM sets PYTHONDONTWRITEBYTECODE=1, so our package (an editable install, no .pyc) is compiled
   from source in every process, 0.05 s of CPU per command, while numpy, pydicom and the rest of
   site-packages come with their bytecode. ``--bytecode DIR`` runs the children with a bytecode
   cache (PYTHONPYCACHEPREFIX, one uncounted round first), as an installed package runs.
 
-After, the process spends 0.31 s importing (interpreter and numpy 0.13 s, pydicom 0.10 s, ours
-with slicerio, pynrrd and CharLS 0.08 s) and about 0.27 s working; dcmqi's whole run is 0.46 s.
-1.0 x would need the SEG read without pydicom: its import alone is a fifth of dcmqi's run. With
-``--series`` the 200 CT headers add 0.08 s (core.series, not changed here).
+After (in process, with bytecode): 0.45 s, of which start-up and imports 0.26 s (interpreter and
+site 0.04 s, numpy 0.08 s, pydicom 0.10 s, ours with slicerio, pynrrd and CharLS 0.04 s) and work
+0.20 s (dcmread and the segments 0.045 s, the frames 0.054 s with the layer's page faults, the
+.seg.nrrd 0.093 s: extents 0.04 s, zlib-ng 0.03 s); dcmqi's whole run is 0.45 s. 1.0 x would need
+the SEG read without pydicom, whose import alone is a fifth of dcmqi's run. With ``--series`` the
+200 CT headers add 0.07 s (core.series, not changed here).
 
-Run (``--only ours_import,ours_import_noseries,dcmqi_import,ours_overlay_import,
-pydicom_overlay_read --lib before=69b4d0b --repeats 5``, load average 5.7 to 6.0, CPU s / wall s /
-peak RSS MiB): ours_import 0.86 / 1.57 / 165 -> 0.66 / 1.21 / 111 (1.43 x dcmqi's 0.46 / 0.77 /
-177); ours_import_noseries 0.78 / 1.34 / 161 -> 0.58 / 0.89 / 107 (1.26 x); overlay import 0.66 /
-1.05 / 129 -> 0.55 / 0.88 / 77 against the pydicom read's 0.41 / 0.57 / 53 (peak 1.45 x, was 2.4
-x: the 52 MB copy pynrrd made to compress is gone; what stays above the peer is the label layer's
-painted pages, 14 MB, and the headers).
+Runs, 2026-12-05, ``--only ours_import,ours_import_noseries,dcmqi_import,ours_overlay_import,
+pydicom_overlay_read --lib before=DIR --repeats 5`` (DIR: ``git archive 69b4d0b``), CPU s / wall s /
+peak RSS MiB, load average 3.8 to 4.5: ours_import 0.88 / 1.70 / 165 -> 0.66 / 1.29 / 111 against
+dcmqi's 0.45 / 0.87 / 177 (1.47 x, was 1.96 x); ours_import_noseries 0.80 / 1.61 / 161 -> 0.57 /
+1.01 / 106 (1.27 x, was 1.78 x); overlay import 0.66 / 1.36 / 129 -> 0.56 / 1.10 / 77 against the
+pydicom read's 0.42 / 0.84 / 53 (peak 1.45 x, was 2.4 x: the 52 MB copy pynrrd made to compress is
+gone; what stays above the peer is the label layer's painted pages, 14 MB, and the headers and
+planes held until they are painted, 10 MB). The same with ``--bytecode``, load 4.7 to 5.5: 0.80 ->
+0.59 s (1.31 x), 0.71 -> 0.52 s (1.16 x) against dcmqi's 0.45 s; overlay import 0.63 -> 0.52 s
+against 0.43 s, peak 77 MiB against 53 (1.45 x). An earlier run (load 5.7 to 6.0, before the
+second profile's changes): 0.86 -> 0.66 s, 0.78 -> 0.58 s, dcmqi 0.46 s.
 
 ``.nrrd`` label maps (``files/segio.py``, ``seg export --segmentation labels.nrrd``): a plain 3D
 integer NRRD with attached raw or gzip data in LPS or RAS space is read with pynrrd's header and
