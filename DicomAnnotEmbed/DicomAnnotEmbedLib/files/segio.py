@@ -349,18 +349,30 @@ def write_seg_nrrd(path: os.PathLike | str, segmentation: Segmentation) -> None:
         slicerio.write_segmentation(sink, data, compression_level=SEG_NRRD_GZIP_LEVEL)
     except _HeaderWritten:
         pass
-    # NRRD stores the first axis fastest: the Fortran order of ``voxels``, which is the C order of
-    # the (K, J, I) layer (no copy); with several layers (L, I, J, K) a copy in that order.
-    ordered = np.asfortranarray(voxels).ravel(order="F") if sink.header is not None else None
-    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
-        if sink.header is None:  # pragma: no cover - a pynrrd that writes its header otherwise: the
-            whole = bytes(sink.written)  # sink holds the whole file, header and compressed voxels
-            end = whole.index(b"\n\n") + 2
-            stream.write(_put_utf8_texts(whole[:end], texts))
-            stream.write(whole[end:])
+    except TypeError:  # pragma: no cover - a slicerio that takes only file names
+        sink.written.clear()
+    with atomic_path(path) as tmp:
+        if sink.header is None:  # pragma: no cover - a slicerio or pynrrd that writes otherwise
+            _write_whole(tmp, slicerio, data, bytes(sink.written), texts)
             return
-        stream.write(_put_utf8_texts(sink.header, texts))
-        _deflate_to(stream, ordered.view(np.uint8), SEG_NRRD_GZIP_LEVEL)
+        # NRRD stores the first axis fastest: the Fortran order of ``voxels``, which is the C
+        # order of the (K, J, I) layer (no copy); with several layers (L, I, J, K) a copy in that order.
+        ordered = np.asfortranarray(voxels).ravel(order="F")
+        with open(tmp, "wb") as stream:
+            stream.write(_put_utf8_texts(sink.header, texts))
+            _deflate_to(stream, ordered.view(np.uint8), SEG_NRRD_GZIP_LEVEL)
+
+
+def _write_whole(tmp: str, slicerio, data: dict, written: bytes, texts: Dict[str, str]) -> None:
+    """The .seg.nrrd as slicerio writes it whole (header and voxels, pynrrd's zlib): ``written``
+    when the sink got all of it, else written by slicerio to ``tmp``; the UTF-8 texts put back."""
+    if not written:
+        slicerio.write_segmentation(tmp, data, compression_level=SEG_NRRD_GZIP_LEVEL)
+        written = Path(tmp).read_bytes()
+    end = written.index(b"\n\n") + 2
+    with open(tmp, "wb") as stream:
+        stream.write(_put_utf8_texts(written[:end], texts))
+        stream.write(memoryview(written)[end:])
 
 
 class _HeaderWritten(Exception):

@@ -42,6 +42,22 @@ def _segmentation(layers, names=None):
     return Segmentation(geometry, layers, segments)
 
 
+def _given_to_slicerio(segmentation, tmp_path, monkeypatch) -> dict:
+    """The dictionary and level write_seg_nrrd gives slicerio, taken on their way in (slicerio
+    runs unchanged)."""
+    captured = {}
+    original = slicerio.write_segmentation
+
+    def keep_arguments(file, data, compression_level=9, index_order=None):
+        captured.update(data=data, level=compression_level)
+        return original(file, data, compression_level=compression_level)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(slicerio, "write_segmentation", keep_arguments)
+        segio.write_seg_nrrd(tmp_path / "probe.seg.nrrd", segmentation)
+    return captured
+
+
 @pytest.mark.parametrize("layers_shape, dtype", [((1, 5, 7, 9), np.uint8), ((3, 4, 6, 5), np.uint8),
                                                  ((1, 3, 4, 5), np.uint16), ((2, 3, 4, 5), np.uint16)])
 def test_seg_nrrd_as_slicerio_writes_it(tmp_path, monkeypatch, layers_shape, dtype):
@@ -55,19 +71,10 @@ def test_seg_nrrd_as_slicerio_writes_it(tmp_path, monkeypatch, layers_shape, dty
     segio.write_seg_nrrd(ours, segmentation)
 
     # slicerio writing the dictionary write_seg_nrrd gives it to a file itself (what write_seg_nrrd
-    # did before): the dictionary is taken on its way in, slicerio runs unchanged
+    # did before)
     theirs = tmp_path / "theirs.seg.nrrd"
-    captured = {}
-    original = slicerio.write_segmentation
-
-    def keep_arguments(file, data, compression_level=9, index_order=None):
-        captured.update(data=data, level=compression_level)
-        return original(file, data, compression_level=compression_level)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(slicerio, "write_segmentation", keep_arguments)
-        segio.write_seg_nrrd(tmp_path / "probe.seg.nrrd", segmentation)
-    original(str(theirs), captured["data"], compression_level=captured["level"])
+    captured = _given_to_slicerio(segmentation, tmp_path, monkeypatch)
+    slicerio.write_segmentation(str(theirs), captured["data"], compression_level=captured["level"])
     assert captured["level"] == segio.SEG_NRRD_GZIP_LEVEL
     their_header, their_voxels = _split(theirs)
     our_header, our_voxels = _split(ours)
@@ -181,3 +188,18 @@ def test_sizes_the_file_cannot_hold_go_to_simpleitk(tmp_path, encoding, sizes):
         assert segio._read_nrrd_label_map(path) is None
     with pytest.raises(InputError, match="labels.nrrd"):
         segio.load_segmentation(path)
+
+
+def test_the_whole_file_fallback_writes_the_same(tmp_path, monkeypatch):
+    """If slicerio or pynrrd ever stop writing the header into the sink as now, write_seg_nrrd
+    falls back to slicerio writing the whole file (the former way): the same header and voxels."""
+    layers = np.random.default_rng(2).integers(0, 3, (2, 3, 4, 5)).astype(np.uint8)
+    segmentation = _segmentation(layers)
+    ours = tmp_path / "ours.seg.nrrd"
+    segio.write_seg_nrrd(ours, segmentation)
+    captured = _given_to_slicerio(segmentation, tmp_path, monkeypatch)
+    whole = tmp_path / "whole.seg.nrrd"  # slicerio writes the file itself
+    segio._write_whole(str(whole), slicerio, captured["data"], b"", {})
+    from_sink = tmp_path / "from_sink.seg.nrrd"  # the sink received the whole file
+    segio._write_whole(str(from_sink), slicerio, captured["data"], whole.read_bytes(), {})
+    assert _split(whole) == _split(from_sink) == _split(ours)
