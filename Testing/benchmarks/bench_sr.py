@@ -19,9 +19,13 @@ What it measures
    (Mean, Minimum, Maximum) features of the same segments, one extractor call per segment as
    pyradiomics users run it. Values are compared segment by segment (table of the largest
    relative differences).
-2. Fresh processes, median of ``--repeats``: ``dicomannotembed seg export --type binary`` (the
-   reference the issue names) and ``dicomannotembed sr export`` of that SEG (reads the SEG and the
-   series, measures, writes the document with its image library); peak RSS of each.
+2. Fresh processes, ``--repeats`` interleaved rounds (each command once a round, in turn):
+   ``dicomannotembed seg export --type binary`` (the reference the issue names) and
+   ``dicomannotembed sr export`` of that SEG (reads the SEG and the series, measures, writes the
+   document with its image library); with ``--before TREE`` also the ``sr export`` of another
+   commit's source tree (``git archive``), through PYTHONPATH, in the same rounds. Wall and CPU
+   seconds (user + system, rusage of the children: on a loaded machine wall time mostly measures
+   the other users) and peak RSS of each.
 
 Notes (profiles; figures in README "DICOM SR" > "Speed")
 ---------------------------------------------------------
@@ -34,6 +38,41 @@ Notes (profiles; figures in README "DICOM SR" > "Speed")
   grid line (argmax on the crop), pruned with the triangle inequality around the centroid
   (745,000 -> 77,000 points), hull only above 4,000 remaining points (2 of 100 segments).
   1.2 s CPU warm.
+* 2026-12-05, the whole ``sr export`` of case C in a fresh process, CPU seconds per part
+  (time.process_time around each function, unprofiled; cProfile inflates the call-heavy pydicom
+  and highdicom parts several times over), load 2-6: 7.5 s in all: measurements 3.0 (of which
+  the diameter 1.6), pydicom's writer 1.0, the 100 highdicom groups 0.87, the image library 0.70,
+  SEG import 0.68, the document 0.26, reading the CT 0.21, imports 0.33.
+  - The measurements took 1.1 s with OPENBLAS_NUM_THREADS=1 and 3.0 s without: OpenBLAS runs a
+    matrix product above 65,536 x 4 multiply-adds on both cores and its threads then spin between
+    calls, so every numpy step after a product was charged twice (and took a core from the other
+    users). The products were the diameter's pair distances (blocks of 512 x N x 3) and the
+    mapping of the boundary extremes to LPS (N x 3 x 3, N up to 40,000 a segment). Now the pair
+    distances are an einsum (no BLAS) and the mapping goes in chunks of 16,384 rows (one
+    thread; each row's result is the same). 3.0 -> 1.0 s warm.
+  - The pairwise stage compared 66 million pairs: the grid-line reduction and the hull ran only
+    above 4,000 candidates, so segments with 1,000-4,000 compared all pairs. Now the grid-line
+    reduction runs above 512 and the hull above 600: 6.5 million pairs, the diameter 0.78 ->
+    0.30 s warm. The values are the same to the last bit (case C, and
+    Testing/Python/core/test_measurements_unchanged.py against the commit before).
+  - The surface area's table of the 256 cell configurations is kept in the module (tested equal
+    to VTK's triangulation): importing VTK and triangulating took 0.2 s.
+  - pydicom's writer, ~13 microseconds an element for 75,000 elements: the Content Sequence is
+    encoded by encodings/sr/writer.py (the same bytes, tested; other elements, raw elements and
+    ambiguous VRs go to pydicom's own writer) and handed to pydicom as a raw element: 1.0 ->
+    0.2 s.
+  - highdicom's group constructor searched each measurement's content tree for coordinates
+    (0.55 s of 0.87); each NUM item cost ~0.6 ms of checks and code conversions. The groups are
+    now built without measurements, which are inserted where highdicom puts them, and each NUM
+    item is a copy of highdicom's item of its kind with its own value: 0.87 -> 0.21 s
+    (test_sr_speed_equivalence.py: element by element equal to the highdicom engine's document).
+  - The image library's 199 copied entries share the template's unchanged content items (only
+    the SOP reference and the X, Y, Z items are copied): 0.45 -> 0.11 s warm (its first call
+    also pays highdicom's module tables, ~0.3 s, which the document constructor needs anyway).
+  - After: 4.2 s CPU in a fresh process. Left: SEG import 0.64-0.74 (encodings/seg, not this
+    path's code), importing scipy.spatial for the hull 0.3, highdicom's import and module
+    tables ~0.45, the measurements 1.0 warm (bounding boxes 0.26, surface 0.18, diameter 0.30),
+    reading the CT 0.2-0.35, the image library and document 0.3, imports 0.33.
 """
 from __future__ import annotations
 
@@ -41,7 +80,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -121,16 +159,17 @@ def compare(measured: dict, segmentation, radiomics: dict) -> list:
     return rows
 
 
-def timed_child(command: list, repeats: int) -> tuple:
-    """Median wall seconds and the largest peak RSS (MiB) of ``command`` run ``repeats`` times."""
-    times, peaks = [], []
-    for _ in range(repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-        peaks.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024)
-    return statistics.median(times), max(peaks)
+def timed_child(command: list, env=None) -> tuple:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one run of ``command``, from
+    that child's own rusage (os.wait4)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -138,6 +177,10 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dae-seg-bench"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-pyradiomics", action="store_true")
+    parser.add_argument("--before", type=Path, metavar="TREE", action="append", default=[],
+                        help="a source tree of another commit (git archive): its `sr export` is run too, in the same "
+                             "rounds, with TREE/DicomAnnotEmbed first on PYTHONPATH (repeatable)")
+    parser.add_argument("--no-in-process", action="store_true", help="skip part 1 (measurements in this process)")
     parser.add_argument("--radiomics-segments", type=int, default=10,
                         help="segments measured by both tools for the side-by-side comparison (pyradiomics takes "
                              "minutes per ten segments here; 100 for all)")
@@ -157,16 +200,17 @@ def main() -> int:
     segmentation = Segmentation.from_label_map(geometry, labels)
 
     # 1. In process, warm.
-    ours(segmentation, ct)
-    cpu, wall = [], []
-    for _ in range(args.repeats):
+    cpu, wall = [0.0], [0.0]
+    for _ in range(0 if args.no_in_process else args.repeats):
         c, w = time.process_time(), time.perf_counter()
         measured = ours(segmentation, ct)
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - w)
-    print("| measurements, case C, in process (warm) | wall s | CPU s |\n|---|---:|---:|")
-    print(f"| ours: measure_segmentation (100 segments, all quantities) | {statistics.median(wall):.2f} | "
-          f"{statistics.median(cpu):.2f} |")
+    if not args.no_in_process:
+        cpu, wall = cpu[1:], wall[1:]
+        print("| measurements, case C, in process (warm) | wall s | CPU s |\n|---|---:|---:|")
+        print(f"| ours: measure_segmentation (100 segments, all quantities) | {statistics.median(wall):.2f} | "
+              f"{statistics.median(cpu):.2f} |")
     if not args.no_pyradiomics:
         # The same segments for both: every n-th label, largest first (labels are sorted by size).
         chosen = [int(v) for v in np.linspace(1, int(labels.max()), args.radiomics_segments).round()]
@@ -193,17 +237,41 @@ def main() -> int:
         write_seg_nrrd(seg_nrrd, segmentation)
     cli = [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q"]
     seg_file, sr_file = out / "seg.dcm", out / "sr.dcm"
-    seg_time, seg_peak = timed_child(cli + ["seg", "export", "--series", str(series_dir), "--segmentation",
-                                            str(seg_nrrd), "--type", "binary", "--out", str(seg_file), "--force"],
-                                     args.repeats)
-    sr_time, sr_peak = timed_child(cli + ["sr", "export", "--series", str(series_dir), "--seg", str(seg_file),
-                                          "--out", str(sr_file), "--force"], args.repeats)
-    print("\n| case C, fresh process | wall s (median) | peak RSS MiB |\n|---|---:|---:|")
-    print(f"| `seg export --type binary` | {seg_time:.2f} | {seg_peak:.0f} |")
-    print(f"| `sr export` of that SEG (all measurements + document) | {sr_time:.2f} | {sr_peak:.0f} |")
-    print(f"| ratio SR / BINARY SEG (target <= 2) | {sr_time / seg_time:.2f} | |")
-    json.dump({"measure_wall": statistics.median(wall), "seg": seg_time, "sr": sr_time},
-              sys.stderr)
+    runs = {"`seg export --type binary`": (cli + ["seg", "export", "--series", str(series_dir), "--segmentation",
+                                                str(seg_nrrd), "--type", "binary", "--out", str(seg_file), "--force"],
+                                         None),
+            "`sr export` of that SEG (all measurements + document)": (
+                cli + ["sr", "export", "--series", str(series_dir), "--seg", str(seg_file), "--out", str(sr_file),
+                       "--force"], None)}
+    for tree in args.before:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(tree.resolve() / "DicomAnnotEmbed")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        runs[f"`sr export`, {tree.name}"] = (
+            cli + ["sr", "export", "--series", str(series_dir), "--seg", str(seg_file), "--out",
+                   str(out / f"sr_{tree.name}.dcm"), "--force"], env)
+    # the SEG first (the SR reads it), then the rounds: each command once a round, in turn
+    results = {name: [] for name in runs}
+    for round_number in range(args.repeats):
+        for name, (command, env) in runs.items():
+            results[name].append(timed_child(command, env))
+        log(f"round {round_number + 1}: " + ", ".join(
+            f"{name.split('`')[1]} {values[-1][0]:.2f} s wall {values[-1][1]:.2f} s CPU" for name, values in results.items()))
+    load_end = os.getloadavg()[0]
+    print(f"\nFresh processes, {args.repeats} interleaved rounds; load average {load_end:.2f} at the end\n")
+    print("| case C, fresh process | wall s (median) | CPU s (median) | CPU s (all rounds) | peak RSS MiB |\n"
+          "|---|---:|---:|---|---:|")
+    medians = {}
+    for name, values in results.items():
+        wall_s, cpu_s = statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
+        medians[name] = wall_s, cpu_s
+        print(f"| {name} | {wall_s:.2f} | {cpu_s:.2f} | {', '.join(f'{v[1]:.2f}' for v in values)} | "
+              f"{max(v[2] for v in values):.0f} |")
+    seg_name = list(runs)[0]
+    for name, label in zip(list(runs)[1:], ["SR / BINARY SEG (target <= 2)"] + [
+            f"SR {tree.name} / BINARY SEG" for tree in args.before]):
+        print(f"| ratio {label} | {medians[name][0] / medians[seg_name][0]:.2f} | "
+              f"{medians[name][1] / medians[seg_name][1]:.2f} | | |")
+    json.dump({"measure_wall": statistics.median(wall), "medians": medians, "load_end": load_end}, sys.stderr)
     return 0
 
 

@@ -17,11 +17,11 @@ their true patient-space values):
   extracts from the mask, mapped to LPS with the grid's matrix. This is IBSI's "surface area of
   mesh" (C0JK). Mesh vertices lie half way between an inside and an outside voxel centre, so
   each 2x2x2 cell's triangles depend only on which of its corners are inside: the area is a
-  histogram of the 256 cell configurations times a table of their areas on this grid (built
-  once from VTK's own triangulation), one vectorised pass, equal to measuring VTK's whole mesh
-  (tested to 1e-9). On an unsmoothed binary mask this staircase surface is larger than the
-  smooth object it samples: for a sphere about 8-9 % on an isotropic grid, up to about 13-15 %
-  on strongly anisotropic ones; this is inherent to the definition (the same figure pyradiomics
+  histogram of the 256 cell configurations times a table of their areas on this grid (VTK's own
+  triangulation of each configuration, kept in this module and tested against VTK), one
+  vectorised pass, equal to measuring VTK's whole mesh (tested to 1e-9). On an unsmoothed
+  binary mask this staircase surface is larger than the smooth object it samples: for a sphere
+  about 8-9 % on an isotropic grid, up to about 13-15 % on strongly anisotropic ones; this is inherent to the definition (the same figure pyradiomics
   and IBSI give), not a calibration error.
 * **maximum 3D diameter** (mm): the largest Euclidean distance between two vertices of that
   same mesh (IBSI "maximum 3D diameter", L0JK), found exactly without building the mesh: on each
@@ -75,7 +75,14 @@ UCUM_MEANINGS: dict[str, str] = {
 #: this many x the number of candidate points x 8 bytes).
 _DISTANCE_BLOCK = 512
 #: Above this many candidate points, the farthest pair is looked for among their convex hull's vertices.
-_HULL_ABOVE = 4000
+_HULL_ABOVE = 600
+#: Above this many candidate points, vertices between two others on a grid line are dropped first.
+_LATTICE_ABOVE = 512
+#: Rows mapped to LPS per matrix product: small enough that OpenBLAS runs it on one thread (its
+#: threshold is 65,536 x 4 multiply-adds; 3 x 3 each here). Above it OpenBLAS starts its threads,
+#: which then spin between calls and doubled the CPU time the measurements took on 2 cores
+#: (Testing/benchmarks/bench_sr.py notes). Each row's result is the same either way.
+_MAP_ROWS = 16384
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,7 @@ def _measure_crop(crop: np.ndarray, offset: tuple[int, int, int], geometry: Volu
         raise InputError(f"segment {name!r} is empty: there is nothing to measure")
     area = _surface_area(crop, geometry)
     extremes = _boundary_extremes(crop, offset)
-    diameter = _maximum_distance(geometry.ijk_to_lps_points(extremes), extremes, geometry)
+    diameter = _maximum_distance(_to_lps(geometry, extremes), extremes, geometry)
     stats: dict[str, Quantity | None] = {"mean": None, "standard_deviation": None, "minimum": None, "maximum": None}
     if image_crop is not None:
         values = image_crop[crop]
@@ -269,9 +276,9 @@ def _surface_area(crop: np.ndarray, geometry: VolumeGeometry) -> float:
     the sum over the 256 configurations of (cells with that configuration) x (area of that
     configuration's triangles mapped to LPS): one pass that builds each cell's configuration
     number, a histogram, and a dot product with a table computed once per grid matrix. The table
-    comes from VTK's own triangulation (``vtkDiscreteFlyingEdges3D``, the mesh this area was always
-    defined on); ``Testing/Python/core/test_measurements.py`` checks it against the whole-mesh area
-    that VTK measures."""
+    is VTK's own triangulation (``vtkDiscreteFlyingEdges3D``, the mesh this area was always defined
+    on; :data:`_CONFIGURATION_TRIANGLES`); ``Testing/Python/core/test_measurements.py`` checks it
+    against VTK and the area against the whole-mesh area that VTK measures."""
     padded = np.pad(crop.view(np.uint8) if crop.dtype == bool else crop.astype(np.uint8), 1)
     cells = tuple(s - 1 for s in padded.shape)
     configuration = np.zeros(cells, dtype=np.uint8)
@@ -291,10 +298,65 @@ def _surface_area(crop: np.ndarray, geometry: VolumeGeometry) -> float:
 _CORNERS = tuple((bit >> 2 & 1, bit >> 1 & 1, bit & 1) for bit in range(8))
 
 
+#: The triangles discrete marching cubes (VTK's ``vtkDiscreteFlyingEdges3D``) makes in a 2x2x2 cell of
+#: each configuration 0..255, in VTK's order: a word per configuration ("-": none), 3 letters a
+#: triangle, a letter a vertex: ``_VERTEX_LETTERS.index(letter)`` = 9 (2 i) + 3 (2 j) + (2 k), the
+#: vertex's cell-relative (i, j, k) being 0, 0.5 or 1. Written from VTK's own output (importing VTK
+#: and triangulating the 256 cells took 0.2 s CPU an export); Testing/Python/core/test_measurements.py
+#: checks it against VTK (:func:`_vtk_configuration_triangles`).
+_CONFIGURATION_TRIANGLES = (
+    "- jdb jtv vdbtvb dph jphbjh vjtphd vphvhtthb vzp jdbvzp tzpjtp pdbpbzzbt dvzhdz jvzjzbbzh "
+    "djtdthhtz tzbzhb lbf ljdfld jtvbfl ltvlvffvd bfldph hflhlpplj tvjbflphd lhfthltphtvp vzpbfl "
+    "dfldljvzp tzptpjbfl ptzpftpdfflt dvzdzhflb vzhvhlvljflh lbfthjtzhhdj lhflthtzh tlx tlxjdb "
+    "jlxvjx blxbxddxv tlxphd jphjhblxt jlxjxvphd pxvpbxphblxb vzptlx dbjvzplxt xzpxpllpj "
+    "pxzdxpdlxdbl zhdzdvtlx lxtjvbbvzbzh xjlxhjxzhhdj xblxzbzhb tbfxtf tjdtdxxdf jbfjfvvfx vdxdfx "
+    "fxtftbdph tfxtpftjpphf phdjbvvbfvfx hvphfvfxv tbftfxzpv zpvtjxxjdxdf bpjbxpbfxzpx pxzpdxdfx "
+    "tbxbfxzdvzhd xjfxtjfjhvzjhjz hjzhdjzjxbfjxjf hxzfxh fhr dbjhrf jtvhrf btvbvdhrf fdprfp "
+    "fbjfjrrjp prfpfdjtv vprvrbvbtbrf zpvrfh vzpdbjrfh pjtptzrfh rfhpdzzdbzbt zrfzfvvfd zrfvzfvfbvbj "
+    "jfdjzfjtzrfz fzrfbzbtz rlbhrb dhrdrjjrl bhrbrltvj trltdrtvdhrd bdpbpllpr jpllpr vjtpldprllbd "
+    "vltvplprl rlbrbhpvz vzpdhjjhrjrl lbhlhrjtpptz zdtzpdtdlhrdldr bdvbvrbrlrvz zjvzrjrlj "
+    "ldrlbdrdzjtdzdt zltrlz lxtfhr jdblxthrf xvjxjlfhr hrfblddlxdxv fdpfprxtl tlxjrbjprrfb "
+    "dprdrfvjxxjl rbprfbpbvlxbvbx tlxzpvfhr rfhvzpjdblxt fhrxzllzplpj dbldlxdxpzpxhrf tlxzrvvrfvfd "
+    "vzrvrfvfjbjftlx lzjlxzjzdrfzdzf fzrfbzxzllzb rxtrthhtb dhrjdrjrxjxt jbhjhxjxvxhr rdhrxdxvd "
+    "xtbxbpxprdpb trxtjrjpr vbxvjbxbrdpbrbp vrxprv vzpthxtbhhrx jdhjhrjrtxtrvzp hxbhrxbxjzpxjxp "
+    "rdhrxdpdzzdx vrdvzrdrbxtrbrt zjvzrjtjxxjr jbdxzr zrx zxr jdbxrz tvjxrz vdbvbtxrz phdzxr "
+    "hbjhjpzxr jtvphdxrz xrzvpttphthb vxrpvr vxrvrpdbj txrtrjjrp xbtxpbxrpdbp rhdrdxxdv jhbjxhjvxxrh "
+    "drhjrdjxrjtx rtxrhthbt xrzlbf ljdldfrzx vjtxrzbfl zxrvftvdfflt dphflbzxr xrzlpfljpphf "
+    "jtvlbfphdxrz tvptphthlflhxrz rpvrvxlbf vxpxrpdljdfl bfltxjjxrjrp ftdfltdtpxrtptr bfldxhdvxxrh "
+    "xhvxrhvhjflhjhl jtxjxrjrdhdrbfl rtxrhtltffth ztlrzl lrzlztjdb zvjzjrrjl bvdbrvblrrzv ztlzlrhdp "
+    "jpbphblztlrz dphjrvjlrrzv rvlrzvlvbphvbvh vtlvlpplr dbjvtpptlplr jlplrp bpdblplrp tlrtrdtdvhdr "
+    "bvhbjvhvrtlvrvl drhdjrjlr rblhbr frzfzbbzt jdfjfzjztrzf zfrvfzvbfvjb zfrzvfvdf phdzbrztbbfr "
+    "pfjphfjftrzftfz vjbvbfvfzrzfphd hvphfvzvrrvf vrpvbrvtbbfr ptrpvtrtfjdtftd fjbfrjrpj fpdrpf "
+    "brtbfrtrvhdrvrd jvthfr fjbfrjdjhhjr frh hzxfhx hzxhxfbjd xfhxhzvjt zxfzfhtvbbvd pzxpxddxf "
+    "bjpbpxbxfzxp tvjxdzxfddpz tpbtvpbpfzxpfpx hpvhvffvx jdbvfpvxffhp txftfptpjpfh fpxfhpxptdbptpb "
+    "vxddxf jfbjvfvxf tdjtxdxfd tfbxft xlbxbzzbh xljxjhxhzhjd jtvbzlbhzzxl zlhzxlhldtvldlv "
+    "pzxdpxdxldlb xpzxlpljp dpzdzxdxblbxjtv xpzxlpvpttpl pvxpxbpbhlbx jhljdhlhxpvhxhv "
+    "jxpjtxpxhlbxhxb txlpdh bxlbdxdvx jxlvxj bxlbdxtxjjxd txl lfhlhtthz jdblfttfhthz vhzvlhvjlfhl "
+    "dlvdblvlzfhlzlh pztptfpfdftl tfztlfzfpbjfpfj dzfdpzfzlvjzlzj vpzblf lfhtlhthptpv "
+    "tlftfhthvpvhjdb hlfhplpjl hlfhplblddlp lvtlfvfdv lvtlfvjvbbvf ldjfdl lfb tbzzbh dtjdhthzt "
+    "jzvjbzbhz dzvhzd pbdpzbztb tpzjpt pbdpzbjbvvbz vpz vhpvthtbh dtjdhtvtppth jhpbhj dhp vbdtbv jvt "
+    "jbd - "
+)
+_VERTEX_LETTERS = "abcdefghijklmnopqrstuvwxyzA"
+
+
 @functools.lru_cache(maxsize=1)
 def _configuration_triangles() -> np.ndarray:
     """(256, T, 3, 3): the triangles (vertices as cell-relative i, j, k) that discrete marching
-    cubes makes in a cell of each configuration, padded with degenerate ones."""
+    cubes makes in a cell of each configuration, padded with degenerate ones
+    (:data:`_CONFIGURATION_TRIANGLES`)."""
+    words = [word.strip("-") for word in "".join(_CONFIGURATION_TRIANGLES).split()]
+    table = np.zeros((256, max(len(word) for word in words) // 3, 3, 3))
+    for configuration, word in enumerate(words):
+        codes = np.array([_VERTEX_LETTERS.index(letter) for letter in word], dtype=np.int64)
+        vertices = np.stack([codes // 9, codes // 3 % 3, codes % 3], axis=1) / 2.0
+        table[configuration, :len(word) // 3] = vertices.reshape(-1, 3, 3)
+    return table
+
+
+def _vtk_configuration_triangles() -> np.ndarray:
+    """:func:`_configuration_triangles` as VTK makes them: each configuration's cell
+    triangulated by ``vtkDiscreteFlyingEdges3D`` (for the test of the table)."""
     from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
@@ -359,6 +421,14 @@ def _boundary_extremes(crop: np.ndarray, offset: tuple[int, int, int]) -> np.nda
             kji[rest[0]], kji[rest[1]] = others[0].astype(float), others[1].astype(float)
             found.append(np.column_stack([kji[2] + offset[2], kji[1] + offset[1], kji[0] + offset[0]]))
     return np.vstack(found)
+
+
+def _to_lps(geometry: VolumeGeometry, ijk: np.ndarray) -> np.ndarray:
+    """``geometry.ijk_to_lps_points(ijk)`` in chunks of :data:`_MAP_ROWS` rows (the same values)."""
+    if len(ijk) <= _MAP_ROWS:
+        return geometry.ijk_to_lps_points(ijk)
+    return np.concatenate([geometry.ijk_to_lps_points(ijk[start:start + _MAP_ROWS])
+                           for start in range(0, len(ijk), _MAP_ROWS)])
 
 
 def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
@@ -428,8 +498,8 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
         best, start = float(distances[farthest]), farthest
     keep = radius + radius.max() >= best
     points = points[keep]
-    if len(points) > _HULL_ABOVE and lattice_ijk is not None:
-        points = geometry.ijk_to_lps_points(_hull_candidates(lattice_ijk[keep])) - centre
+    if len(points) > _LATTICE_ABOVE and lattice_ijk is not None:
+        points = _to_lps(geometry, _hull_candidates(lattice_ijk[keep])) - centre
     if len(points) > _HULL_ABOVE:
         points = _hull_vertices(points)
     radius = np.sqrt(np.einsum("ij,ij->i", points, points))
@@ -445,7 +515,7 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
         partners = int(np.searchsorted(-radius, -(best - radius[start]), side="right"))
         partners = max(partners, start + len(block))
         d2 = (squared[start:start + len(block), None] + squared[None, start:partners]
-              - 2.0 * (block @ points[start:partners].T))
+              - 2.0 * np.einsum("ik,jk->ij", block, points[start:partners]))  # (no BLAS threads: _MAP_ROWS)
         index = int(np.argmax(d2))
         row, col = divmod(index, d2.shape[1])
         if d2[row, col] > best_squared:

@@ -339,3 +339,10 @@ def test_measure_markup_by_kind():
     angle = Markup("angle", "A", points_lps=[[1, 0, 0], [0, 0, 0], [1, 1, 0]])
     assert measure_markup(angle)["angle"].value == pytest.approx(45.0)
     assert measure_markup(Markup("point_list", "P", points_lps=[[0, 0, 0]])) == {}
+
+
+def test_the_configuration_table_is_vtks_triangulation():
+    """The surface area's table of the 256 cell configurations, written into the module, is the
+    triangulation VTK's discrete flying edges makes of each configuration's cell, triangle for
+    triangle and vertex for vertex (the order too: it decides the areas' last bits)."""
+    assert np.array_equal(measurements._configuration_triangles(), measurements._vtk_configuration_triangles())

@@ -1,6 +1,9 @@
 """The fast SR export (``engine="fast"``) writes the same document as the plain highdicom path
 (``engine="highdicom"``): both are written and read back, and compared element by element, VRs
-and values, the SR's own UIDs and dates aside; on the sample case and on an oblique series."""
+and values, the SR's own UIDs and dates aside; on the sample case (with coded and text
+evaluations, and again with non-ASCII segment names and texts) and on an oblique series. The
+fast path builds the measurement groups' NUM items as copies of highdicom's, places the
+measurements and evaluations itself and encodes the content with encodings.sr.writer."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +12,7 @@ import pydicom
 import pytest
 
 from conftest import rotation
+from test_sr import EVALUATIONS
 from DicomAnnotEmbedLib import api
 from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
 from DicomAnnotEmbedLib.core.model import Markup, Segment, Segmentation
@@ -45,6 +49,8 @@ def assert_same(expected, actual, known_uids, where="") -> int:
     return count
 
 
+
+
 def export_both(series_dir: Path, seg_file: Path, folder: Path, **options):
     series = load_series(series_dir)
     read = {}
@@ -69,6 +75,25 @@ def test_sample_case(sample_case, tmp_path):
                                           markups=[sample_case.markups_path], observer_name="Doe^Jane")
     library = [item for item in expected.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "111028"]
     assert library and len(library[0].ContentSequence[0].ContentSequence) > 2  # the library is there, with images
+    assert assert_same(expected, actual, known) > 1000
+
+
+def test_sample_case_with_evaluations_and_non_ascii_names(sample_case, tmp_path):
+    series = load_series(sample_case.series_dir)
+    segmentation = api.load_annotations(series, sample_case.segmentation_path).segmentation
+    renamed = Segmentation(segmentation.geometry, segmentation.layers, [
+        Segment(s.id, "Tumör 肿瘤" if s.name == "Tumor" else s.name, s.color, s.terminology, layer=s.layer,
+                label_value=s.label_value) for s in segmentation.segments])
+    seg = export_seg(series, renamed, tmp_path / "seg.dcm", seg_type="binary").paths[0]
+    table = EVALUATIONS.replace("Tumor,Comment,\"irregular", "Tumor,Comment,\"unregelmäßiger")
+    (tmp_path / "ev.csv").write_text(table.replace("Tumor,", "Tumör 肿瘤,"), encoding="utf-8")
+    expected, actual, known = export_both(sample_case.series_dir, seg, tmp_path, segmentation=renamed,
+                                          markups=[sample_case.markups_path], evaluations=tmp_path / "ev.csv",
+                                          device_name="Reading station 3")
+    assert actual.SpecificCharacterSet == "ISO_IR 192"
+    texts = [str(item.get("TextValue", "")) for group in actual.ContentSequence[-1].ContentSequence
+             for item in group.ContentSequence]
+    assert any("unregelmäßiger" in text for text in texts)
     assert assert_same(expected, actual, known) > 1000
 
 

@@ -12,13 +12,15 @@ from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
-def mark_explicit(document: Dataset) -> None:
+def mark_explicit(document: Dataset, content: bool = True) -> None:
     """Mark the document's datasets made here as already in explicit VR little endian, in the
     character set they are in, so that pydicom's writer skips its ambiguous-VR pass: it runs it
     on every dataset it writes whose encoding "changes", over all that dataset's items, for each
     level of nesting (1.2 of the 1.7 s CPU writing 75,000 elements took). Not done when any
     element has an ambiguous VR (e.g. "US or SS") or was read from a file (raw, maybe implicit
-    VR): those datasets keep the pass. The file is the same (test_sr_speed_equivalence)."""
+    VR): those datasets keep the pass. The file is the same (test_sr_speed_equivalence).
+    ``content=False``: the Content Sequence's items are left as they are (not walked, not marked):
+    :func:`writer.write_document` encodes them itself, each item as pydicom would."""
     from pydicom.dataelem import DataElement
     from pydicom.valuerep import AMBIGUOUS_VR
 
@@ -30,7 +32,7 @@ def mark_explicit(document: Dataset) -> None:
         for element in ds._dict.values():
             if type(element) is not DataElement or element.VR in AMBIGUOUS_VR:
                 ok = False
-            elif element.VR == "SQ":
+            elif element.VR == "SQ" and (content or element.tag != 0x0040A730 or ds is not document):
                 for item in element.value:
                     ok = walk(item) and ok
         if ok:
@@ -160,16 +162,23 @@ def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
         if ds is headers[first[key]]:
             items.append(template)
             continue
-        entry = _copy_dataset(template)
+        # a copy of the entry's own elements and of the items that differ (the SOP reference, the
+        # position's X, Y, Z); the other content items are the template's, shared (written, not changed)
+        entry = _copy_dataset(template, deep=False)
+        entry.ReferencedSOPSequence = [_copy_dataset(template.ReferencedSOPSequence[0])]
         entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID = ds.SOPInstanceUID
-        for item in entry.ContentSequence:
+        content = []
+        for item in template.ContentSequence:
             axis = position_codes.get(item.ConceptNameCodeSequence[0].CodeValue)
             if axis is not None and item.ValueType == "NUM":
+                item = _copy_dataset(item)
                 value = ds.ImagePositionPatient[axis]
                 measured = item.MeasuredValueSequence[0]
                 measured.NumericValue = DS(value, auto_format=True)
                 if isinstance(value, float):
                     measured.FloatingPointValue = value
+            content.append(item)
+        entry.ContentSequence = pydicom.Sequence(content)
         items.append(entry)
     for group, items in contents.values():
         # highdicom's ContentItem would re-check every item (the copies are plain Datasets)
@@ -177,18 +186,22 @@ def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
     return library
 
 
-def _copy_dataset(ds: Dataset) -> Dataset:
-    """A copy of ``ds`` (a plain Dataset) with its sequences' items copied and its elements'
-    VRs and values as they are; faster than deepcopy (which took as long as highdicom)."""
+def _copy_dataset(ds: Dataset, deep: bool = True, kind: type = Dataset) -> Dataset:
+    """A copy of ``ds`` (a plain Dataset, or highdicom's content item) with its sequences' items
+    copied (``deep``; else shared) and its elements' VRs and values as they are; faster than
+    deepcopy (which took as long as highdicom). The copy is a ``kind`` (a Dataset class whose
+    state is its elements, e.g. highdicom's NumContentItem), made without its constructor."""
     from pydicom.dataelem import DataElement
 
-    copy = Dataset()
+    copy = Dataset() if kind is Dataset else kind.__new__(kind)
+    if kind is not Dataset:
+        Dataset.__init__(copy)
     for element in ds:
         # a shallow copy of the element: DataElement() would validate its value again
         new = DataElement.__new__(DataElement)
         new.__dict__.update(element.__dict__)
         if element.VR == "SQ":
-            new._value = pydicom.Sequence([_copy_dataset(item) for item in element.value])
+            new._value = pydicom.Sequence([_copy_dataset(item) if deep else item for item in element.value])
         elif type(element._value) is list:
             new._value = list(element._value)
         copy._dict[element.tag] = new  # (a MultiValue is shared: nothing here changes one in place)

@@ -34,8 +34,9 @@ from .codes import (ALGORITHM_NAME, ANGLE, AREA, DERIVATIONS, IMAGE_VALUE, IMAGI
                     PRIVATE_SCHEME_NAME, PROCEDURES, SEG_SOP_CLASSES, SURFACE_AREA, VOLUME, VOXEL_SUM_METHOD,
                     LABEL_MAP_SEGMENTATION, PathLike, _FINDING, _key, _unique, markups_document_path,
                     private_concept)
-from .document import evidence, image_library, insert_image_library, mark_explicit, report_skeleton
+from .document import evidence, image_library, insert_image_library, report_skeleton
 from .records import MeasurementRecord
+from .writer import write_document
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +225,14 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
 
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=options.algorithm_version)
     groups = []  # the segments' groups, then the markups'
+    templates: dict = {}  # highdicom's measurement items of each kind (_measurement_item)
     for seg_segment in sorted(seg_segmentation.segments, key=lambda s: numbers[s.id]):
         if seg_segment.id not in matched:
             log.info("SEG segment %r has no counterpart in the given segmentation: reported from the SEG alone",
                      seg_segment.name)
         group, records = _segment_group(
             seg_segment, numbers[seg_segment.id], seg_header, series, measured.get(seg_segment.id),
-            per_segment.get(seg_segment.id, []), algorithm, lidc.get(seg_segment.id))
+            per_segment.get(seg_segment.id, []), algorithm, lidc.get(seg_segment.id), engine, templates)
         groups.append(group)
         result.records.extend(records)
     segment_group_count = len(groups)
@@ -273,8 +275,9 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         temporaries = [stack.enter_context(atomic_path(path)) for *_, path in documents]
         for document, tmp in zip(built, temporaries):
             if engine == "fast":
-                mark_explicit(document)
-            pydicom.dcmwrite(tmp, document, enforce_file_format=True)
+                write_document(tmp, document)
+            else:
+                pydicom.dcmwrite(tmp, document, enforce_file_format=True)
     return result
 
 
@@ -437,11 +440,21 @@ def check_markup_inside(markup: Markup, geometry: VolumeGeometry) -> None:
 
 
 def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: ReferenceSeries, measured,
-                   evaluations: list, algorithm, lidc: Optional[Tuple[int, str]]):
-    """The TID 1411 group of one SEG segment and its records."""
+                   evaluations: list, algorithm, lidc: Optional[Tuple[int, str]], engine: str = "fast",
+                   templates: Optional[dict] = None):
+    """The TID 1411 group of one SEG segment and its records.
+
+    ``engine="fast"``: highdicom builds the group without its measurements and evaluations, which
+    are then put where it puts them (after the finding sites, before the referenced segment).
+    Given to the constructor, each measurement makes it search the measurement's content tree for
+    coordinates (which ours never have): 0.55 of the 0.85 s CPU that 100 groups took. And each
+    measurement is a copy of highdicom's Measurement of its kind, made once an export in
+    ``templates`` (see :func:`_measurement_item`)."""
     import highdicom as hd
 
     from ...core.model import DEFAULT_TERMINOLOGY
+
+    templates = {} if templates is None else templates
 
     tracking_id = segment.attributes.get("TrackingIdentifier")
     tracking_uid = segment.attributes.get("TrackingUniqueIdentifier")
@@ -468,6 +481,7 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
             seg_sop_instance_uid=str(seg_header.SOPInstanceUID),
             segment_number=number, segment=segment.name, **values))
 
+    fast = engine == "fast"
     measurements = []
     if measured is not None:
         for name, quantity in measured.quantities().items():
@@ -478,9 +492,14 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
                 concept = INTENSITY_CONCEPTS.get(series.modality.upper(), IMAGE_VALUE)
             else:
                 concept = {"volume": VOLUME, "surface_area": SURFACE_AREA, "maximum_diameter": MAXIMUM_DIAMETER}[name]
-            measurements.append(hd.sr.Measurement(
-                name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(unit), algorithm_id=algorithm,
-                derivation=coded_concept(derivation) if derivation else None, method=coded_concept(method) if method else None))
+            if fast:
+                measurements.append([_measurement_item(templates, concept, float(quantity.value), unit, algorithm,
+                                                       derivation, method)])
+            else:
+                measurements.append(hd.sr.Measurement(
+                    name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(unit),
+                    algorithm_id=algorithm, derivation=coded_concept(derivation) if derivation else None,
+                    method=coded_concept(method) if method else None))
             record(concept, value=float(quantity.value), unit=unit, derivation=derivation, method=method,
                    algorithm=_algorithm_text(algorithm))
     qualitative, texts = [], []
@@ -493,20 +512,55 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
             texts.append(hd.sr.TextContentItem(name=coded_concept(concept), value=str(evaluation.text),
                                                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
             record(concept, text=str(evaluation.text))
+    referenced_segment = hd.sr.ReferencedSegment(
+        sop_class_uid=str(seg_header.SOPClassUID), sop_instance_uid=str(seg_header.SOPInstanceUID),
+        segment_number=int(number), source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid))
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=long_string(tracking_id)),
-        referenced_segment=hd.sr.ReferencedSegment(
-            sop_class_uid=str(seg_header.SOPClassUID), sop_instance_uid=str(seg_header.SOPInstanceUID),
-            segment_number=int(number),
-            source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid)),
+        referenced_segment=referenced_segment,
         finding_type=coded_concept(term.type), finding_category=coded_concept(term.category),
         finding_sites=[finding_site] if finding_site is not None else None,
-        measurements=measurements or None, qualitative_evaluations=qualitative or None)
+        measurements=None if fast else measurements or None,
+        qualitative_evaluations=None if fast else qualitative or None)
     content = group[0].ContentSequence
+    if fast:
+        # highdicom: measurements, then evaluations, after the other items; the reference last
+        at = len(content) - len(referenced_segment)
+        for item in [item for measurement in measurements for item in measurement] + \
+                [item for evaluation in qualitative for item in evaluation]:
+            content.insert(at, item)
+            at += 1
     if term.type_modifier is not None:
         _add_finding_modifier(content, term.type_modifier)
     content.extend(texts)
     return group, records
+
+
+def _measurement_item(templates: dict, concept: Code, value: float, unit: Code, algorithm,
+                      derivation: Optional[Code], method: Optional[Code]):
+    """The NUM content item highdicom's Measurement makes of ``value`` (with ``algorithm``), as a
+    copy of the one it made for this kind of measurement (kept in ``templates``) with its own
+    Numeric Value and Floating Point Value, set as highdicom's NumContentItem sets them. The
+    concept names, units and the algorithm, derivation and method items are the template's,
+    shared. highdicom took ~0.6 ms a measurement (checks, code conversions); a copy ~0.03."""
+    import highdicom as hd
+    from pydicom.valuerep import DS
+
+    from .document import _copy_dataset
+
+    key = (concept, unit, derivation, method, id(algorithm))
+    template = templates.get(key)
+    if template is None:
+        template = templates[key] = hd.sr.Measurement(
+            name=coded_concept(concept), value=0.0, unit=coded_concept(unit), algorithm_id=algorithm,
+            derivation=coded_concept(derivation) if derivation else None,
+            method=coded_concept(method) if method else None)[0]
+    item = _copy_dataset(template, deep=False, kind=type(template))
+    measured = _copy_dataset(template.MeasuredValueSequence[0])
+    measured.NumericValue = DS(value, auto_format=True)
+    measured.FloatingPointValue = value
+    item.MeasuredValueSequence = [measured]
+    return item
 
 
 def _algorithm_text(algorithm) -> str:
