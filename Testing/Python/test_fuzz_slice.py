@@ -42,3 +42,15 @@ def test_fuzz_slice_has_no_crash_hang_or_oom(corpus):
     assert totals["unnamed"] == 0, text
     # The mutations reach past the first check: many cases still read, many are refused.
     assert totals["ok"] > len(cases) // 10 and totals["error"] > len(cases) // 10, text
+
+
+def test_a_killed_worker_leaves_no_scratch_folder(corpus):
+    """The parent makes each worker's scratch folder and removes it when the worker ends, killed
+    included (a worker that crashed or stopped answering left its folder in the temp dir)."""
+    folder, _ = corpus
+    worker = fuzz.Worker(folder / "corpus.json", 5, 1024)
+    scratch = worker.scratch
+    assert os.path.isdir(scratch)
+    worker.process.kill()
+    worker.stop()
+    assert not os.path.exists(scratch)

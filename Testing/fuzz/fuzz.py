@@ -164,7 +164,7 @@ def run_case(case: dict, corpus: dict, ctx: Context, timeout: float, scratch: Pa
 
 
 # ------------------------------------------------------------------ worker process
-def worker_main(corpus_json: str, timeout: float, memory_mb: int) -> None:
+def worker_main(corpus_json: str, timeout: float, memory_mb: int, scratch: str) -> None:
     import logging
     import warnings
 
@@ -181,17 +181,14 @@ def worker_main(corpus_json: str, timeout: float, memory_mb: int) -> None:
     corpus = json.loads(Path(corpus_json).read_text())
     ctx = Context(corpus)
     import DicomAnnotEmbedLib.api  # noqa: F401 - imported before the first case's timer starts
-    scratch = Path(tempfile.mkdtemp(prefix="dae-fuzz-"))
+    scratch = Path(scratch)  # made and removed by the parent: a worker it kills leaves nothing behind
     os.environ["HOME"] = str(scratch)  # "~" in a mutated command line stays in the scratch folder
     out = sys.stdout
     sys.stdout = open(os.devnull, "w")  # readers that print must not break the protocol
-    try:
-        for line in sys.stdin:
-            result = run_case(json.loads(line), corpus, ctx, timeout, scratch)
-            out.write(json.dumps(result) + "\n")
-            out.flush()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    for line in sys.stdin:
+        result = run_case(json.loads(line), corpus, ctx, timeout, scratch)
+        out.write(json.dumps(result) + "\n")
+        out.flush()
 
 
 # ------------------------------------------------------------------ parent
@@ -199,9 +196,10 @@ class Worker:
     def __init__(self, corpus_json: Path, timeout: float, memory_mb: int):
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1", PYTHONWARNINGS="ignore")
+        self.scratch = tempfile.mkdtemp(prefix="dae-fuzz-")
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", str(corpus_json),
-             "--timeout", str(timeout), "--memory-mb", str(memory_mb)],
+             "--timeout", str(timeout), "--memory-mb", str(memory_mb), "--scratch", self.scratch],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1, env=env)
 
     def ask(self, case: dict, wait: float):
@@ -225,6 +223,7 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()  # this worker's own PID
         self.process.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def run_fuzz(corpus: dict, corpus_json: Path, cases: list, *, jobs: int = 2, timeout: float = 20.0,
@@ -321,9 +320,10 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, help="stop starting cases after this long (report what ran)")
     parser.add_argument("--replay", type=int, help="run case N in this process and show its traceback")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker_main(args.worker, args.timeout, args.memory_mb)
+        worker_main(args.worker, args.timeout, args.memory_mb, args.scratch)
         return 0
     corpus = build_corpus(args.corpus, interop=not args.no_interop)
     corpus_json = args.corpus / "corpus.json"
