@@ -128,6 +128,20 @@ layers are those of the former per-shape rasteriser and layer volumes (kept verb
 series with the shapes of this benchmark). Reading the table: 1.87 -> 0.56 s warm, 1.95 -> 0.65 s
 in a fresh process; the same layers, segments, markups, warnings and bad rows as 69b4d0b on this
 table (compared field by field).
+
+Then, a cProfile of reading the table in a fresh process: ``_Layers.volume`` 0.30 s, the first
+writes into the 104 MB stack faulting in numpy's 2 MB huge pages (numpy advises them for large
+arrays; core.arrays notes). On 4 KiB pages (``core.arrays.zeros``) only the pages the planes touch
+are faulted in: 0.024 s, reading the table 0.57 s in a fresh process. Stages after (the working
+tree at 349266d, with the SR and SEG work others had not committed; load 4.6): start-up 0.39,
+series headers 0.08, reading the table 0.57, ``.seg.nrrd`` 0.29, overlay export 0.57, SEG export
+0.25, SR export 1.83; 4.10 s.
+
+``--commands``, 5 rounds, 2026-12-05, load 3.6 to 5.0, CPU of the child: ``csv import`` at 69b4d0b
+8.00 s, 69b4d0b with this work's table reader 6.73 s, HEAD 349266d 6.34 s, the working tree 4.63 s,
+against ``overlay export`` 1.22 s: 6.6, 5.5, 5.2 and 3.8 x. Target 3 x (3.66 s) missed. Peak RSS
+456 -> 379 MiB for this work alone. What is left above 3 x is mostly the SR export (1.8 to 3.1 s);
+with the table read for free the working tree would take ~4.1 s (3.3 x).
 """
 from __future__ import annotations
 
