@@ -120,7 +120,9 @@ as long as one by one; the cost was per pixel (some 40 ns), not per numpy call. 
   same tokens as the regular expression: tested over every code point) and checked finite by their
   sum;
 * the layers (``csv_shapes._Layers``): the findings' planes are kept and written once into the final
-  stack; a finding's layer is found by comparing its planes with those of the same slices.
+  stack; a finding's layer is found by comparing its planes with the layer's planes that share a
+  32-pixel tile with them (compared with all planes of the slice, a table of 5,000 small circles
+  on one slice took 7.05 s to read instead of 1.21 s at 69b4d0b; with the tiles 1.23 s).
 
 Each batch function gives what the one-shape function gives, to the bit, and the table's pieces and
 layers are those of the former per-shape rasteriser and layer volumes (kept verbatim in

@@ -249,11 +249,7 @@ def _table(path: Path, geometry, rng) -> Path:
     rows.append(dict(finding="bad", shape="polygon", slice_index=0, coordinates="1 1 2 2 nan 3"))
     rows.append(dict(finding="bad", shape="polygon", slice_index=0, coordinates=f"1 1 {cols_n + 3} 2 3 3"))
     rows.append(dict(finding="bad", shape="circle", slice_index=0, coordinates="5 5 0"))
-    with open(path, "w", encoding="utf-8", newline="") as stream:
-        writer = csv.DictWriter(stream, HEADER, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return _write_rows(path, rows)
 
 
 GEOMETRIES = {
@@ -298,34 +294,60 @@ def test_a_tables_shapes_are_drawn_as_the_per_shape_rasteriser_drew_them(case, l
     assert [p.problem.split(" ")[0] for p in result.bad_rows] == ["coordinate", "point", "circle"]
 
 
-def test_a_tables_layers_are_those_of_the_former_layer_volumes(case):
-    """Overlapping findings in further layers, exclusions cut, the same label values."""
-    series, table = case
+def assert_layered_as_before(table: Path, series) -> np.ndarray:
+    """The table's layers and each segment's layer and label value equal those of the former
+    layer volumes (``reference_layers``) built from the same pieces; returns the layers."""
     conversion = read_annotation_table(table, series)
     _, _, findings = _read_findings(table, series, "inside", "lidc", False, None, None)
     expected, placed = reference_layers(list(findings.values()), series.geometry.shape)
     layers = conversion.segmentation.layers
-    assert layers.shape[0] >= 2 and layers.dtype == expected.dtype and np.array_equal(layers, expected)
+    assert layers.dtype == expected.dtype and np.array_equal(layers, expected)
     segments = {s.id: (s.layer, s.label_value) for s in conversion.segmentation.segments}
     assert {f: p for f, p in zip(findings, placed) if p is not None} == segments
+    return layers
+
+
+def _series_of_zeros(folder: Path, shape):
+    geometry = VolumeGeometry.from_origin_spacing_directions(shape, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), np.eye(3))
+    dicomize_array(np.zeros(shape, dtype=np.int16), geometry, folder / "series")
+    return load_series(folder / "series")
+
+
+def _write_rows(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.DictWriter(stream, HEADER, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_a_tables_layers_are_those_of_the_former_layer_volumes(case):
+    """Overlapping findings in further layers, exclusions cut, the same label values."""
+    series, table = case
+    assert assert_layered_as_before(table, series).shape[0] >= 2
 
 
 def test_label_values_past_255_make_a_uint16_stack(tmp_path):
     """300 findings that do not overlap share a layer: values 1..300, uint16, as before."""
-    geometry = VolumeGeometry.from_origin_spacing_directions((2, 40, 40), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), np.eye(3))
-    dicomize_array(np.zeros(geometry.shape, dtype=np.int16), geometry, tmp_path / "series")
-    series = load_series(tmp_path / "series")
+    series = _series_of_zeros(tmp_path, (2, 40, 40))
     rows = [dict(finding=f"F{n}", shape="rectangle", slice_index=n // 200, coordinates=_text([n % 200 // 20 * 4,
             n % 20 * 2, n % 200 // 20 * 4 + 1, n % 20 * 2])) for n in range(300)]
     rows.append(dict(finding="over", shape="rectangle", slice_index=0, coordinates="0 0 3 3"))
-    table = tmp_path / "t.csv"
-    with open(table, "w", encoding="utf-8", newline="") as stream:
-        writer = csv.DictWriter(stream, HEADER, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    conversion = read_annotation_table(table, series)
-    _, _, findings = _read_findings(table, series, "inside", "lidc", False, None, None)
-    expected, _ = reference_layers(list(findings.values()), series.geometry.shape)
-    layers = conversion.segmentation.layers
+    layers = assert_layered_as_before(_write_rows(tmp_path / "t.csv", rows), series)
     assert layers.dtype == np.uint16 and layers.shape[0] == 2 and int(layers.max()) == 300
-    assert np.array_equal(layers, expected)
+
+
+def test_many_small_findings_on_a_slice_are_layered_as_before(tmp_path):
+    """2,000 small circles and boxes on two slices, some overlapping across the tiles by which the
+    layers find a plane's neighbours: the layers and label values of the former layer volumes."""
+    series = _series_of_zeros(tmp_path, (2, 150, 170))
+    rng = np.random.default_rng(31)
+    rows = []
+    for n in range(2000):
+        c, r = rng.uniform(3, [166, 146])
+        if n % 3:
+            rows.append(dict(finding=f"N{n}", shape="circle", slice_index=n % 2, coordinates=_text([c, r, 2.2])))
+        else:  # boxes straddling the 32-pixel tiles' edges
+            c, r = 32 * rng.integers(1, 5) - rng.uniform(0, 3), 32 * rng.integers(1, 4) - rng.uniform(0, 3)
+            rows.append(dict(finding=f"N{n}", shape="rectangle", slice_index=n % 2, coordinates=_text([c, r, c + 3, r + 3])))
+    assert assert_layered_as_before(_write_rows(tmp_path / "t.csv", rows), series).shape[0] >= 3
