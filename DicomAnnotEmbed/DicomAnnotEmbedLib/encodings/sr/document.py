@@ -236,10 +236,6 @@ def _library_header(ds: Dataset) -> Dataset:
 def evidence(datasets: Sequence[Dataset]) -> List[Dataset]:
     """The source headers as evidence; the first one (whose patient and study attributes the SR
     copies) gets the Type 2 attributes it lacks, empty, as highdicom reads them unconditionally."""
-    first = Dataset()
-    first.update(datasets[0])
-    for keyword in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-                    "StudyDate", "StudyTime", "ReferringPhysicianName"):
-        if keyword not in first:
-            setattr(first, keyword, None)
-    return [first] + list(datasets[1:])
+    from ...dicom.values import with_type2_attributes
+
+    return [with_type2_attributes(datasets[0])] + list(datasets[1:])
