@@ -139,11 +139,12 @@ tree at 349266d, with the SR and SEG work others had not committed; load 4.6): s
 series headers 0.08, reading the table 0.57, ``.seg.nrrd`` 0.29, overlay export 0.57, SEG export
 0.25, SR export 1.83; 4.10 s.
 
-``--commands``, 5 rounds, 2026-12-05, load 3.6 to 5.0, CPU of the child: ``csv import`` at 69b4d0b
-8.00 s, 69b4d0b with this work's table reader 6.73 s, HEAD 349266d 6.34 s, the working tree 4.63 s,
-against ``overlay export`` 1.22 s: 6.6, 5.5, 5.2 and 3.8 x. Target 3 x (3.66 s) missed. Peak RSS
-456 -> 379 MiB for this work alone. What is left above 3 x is mostly the SR export (1.8 to 3.1 s);
-with the table read for free the working tree would take ~4.1 s (3.3 x).
+``--commands``, 5 rounds, 2026-12-05, load 3.1 to 3.6, CPU of the child: ``csv import`` at 69b4d0b
+7.72 s, 69b4d0b with this work's table reader (to b3b874e) 6.53 s, HEAD 653de18 (also the SR work
+others committed) 4.60 s, the working tree 4.57 s, against ``overlay export`` 1.21 s: 6.4, 5.4, 3.8
+and 3.8 x. Target 3 x (3.63 s) missed. Peak RSS 456 -> 379 MiB for this work alone. What is left
+above 3 x is mostly the SR export (1.8 to 3.1 s); with the table read for free HEAD would take
+~4.0 s (3.3 x).
 """
 from __future__ import annotations
 
