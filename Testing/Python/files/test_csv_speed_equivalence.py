@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from DicomAnnotEmbedLib.files.csv_table import read_annotation_table
 def _assert_same():
     """The SR element-by-element comparison of ``encodings/test_sr_speed_equivalence.py``."""
     path = Path(__file__).resolve().parents[1] / "encodings" / "test_sr_speed_equivalence.py"
+    if str(path.parent) not in sys.path:  # it imports its neighbour test_sr, as pytest lets it there
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("_sr_speed_equivalence", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
