@@ -108,7 +108,6 @@ import csv
 import functools
 import io
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -119,11 +118,12 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from ..core.errors import InputError
-from ..dicom.evaluations import CodeTable, ConceptEntry, EvaluationRecord, load_code_table, parse_code
+from ..dicom.evaluations import CodeTable, ConceptEntry, EvaluationRecord, load_code_table
 from ..core.inputs import read_text_file
-from ..core.model import Code, Markup, Segment, Segmentation, Terminology, _default_color
+from ..core.model import Markup, Segment, Segmentation, Terminology, _default_color
 from ..core.progress import ProgressCallback
 from ..core.series import ReferenceSeries
+from .csv_cells import _code_cell, _color, _coordinates, _fmt, _integer, _number
 from .csv_shapes import (_check_count, _draw, _ellipse, _ellipse_markups, _Finding, _Layers, _markups,
                          _merged_planes, _Piece, _RowError, _unique_names)
 
@@ -173,8 +173,6 @@ _BOUNDARIES = {"inside": "inside", "on": "inside", "border": "inside", "inclusiv
 _TRUE = {"true", "yes", "y", "1", "t", "include", "included"}
 _FALSE = {"false", "no", "n", "0", "f", "exclude", "excluded"}
 _BOOLEANS = _TRUE | _FALSE
-_SEPARATORS = re.compile(r"[\s,;()\[\]]+")
-_TO_SPACES = str.maketrans(",;()[]", "      ")  # with str.split(): splits as _SEPARATORS does (\s is isspace)
 _PROGRESS_EVERY = 250  # rows between progress reports (a terminal redraw per row costs more than the row)
 
 
@@ -453,21 +451,6 @@ class _Slices:
         return k
 
 
-def _number(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _RowError(f"{what} {text!r} is not a number") from None
-    if not np.isfinite(value):
-        raise _RowError(f"{what} {text!r} is not a finite number")
-    return value
-
-
-def _integer(text: str, what: str) -> int:
-    value = _number(text, what)
-    if not value.is_integer():
-        raise _RowError(f"{what} {text!r} is not an integer")
-    return int(value)
 
 
 
@@ -676,57 +659,6 @@ def _read_row(row: int, cells: List[str], header: _Header, codes: CodeTable, ser
 
 def _same_value(a: EvaluationRecord, b: EvaluationRecord) -> bool:
     return (a.score, a.value, a.text) == (b.score, b.value, b.text)
-
-
-def _coordinates(text: str) -> List[float]:
-    tokens = text.translate(_TO_SPACES).split()
-    if not tokens:
-        raise _RowError("no coordinates")
-    try:
-        numbers = list(map(float, tokens))
-    except ValueError:
-        bad = next(t for t in tokens if not _is_float(t))
-        raise _RowError(f"coordinate {bad!r} is not a number") from None
-    # a finite sum has finite terms (an infinite or NaN term makes it infinite or NaN; an infinite sum
-    # of finite terms is looked at term by term)
-    bad = None if math.isfinite(sum(numbers)) else next((t for t, v in zip(tokens, numbers) if not math.isfinite(v)),
-                                                         None)
-    if bad is not None:
-        raise _RowError(f"coordinate {bad!r} is not a finite number")
-    return numbers
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _fmt(values) -> str:
-    return ", ".join(f"{v:g}" for v in values)
-
-
-def _color(text: str) -> Tuple[float, float, float]:
-    text = text.strip()
-    if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
-        return tuple(int(text[n:n + 2], 16) / 255.0 for n in (1, 3, 5))
-    parts = [p for p in _SEPARATORS.split(text) if p]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
-        raise _RowError(f"color {text!r} is not #rrggbb or three numbers 0-255")
-    return tuple(v / 255.0 for v in values)
-
-
-def _code_cell(text: str, what: str) -> Code:
-    code = parse_code(text)
-    if code is None or not code.meaning:
-        raise _RowError(f"{what} {text!r} is not a code (value, scheme, \"meaning\")")
-    return code
 
 
 def _evaluation(attribute: _Attribute, value: str, segment: str, row: int) -> EvaluationRecord:
