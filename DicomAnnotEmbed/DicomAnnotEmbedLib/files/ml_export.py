@@ -353,19 +353,20 @@ class _CaseBuilder:
                 "", "overlay", os.path.abspath(series.folder),
                 annotations.segmentation, list(annotations.markups), series, series.geometry))
 
-    def _reference_for(self, ds: Dataset) -> List[ReferenceSeries]:
+    def _reference_for(self, ds: Dataset, path: str) -> List[ReferenceSeries]:
         """Input series a SEG or SR may lie on: the one it references, else those of its Frame of
         Reference with its image size."""
         wanted = _referenced_series_uids(ds)
         candidates = [uid for uid in wanted if uid in self.found.images]
-        frame_of_reference = str(ds.get("FrameOfReferenceUID", "") or "")
-        size = (ds.get("Rows"), ds.get("Columns"))
+        frame_of_reference = str(_readable(ds, "FrameOfReferenceUID", path) or "")
+        size = (_readable(ds, "Rows", path), _readable(ds, "Columns", path))
         for uid, files in self.found.images.items():
-            header = files[0][1]
+            image_path, header = files[0]
             if uid in candidates or not frame_of_reference:
                 continue
-            if str(header.get("FrameOfReferenceUID", "")) == frame_of_reference and \
-                    (size == (None, None) or (header.get("Rows"), header.get("Columns")) == size):
+            if str(_readable(header, "FrameOfReferenceUID", image_path) or "") == frame_of_reference and \
+                    (size == (None, None) or
+                     (_readable(header, "Rows", image_path), _readable(header, "Columns", image_path)) == size):
                 candidates.append(uid)
         return [s for s in (self.load(uid) for uid in candidates) if s is not None]
 
@@ -374,7 +375,7 @@ class _CaseBuilder:
 
         for path, ds in self.found.segs:
             imported = None
-            for series in self._reference_for(ds):
+            for series in self._reference_for(ds, path):
                 try:
                     imported = import_seg(path, series, self.progress)
                     break
@@ -431,7 +432,7 @@ class _CaseBuilder:
             except InputError as error:
                 self.result.skipped[path] = error.problem
                 continue
-            series = next(iter(self._reference_for(ds)), None)
+            series = next(iter(self._reference_for(ds, path)), None)
             try:
                 imported = import_sr(path, series, progress=self.progress, read_reports=read_reports)
                 if any(uid not in self.seg_cases_by_uid for uid in imported.referenced_seg_uids):
@@ -463,6 +464,15 @@ class _CaseBuilder:
                 self.result.cases.append(target)
             target.markups.extend(imported.markups)
             rows.add_records(imported.records, os.path.abspath(path), target)
+
+
+def _readable(ds: Dataset, keyword: str, path: str):
+    """A header value that only narrows the search for a series: None when absent or when it cannot
+    be decoded (the file's own reader then says what is wrong with it, naming it)."""
+    try:
+        return header_value(ds, keyword, None, path)
+    except DicomAnnotEmbedError:
+        return None
 
 
 def _referenced_series_uids(ds: Dataset) -> List[str]:

@@ -59,3 +59,17 @@ def test_a_modality_pydicom_cannot_decode_is_named(seg_file, tmp_path):
     broken.write_bytes(data[:at + 4] + b"ZZ" + data[at + 6:])
     with pytest.raises(InputError, match=r"broken\.dcm Modality cannot be decoded \(NotImplementedError"):
         api.export_ml(broken.parent, tmp_path / "ml")
+
+
+@pytest.mark.parametrize("series_given", [False, True])
+def test_rows_pydicom_cannot_decode_is_named(seg_file, sample_case, tmp_path, series_given):
+    """The long fuzz run of 2026-12-05 (seed 12021, case 85761): an unknown VR in a SEG's Rows was a
+    bare NotImplementedError while export-ml looked for the series the SEG lies on."""
+    data = seg_file.read_bytes()
+    at = data.index(b"\x28\x00\x10\x00US")  # (0028,0010) Rows, explicit VR little endian
+    broken = tmp_path / "in" / "broken.dcm"
+    broken.parent.mkdir()
+    broken.write_bytes(data[:at + 4] + b"QQ" + data[at + 6:])
+    inputs = [broken, sample_case.series_dir] if series_given else [broken]
+    with pytest.raises(InputError, match=r"broken\.dcm.*Rows cannot be decoded \(NotImplementedError"):
+        api.export_ml(inputs, tmp_path / "ml")
