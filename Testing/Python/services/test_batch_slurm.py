@@ -191,8 +191,16 @@ def test_batch_on_dask_workers_submitted_with_sbatch(slurm, collection, tmp_path
         records = {r["case"]: r for r in ledger_lines(out)}
         assert sorted(c for c, r in records.items() if r["status"] == "done") == ["case-00", "case-01", "case-03"]
         assert records["case-06"]["status"] == "failed"
-        logs = [p.read_text() for p in tmp_path.glob("worker-*.log")]
-        assert len(logs) == 2 and all(re.search(rf"Registered to:\s+{re.escape(address)}\b", t) for t in logs), logs
+        # Both jobs' workers join the scheduler; on a loaded machine the second may register only after
+        # the first has run every case (the jobs live on until scancel): wait for it, within a minute.
+        registered = re.compile(rf"Registered to:\s+{re.escape(address)}\b")
+        deadline = time.monotonic() + 60
+        while True:
+            logs = [p.read_text() for p in tmp_path.glob("worker-*.log")]
+            if (len(logs) == 2 and all(registered.search(t) for t in logs)) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert len(logs) == 2 and all(registered.search(t) for t in logs), logs
     finally:
         if jobs:
             subprocess.run(["scancel", *jobs], env=slurm, capture_output=True)
