@@ -173,10 +173,16 @@ def _segment_samples(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     delta = b - a
     steps = np.max(np.abs(delta), axis=1)
     counts = steps + 1
-    owner = np.repeat(np.arange(len(a)), counts)
-    index = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    owner, index = _runs(counts)
     t = index / np.maximum(steps, 1)[owner]
     return a[owner] + t[:, None] * delta[owner], owner
+
+
+def _runs(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For ``counts[n]`` elements of each item n, one after the other: every element's item and its
+    place 0..counts[n]-1 in it (the samples of a segment, the rows an edge crosses, ...)."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _next_vertices(points: np.ndarray) -> np.ndarray:
@@ -239,8 +245,8 @@ def _even_odd_fill(shape: Shape2D, points: np.ndarray) -> np.ndarray:
     counts = np.where(y0 != y1, np.clip(last - first + 1, 0, None), 0)
     if counts.sum() == 0:
         return mask
-    edge = np.repeat(np.arange(len(points)), counts)
-    rows = first[edge] + (np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts))
+    edge, place = _runs(counts)
+    rows = first[edge] + place
     x_cross = x0[edge] + (rows - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
     # Pixel c is left of the crossing when c < x, i.e. c < ceil(x). toggles[r, c] counts crossings
     # starting at column c; their cumulative sum per row gives, for each pixel, how many crossings
@@ -297,10 +303,6 @@ class _Images:
         self.start = np.cumsum(self.sizes) - self.sizes
         self.buffer = np.zeros(int(self.sizes.sum()), dtype=bool)
 
-    def pixels(self, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(image, index in its image) of every pixel of the images ``index``, image after image."""
-        return _pixels(self.sizes, index)
-
     def set_pixels(self, owner: np.ndarray, cols: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
         """:func:`_set_pixels` of points, each on its image ``owner``, to its value."""
         c, r = _round(cols), _round(rows)
@@ -321,10 +323,6 @@ class _Images:
                 for start, rows, cols in zip(self.start.tolist(), self.rows.tolist(), self.cols.tolist())]
 
 
-def _pixels(sizes: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(item, place in it) of every element of the items ``index`` of ``sizes``, item after item."""
-    sizes = sizes[index]
-    return np.repeat(index, sizes), np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 def _in_passes(shapes: Sequence[Shape2D], draw) -> List[np.ndarray]:
@@ -415,8 +413,8 @@ def _even_odd_fill_on(images: _Images, owner: np.ndarray, starts: np.ndarray, en
     counts = np.where(y0 != y1, np.clip(last - first + 1, 0, None), 0)
     if counts.sum() == 0:
         return
-    edge = np.repeat(np.arange(len(owner)), counts)
-    rows = first[edge] + (np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts))
+    edge, place = _runs(counts)
+    rows = first[edge] + place
     x_cross = x0[edge] + (rows - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
     image = owner[edge]
     stop = np.clip(np.ceil(x_cross), 0, cols_n[image]).astype(np.int64)
@@ -473,7 +471,7 @@ def _ellipses_on(images: _Images, index: np.ndarray, centers: np.ndarray, radii:
     columns = np.arange(int(width.max()))
     dx = (c0[:, None] + columns) - cx[:, None]  # (ellipse, column of its window)
     u_col, v_col = dx * cs[:, None], -dx * sn[:, None]
-    owner, local = _pixels(height, np.arange(len(height)))  # one item per window row
+    owner, local = _runs(height)  # one item per window row
     dy = (r0[owner] + local) - cy[owner]
     u = u_col[owner] + (dy * sn[owner])[:, None]
     v = v_col[owner] + (dy * cs[owner])[:, None]
