@@ -188,12 +188,21 @@ def _read_nrrd_voxels(path: Path, encodings=("gzip", "gz", "raw")) -> Optional[n
     return voxels[np.newaxis] if voxels.ndim == 3 else np.ascontiguousarray(np.moveaxis(voxels, 3, 0))
 
 
-def _inflate_into(compressed: bytes, out: np.ndarray, path: Path) -> None:
-    """Inflate gzip data into ``out`` (uint8), which it must fill exactly."""
+def _zlib():
+    """zlib-ng's zlib module (inflates ~10x and deflates ~3x faster than Python's, the same streams),
+    else Python's."""
     try:
-        from zlib_ng import zlib_ng as zlib
+        from zlib_ng import zlib_ng
     except ImportError:  # pragma: no cover - zlib-ng is a dependency; keep working without it
         import zlib
+
+        return zlib
+    return zlib_ng
+
+
+def _inflate_into(compressed: bytes, out: np.ndarray, path: Path) -> None:
+    """Inflate gzip data into ``out`` (uint8), which it must fill exactly."""
+    zlib = _zlib()
     inflater, at, source = zlib.decompressobj(zlib.MAX_WBITS | 16), 0, memoryview(compressed)
     # Fed a slice at a time: zlib copies its unconsumed input, which for the whole input at
     # once made inflating quadratic in the compressed size.
@@ -406,10 +415,7 @@ _DEFLATE_CHUNK = 1 << 20  # bytes compressed at a time
 
 def _deflate_to(stream, data: np.ndarray, level: int) -> None:
     """Write ``data`` (contiguous uint8) to ``stream`` as one gzip member at ``level``."""
-    try:
-        from zlib_ng import zlib_ng as zlib
-    except ImportError:  # pragma: no cover - zlib-ng is a dependency; keep working without it
-        import zlib
+    zlib = _zlib()
     compressor = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     source = memoryview(data)
     for start in range(0, len(source), _DEFLATE_CHUNK):
