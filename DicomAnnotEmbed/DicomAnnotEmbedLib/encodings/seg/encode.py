@@ -21,7 +21,7 @@ from ...dicom import raw
 from ...core.errors import GeometryError, InputError
 from ...dicom.values import long_string
 from ...core.geometry import VolumeGeometry
-from ...core.model import DEFAULT_TERMINOLOGY, Code, FractionPlanes, Segment, Segmentation
+from ...core.model import DEFAULT_TERMINOLOGY, FractionPlanes, Segment, Segmentation
 from ...core.outputs import atomic_path, prepare_output_file
 from ...core.progress import ProgressCallback
 from ...core.series import ReferenceSeries
@@ -360,7 +360,7 @@ class _SegWriter:
             raise InputError(f"highdicom refused the segmentation: {exc}") from None
         return self._finish(ds, measures, referenced_only)
 
-    def _own_template(self, descriptions, series_uid, sop_uid, instance_number, position, plane: int):
+    def _own_template(self, descriptions, series_uid, sop_uid, instance_number, position_item: Dataset, plane: int):
         """The one-plane template without highdicom (template.py), None where highdicom builds it."""
         if not template.supports(self.series, self.palette, self.seg_type):
             return None
@@ -373,7 +373,7 @@ class _SegWriter:
             series_uid=series_uid, sop_uid=sop_uid, instance_number=instance_number, series_number=o.series_number,
             series_description=long_string(o.series_description or _default_description(self)),
             content_label=_cs_label(o.content_label), content_description=o.content_description,
-            content_creator_name=o.content_creator_name, plane_position=template.plane_position_item(position),
+            content_creator_name=o.content_creator_name, plane_position=position_item,
             fractional_type=self.fractional_type, max_fractional_value=self.max_fractional_value)
         return None if ds is None else self._finish(ds, measures, True)
 
@@ -420,11 +420,13 @@ class _SegWriter:
             if self.series.geometry.in_patient_space else None
         if engine == "fast":
             plane = self.planes[0]
-            header = self._own_template(descriptions, series_uid, sop_uid, instance_number, positions[plane], plane)
+            position_items = [template.plane_position_item(p) for p in positions]
+            header = self._own_template(descriptions, series_uid, sop_uid, instance_number, position_items[plane],
+                                        plane)
             if header is None:
                 header = self._highdicom(descriptions, series_uid, sop_uid, instance_number,
                                          self._template_pixels(1), [positions[plane]], False, template_plane=plane)
-            pieces = _FramePieces.from_template(header, self, [[template.plane_position_item(p)] for p in positions])
+            pieces = _FramePieces.from_template(header, self, [[item] for item in position_items])
             if pieces is not None:
                 self._write_fast(path, header, pieces)
                 return len(self.frames)
