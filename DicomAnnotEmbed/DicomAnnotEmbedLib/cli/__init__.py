@@ -112,6 +112,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _import_pydicom()
+    from ..core.arrays import prefer_small_pages
+
+    prefer_small_pages()  # a command faults its volumes in once (core.arrays)
     for flag in ("quiet", "verbose", "debug"):  # shared flags are absent unless given
         setattr(args, flag, getattr(args, flag, False))
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)

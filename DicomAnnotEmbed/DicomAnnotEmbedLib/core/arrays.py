@@ -18,6 +18,25 @@ import numpy as np
 SMALL_ARRAY_BYTES = 4 << 20
 
 
+def prefer_small_pages() -> None:
+    """Stop numpy advising huge pages for this process's large arrays (numpy >= 1.20; else nothing).
+
+    For one-shot command-line processes: every whole-volume array (the CT read for statistics, the
+    label layers, their temporaries) is faulted in once, and on the benchmark VM transparent huge
+    pages made that 0.01-0.46 s for a 100 MB volume (the kernel had them ready or not), 4 KiB pages
+    a steady 0.05 s. ``sr export`` of case C: 0.5-1.4 s of system time with numpy's advice, 0.5 s
+    without (Testing/benchmarks/bench_sr.py notes). Not called for library use (e.g. in Slicer),
+    where the process and its memory are the host's."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage
+        except ImportError:
+            return
+    _set_madvise_hugepage(False)
+
+
 def zeros(shape: Sequence[int], dtype) -> np.ndarray:
     """A writable, C-contiguous, zero-filled array, on 4 KiB pages where the system allows."""
     dtype = np.dtype(dtype)

@@ -136,14 +136,6 @@ def test_sphere_surface_area_and_diameter(spacing, low, high):
     assert abs(result.maximum_diameter.value - 2 * radius) <= np.linalg.norm(spacing)
 
 
-def test_diameter_without_scipy_hull_is_the_same(monkeypatch):
-    g = grid((40, 40, 40))
-    mask = sphere(g, 10.0, (19.3, 19.6, 19.1))
-    with_hull = measure_mask(mask, g).maximum_diameter.value
-    monkeypatch.setattr(measurements, "_hull_vertices", lambda points: points)
-    assert measure_mask(mask, g).maximum_diameter.value == pytest.approx(with_hull, abs=1e-9)
-
-
 def vtk_mesh(mask: np.ndarray, geometry):
     """The independent computation: VTK's discrete marching-cubes mesh of the zero-padded mask,
     mapped to LPS, its area measured by vtkMassProperties, and its vertices (LPS). The library
@@ -192,13 +184,31 @@ def test_area_and_diameter_equal_vtks_whole_mesh_on_random_shapes_and_grids(seed
     assert result.maximum_diameter.value == pytest.approx(brute_force_diameter(vertices), rel=1e-12)
 
 
-def test_diameter_through_the_hull_of_many_candidates(monkeypatch):
-    """Nearly round objects leave many candidates after pruning: their convex hull is taken
-    first. The value must not change."""
+@pytest.mark.parametrize("seed", range(4))
+def test_lattice_line_reduction_keeps_every_hull_vertex(seed):
+    """Candidates on the half-voxel lattice: dropping those between two others along the 13 lattice
+    directions keeps every vertex of their convex hull (qhull, through scipy, as the independent
+    computation), so the farthest pair is among them."""
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(seed)
+    g = grid((24, 24, 24), tuple(rng.uniform(0.5, 2.0, 3)))
+    mask = sphere(g, float(rng.uniform(5, 10)), tuple(rng.uniform(10, 13, 3))) | (rng.random(g.shape) < 0.02)
+    _, vertices = vtk_mesh(mask, g)
+    ijk = np.round(np.linalg.solve(g.ijk_to_lps[:3, :3], (vertices - g.ijk_to_lps[:3, 3]).T).T * 2) / 2
+    kept = measurements._hull_candidates(ijk)
+    hull = ijk[ConvexHull(ijk).vertices]
+    assert len(kept) < len(ijk)
+    assert {tuple(p) for p in hull} <= {tuple(p) for p in kept}
+
+
+def test_diameter_after_the_lattice_line_reduction(monkeypatch):
+    """Nearly round objects leave many candidates after pruning: those between two others on a
+    lattice line are dropped first. The value must not change."""
     g = grid((24, 24, 24), (0.9, 1.1, 1.3))
     mask = sphere(g, 9.0, (11.3, 11.6, 11.1))
     _, vertices = vtk_mesh(mask, g)
-    monkeypatch.setattr(measurements, "_HULL_ABOVE", 10)
+    monkeypatch.setattr(measurements, "_LATTICE_ABOVE", 10)
     assert measure_mask(mask, g).maximum_diameter.value == pytest.approx(brute_force_diameter(vertices), rel=1e-12)
 
 

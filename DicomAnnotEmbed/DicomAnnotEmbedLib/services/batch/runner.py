@@ -66,7 +66,7 @@ class PreloadPlugin(_WorkerPlugin):
 
 #: Modules the cases import lazily: loaded once when a worker joins (a cold case took 3.3 s
 #: instead of 0.7 s without them, vtk and slicerio being most of the difference).
-PRELOAD = ("highdicom", "SimpleITK", "slicerio", "nrrd", "scipy.spatial", "vtkmodules.vtkCommonDataModel",
+PRELOAD = ("highdicom", "SimpleITK", "slicerio", "nrrd", "scipy.ndimage", "vtkmodules.vtkCommonDataModel",
            "vtkmodules.vtkFiltersGeneral", "vtkmodules.util.numpy_support",
            *(f"{__package__.rpartition('.')[0].rpartition('.')[0]}.{m}" for m in (
                "api", "core.measurements", "dicom.dcmqi_metadata", "encodings.overlay", "encodings.seg",
