@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import logging
 import os
 import statistics
-import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +20,17 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from . import arrays
 from .errors import GeometryError, SeriesError, name_files
 from .geometry import VolumeGeometry
 from .headers import first_item, header_float, header_value
 from .headers import header_int as _header_int
-from .inputs import BoundedReader, is_decoding_error, read_dicom_file, reading
+from .header_blocks import DEFER_SIZE, _HeaderReader, is_deflated, native_pixel_data, pixel_data_offset  # noqa: F401
+from .inputs import is_decoding_error, read_dicom_file, reading
 from .progress import ProgressCallback, track
 
 log = logging.getLogger(__name__)
 
-#: Header values longer than this (bytes) are read when used, not by load_series: Overlay Data
-#: is 32 KB per 512x512 plane, and holding a whole series' of it cost the import 25 ms of page
-#: faults on top of the memory (benchmark notes); the importer reads it file by file. Our
-#: private metadata (JSON, a few KB) stays below.
-DEFER_SIZE = 16384
 #: Slice positions that differ by less than this many mm are the same position.
 SLICE_POSITION_TOLERANCE_MM = 0.01
 #: Allowed deviation of a slice gap from the median gap (fraction of the gap).
@@ -89,13 +84,21 @@ class ReferenceSeries:
 
     def read_volume(self, progress: Optional[ProgressCallback] = None) -> np.ndarray:
         """The image as float32 (K, J, I) in modality units (rescale applied, HU for CT)."""
-        volume = np.zeros(self.geometry.shape, dtype=np.float32)
+        volume = arrays.zeros(self.geometry.shape, np.float32)  # 4 KiB pages (core.arrays)
         for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
             with reading(self.files[file_index], "the pixel data"):
-                frames = modality_frames(read_dicom_file(self.files[file_index], "image"))
+                frames = modality_frames(*self._image(file_index))
                 for frame, k in self.slices_of_file(file_index):
                     volume[k] = frames[frame]
         return volume
+
+    def _image(self, file_index: int) -> Tuple[Dataset, Optional[bytes]]:
+        """A file's header and Pixel Data value where load_series found it (:func:`native_pixel_data`),
+        else the whole file read by pydicom and None."""
+        data = native_pixel_data(self.files[file_index], self.datasets[file_index])
+        if data is not None:
+            return self.datasets[file_index], data
+        return read_dicom_file(self.files[file_index], "image"), None
 
     def read_int16_volume(self, progress: Optional[ProgressCallback] = None) -> Optional[np.ndarray]:
         """The image as int16 (K, J, I) modality values when they are whole numbers within int16,
@@ -104,12 +107,12 @@ class ReferenceSeries:
         when a file's rescale is not by whole numbers (or is a Modality LUT) or a value falls outside
         int16: then use read_volume. (With whole slope and intercept and the bounds checked here,
         float32 holds every intermediate value of read_volume exactly, so the values are the same.)"""
-        volume = np.empty(self.geometry.shape, dtype=np.int16)
+        volume = arrays.zeros(self.geometry.shape, np.int16)  # 4 KiB pages (core.arrays)
         for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
             with reading(self.files[file_index], "the pixel data"):
-                ds = read_dicom_file(self.files[file_index], "image")
+                ds, data = self._image(file_index)
                 rescales = frame_rescales(ds)
-                stored = stored_frames(ds) if rescales is not None else None
+                stored = stored_frames(ds, pixel_data=data) if rescales is not None else None
                 if stored is None or stored.dtype.kind not in "iu":
                     return None
                 for frame, k in self.slices_of_file(file_index):
@@ -227,13 +230,6 @@ def image_size(ds: Dataset) -> Tuple[int, int, int, int]:
     return frames, rows, columns, bits
 
 
-def pixel_data_offset(ds: Dataset) -> Optional[int]:
-    """Where the Pixel Data element (and the rest of the file) starts in the file a header was read
-    from by :func:`scan_folder`, so that writers can copy it as bytes instead of parsing it; None for
-    other datasets and for deflated files (pydicom read them from a decompressed copy)."""
-    return None if is_deflated(ds) else ds.__dict__.get("pixel_data_offset")
-
-
 def frame_rescales(ds: Dataset) -> Optional[List[Tuple[float, float]]]:
     """(slope, intercept) of each frame, or None when a non-linear Modality LUT applies."""
     if "ModalityLUTSequence" in ds:
@@ -334,105 +330,6 @@ def scan_folder(folder: os.PathLike | str, progress: Optional[ProgressCallback] 
         for path in track(paths, progress, "Reading headers"):
             _scan_file(path, reader, series, skipped, on_header)
     return dict(series), skipped
-
-
-_PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # where stop_before_pixels stops
-
-
-class _HeaderReader:
-    """Reads headers (up to the pixel data, long values deferred) from one block of the file's
-    bytes: pydicom parses a BytesIO a tenth to a quarter faster than a file, whose small reads
-    each go through the buffered reader (benchmark notes).
-
-    The block is sized to the header: the images of a series end alike (Pixel Data of one size),
-    so the file's size less the bytes that followed the last image's header gives this one's
-    length. Files unlike that image, headers that do not end in their block and deflated files
-    are read from the file, as before. Blocks larger than ``max_block`` are not read: unless the caller uses the deferred
-    values in the block (MAX_KEPT_BLOCK), reading them costs more than the faster parse saves."""
-
-    MAX_BLOCK = 1 << 16
-    MAX_KEPT_BLOCK = 1 << 22
-    FIRST_BLOCK = 1 << 14  # before any image has told how long its header is
-    SLACK = 1024  # bytes read beyond the expected end of the header
-
-    def __init__(self, max_block: int = MAX_BLOCK) -> None:
-        self.max_block = max_block
-        self.trailing: Optional[int] = None  # bytes after the last image's header (Pixel Data and on)
-        self.header_length = 0  # the last image's header
-
-    def read(self, path: Path) -> Tuple[Dataset, Optional[bytes]]:
-        """The header and the block it was parsed from (None when read from the file)."""
-        # Unbuffered: a buffered reader would read on to its next 4 KiB boundary.
-        with open(path, "rb", buffering=0) as raw:
-            stat = os.fstat(raw.fileno())
-            block = self._block(stat.st_size)
-            if block is not None:
-                head = raw.read(block)
-                ds = self._parse_block(head, len(head) >= stat.st_size)
-                if ds is not None:
-                    ds.filename, ds.fileobj_type, ds.buffer = str(path), open, None  # as if read from the file
-                    ds.timestamp = stat.st_mtime
-                    self._learn(ds, stat.st_size)
-                    return ds, head
-                raw.seek(0)
-            with BoundedReader(raw, stat.st_size) as stream:  # pydicom's many small reads need the buffer
-                ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
-                ds.pixel_data_offset = stream.tell()  # see pixel_data_offset()
-        if is_deflated(ds):
-            # pydicom parsed an inflated copy: a deferred value would later be read from the
-            # compressed file at the copy's offsets. Nothing is deferred for these (rare) files.
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-        self._learn(ds, stat.st_size)
-        return ds, None
-
-    def _block(self, size: int) -> Optional[int]:
-        """Bytes to read for a header in a file of ``size`` bytes; None: read the file instead."""
-        if self.trailing is None:
-            return self.FIRST_BLOCK
-        expected = size - self.trailing
-        if expected <= 0 or expected > 2 * self.header_length + self.FIRST_BLOCK:
-            return None  # unlike the last image (another size, another kind of file)
-        block = expected + self.SLACK
-        return block if block <= self.max_block else None
-
-    def _learn(self, ds: Dataset, size: int) -> None:
-        """Remember an image's header length and what followed it (not other files')."""
-        end = ds.__dict__.get("pixel_data_offset")
-        if end is not None and end < size and "Rows" in ds and not is_deflated(ds):
-            self.trailing, self.header_length = size - end, end
-
-    @staticmethod
-    def _parse_block(head: bytes, whole_file: bool) -> Optional[Dataset]:
-        """The header parsed from ``head``, or None when it does not end inside ``head`` or the file
-        is deflated."""
-        # Warnings are not caught: a cut ends the parse quietly (short reads stop pydicom's
-        # element loop; a cut sequence raises), and catching them per file would reset Python's
-        # once-per-place memory of warnings, repeating pydicom's for every file.
-        stream = io.BytesIO(head)
-        try:
-            ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
-        except Exception:
-            if whole_file:
-                raise
-            return None  # cut inside an element: the file decides
-        end = stream.tell()
-        if is_deflated(ds):
-            return None
-        if not whole_file:
-            if end + 8 > len(head) or "file_meta" not in ds.__dict__:
-                return None
-            order = "<" if ds.original_encoding[1] is not False else ">"
-            group, element = struct.unpack(order + "HH", head[end:end + 4])
-            if group << 16 | element not in _PIXEL_DATA_TAGS:
-                return None
-        ds.pixel_data_offset = end  # see pixel_data_offset()
-        return ds
-
-
-def is_deflated(ds: Dataset) -> bool:
-    """Whether a header comes from a deflated file (pydicom parsed an inflated copy of it)."""
-    syntax = getattr(ds.__dict__.get("file_meta"), "TransferSyntaxUID", None)
-    return syntax == pydicom.uid.DeflatedExplicitVRLittleEndian
 
 
 @contextlib.contextmanager

@@ -1,0 +1,90 @@
+"""Reading a series' pixels from the Pixel Data offset that load_series found (core.series
+native_pixel_data) gives what pydicom reads from the file, and falls back to pydicom wherever
+those bytes cannot be trusted."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian, RLELossless
+
+from DicomAnnotEmbedLib.core.errors import SeriesError
+from DicomAnnotEmbedLib.core.series import load_series, native_pixel_data
+
+
+def pydicom_volume(series) -> np.ndarray:
+    """The independent reading: pydicom's pixel_array and its Modality LUT, file by file."""
+    from pydicom.pixels import apply_modality_lut
+
+    volume = np.zeros(series.geometry.shape, np.float64)
+    for index, path in enumerate(series.files):
+        ds = pydicom.dcmread(path)
+        frames = apply_modality_lut(ds.pixel_array, ds).reshape((-1,) + series.geometry.shape[1:])
+        for frame, k in series.slices_of_file(index):
+            volume[k] = frames[frame]
+    return volume
+
+
+@pytest.fixture
+def series_copy(sample_case, tmp_path):
+    return shutil.copytree(sample_case.series_dir, tmp_path / "series")
+
+
+def test_native_pixel_data_is_the_files_pixel_data(series_copy):
+    series = load_series(series_copy)
+    for path, header in zip(series.files, series.datasets):
+        assert native_pixel_data(path, header) == pydicom.dcmread(path).PixelData
+    np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
+    np.testing.assert_array_equal(series.read_volume(), pydicom_volume(series))
+
+
+def test_implicit_vr_files_are_read_at_their_offset_too(series_copy):
+    for path in series_copy.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=True)
+        assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    series = load_series(series_copy)
+    assert all(native_pixel_data(p, h) is not None for p, h in zip(series.files, series.datasets))
+    np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
+
+
+def test_files_changed_after_loading_are_read_by_pydicom(series_copy):
+    series = load_series(series_copy)
+    changed = series.files[1]
+    ds = pydicom.dcmread(changed)
+    ds.PixelData = (ds.pixel_array + 7).astype(ds.pixel_array.dtype).tobytes()
+    ds.save_as(changed)
+    os.utime(changed, (1, 1))  # another modification time than when loaded
+    assert native_pixel_data(changed, series.datasets[1]) is None
+    np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, ExplicitVRBigEndian])
+def test_compressed_and_big_endian_files_are_read_by_pydicom(series_copy, syntax):
+    for path in series_copy.iterdir():
+        ds = pydicom.dcmread(path)
+        if syntax == RLELossless:
+            ds.compress(RLELossless)
+            ds.save_as(path, enforce_file_format=True)
+        else:
+            ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+            pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    series = load_series(series_copy)
+    assert all(native_pixel_data(p, h) is None for p, h in zip(series.files, series.datasets))
+    np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
+
+
+def test_a_file_cut_after_loading_is_an_error_naming_it(series_copy):
+    series = load_series(series_copy)
+    cut = series.files[2]
+    data = open(cut, "rb").read()
+    with open(cut, "wb") as stream:
+        stream.write(data[:len(data) - 1000])
+    os.utime(cut, (series.datasets[2].timestamp,) * 2)  # even with the same modification time
+    assert native_pixel_data(cut, series.datasets[2]) is None
+    with pytest.raises(SeriesError, match=os.path.basename(cut)):
+        series.read_int16_volume()
