@@ -406,10 +406,22 @@ def _to_lps(geometry: VolumeGeometry, ijk: np.ndarray) -> np.ndarray:
                            for start in range(0, len(ijk), _MAP_ROWS)])
 
 
-#: Lattice directions (i, j, k) along which a mesh vertex between two others is dropped: the 3 grid
-#: axes, the 6 face diagonals and the 4 body diagonals.
-_LINE_DIRECTIONS = np.array([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1),
-                             (0, 1, 1), (0, 1, -1), (1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1)], dtype=np.int64)
+def _line_frames() -> np.ndarray:
+    """(13, 3, 3) integer rows (d, a, b): the lattice directions d (i, j, k) along which a mesh vertex
+    between two others is dropped (the 3 grid axes, the 6 face diagonals, the 4 body diagonals),
+    and two vectors a, b across each, which together name the line a point is on."""
+    frames = []
+    for direction in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1),
+                      (0, 1, 1), (0, 1, -1), (1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1)]:
+        direction = np.array(direction, dtype=np.int64)
+        axis = np.zeros(3, np.int64)
+        axis[int(np.argmin(np.abs(direction)))] = 1  # an axis not along the direction
+        across = np.cross(direction, axis)
+        frames.append((direction, across, np.cross(direction, across)))
+    return np.array(frames, dtype=np.int64)
+
+
+_LINE_FRAMES = _line_frames()
 
 
 def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
@@ -417,7 +429,7 @@ def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
 
     Mesh vertices lie on a half-voxel lattice. A vertex strictly between two others on a line
     is not a hull vertex, in index space as in LPS (affine maps keep 'between'), so on every
-    lattice line along each of :data:`_LINE_DIRECTIONS` in turn only the two extreme vertices are
+    lattice line along each direction of :data:`_LINE_FRAMES` in turn only the two extreme vertices are
     kept. The farthest pair is always a pair of hull vertices, hence among these. With the 13
     directions the largest segment of case C keeps 1,900 of 17,800 vertices (the 3 axes alone
     kept 6,400, which needed qhull through scipy: 0.3 s to import, Testing/benchmarks/bench_sr.py)."""
@@ -426,12 +438,7 @@ def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
         return points
     lattice = np.round(points * 2.0).astype(np.int64)
     lattice -= lattice.min(axis=0)
-    for direction in _LINE_DIRECTIONS:
-        # two integer vectors across the direction: together they name the line a point is on
-        axis = np.zeros(3, np.int64)
-        axis[int(np.argmin(np.abs(direction)))] = 1  # an axis not along the direction
-        across_a = np.cross(direction, axis)
-        across_b = np.cross(direction, across_a)
+    for direction, across_a, across_b in _LINE_FRAMES:
         a, b = lattice @ across_a, lattice @ across_b
         a -= a.min()
         b -= b.min()
