@@ -159,6 +159,136 @@ def _parse_dataset(buf: memoryview, pos: int, end: int, implicit: bool, descend)
     return parsed, pos
 
 
+def item_values(value: Buffer, implicit_vr: bool, paths: List[Tuple[int, ...]]) -> List[List[Optional[bytes]]]:
+    """For every item of a sequence value, the raw value at each of ``paths`` (sequence tags, then
+    the element tag; the first item of each nested sequence), None when absent: what
+    ``[first([item], *path) for path in paths]`` gives for the items :func:`parse_sequence` parses.
+
+    A walk that copies only those values and skips the other elements by their lengths: the
+    per-frame groups of a BINARY SEG (4,926 items) took parse_sequence 0.075 s of CPU, this 0.03 s.
+
+    Raises:
+        RawParseError: the bytes do not parse as a sequence.
+    """
+    trie: dict = {}
+    for index, path in enumerate(paths):
+        node = trie
+        for tag in path[:-1]:
+            node = node.setdefault(tag, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"path {path} runs through a value")
+        node[path[-1]] = index
+    buf = memoryview(value)
+    end = len(buf)
+    items: List[List[Optional[bytes]]] = []
+    walker = _Walker(buf, implicit_vr)
+    try:
+        pos = 0
+        while pos < end:
+            tag, length = _ITEM_HEAD.unpack_from(buf, pos)
+            pos += 8
+            if tag == _SEQUENCE_DELIMITER_LE:
+                break
+            if tag != _ITEM_TAG_LE:
+                raise RawParseError(f"expected an item, found tag {_tag_name(tag)}")
+            found = [None] * len(paths)
+            if length == UNDEFINED_LENGTH:
+                pos = walker.dataset(pos, end, trie, found)
+            else:
+                if pos + length > end:
+                    raise RawParseError("item runs past the end of its sequence")
+                walker.dataset(pos, pos + length, trie, found)
+                pos += length
+            items.append(found)
+    except (struct.error, IndexError) as exc:
+        raise RawParseError(f"truncated sequence ({exc})") from None
+    return items
+
+
+#: Tag (group, element) and a 4-byte length read as two little endian words: the tag word is then
+#: element << 16 | group.
+_ITEM_HEAD = struct.Struct("<II")
+_ITEM_TAG_LE = 0xE000FFFE
+_SEQUENCE_DELIMITER_LE = 0xE0DDFFFE
+_EXPLICIT_HEAD = struct.Struct("<HH2sH")
+_LENGTH = struct.Struct("<I")
+
+
+def _tag_name(word: int) -> str:
+    return f"{word & 0xFFFF:04X}{word >> 16:04X}"
+
+
+class _Walker:
+    """:func:`item_values`' walk over one sequence's bytes."""
+
+    def __init__(self, buf: memoryview, implicit: bool):
+        self.buf, self.implicit = buf, implicit
+
+    def dataset(self, pos: int, end: int, trie: Optional[dict], found: list) -> int:
+        """Walk the elements from ``pos`` to ``end`` or the item delimiter,
+        keeping the values ``trie`` asks for; the position after the item."""
+        buf = self.buf
+        implicit = self.implicit
+        while pos < end:
+            group, element, vr, short = _EXPLICIT_HEAD.unpack_from(buf, pos)
+            tag = group << 16 | element
+            if tag == ITEM_DELIMITER:
+                return pos + 8
+            if implicit:
+                (length,) = _LENGTH.unpack_from(buf, pos + 4)
+                pos += 8
+                is_sequence = length == UNDEFINED_LENGTH or _dictionary_is_sequence(tag)
+            elif vr in _LONG_VRS:
+                (length,) = _LENGTH.unpack_from(buf, pos + 8)
+                pos += 12
+                is_sequence = vr == b"SQ" or (vr == b"UN" and length == UNDEFINED_LENGTH)
+            else:
+                length = short
+                pos += 8
+                is_sequence = vr == b"SQ"
+            wanted = trie.get(tag) if trie else None  # an int: a value's index; a dict: a sequence's paths
+            if is_sequence:
+                stop = end if length == UNDEFINED_LENGTH else pos + length
+                if length != UNDEFINED_LENGTH and stop > end:
+                    raise RawParseError(f"element {tag:08X} runs past the end of its item")
+                inside = wanted if type(wanted) is dict else None
+                pos = self.sequence(pos, stop, inside, found) if inside or length == UNDEFINED_LENGTH else stop
+                if type(wanted) is int:
+                    found[wanted] = None  # a sequence where a value was asked for
+            else:
+                if length == UNDEFINED_LENGTH:
+                    raise RawParseError(f"undefined length for non-sequence tag {tag:08X}")
+                if pos + length > end:
+                    raise RawParseError(f"element {tag:08X} runs past the end of its item")
+                if type(wanted) is int:
+                    found[wanted] = bytes(buf[pos:pos + length])
+                pos += length
+        return pos  # an item of undefined length cut short ends at ``end``, as parse_sequence reads it
+
+    def sequence(self, pos: int, end: int, trie: Optional[dict], found: list) -> int:
+        """Walk a sequence's items, keeping values of its first item only; the position after it."""
+        buf = self.buf
+        first = True
+        while pos < end:
+            tag, length = _ITEM_HEAD.unpack_from(buf, pos)
+            pos += 8
+            if tag == _SEQUENCE_DELIMITER_LE:
+                return pos
+            if tag != _ITEM_TAG_LE:
+                raise RawParseError(f"expected an item, found tag {_tag_name(tag)}")
+            keep = trie if first else None
+            first = False
+            if length == UNDEFINED_LENGTH:
+                pos = self.dataset(pos, end, keep, found)
+            else:
+                if pos + length > end:
+                    raise RawParseError("item runs past the end of its sequence")
+                if keep:
+                    self.dataset(pos, pos + length, keep, found)
+                pos += length
+        return pos
+
+
 _SEQUENCE_TAGS: Dict[int, bool] = {}
 
 

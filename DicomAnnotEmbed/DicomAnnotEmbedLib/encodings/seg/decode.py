@@ -289,14 +289,14 @@ def _frame_infos(ds: Dataset, path: str) -> List[_FrameInfo]:
     shared = first_item(ds, "SharedFunctionalGroupsSequence") or Dataset()
     shared_number = _segment_number(shared, path)
     shared_position = _position(shared, path)
-    items = _raw_per_frame_items(ds)
+    items = _raw_per_frame_values(ds)
     infos = []
     if items is not None:
-        for item in items:
-            number = raw.us_value(raw.first([item], _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER))
-            position = raw.ds_values(raw.first([item], _PLANE_POSITION, _IMAGE_POSITION))
-            source_uid = raw.ui_value(raw.first([item], _DERIVATION_IMAGE, 0x00082112, 0x00081155))
-            source_frame = raw.is_value(raw.first([item], _DERIVATION_IMAGE, 0x00082112, 0x00081160))
+        for number, position, source_uid, source_frame in items:
+            number = raw.us_value(number)
+            position = raw.ds_values(position)
+            source_uid = raw.ui_value(source_uid)
+            source_frame = raw.is_value(source_frame)
             if position is not None and (len(position) != 3 or not all(abs(v) <= 1e6 for v in position)):
                 raise InputError(f"frame {len(infos) + 1}: Image Position (Patient) {str(position)[:80]} is not 3 "
                                  f"numbers within a kilometre of the origin", path)
@@ -336,14 +336,20 @@ def _position(item: Dataset, path: str, default: Optional[np.ndarray] = None) ->
     return default if values is None else np.array(values)
 
 
-def _raw_per_frame_items(ds: Dataset) -> Optional[List[raw.RawItem]]:
-    """The per-frame items parsed from the raw bytes, or None when pydicom must do it."""
+#: The per-frame values _frame_infos reads: Referenced Segment Number, Image Position (Patient),
+#: the source image's Referenced SOP Instance UID and Referenced Frame Number.
+_FRAME_VALUE_PATHS = [(_SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER), (_PLANE_POSITION, _IMAGE_POSITION),
+                      (_DERIVATION_IMAGE, 0x00082112, 0x00081155), (_DERIVATION_IMAGE, 0x00082112, 0x00081160)]
+
+
+def _raw_per_frame_values(ds: Dataset) -> Optional[List[List[Optional[bytes]]]]:
+    """The raw values of :data:`_FRAME_VALUE_PATHS` in every per-frame item, or None when pydicom
+    must read the items (raw.item_values: only these values are copied out of the bytes)."""
     element = ds.get_item(_PER_FRAME)
     if element is None or not getattr(element, "is_raw", False) or not element.is_little_endian:
         return None
     try:
-        return raw.parse_sequence(element.value, element.is_implicit_VR,
-                                  descend={_SEGMENT_IDENTIFICATION, _PLANE_POSITION, _DERIVATION_IMAGE, 0x00082112})
+        return raw.item_values(element.value, element.is_implicit_VR, _FRAME_VALUE_PATHS)
     except raw.RawParseError as exc:
         log.debug("per-frame groups parsed by pydicom: %s", exc)
         return None
@@ -510,6 +516,7 @@ class _FrameDecoder:
         else:
             self.data = None
             self._fragments = None
+        self._extents = None
 
     def packed_frame(self, index: int) -> Optional[np.ndarray]:
         """The packed bytes of a 1-bit native frame when it starts on a byte boundary."""
@@ -518,30 +525,53 @@ class _FrameDecoder:
             return None
         return self.data[index * pixels // 8:(index + 1) * pixels // 8]
 
-    def set_rows(self, index: int) -> Optional[Tuple[int, int]]:
-        """First and past-last row holding a set pixel (None for an empty frame). For packed
-        frames this is read from the packed bytes, 8 bytes at a time, so that empty rows are
-        never unpacked (the profile: unpacking whole frames was 60% of a BINARY import)."""
+    def _packed_rows(self, index: int) -> Optional[np.ndarray]:
+        """The packed frame as (rows, bytes a row) when its rows are whole bytes, else None."""
         packed = self.packed_frame(index)
         if packed is None or self.columns % 8:
-            return (0, self.rows) if self.data is None or self.frame(index).any() else None
-        per_row = self.columns // 8
-        rows = packed.reshape(self.rows, per_row)
-        if per_row % 8 == 0:
-            rows = rows.view(np.uint64)
-        occupied = np.flatnonzero(rows.any(axis=1))
-        if occupied.size == 0:
             return None
-        return int(occupied[0]), int(occupied[-1]) + 1
+        return packed.reshape(self.rows, self.columns // 8)
 
-    def frame_rows(self, index: int, first: int, stop: int) -> np.ndarray:
-        """Rows ``first:stop`` of frame ``index`` (only those rows are unpacked when packed)."""
-        packed = self.packed_frame(index)
-        if packed is None or self.columns % 8:
-            return self.frame(index)[first:stop]
-        per_row = self.columns // 8
-        bits = np.unpackbits(packed[first * per_row:stop * per_row], bitorder="little")
-        return bits.reshape(stop - first, self.columns)
+    def _row_extents(self) -> Tuple[np.ndarray, np.ndarray]:
+        """First and past-last row holding a set pixel of every packed frame (0, 0: empty), from
+        the packed bytes, a slab of frames at a time (one pass over them, 8 bytes at a time), so
+        that empty rows are never unpacked (unpacking whole frames was 60% of a BINARY import)."""
+        if self._extents is None:
+            per_row = self.columns // 8
+            first, stop = np.zeros(self.count, np.int64), np.zeros(self.count, np.int64)
+            word = np.uint64 if per_row % 8 == 0 else np.uint8
+            frame_bytes = self.rows * per_row
+            for start in range(0, self.count, 256):
+                end = min(self.count, start + 256)
+                block = self.data[start * frame_bytes:end * frame_bytes].view(word)
+                occupied = block.reshape(end - start, self.rows, -1).any(axis=2)
+                any_row = occupied.any(axis=1)
+                first[start:end] = np.where(any_row, occupied.argmax(axis=1), 0)
+                stop[start:end] = np.where(any_row, self.rows - occupied[:, ::-1].argmax(axis=1), 0)
+            self._extents = first, stop
+        return self._extents
+
+    def box(self, index: int) -> Optional[Tuple[int, int, int, int]]:
+        """Rows r0:r1 and columns c0:c1 holding every set pixel of frame ``index`` (None: empty).
+        Packed frames: the rows from :meth:`_row_extents`, the columns from the bytes of those
+        rows (whole bytes: c0 and c1 are multiples of 8); other frames: the whole frame."""
+        packed = self._packed_rows(index)
+        if packed is None:
+            return (0, self.rows, 0, self.columns) if self.data is None or self.frame(index).any() else None
+        first, stop = self._row_extents()
+        r0, r1 = int(first[index]), int(stop[index])
+        if r1 == 0:
+            return None
+        used = np.flatnonzero(np.bitwise_or.reduce(packed[r0:r1], axis=0))
+        return r0, r1, int(used[0]) * 8, (int(used[-1]) + 1) * 8
+
+    def box_pixels(self, index: int, box: Tuple[int, int, int, int]) -> np.ndarray:
+        """The pixels of frame ``index`` in ``box`` as bool (only those bytes are unpacked)."""
+        r0, r1, c0, c1 = box
+        packed = self._packed_rows(index)
+        if packed is None:
+            return self.frame(index)[r0:r1, c0:c1].astype(bool)
+        return np.unpackbits(packed[r0:r1, c0 // 8:c1 // 8], axis=1, bitorder="little").view(bool)  # 0/1
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as (rows, columns): bool/uint8 for 1-bit, uint8 or uint16 otherwise."""
@@ -637,14 +667,13 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
     ticks = iter(track(range(decoder.count), progress, "Reading SEG frames"))
     placed = []
     for seg_index, segment in enumerate(segments):
-        planes: Dict[int, Tuple[int, int, np.ndarray]] = {}  # k -> (row0, row1, mask rows)
+        planes: Dict[int, Tuple[Tuple[int, int, int, int], np.ndarray]] = {}  # k -> ((r0, r1, c0, c1), mask)
         for index in frames_of[seg_index]:
             next(ticks, None)
             k = slice_of_frame[index]
-            rows = decoder.set_rows(index)
-            if rows is None:
+            box = decoder.box(index)
+            if box is None:
                 continue
-            r0, r1 = rows
             if fractional:
                 values = decoder.frame(index).astype(np.float32) / max_value
                 if not values.any():
@@ -652,18 +681,20 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
                 fractions.setdefault(segment.id, FractionPlanes((decoder.rows, decoder.columns)))
                 previous = fractions[segment.id].get(k)
                 fractions[segment.id][k] = values if previous is None else np.maximum(previous, values)
-                mask_rows = values[r0:r1] >= 0.5
+                box = (box[0], box[1], 0, decoder.columns)
+                mask = values[box[0]:box[1]] >= 0.5
             else:
-                mask_rows = decoder.frame_rows(index, r0, r1).astype(bool, copy=False)
+                mask = decoder.box_pixels(index, box)
             if k in planes:  # several frames of one segment on one slice: merge
-                p0, p1, old = planes[k]
+                (p0, p1, q0, q1), old = planes[k]
                 full = np.zeros((decoder.rows, decoder.columns), dtype=bool)
-                full[p0:p1] |= old
-                full[r0:r1] |= mask_rows
-                nz = np.flatnonzero(full.any(axis=1))
-                r0, r1, mask_rows = int(nz[0]), int(nz[-1]) + 1, full[int(nz[0]):int(nz[-1]) + 1]
-            if mask_rows.any():
-                planes[k] = (r0, r1, mask_rows)
+                full[p0:p1, q0:q1] |= old
+                full[box[0]:box[1], box[2]:box[3]] |= mask
+                rows, columns = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+                box = int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+                mask = full[box[0]:box[1], box[2]:box[3]]
+            if mask.any():
+                planes[k] = (box, mask)
         if not planes:
             log.warning("segment %r has no voxels in the SEG", segment.name)
         layer = _free_layer(layers, planes)
@@ -673,8 +704,8 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
         value = next_value[layer]
         if value > 255 and layers[layer].dtype == np.uint8:
             layers[layer] = layers[layer].astype(np.uint16)
-        for k, (r0, r1, mask_rows) in planes.items():
-            layers[layer][k, r0:r1][mask_rows] = value
+        for k, ((r0, r1, c0, c1), mask) in planes.items():
+            np.copyto(layers[layer][k, r0:r1, c0:c1], value, where=mask)
         next_value[layer] = value + 1
         segment.layer, segment.label_value = layer, value
         placed.append(segment)
@@ -688,9 +719,13 @@ def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice
     return result
 
 
-def _free_layer(layers: List[np.ndarray], planes: Dict[int, Tuple[int, int, np.ndarray]]) -> int:
+def _free_layer(layers: List[np.ndarray], planes: Dict[int, Tuple[Tuple[int, int, int, int], np.ndarray]]) -> int:
+    """The first layer where the planes overlap no voxel (``len(layers)``: none), compared on
+    each plane's box only (a gather of the masked voxels of whole rows was 0.07 s of a
+    100-segment BINARY import; the boxes are an eighth of those rows)."""
     for number, layer in enumerate(layers):
-        if not any(np.any(layer[k, r0:r1][mask_rows]) for k, (r0, r1, mask_rows) in planes.items()):
+        if not any(np.logical_and(layer[k, r0:r1, c0:c1], mask).any()
+                   for k, ((r0, r1, c0, c1), mask) in planes.items()):
             return number
     return len(layers)
 
