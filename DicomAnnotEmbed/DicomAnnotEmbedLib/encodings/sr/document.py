@@ -47,25 +47,17 @@ def mark_explicit(document: Dataset, content: bool = True) -> None:
         ds.__dict__["_dae_explicit"] = True
 
 
-def report_skeleton(report, evidence: Sequence[Dataset]) -> Dataset:
-    """The report's root container with only its first content items (observer context,
-    procedure, language), for highdicom's SR constructor: it deep-copies, converts and searches
-    the content it is given (1.6 s CPU for 100 segments), and what it makes of it (the document's
-    Evidence sequences, the root container's elements) does not depend on the measurement groups
-    but through a check: that every instance they reference is evidence, done here."""
-    root = report[0]
-    evidence_uids = {str(ds.SOPInstanceUID) for ds in evidence}
+def report_skeleton(root: Dataset, evidence: Sequence[Dataset]) -> Dataset:
+    """The report's root container (:func:`template.report`) with only its first content items
+    (observer context, procedure, language), for highdicom's SR constructor when it builds the
+    header of the fast engine's document (sources :mod:`.template` does not describe): it
+    deep-copies, converts and searches the content it is given (1.6 s CPU for 100 segments), and
+    what it makes of it (the document's Evidence sequences, the root container's elements) does
+    not depend on the measurement groups but through a check: that every instance they reference
+    is evidence, done here (ValueError)."""
+    from .template import check_evidence
 
-    def referenced(items):
-        for item in items:
-            for reference in item.get("ReferencedSOPSequence", []) or []:
-                yield str(reference.ReferencedSOPInstanceUID)
-            yield from referenced(item.get("ContentSequence", []) or [])
-
-    missing = sorted(set(referenced(root.ContentSequence)) - evidence_uids)
-    if missing:
-        raise ValueError(f'No evidence was provided for the following SOP instances, which are referenced in the '
-                         f'document content: "{", ".join(missing)}"')
+    check_evidence(root, evidence)
     skeleton = Dataset()
     for element in root:
         if element.keyword != "ContentSequence":
@@ -75,23 +67,33 @@ def report_skeleton(report, evidence: Sequence[Dataset]) -> Dataset:
 
 
 def image_library(datasets: Sequence[Dataset], engine: str = "fast") -> Optional[List[Dataset]]:
-    """highdicom's TID 1600 Image Library entries of ``datasets``, or None (with a warning) when
-    highdicom cannot describe the images.
+    """The TID 1600 Image Library entries of ``datasets``, or None (with a warning) when the images
+    cannot be described as highdicom describes them (e.g. an empty Slice Thickness).
 
-    ``engine="fast"`` (:func:`_image_library`): highdicom builds the entry of one image per
-    pattern and the others are copies of it with their own SOP Instance UID and position;
-    ``"highdicom"``: highdicom builds every entry (Testing/Python/encodings/test_sr_speed_equivalence.py
-    compares the two). The two reports of one export share the entries: built once, written twice.
+    ``engine="fast"`` (:func:`_image_library`): the entry of one image per pattern is built
+    (:func:`template.image_library`; by highdicom for SOP classes it does not list) and the others
+    are copies of it with their own SOP Instance UID and position; ``"highdicom"``: highdicom
+    builds every entry (Testing/Python/encodings/test_sr_speed_equivalence.py compares the two).
+    The two reports of one export share the entries: built once, written twice.
     """
-    import highdicom as hd
+    from . import template
 
     try:
         headers = [_library_header(ds) for ds in datasets]
-        return list(_image_library(headers) if engine == "fast" else hd.sr.ImageLibrary(headers))
+        if engine == "fast":
+            known = all(str(ds.get("SOPClassUID", "")) in template.IMAGE_MODALITIES for ds in headers)
+            return _image_library(headers, template.image_library if known else _highdicom_library)
+        return _highdicom_library(headers)
     except (ValueError, TypeError, AttributeError) as error:
         # e.g. an empty Slice Thickness (type 2 in CT): the report stands without the library
         log.warning("the SR has no image library: highdicom cannot describe the images (%s)", error)
         return None
+
+
+def _highdicom_library(headers: Sequence[Dataset]) -> List[Dataset]:
+    import highdicom as hd
+
+    return list(hd.sr.ImageLibrary(headers))
 
 
 def insert_image_library(document: Dataset, library: List[Dataset]) -> None:
@@ -114,14 +116,12 @@ _LIBRARY_PATTERN = ("SOPClassUID", "Modality", "FrameOfReferenceUID", "Rows", "C
                     "ImagerPixelSpacing")
 
 
-def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
-    """highdicom's ImageLibrary of ``headers``, built faster: highdicom describes the first image
-    of each pattern (:data:`_LIBRARY_PATTERN`, and the types of the position's values) and every
-    other image's entry is a copy of its pattern's with its own Referenced SOP Instance UID and
+def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
+    """The ImageLibrary of ``headers``, built faster: ``describe`` (highdicom's or
+    :func:`template.image_library`) describes the first image of each pattern
+    (:data:`_LIBRARY_PATTERN`, and the types of the position's values) and every other image's entry is a copy of its pattern's with its own Referenced SOP Instance UID and
     Image Position (Patient) X, Y, Z (formatted as highdicom's NumContentItem does). highdicom
     builds, and searches, 17 content items an image: 200 images took ~14 s of a profiled export."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
     from pydicom.valuerep import DS
 
     def pattern(ds: Dataset):
@@ -139,7 +139,7 @@ def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
     for index, key in enumerate(keys):
         first.setdefault(key, index)
     representatives = [headers[index] for index in first.values()]
-    library = list(hd.sr.ImageLibrary(representatives))
+    library = describe(representatives)
     container = library[-1]
     entries, group_of = {}, {}
     for group in container.ContentSequence:
@@ -148,8 +148,7 @@ def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
                 uid = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
                 entries[uid] = item
                 group_of[uid] = group
-    position_codes = {codes.DCM.ImagePositionPatientX.value: 0, codes.DCM.ImagePositionPatientY.value: 1,
-                      codes.DCM.ImagePositionPatientZ.value: 2}
+    position_codes = {"110901": 0, "110902": 1, "110903": 2}  # Image Position (Patient) X, Y, Z
     templates, contents = {}, {}
     for key, index in first.items():
         uid = str(headers[index].SOPInstanceUID)
@@ -186,16 +185,13 @@ def _image_library(headers: Sequence[Dataset]) -> List[Dataset]:
     return library
 
 
-def _copy_dataset(ds: Dataset, deep: bool = True, kind: type = Dataset) -> Dataset:
-    """A copy of ``ds`` (a plain Dataset, or highdicom's content item) with its sequences' items
-    copied (``deep``; else shared) and its elements' VRs and values as they are; faster than
-    deepcopy (which took as long as highdicom). The copy is a ``kind`` (a Dataset class whose
-    state is its elements, e.g. highdicom's NumContentItem), made without its constructor."""
+def _copy_dataset(ds: Dataset, deep: bool = True) -> Dataset:
+    """A plain Dataset copy of ``ds`` (a Dataset, or highdicom's content item) with its sequences'
+    items copied (``deep``; else shared) and its elements' VRs and values as they are; faster than
+    deepcopy (which took as long as highdicom)."""
     from pydicom.dataelem import DataElement
 
-    copy = Dataset() if kind is Dataset else kind.__new__(kind)
-    if kind is not Dataset:
-        Dataset.__init__(copy)
+    copy = Dataset()
     for element in ds:
         # a shallow copy of the element: DataElement() would validate its value again
         new = DataElement.__new__(DataElement)

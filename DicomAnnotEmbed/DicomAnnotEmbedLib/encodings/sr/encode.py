@@ -34,6 +34,7 @@ from .codes import (ALGORITHM_NAME, ANGLE, AREA, DERIVATIONS, IMAGE_VALUE, IMAGI
                     PRIVATE_SCHEME_NAME, PROCEDURES, SEG_SOP_CLASSES, SURFACE_AREA, VOLUME, VOXEL_SUM_METHOD,
                     LABEL_MAP_SEGMENTATION, PathLike, _FINDING, _key, _unique, markups_document_path,
                     private_concept)
+from . import template
 from .document import evidence, image_library, insert_image_library, report_skeleton
 from .records import MeasurementRecord
 from .writer import write_document
@@ -145,8 +146,13 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         evaluations: an evaluation CSV (see :mod:`evaluations`) read with ``options.code_table``,
             or a list of :class:`evaluations.EvaluationRecord`.
         options: :class:`SrExportOptions`; single fields may also be given as keywords.
-        engine: "fast" (the image library's entries are copies of highdicom's first one, see
-            :func:`document._image_library`) or "highdicom" (highdicom builds all of it); the same document.
+        engine: "fast" (pydicom alone builds the document, :mod:`.template`; the image library's
+            entries are copies of the first one of each kind, see :func:`document._image_library`)
+            or "highdicom" (highdicom builds all of it); the same document but for highdicom's own
+            Contributing Equipment item (see :mod:`.template`). The fast engine falls back to
+            highdicom for the document header and the image library when a source image is of a
+            SOP class :data:`template.IMAGE_MODALITIES` does not list (or has a Patient's Sex
+            highdicom refuses); its measurement groups are its own in every case.
 
     Raises:
         InputError: a SEG of another series, nothing to report, a bad CSV.
@@ -156,8 +162,6 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     An empty segment of the SEG gets its group (finding, reference, evaluations) without
     measurements, and a warning.
     """
-    import highdicom as hd
-
     from ...core.measurements import measure_markup, measure_segmentation
 
     options = dataclasses.replace(options or SrExportOptions(), **option_values)
@@ -223,16 +227,15 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     if options.lidc:
         check_lidc_tracking(seg_segmentation.segments, lidc)
 
-    algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=options.algorithm_version)
+    algorithm = (ALGORITHM_NAME, options.algorithm_version)
     groups = []  # the segments' groups, then the markups'
-    templates: dict = {}  # highdicom's measurement items of each kind (_measurement_item)
     for seg_segment in sorted(seg_segmentation.segments, key=lambda s: numbers[s.id]):
         if seg_segment.id not in matched:
             log.info("SEG segment %r has no counterpart in the given segmentation: reported from the SEG alone",
                      seg_segment.name)
         group, records = _segment_group(
             seg_segment, numbers[seg_segment.id], seg_header, series, measured.get(seg_segment.id),
-            per_segment.get(seg_segment.id, []), algorithm, lidc.get(seg_segment.id), engine, templates)
+            per_segment.get(seg_segment.id, []), algorithm, lidc.get(seg_segment.id), engine)
         groups.append(group)
         result.records.extend(records)
     segment_group_count = len(groups)
@@ -240,14 +243,15 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     for markup in shapes:
         name = _unique(markup.name, used_names)
         quantities = measure_markup(markup)
-        new_groups, records = _markup_groups(markup, name, quantities, frame_of_reference, series, algorithm)
+        new_groups, records = _markup_groups(markup, name, quantities, frame_of_reference, series, algorithm,
+                                             engine)
         groups.extend(new_groups)
         result.records.extend(records)
     if not groups:
         raise InputError("nothing to report: the SEG has no segments and no markups were given", seg_file)
     result.groups = len(groups)
 
-    context = _observation_context(options)
+    context = _observation_context(options, engine)
     procedure = options.procedure_reported or PROCEDURES.get(series.modality.upper(), IMAGING_PROCEDURE)
     description = options.series_description
     if description is None:
@@ -281,20 +285,27 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     return result
 
 
-def _observation_context(options: SrExportOptions):
+def _observation_context(options: SrExportOptions, engine: str = "fast"):
+    """TID 1001: a person observer (``observer_name``) and/or a device observer (``device_name``,
+    else this package when there is no person): highdicom's ObservationContext, or (fast) its items."""
+    person = options.observer_name
+    device = options.device_name or ALGORITHM_NAME if options.device_name or not person else None
+    device_uid = generate_uid(entropy_srcs=["DicomAnnotEmbed device observer", device]) if device else None
+    if engine == "fast":
+        return (template.person_observer(person) if person else []) + \
+            (template.device_observer(device_uid, long_string(device)) if device else [])
     import highdicom as hd
 
     observer_person = observer_device = None
-    if options.observer_name:
+    if person:
         observer_person = hd.sr.ObserverContext(
             observer_type=coded_concept(Code("121006", "DCM", "Person")),
-            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=options.observer_name))
-    if options.device_name or not options.observer_name:
-        name = options.device_name or ALGORITHM_NAME
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=person))
+    if device:
         observer_device = hd.sr.ObserverContext(
             observer_type=coded_concept(Code("121007", "DCM", "Device")),
             observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=generate_uid(entropy_srcs=["DicomAnnotEmbed device observer", name]), name=long_string(name)))
+                uid=device_uid, name=long_string(device)))
     return hd.sr.ObservationContext(observer_person_context=observer_person, observer_device_context=observer_device)
 
 
@@ -302,32 +313,61 @@ def _document(series: ReferenceSeries, context, procedure: Code, groups: list, e
               sop_instance_uid: str, instance_number: int, description: str, result: SrExportResult,
               options: SrExportOptions, engine: str, library: Optional[List[Dataset]]) -> Dataset:
     """One Comprehensive 3D SR document of ``groups``, with the image library entries ``library``
-    (none when None)."""
-    import highdicom as hd
-
-    try:
-        report = hd.sr.MeasurementReport(
-            observation_context=context, procedure_reported=coded_concept(procedure), imaging_measurements=groups,
-            language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
-                hd.sr.templates.DEFAULT_LANGUAGE))
-    except (ValueError, TypeError, AttributeError) as error:
-        raise InputError(f"the measurement report cannot be built: {error}") from None
-    try:
-        document = hd.sr.Comprehensive3DSR(
-            evidence=evidence_items, content=report if engine != "fast" else report_skeleton(report, evidence_items),
-            series_instance_uid=result.series_instance_uid, series_number=options.series_number,
-            sop_instance_uid=sop_instance_uid, instance_number=instance_number,
-            manufacturer="DicomAnnotEmbed", series_description=long_string(description),
-            software_versions=f"DicomAnnotEmbed {__version__}")
-    except (ValueError, TypeError, AttributeError) as error:
-        raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
+    (none when None). ``engine="fast"``: ``groups`` and ``context`` are content items of
+    :mod:`.template`, which also builds the document (highdicom builds its header from the
+    report's first items when :func:`template.supports` refuses the sources)."""
+    header = dict(series_instance_uid=result.series_instance_uid, series_number=options.series_number,
+                  sop_instance_uid=sop_instance_uid, instance_number=instance_number,
+                  manufacturer="DicomAnnotEmbed", series_description=long_string(description),
+                  software_versions=f"DicomAnnotEmbed {__version__}")
     if engine == "fast":
-        document.ContentSequence = report[0].ContentSequence  # the whole content, as highdicom copies it
+        root = template.report(context, procedure, groups)
+        if template.supports(evidence_items):
+            try:
+                document = template.build_document(
+                    evidence_items, root, series_uid=header["series_instance_uid"],
+                    series_number=header["series_number"], sop_uid=sop_instance_uid,
+                    instance_number=instance_number, manufacturer=header["manufacturer"],
+                    series_description=header["series_description"],
+                    software_versions=header["software_versions"])
+            except (ValueError, TypeError, AttributeError) as error:
+                raise InputError(f"the SR document cannot be built from the series' headers: {error}",
+                                 series.folder) from None
+        else:
+            try:
+                skeleton = report_skeleton(root, evidence_items)
+            except ValueError as error:
+                raise InputError(f"the SR document cannot be built from the series' headers: {error}",
+                                 series.folder) from None
+            document = _highdicom_document(series, evidence_items, skeleton, header)
+            document.ContentSequence = root.ContentSequence
+    else:
+        import highdicom as hd
+
+        try:
+            report = hd.sr.MeasurementReport(
+                observation_context=context, procedure_reported=coded_concept(procedure),
+                imaging_measurements=groups,
+                language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
+                    hd.sr.templates.DEFAULT_LANGUAGE))
+        except (ValueError, TypeError, AttributeError) as error:
+            raise InputError(f"the measurement report cannot be built: {error}") from None
+        document = _highdicom_document(series, evidence_items, report, header)
     if library is not None:
         insert_image_library(document, library)
     _add_coding_schemes(document, options)
     _declare_character_set(document)
     return document
+
+
+def _highdicom_document(series: ReferenceSeries, evidence_items: List[Dataset], content, header: dict) -> Dataset:
+    """highdicom's Comprehensive 3D SR of ``content`` (its report, or a root item)."""
+    import highdicom as hd
+
+    try:
+        return hd.sr.Comprehensive3DSR(evidence=evidence_items, content=content, **header)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"the SR document cannot be built from the series' headers: {error}", series.folder) from None
 
 
 def _add_pertinent_evidence(report: Dataset, markups_report: Dataset) -> None:
@@ -440,22 +480,13 @@ def check_markup_inside(markup: Markup, geometry: VolumeGeometry) -> None:
 
 
 def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: ReferenceSeries, measured,
-                   evaluations: list, algorithm, lidc: Optional[Tuple[int, str]], engine: str = "fast",
-                   templates: Optional[dict] = None):
-    """The TID 1411 group of one SEG segment and its records.
-
-    ``engine="fast"``: highdicom builds the group without its measurements and evaluations, which
-    are then put where it puts them (after the finding sites, before the referenced segment).
-    Given to the constructor, each measurement makes it search the measurement's content tree for
-    coordinates (which ours never have): 0.55 of the 0.85 s CPU that 100 groups took. And each
-    measurement is a copy of highdicom's Measurement of its kind, made once an export in
-    ``templates`` (see :func:`_measurement_item`)."""
-    import highdicom as hd
-
+                   evaluations: list, algorithm: Tuple[str, str], lidc: Optional[Tuple[int, str]],
+                   engine: str = "fast"):
+    """The TID 1411 group of one SEG segment and its records: a content item of :mod:`.template`
+    (``engine="fast"``) or highdicom's group. ``algorithm``: (name, version)."""
     from ...core.model import DEFAULT_TERMINOLOGY
 
-    templates = {} if templates is None else templates
-
+    fast = engine == "fast"
     tracking_id = segment.attributes.get("TrackingIdentifier")
     tracking_uid = segment.attributes.get("TrackingUniqueIdentifier")
     if not tracking_id or not tracking_uid:
@@ -465,13 +496,11 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
     term = segment.terminology or DEFAULT_TERMINOLOGY
     if lidc is not None:
         term = lidc_terminology()
-    finding_site = None
+    site = laterality = topographical = None
     if term.anatomic_region is not None:
-        modifier = term.anatomic_region_modifier
+        site, modifier = term.anatomic_region, term.anatomic_region_modifier
         lateral = modifier is not None and (modifier.value, modifier.scheme) in LATERALITIES
-        finding_site = hd.sr.FindingSite(
-            coded_concept(term.anatomic_region), laterality=coded_concept(modifier) if lateral else None,
-            topographical_modifier=coded_concept(modifier) if modifier is not None and not lateral else None)
+        laterality, topographical = (modifier, None) if lateral else (None, modifier)
     records: List[MeasurementRecord] = []
 
     def record(concept: Code, **values) -> None:
@@ -481,7 +510,7 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
             seg_sop_instance_uid=str(seg_header.SOPInstanceUID),
             segment_number=number, segment=segment.name, **values))
 
-    fast = engine == "fast"
+    builder = _Items(engine, algorithm)
     measurements = []
     if measured is not None:
         for name, quantity in measured.quantities().items():
@@ -492,115 +521,151 @@ def _segment_group(segment: Segment, number: int, seg_header: Dataset, series: R
                 concept = INTENSITY_CONCEPTS.get(series.modality.upper(), IMAGE_VALUE)
             else:
                 concept = {"volume": VOLUME, "surface_area": SURFACE_AREA, "maximum_diameter": MAXIMUM_DIAMETER}[name]
-            if fast:
-                measurements.append([_measurement_item(templates, concept, float(quantity.value), unit, algorithm,
-                                                       derivation, method)])
-            else:
-                measurements.append(hd.sr.Measurement(
-                    name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(unit),
-                    algorithm_id=algorithm, derivation=coded_concept(derivation) if derivation else None,
-                    method=coded_concept(method) if method else None))
+            measurements.append(builder.measurement(concept, float(quantity.value), unit, derivation=derivation,
+                                                    method=method))
             record(concept, value=float(quantity.value), unit=unit, derivation=derivation, method=method,
-                   algorithm=_algorithm_text(algorithm))
+                   algorithm=" ".join(algorithm))
     qualitative, texts = [], []
     for evaluation in evaluations:
         concept = evaluation.concept or private_concept(evaluation.concept_name)
         if evaluation.value is not None:
-            qualitative.append(hd.sr.QualitativeEvaluation(coded_concept(concept), coded_concept(evaluation.value)))
+            qualitative.append(builder.evaluation(concept, evaluation.value))
             record(concept, coded_value=evaluation.value)
         else:
-            texts.append(hd.sr.TextContentItem(name=coded_concept(concept), value=str(evaluation.text),
-                                               relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+            texts.append(builder.text(concept, str(evaluation.text)))
             record(concept, text=str(evaluation.text))
-    referenced_segment = hd.sr.ReferencedSegment(
-        sop_class_uid=str(seg_header.SOPClassUID), sop_instance_uid=str(seg_header.SOPInstanceUID),
-        segment_number=int(number), source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid))
-    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=long_string(tracking_id)),
-        referenced_segment=referenced_segment,
-        finding_type=coded_concept(term.type), finding_category=coded_concept(term.category),
-        finding_sites=[finding_site] if finding_site is not None else None,
-        measurements=None if fast else measurements or None,
-        qualitative_evaluations=None if fast else qualitative or None)
-    content = group[0].ContentSequence
+    seg_class, seg_uid = str(seg_header.SOPClassUID), str(seg_header.SOPInstanceUID)
     if fast:
-        # highdicom: measurements, then evaluations, after the other items; the reference last
-        at = len(content) - len(referenced_segment)
-        for item in [item for measurement in measurements for item in measurement] + \
-                [item for evaluation in qualitative for item in evaluation]:
-            content.insert(at, item)
-            at += 1
+        group = template.measurement_group(
+            "1411", long_string(tracking_id), tracking_uid, finding=term.type, category=term.category,
+            sites=[template.finding_site(site, laterality, topographical)] if site is not None else (),
+            items=measurements + qualitative,
+            region=template.referenced_segment(seg_class, seg_uid, number, series.series_instance_uid))
+        content = group.ContentSequence
+    else:
+        import highdicom as hd
+
+        finding_site = hd.sr.FindingSite(
+            coded_concept(site), laterality=coded_concept(laterality) if laterality else None,
+            topographical_modifier=coded_concept(topographical) if topographical else None) if site else None
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=long_string(tracking_id)),
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=seg_class, sop_instance_uid=seg_uid, segment_number=int(number),
+                source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid)),
+            finding_type=coded_concept(term.type), finding_category=coded_concept(term.category),
+            finding_sites=[finding_site] if finding_site is not None else None,
+            measurements=measurements or None, qualitative_evaluations=qualitative or None)
+        content = group[0].ContentSequence
     if term.type_modifier is not None:
-        _add_finding_modifier(content, term.type_modifier)
+        _add_finding_modifier(content, term.type_modifier, builder)
     content.extend(texts)
     return group, records
 
 
-def _measurement_item(templates: dict, concept: Code, value: float, unit: Code, algorithm,
-                      derivation: Optional[Code], method: Optional[Code]):
-    """The NUM content item highdicom's Measurement makes of ``value`` (with ``algorithm``), as a
-    copy of the one it made for this kind of measurement (kept in ``templates``) with its own
-    Numeric Value and Floating Point Value, set as highdicom's NumContentItem sets them. The
-    concept names, units and the algorithm, derivation and method items are the template's,
-    shared. highdicom took ~0.6 ms a measurement (checks, code conversions); a copy ~0.03."""
-    import highdicom as hd
-    from pydicom.valuerep import DS
+class _Items:
+    """The content items of a group, made by :mod:`.template` (``engine="fast"``) or by highdicom.
+    ``algorithm``: (name, version), the TID 4019 items every measurement carries."""
 
-    from .document import _copy_dataset
+    def __init__(self, engine: str, algorithm: Tuple[str, str]):
+        self.fast = engine == "fast"
+        if self.fast:
+            self.algorithm = template.algorithm_items(*algorithm)  # shared by the group's measurements
+        else:
+            import highdicom as hd
 
-    key = (concept, unit, derivation, method, id(algorithm))
-    template = templates.get(key)
-    if template is None:
-        template = templates[key] = hd.sr.Measurement(
-            name=coded_concept(concept), value=0.0, unit=coded_concept(unit), algorithm_id=algorithm,
+            self.hd = hd
+            self.algorithm = hd.sr.AlgorithmIdentification(name=algorithm[0], version=algorithm[1])
+
+    def measurement(self, concept: Code, value: float, unit: Code, derivation: Optional[Code] = None,
+                    method: Optional[Code] = None, coordinates=None):
+        """TID 300 (``coordinates``: graphic type, points and Frame of Reference it is inferred from)."""
+        if self.fast:
+            return template.measurement(concept, value, unit, self.algorithm, derivation=derivation, method=method,
+                                        coordinates=[template.inferred_from(*coordinates)] if coordinates else ())
+        hd = self.hd
+        return hd.sr.Measurement(
+            name=coded_concept(concept), value=value, unit=coded_concept(unit), algorithm_id=self.algorithm,
             derivation=coded_concept(derivation) if derivation else None,
-            method=coded_concept(method) if method else None)[0]
-    item = _copy_dataset(template, deep=False, kind=type(template))
-    measured = _copy_dataset(template.MeasuredValueSequence[0])
-    measured.NumericValue = DS(value, auto_format=True)
-    measured.FloatingPointValue = value
-    item.MeasuredValueSequence = [measured]
-    return item
+            method=coded_concept(method) if method else None,
+            referenced_coordinates=[hd.sr.CoordinatesForMeasurement3D(
+                graphic_type=coordinates[0], graphic_data=np.asarray(coordinates[1], float),
+                frame_of_reference_uid=coordinates[2])] if coordinates else None)
+
+    def evaluation(self, concept: Code, value: Code):
+        if self.fast:
+            return template.code_content(concept, value, template.CONTAINS)
+        return self.hd.sr.QualitativeEvaluation(coded_concept(concept), coded_concept(value))
+
+    def text(self, concept: Code, value: str):
+        if self.fast:
+            return template.text_content(concept, value, template.CONTAINS)
+        hd = self.hd
+        return hd.sr.TextContentItem(name=coded_concept(concept), value=value,
+                                     relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+
+    def modifier(self, name: Code, value: Code):
+        if self.fast:
+            return template.code_content(name, value, template.HAS_CONCEPT_MOD)
+        hd = self.hd
+        return hd.sr.CodeContentItem(name=coded_concept(name), value=coded_concept(value),
+                                     relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)
+
+    def group(self, template_id: str, tracking: Tuple[str, str], measurements=(), region=None, surface=None):
+        """A measurement group of a markup: TID 1501 (no region), 1410 (``region``: graphic type,
+        points, Frame of Reference) or 1411 (``surface``: faces, Frame of Reference, source series)."""
+        identifier, uid = tracking
+        if self.fast:
+            if region is not None:
+                items = template.image_region(*region)
+            elif surface is not None:
+                items = template.volume_surface(*surface)
+            else:
+                items = []
+            return template.measurement_group(template_id, identifier, uid, items=list(measurements), region=items)
+        hd = self.hd
+        tracking_identifier = hd.sr.TrackingIdentifier(uid=uid, identifier=identifier)
+        if region is not None:
+            return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking_identifier, measurements=list(measurements) or None,
+                referenced_region=hd.sr.ImageRegion3D(graphic_type=region[0], graphic_data=np.asarray(region[1], float),
+                                                      frame_of_reference_uid=region[2]))
+        if surface is not None:
+            faces, frame_of_reference, series_uid = surface
+            return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking_identifier, measurements=list(measurements) or None,
+                referenced_volume_surface=hd.sr.VolumeSurface(
+                    graphic_type="POLYGON", graphic_data=faces, frame_of_reference_uid=frame_of_reference,
+                    source_series=hd.sr.SourceSeriesForSegmentation(series_uid)))
+        return hd.sr.MeasurementsAndQualitativeEvaluations(tracking_identifier=tracking_identifier,
+                                                           measurements=list(measurements))
 
 
-def _algorithm_text(algorithm) -> str:
-    """"name version" of a highdicom AlgorithmIdentification (as import reads it back)."""
-    return " ".join(str(item.value) for item in algorithm[:2])
-
-
-def _add_finding_modifier(content, modifier: Code) -> None:
+def _add_finding_modifier(content, modifier: Code, builder: _Items) -> None:
     """The segment's type modifier as a concept modifier of its Finding item."""
-    import highdicom as hd
-
     lateral = (modifier.value, modifier.scheme) in LATERALITIES
     name = Code("272741003", "SCT", "Laterality") if lateral else Code("106233006", "SCT", "Topographical modifier")
     for item in content:
         if _key(item) in _FINDING:
-            item.ContentSequence = hd.sr.ContentSequence([hd.sr.CodeContentItem(
-                name=coded_concept(name), value=coded_concept(modifier), relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)])
+            item.ContentSequence = [builder.modifier(name, modifier)]
             return
 
 
 def _markup_groups(markup: Markup, name: str, quantities: dict, frame_of_reference: str,
-                   series: ReferenceSeries, algorithm):
-    """Measurement groups and records for one markup (see the module docstring)."""
-    import highdicom as hd
-    from highdicom.spatial import are_points_coplanar
-
+                   series: ReferenceSeries, algorithm: Tuple[str, str], engine: str = "fast"):
+    """Measurement groups and records for one markup (see the package docstring)."""
     uid = markup.attributes.get("TrackingUniqueIdentifier") or generate_uid()
-    tracking = hd.sr.TrackingIdentifier(uid=uid, identifier=name)
+    tracking = (name, uid)
+    builder = _Items(engine, algorithm)
     records: List[MeasurementRecord] = []
 
-    def measurement(concept: Code, quantity, template: str, coordinates=None):
+    def measurement(concept: Code, quantity, template_id: str, coordinates=None):
         records.append(MeasurementRecord(
-            tracking_id=name, tracking_uid=uid, concept=concept, template=template, value=float(quantity.value),
-            unit=quantity.unit_code, algorithm=_algorithm_text(algorithm), markup=name))
-        return hd.sr.Measurement(name=coded_concept(concept), value=float(quantity.value), unit=coded_concept(quantity.unit_code),
-                                 algorithm_id=algorithm, referenced_coordinates=coordinates)
-
-    def coords(graphic_type: str, points: np.ndarray):
-        return [hd.sr.CoordinatesForMeasurement3D(graphic_type=graphic_type, graphic_data=np.asarray(points, float),
-                                                  frame_of_reference_uid=frame_of_reference)]
+            tracking_id=name, tracking_uid=uid, concept=concept, template=template_id, value=float(quantity.value),
+            unit=quantity.unit_code, algorithm=" ".join(algorithm), markup=name))
+        return builder.measurement(concept, float(quantity.value), quantity.unit_code,
+                                   coordinates=(coordinates[0], coordinates[1], frame_of_reference) if coordinates
+                                   else None)
 
     points = markup.points_lps
     kind = markup.kind
@@ -608,51 +673,35 @@ def _markup_groups(markup: Markup, name: str, quantities: dict, frame_of_referen
         if len(points) == 0:
             log.warning("markup %r has no control points and is skipped", markup.name)
             return [], []
-        groups = [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking, referenced_region=hd.sr.ImageRegion3D(
-                graphic_type="POINT", graphic_data=p[None], frame_of_reference_uid=frame_of_reference))
-            for p in points]
-        return groups, records
+        return [builder.group("1410", tracking, region=("POINT", p[None], frame_of_reference)) for p in points], records
     if kind in ("line", "curve", "angle"):
         concept, key = {"line": (LENGTH, "length"), "curve": (PATH_LENGTH, "length"), "angle": (ANGLE, "angle")}[kind]
-        group = hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking,
-            measurements=[measurement(concept, quantities[key], "1501", coords("POLYLINE", points))])
+        group = builder.group("1501", tracking, [measurement(concept, quantities[key], "1501", ("POLYLINE", points))])
         return [group], records
     if kind == "closed_curve":
         closed = np.vstack([points, points[:1]])
         ends = markup_ellipse(markup)  # an ellipse-marked curve: SCOORD3D ELLIPSE, major axis first
         region = ("ELLIPSE", major_first(ends)) if ends is not None else ("POLYGON", closed)
-        if ends is not None or are_points_coplanar(points):
+        if ends is not None or template.are_points_coplanar(points):
             area, perimeter = measurement(AREA, quantities["area"], "1410"), \
                 measurement(PERIMETER, quantities["perimeter"], "1410")
-            group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking, measurements=[area, perimeter],
-                referenced_region=hd.sr.ImageRegion3D(graphic_type=region[0], graphic_data=region[1],
-                                                      frame_of_reference_uid=frame_of_reference))
+            group = builder.group("1410", tracking, [area, perimeter], region=(*region, frame_of_reference))
         else:
             log.warning("closed curve %r is not planar: written as a closed POLYLINE (a POLYGON must be planar); its "
                         "area is that of its projection on the best-fit plane", markup.name)
-            group = hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking,
-                measurements=[measurement(PERIMETER, quantities["perimeter"], "1501", coords("POLYLINE", closed)),
-                              measurement(AREA, quantities["area"], "1501")])
+            group = builder.group("1501", tracking, [
+                measurement(PERIMETER, quantities["perimeter"], "1501", ("POLYLINE", closed)),
+                measurement(AREA, quantities["area"], "1501")])
         return [group], records
     if kind == "plane":
         corners = _plane_corners(markup)
-        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking, referenced_region=hd.sr.ImageRegion3D(
-                graphic_type="POLYGON", graphic_data=np.vstack([corners, corners[:1]]),
-                frame_of_reference_uid=frame_of_reference))
+        group = builder.group("1410", tracking, region=("POLYGON", np.vstack([corners, corners[:1]]),
+                                                       frame_of_reference))
         return [group], records
     if kind == "roi":
         faces = [np.vstack([f, f[:1]]) for f in _box_faces(markup)]
-        surface = hd.sr.VolumeSurface(graphic_type="POLYGON", graphic_data=faces,
-                                      frame_of_reference_uid=frame_of_reference,
-                                      source_series=hd.sr.SourceSeriesForSegmentation(series.series_instance_uid))
-        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking, referenced_volume_surface=surface,
-            measurements=[measurement(VOLUME, quantities["volume"], "1411")])
+        group = builder.group("1411", tracking, [measurement(VOLUME, quantities["volume"], "1411")],
+                              surface=(faces, frame_of_reference, series.series_instance_uid))
         return [group], records
     raise InputError(f"markup {markup.name!r}: kind {kind!r} cannot be written to an SR")
 
