@@ -733,15 +733,15 @@ def _box_faces(markup: Markup) -> List[np.ndarray]:
 def _add_coding_schemes(document: Dataset, options: SrExportOptions) -> None:
     """Coding Scheme Identification items for the private schemes the document uses."""
     schemes = set()
-
-    def walk(items):
-        for item in items:
-            for keyword in ("ConceptNameCodeSequence", "ConceptCodeSequence"):
-                for code in item.get(keyword, []) or []:
+    stack = list(document.ContentSequence)
+    while stack:  # (the datasets' own dictionaries: Dataset.get took 0.075 s CPU on case C's 16,000 items)
+        item = stack.pop()
+        for tag in (0x0040A043, 0x0040A168):  # Concept Name, Concept Code Sequence
+            if tag in item._dict:
+                for code in item[tag].value or []:
                     schemes.add(str(code.CodingSchemeDesignator))
-            walk(item.get("ContentSequence", []) or [])
-
-    walk(document.ContentSequence)
+        if 0x0040A730 in item._dict:
+            stack.extend(item[0x0040A730].value or [])
     names = {PRIVATE_SCHEME: PRIVATE_SCHEME_NAME}
     try:
         from ...dicom.evaluations import load_code_table

@@ -32,10 +32,14 @@ in its file meta information.
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import DA, DS, TM
 
@@ -127,24 +131,51 @@ def supports(evidence: Sequence[Dataset]) -> bool:
 
 # --- content items (highdicom's value_types) --------------------------------------------------------
 
+_VALUE_TYPE, _RELATIONSHIP, _CONCEPT_NAME, _CONCEPT_CODE = Tag(0x0040A040), Tag(0x0040A010), Tag(0x0040A043), \
+    Tag(0x0040A168)
+_TEXT_VALUE, _UID, _NUMERIC, _FLOATING, _UNITS = Tag(0x0040A160), Tag(0x0040A124), Tag(0x0040A30A), \
+    Tag(0x0040A161), Tag(0x004008EA)
+_MEASURED_VALUE, _CONTENT, _CONTINUITY = Tag(0x0040A300), Tag(0x0040A730), Tag(0x0040A050)
+
+
+def _put(ds: Dataset, tag: Tag, vr: str, value) -> None:
+    """Set an element whose value is already what pydicom would store (a str of a string VR, a
+    DS, a float, a pydicom Sequence): pydicom's ``__setattr__`` looks the keyword up and checks and
+    converts the value again, ~10 microseconds an element (the content tree has ~75,000)."""
+    element = DataElement.__new__(DataElement)
+    element.__dict__.update(tag=tag, VR=vr, validation_mode=1, _value=value, file_tell=None,
+                            is_undefined_length=False, private_creator=None)
+    ds._dict[tag] = element
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(code: Code) -> Dataset:
+    """The code sequence item of ``code`` (seg.template.code_item), made once a process and shared
+    by every item naming that code: it is written as it is and never changed."""
+    return code_item(code)
+
+
 def content_item(value_type: str, name: Code, relationship: Optional[str]) -> Dataset:
     item = Dataset()
-    item.ValueType = value_type
-    item.ConceptNameCodeSequence = [code_item(name)]
+    _put(item, _VALUE_TYPE, "CS", value_type)
+    _put(item, _CONCEPT_NAME, "SQ", DicomSequence([_code(name)]))
     if relationship is not None:
-        item.RelationshipType = relationship
+        _put(item, _RELATIONSHIP, "CS", relationship)
     return item
 
 
 def code_content(name: Code, value: Code, relationship: Optional[str]) -> Dataset:
     item = content_item("CODE", name, relationship)
-    item.ConceptCodeSequence = [code_item(value)]
+    _put(item, _CONCEPT_CODE, "SQ", DicomSequence([_code(value)]))
     return item
 
 
 def text_content(name: Code, value: str, relationship: Optional[str]) -> Dataset:
     item = content_item("TEXT", name, relationship)
-    item.TextValue = value
+    if type(value) is str:
+        _put(item, _TEXT_VALUE, "UT", value)
+    else:
+        item.TextValue = value
     return item
 
 
@@ -160,11 +191,11 @@ def num_content(name: Code, value, unit: Code, relationship: Optional[str]) -> D
         raise TypeError('Argument "value" must have type "int" or "float".')
     item = content_item("NUM", name, relationship)
     measured = Dataset()
-    measured.NumericValue = DS(value, auto_format=True)
+    _put(measured, _NUMERIC, "DS", DS(value, auto_format=True))
     if isinstance(value, float):
-        measured.FloatingPointValue = value
-    measured.MeasurementUnitsCodeSequence = [code_item(unit)]
-    item.MeasuredValueSequence = [measured]
+        _put(measured, _FLOATING, "FD", value)
+    _put(measured, _UNITS, "SQ", DicomSequence([_code(unit)]))
+    _put(item, _MEASURED_VALUE, "SQ", DicomSequence([measured]))
     return item
 
 
@@ -192,7 +223,7 @@ def image_content(name: Code, sop_class: str, sop_instance: str, relationship: O
 def container(name: Code, relationship: Optional[str], content: Iterable[Dataset],
               template_id: Optional[str] = None) -> Dataset:
     item = content_item("CONTAINER", name, relationship)
-    item.ContinuityOfContent = "CONTINUOUS"
+    _put(item, _CONTINUITY, "CS", "CONTINUOUS")
     if template_id is not None:
         template = Dataset()
         template.MappingResource = "DCMR"
@@ -256,7 +287,7 @@ def _codes(pairs, relationship: str) -> List[Dataset]:
 def _with_content(item: Dataset, content: List[Dataset]) -> Dataset:
     """``item`` with the Content Sequence ``content``, which highdicom leaves out when empty."""
     if content:
-        item.ContentSequence = content
+        _put(item, _CONTENT, "SQ", DicomSequence(content))
     return item
 
 
