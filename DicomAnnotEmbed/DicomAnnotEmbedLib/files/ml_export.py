@@ -73,7 +73,7 @@ from pydicom.dataset import Dataset
 from ..core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ..core.geometry import VolumeGeometry
 from ..core.headers import header_value
-from ..core.inputs import check_sequences
+from ..core.inputs import check_sequences, reading
 from ..core.model import Markup, Segmentation, safe_file_stem
 from ..core.outputs import atomic_path, check_output_dir, relocate, staged_folder
 from ..core.progress import ProgressCallback, track
@@ -294,9 +294,9 @@ def _export_ml(found, inputs, out: Path, *, png: bool, image: bool, table, progr
             case.source = source_names(case.source)
         rows.pending = [(record, source_names(source), case) for record, source, case in rows.pending]
     if not result.cases:
-        passed = [f"{Path(p).name} {why}" for p, why in list(found.skipped.items())[:3]]
+        passed = [f"{Path(p).name} {why}" for p, why in list(result.skipped.items())[:3]]  # (SRs refused too)
         detail = "; ".join(result.problems[:5]) or (
-            f"{len(found.skipped)} files passed over ({'; '.join(passed)})" if found.skipped
+            f"{len(result.skipped)} files passed over ({'; '.join(passed)})" if result.skipped
             else "no SEG, RTSTRUCT, SR or overlay series")
         raise InputError(f"nothing to export from {', '.join(str(i) for i in inputs)}: {detail}")
     for case in track(result.cases, progress, "Writing label maps"):
@@ -363,7 +363,11 @@ class _CaseBuilder:
     def _reference_for(self, ds: Dataset, path: str) -> List[ReferenceSeries]:
         """Input series a SEG or SR may lie on: the one it references, else those of its Frame of
         Reference with its image size."""
-        wanted = _referenced_series_uids(ds)
+        try:
+            with reading(path):
+                wanted = _referenced_series_uids(ds)
+        except DicomAnnotEmbedError:  # (as _readable: the file's own reader says what is wrong with it)
+            wanted = []
         candidates = [uid for uid in wanted if uid in self.found.images]
         frame_of_reference = str(_readable(ds, "FrameOfReferenceUID", path) or "")
         size = (_readable(ds, "Rows", path), _readable(ds, "Columns", path))
@@ -427,12 +431,21 @@ class _CaseBuilder:
         from ..encodings.sr import companion_report_uids, import_sr, read_sr_dataset
 
         folders = sorted({os.path.dirname(os.path.abspath(p)) for p, _ in self.found.segs + self.found.srs})
-        # a report's markups' own report is read with it (through its pertinent evidence), not alone
-        companions = {uid for _, ds in self.found.srs for uid in companion_report_uids(ds)}
-        # the reports as _discover read them: import_sr takes them from here, not from the files again
-        read_reports = {str(ds.get("SOPInstanceUID", "")): (path, ds) for path, ds in self.found.srs}
+        companions: set = set()  # a report's markups' own report is read with it (its pertinent evidence), not alone
+        readable = []
         for path, ds in self.found.srs:
-            if str(ds.get("SOPInstanceUID", "")) in companions:
+            try:  # (values are decoded here first: one that cannot be names the file)
+                with reading(path, "the SR"):
+                    uid = str(ds.get("SOPInstanceUID", ""))
+                    companions.update(companion_report_uids(ds))
+            except InputError as error:
+                self.result.skipped[path] = error.problem
+                continue
+            readable.append((path, ds, uid))
+        # the reports as _discover read them: import_sr takes them from here, not from the files again
+        read_reports = {uid: (path, ds) for path, ds, uid in readable}
+        for path, ds, uid in readable:
+            if uid in companions:
                 continue
             try:
                 read_sr_dataset(path, ds)

@@ -164,7 +164,8 @@ def _content(ds, key):
     return next(i for i in ds.ContentSequence if decode._key(i) == key)
 
 
-def test_broken_sequences_outside_the_library_are_refused_naming_the_file(exported, sample_case, tmp_path):  # noqa: F811
+def test_broken_sequences_outside_the_library_are_refused_naming_the_file(exported, sample_case,  # noqa: F811
+                                                                         tmp_path):
     folder, _, _ = exported
     ds = pydicom.dcmread(folder / "sr.dcm")
     group = _content(ds, ("126010", "DCM")).ContentSequence[0]
@@ -211,3 +212,21 @@ def test_a_broken_library_entry_is_not_opened(exported, sample, tmp_path):  # no
     expected.path = actual.path
     expected.companions = actual.companions
     assert_same_import(expected, actual)
+
+
+def test_an_undecodable_title_value_names_the_file(exported, sample_case, tmp_path):  # noqa: F811
+    """Fuzz case 7618 (seed 14): the report's title meaning with an unknown VR raised pydicom's
+    NotImplementedError from export-ml (read_sr_dataset decoded it outside any file's guard)."""
+    folder, _, _ = exported
+    data = (folder / "sr.dcm").read_bytes()
+    title = data.index(b"\x40\x00\x43\xa0SQ")  # the root's Concept Name Code Sequence
+    meaning = data.index(b"\x08\x00\x04\x01LO", title)  # its Code Meaning
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(data[:meaning + 4] + b"QQ" + data[meaning + 6:])
+    with pytest.raises(InputError, match=r"nothing to export from .*broken\.dcm: .*cannot decode the SR"):
+        export_ml([broken], tmp_path / "alone")
+    result = export_ml([folder / "seg.dcm", broken, sample_case.series_dir], tmp_path / "ml")
+    assert "cannot decode the SR" in result.skipped[str(broken)]
+    with pytest.raises(InputError, match="cannot decode the SR") as raised:
+        decode.read_sr_dataset(broken, read_headers([broken]).__next__()[1])
+    assert str(broken) in str(raised.value)

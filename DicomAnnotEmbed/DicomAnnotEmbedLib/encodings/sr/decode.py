@@ -96,30 +96,32 @@ def read_sr_dataset(path: PathLike, dataset: Optional[Dataset] = None) -> Datase
     """The SR dataset, checked to be an SR document whose root is a TID 1500 Measurement Report.
 
     ``dataset``: the file's dataset when the caller has read it already (with
-    ``core.inputs.read_dicom_file`` or its sequence check): only the checks are made. Parsing a
+    ``core.inputs.read_dicom_file``, or its sequence check or :func:`check_report_sequences`): only
+    the checks are made. Parsing a
     report's ~47,000 elements again took 0.5-1 s per read in export-ml (issue 14 profile).
 
     Raises:
         InputError: not DICOM, not an SR, or an SR of another template (names the template/title).
     """
     path = Path(path)
-    ds = read_dicom_file(path, "SR") if dataset is None else dataset
-    sop_class = str(getattr(ds, "SOPClassUID", ""))
-    if getattr(ds, "Modality", "") != "SR" and sop_class not in SR_SOP_CLASSES:
-        raise InputError(f"not a DICOM SR (SOP Class UID {sop_class or 'missing'}, Modality "
-                         f"{getattr(ds, 'Modality', '?')})", path)
-    if "ContentSequence" not in ds or getattr(ds, "ValueType", "") != "CONTAINER":
-        raise InputError("SR without a root CONTAINER content item (truncated or not a document)", path)
-    template = ""
-    if ds.get("ContentTemplateSequence"):
-        template = str(ds.ContentTemplateSequence[0].get("TemplateIdentifier", ""))
-    title = _name(ds)
-    has_measurements = any(_key(i) in _IMAGING_MEASUREMENTS for i in _children(ds))
-    if template != "1500" and not (not template and title and (title.value, title.scheme) in _REPORT_TITLES
-                                   and has_measurements):
-        raise InputError(f"not a TID 1500 Measurement Report: the document follows template "
-                         f"{template or '(none given)'}, title {title or '(none)'}", path)
-    return ds
+    with reading(path, "the SR"):  # a caller's dataset is decoded here first: a value that cannot be names the file
+        ds = read_dicom_file(path, "SR") if dataset is None else dataset
+        sop_class = str(getattr(ds, "SOPClassUID", ""))
+        if getattr(ds, "Modality", "") != "SR" and sop_class not in SR_SOP_CLASSES:
+            raise InputError(f"not a DICOM SR (SOP Class UID {sop_class or 'missing'}, Modality "
+                             f"{getattr(ds, 'Modality', '?')})", path)
+        if "ContentSequence" not in ds or getattr(ds, "ValueType", "") != "CONTAINER":
+            raise InputError("SR without a root CONTAINER content item (truncated or not a document)", path)
+        template = ""
+        if ds.get("ContentTemplateSequence"):
+            template = str(ds.ContentTemplateSequence[0].get("TemplateIdentifier", ""))
+        title = _name(ds)
+        has_measurements = any(_key(i) in _IMAGING_MEASUREMENTS for i in _children(ds))
+        if template != "1500" and not (not template and title and (title.value, title.scheme) in _REPORT_TITLES
+                                       and has_measurements):
+            raise InputError(f"not a TID 1500 Measurement Report: the document follows template "
+                             f"{template or '(none given)'}, title {title or '(none)'}", path)
+        return ds
 
 
 #: Image Library (TID 1600): one content item per source image, most of a report's elements (our
