@@ -90,8 +90,6 @@ def _restore_utf8_texts(path: Path, segments: list) -> None:
     writes them as UTF-8 bytes in the header, as write_seg_nrrd does."""
     import re
 
-    import slicerio
-
     with open(path, "rb") as stream:
         head = stream.read(1 << 16)
         while b"\n\n" not in head:

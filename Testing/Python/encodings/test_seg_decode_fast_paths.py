@@ -17,7 +17,6 @@ import pytest
 from conftest import interop
 from DicomAnnotEmbedLib import api
 from DicomAnnotEmbedLib.core.errors import InputError
-from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
 from DicomAnnotEmbedLib.core.model import Segment, Segmentation
 from DicomAnnotEmbedLib.core.series import load_series
 from DicomAnnotEmbedLib.dicom import raw
@@ -204,3 +203,26 @@ def test_truncated_binary_pixel_data_names_the_file(our_binary_segs, tmp_path):
     with pytest.raises(InputError) as info:
         import_seg(tmp_path / "cut.dcm")
     assert "cut.dcm" in str(info.value)
+
+
+def test_mapped_pixel_data_as_pydicom_reads_it(our_binary_segs, tmp_path):
+    """Native pixel data is mapped from the file (implicit VR: highdicom's files; explicit: ours),
+    and read by pydicom as before in a deflated file, whose bytes are not the dataset's: the same
+    segmentation from all three, and from the dataset pydicom reads whole."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from DicomAnnotEmbedLib.encodings.seg.decode import _read_seg
+
+    path = our_binary_segs / "odd.dcm"
+    ds, mapped = _read_seg(path)
+    assert mapped is not None and "PixelData" not in ds
+    assert bytes(mapped) == pydicom.dcmread(path).PixelData[:len(mapped)]
+    deflated = pydicom.dcmread(path)
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    deflated.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
+    assert _read_seg(tmp_path / "deflated.dcm")[1] is None
+    expected = import_seg(path).segmentation
+    back = import_seg(tmp_path / "deflated.dcm").segmentation
+    np.testing.assert_array_equal(back.layers, expected.layers)
+    implicit = interop("highdicom", "seg_image_ct_binary_overlap.dcm")
+    assert _read_seg(implicit)[1] is not None
