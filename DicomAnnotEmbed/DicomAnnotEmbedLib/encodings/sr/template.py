@@ -44,7 +44,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import DA, DS, TM
 
 from ...core.model import Code
-from ..seg.template import COPIED_KEYWORDS, _acquisition_equipment, code_item
+from ...dicom.header_items import PATIENT_AND_STUDY_KEYWORDS, acquisition_equipment, code_item
 from .codes import COMPREHENSIVE_3D_SR
 
 _DCM = "DCM"
@@ -74,11 +74,6 @@ IMAGE_MODALITIES = {
     **_modalities("XA", "X-Ray Angiography", "12.1", "12.1.1"),
     **_modalities("RF", "Radiofluoroscopy", "12.2", "12.2.1"),
 }
-
-#: The root attributes of the Patient, Clinical Trial Subject, General Study, Patient Study and
-#: Clinical Trial Study modules that highdicom copies from the first source (the SEG's list
-#: without the Specimen module, which an SR does not copy).
-PATIENT_AND_STUDY_KEYWORDS = COPIED_KEYWORDS[:COPIED_KEYWORDS.index("ContainerIdentifier")]
 
 _PATIENT_SEXES = ("M", "F", "O", "", None)
 
@@ -150,7 +145,7 @@ def _put(ds: Dataset, tag: Tag, vr: str, value) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _code(code: Code) -> Dataset:
-    """The code sequence item of ``code`` (seg.template.code_item), made once a process and shared
+    """The code sequence item of ``code`` (:func:`dicom.header_items.code_item`), made once a process and shared
     by every item naming that code: it is written as it is and never changed."""
     return code_item(code)
 
@@ -424,7 +419,7 @@ def build_document(evidence: Sequence[Dataset], root: Dataset, *, series_uid: st
     for keyword in PATIENT_AND_STUDY_KEYWORDS:
         if keyword in first:
             ds.add(first[keyword])
-    equipment = _acquisition_equipment(first)
+    equipment = acquisition_equipment(first)
     ds.ContributingEquipmentSequence = [equipment] if equipment is not None else []
     return ds
 

@@ -1,0 +1,112 @@
+"""Header pieces that highdicom writes the same way into every object it derives from images,
+written with pydicom alone: code sequence items, the source's patient and study modules, its
+acquisition equipment. Used by the SR's own template (``encodings/sr/template.py``); the SEG's
+(``encodings/seg/template.py``) holds the same definitions, from which these were taken, and can
+use these instead (an encoding does not import another encoding)."""
+from __future__ import annotations
+
+import datetime
+from typing import Optional
+
+from pydicom.dataset import Dataset
+from pydicom.valuerep import DT
+
+from ..core.model import Code
+
+ACQUISITION_EQUIPMENT = Code("109101", "DCM", "Acquisition Equipment")
+
+#: The root attributes of an image's patient, study and specimen modules (PS3.3: Patient, Clinical
+#: Trial Subject, General Study, Patient Study, Clinical Trial Study, Specimen), which highdicom copies
+#: as they are from the source into a SEG (all) and an SR (all but the Specimen module: see
+#: :data:`PATIENT_AND_STUDY_KEYWORDS`).
+COPIED_KEYWORDS = (
+    # Patient
+    "ReferencedPatientSequence", "PatientName", "PatientID", "IssuerOfPatientID", "TypeOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence", "SourcePatientGroupIdentificationSequence",
+    "GroupOfPatientsIdentificationSequence", "PatientBirthDate", "PatientBirthTime",
+    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar",
+    "PatientAlternativeCalendar", "PatientSex", "QualityControlSubject", "StrainDescription",
+    "StrainNomenclature", "StrainStockSequence", "StrainAdditionalInformation", "StrainCodeSequence",
+    "GeneticModificationsSequence", "OtherPatientNames", "OtherPatientIDsSequence",
+    "ReferencedPatientPhotoSequence", "EthnicGroupCodeSequence", "PatientSpeciesDescription",
+    "PatientSpeciesCodeSequence", "PatientBreedDescription", "PatientBreedCodeSequence",
+    "BreedRegistrationSequence", "ResponsiblePerson", "ResponsiblePersonRole", "ResponsibleOrganization",
+    "PatientComments", "PatientIdentityRemoved", "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    # Clinical Trial Subject
+    "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName",
+    "IssuerOfClinicalTrialProtocolID", "OtherClinicalTrialProtocolIDsSequence", "ClinicalTrialSiteID",
+    "ClinicalTrialSiteName", "IssuerOfClinicalTrialSiteID", "ClinicalTrialSubjectID",
+    "IssuerOfClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
+    "IssuerOfClinicalTrialSubjectReadingID", "ClinicalTrialProtocolEthicsCommitteeName",
+    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
+    # General Study
+    "StudyDate", "StudyTime", "AccessionNumber", "IssuerOfAccessionNumberSequence", "ReferringPhysicianName",
+    "ReferringPhysicianIdentificationSequence", "ConsultingPhysicianName",
+    "ConsultingPhysicianIdentificationSequence", "StudyDescription", "ProcedureCodeSequence",
+    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
+    "PhysiciansReadingStudyIdentificationSequence", "ReferencedStudySequence", "StudyInstanceUID", "StudyID",
+    "RequestingService", "RequestingServiceCodeSequence", "ReasonForPerformedProcedureCodeSequence",
+    # Patient Study
+    "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "PatientAge", "PatientSize",
+    "PatientSizeCodeSequence", "PatientBodyMassIndex", "MeasuredAPDimension", "MeasuredLateralDimension",
+    "PatientWeight", "MedicalAlerts", "Allergies", "Occupation", "SmokingStatus", "AdditionalPatientHistory",
+    "PregnancyStatus", "LastMenstrualDate", "PatientSexNeutered", "ReasonForVisit",
+    "ReasonForVisitCodeSequence", "AdmissionID", "IssuerOfAdmissionIDSequence", "ServiceEpisodeID",
+    "ServiceEpisodeDescription", "IssuerOfServiceEpisodeIDSequence", "PatientState",
+    # Clinical Trial Study
+    "ClinicalTrialTimePointID", "ClinicalTrialTimePointDescription", "LongitudinalTemporalOffsetFromEvent",
+    "LongitudinalTemporalEventType", "ClinicalTrialTimePointTypeCodeSequence",
+    "IssuerOfClinicalTrialTimePointID", "ConsentForClinicalTrialUseSequence",
+    # Specimen
+    "ContainerIdentifier", "IssuerOfTheContainerIdentifierSequence", "AlternateContainerIdentifierSequence",
+    "ContainerTypeCodeSequence", "ContainerDescription", "ContainerComponentSequence",
+    "SpecimenDescriptionSequence",
+)
+
+#: The Patient, Clinical Trial Subject, General Study, Patient Study and Clinical Trial Study modules.
+PATIENT_AND_STUDY_KEYWORDS = COPIED_KEYWORDS[:COPIED_KEYWORDS.index("ContainerIdentifier")]
+
+
+def code_item(code: Code) -> Dataset:
+    """A Code Sequence item as highdicom's CodedConcept writes it (long and URN values, meaning
+    defaulting to the value). Raises ValueError for a meaning over 64 characters, as it does."""
+    meaning = code.meaning or code.value
+    if len(meaning) > 64:
+        raise ValueError("Code meaning can have maximally 64 characters.")
+    item = Dataset()
+    value = str(code.value)
+    if len(value) > 16:
+        if value.startswith("urn") or "://" in value:
+            item.URNCodeValue = value
+        else:
+            item.LongCodeValue = value
+    else:
+        item.CodeValue = value
+    item.CodeMeaning = str(meaning)
+    item.CodingSchemeDesignator = str(code.scheme)
+    return item
+
+
+def acquisition_equipment(source: Dataset) -> Optional[Dataset]:
+    """The source's acquisition equipment as a Contributing Equipment item (none without a Manufacturer)."""
+    manufacturer = source.get("Manufacturer")
+    if manufacturer in (None, ""):
+        return None
+    item = Dataset()
+    item.Manufacturer = manufacturer
+    item.PurposeOfReferenceCodeSequence = [code_item(ACQUISITION_EQUIPMENT)]
+    for keyword in ("ManufacturerModelName", "InstitutionName", "InstitutionalDepartmentName", "InstitutionAddress",
+                    "StationName", "DeviceSerialNumber", "SoftwareVersions"):
+        value = source.get(keyword)
+        if value is not None:
+            setattr(item, keyword, value)
+    when = source.get("AcquisitionDateTime")
+    if when is None:
+        date, time = source.get("AcquisitionDate"), source.get("AcquisitionTime")
+        if isinstance(date, datetime.date) and isinstance(time, datetime.time):
+            when = datetime.datetime.combine(date, time)
+    if when is not None:
+        item.ContributionDateTime = DT(when)
+    item.ContributionDescription = "Acquisition equipment of the source image(s)"
+    return item
