@@ -597,17 +597,26 @@ class _FrameDecoder:
 
     def _row_extents(self) -> Tuple[np.ndarray, np.ndarray]:
         """First and past-last row holding a set pixel of every packed frame (0, 0: empty), from
-        the packed bytes, a slab of frames at a time (one pass over them, 8 bytes at a time), so
-        that empty rows are never unpacked (unpacking whole frames was 60% of a BINARY import)."""
+        the packed bytes, a slab of frames at a time (one pass over them, 8 bytes at a time where
+        rows allow), so that empty rows are never unpacked (unpacking whole frames was 60% of a
+        BINARY import)."""
         if self._extents is None:
             per_row = self.columns // 8
             first, stop = np.zeros(self.count, np.int64), np.zeros(self.count, np.int64)
-            word = np.uint64 if per_row % 8 == 0 else np.uint8
             frame_bytes = self.rows * per_row
-            for start in range(0, self.count, 256):
-                end = min(self.count, start + 256)
-                block = self.data[start * frame_bytes:end * frame_bytes].view(word)
-                occupied = block.reshape(end - start, self.rows, -1).any(axis=2)
+            for start in range(0, self.count, 32):  # 32 frames of 512x512: 1 MB, in the cache
+                end = min(self.count, start + 32)
+                block = self.data[start * frame_bytes:end * frame_bytes]
+                if per_row % 8 == 0:
+                    # the row's words OR-ed column by column: numpy reduces a short last axis
+                    # slowly (any(axis=2) took twice as long, 0.046 s for the bench SEG's 164 MB)
+                    words = block.view(np.uint64).reshape(-1, per_row // 8)
+                    union = words[:, 0].copy()
+                    for column in range(1, words.shape[1]):
+                        np.bitwise_or(union, words[:, column], out=union)
+                    occupied = (union != 0).reshape(end - start, self.rows)
+                else:
+                    occupied = block.reshape(end - start, self.rows, per_row).any(axis=2)
                 any_row = occupied.any(axis=1)
                 first[start:end] = np.where(any_row, occupied.argmax(axis=1), 0)
                 stop[start:end] = np.where(any_row, self.rows - occupied[:, ::-1].argmax(axis=1), 0)
