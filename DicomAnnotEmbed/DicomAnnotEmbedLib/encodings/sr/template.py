@@ -235,8 +235,15 @@ def observer(kind: Code, *identifying: Dataset) -> List[Dataset]:
 
 
 def person_observer(name: str) -> List[Dataset]:
+    """TID 1003 person observer; a name of one component (no caret) is warned about, as highdicom does."""
+    import warnings
+
     from pydicom.valuerep import PersonName
 
+    if "^" not in str(name) and str(name) != "":
+        warnings.warn(f'The string "{name}" is unlikely to represent the intended person name since it contains '
+                      f'only a single component (family^given; a trailing caret marks a one-component name)',
+                      UserWarning, stacklevel=2)
     item = content_item("PNAME", PERSON_NAME, HAS_OBS_CONTEXT)
     item.PersonName = PersonName(name) if not isinstance(name, PersonName) else name
     return observer(PERSON, item)
