@@ -22,6 +22,9 @@ other users), median wall seconds, largest peak RSS (ru_maxrss of the child) and
 * ours_import: ``seg import`` of our file into ``.seg.nrrd`` with the series (grid of the series),
   ours_import_noseries: on the SEG's own grid (as dcmqi); dcmqi_import: ``segimage2itkimage
   --mergeSegments`` of its own file into a gzip ``.nrrd``.
+* ours_import_binary: ``seg import`` of bench_seg.py's BINARY SEG of the SR data
+  (``bench_sr/seg.dcm``, 4,926 frames) onto the series; dcmqi_import_binary: ``segimage2itkimage
+  --mergeSegments`` of the same file.
 * ours_overlay_import: ``overlay import`` of bench_overlay.py's 200-file overlay series (its
   ``--workdir``, here ``--overlay-workdir``) to ``.seg.nrrd``; pydicom_overlay_read: pydicom reading
   the same files with their pixel data (``PYDICOM_READ``), the peer of its time and peak memory.
@@ -109,6 +112,34 @@ planes held until they are painted, 10 MB). The same with ``--bytecode``, load 4
 against 0.43 s, peak 77 MiB against 53 (1.45 x). An earlier run (load 5.7 to 6.0, before the
 second profile's changes): 0.86 -> 0.66 s, 0.78 -> 0.58 s, dcmqi 0.46 s.
 
+SEG decoding, 2026-12-05, second session (issue 14): variants ``ours_import_binary`` /
+``dcmqi_import_binary`` (``seg import`` of bench_seg.py's BINARY SEG of the SR data, 4,926 frames
+of 1 bit, 164 MB, onto the series; the SR export and export-ml decode it the same way). Profile of
+``import_seg`` of that SEG in a fresh process (time.process_time per step, bytecode; cProfile only
+to find the hot calls), 0.54 s before: pydicom reading the whole file 0.14 s (0.1 s of it copying
+the pixel data), the per-frame items parsed into dicts 0.07 s (+ values 0.02 s), row extents
+0.07 s, unpacking the rows of every frame 0.10 s, the overlap test 0.07 s (a gather of the masked
+voxels per plane). Changes: the native pixel data is mapped from the file (mmap) instead of read;
+``raw.item_values`` copies only the four per-frame values and skips the rest by length (0.07 ->
+0.034 s); row extents of all frames in one pass, each row's 8-byte words OR-ed column by column,
+32 frames at a time (0.046 -> 0.022 s); frames unpacked, compared (np.logical_and) and painted
+(np.copyto) only inside the box of their set pixels (columns from those rows' bytes). In process:
+0.54 -> 0.25 s, the same layers (md5 equal; highdicom's get_volume in
+Testing/Python/encodings/test_seg_decode_fast_paths.py). LABELMAP: ``_refuse_tiled`` converted the
+200 referenced SOP Class UIDs one by one (5 ms -> 0.5 ms, raw bytes); nothing else of its work is
+left in the SEG decoder (read 0.02 s, segments 0.02 s, CharLS 0.05 s, painting the layer 0.03 s).
+
+Runs, ``--only ours_import,ours_import_noseries,dcmqi_import,ours_import_binary,dcmqi_import_binary
+--lib before=DIR --bytecode DIR --repeats 7`` (DIR: ``git archive 8006383``), load 2.6 to 3.4, CPU
+s / peak RSS MiB: ours_import 0.61 -> 0.58 / 110 against dcmqi's 0.46 / 177 (1.26 x; target 1.0 x
+missed); ours_import_noseries 0.50 -> 0.50 / 105 (1.09 x, missed); ours_import_binary 0.99 -> 0.73
+/ 274 -> 256 (the mapped file's pages count in RSS once touched) against dcmqi's 5.68 / 499. What
+stands between LABELMAP import and dcmqi is outside the decoder: pydicom's import (0.10 s; 0.035 s
+of it PIL and pylibjpeg, which pydicom's pixel plugins import at start-up: kept out as
+``cli._import_pydicom`` keeps requests and tqdm out, if pydicom still finds them when it decodes),
+loading the 200 CT headers (0.07 s with ``--series``), numpy (0.07 s),
+the extents (0.04 s), pynrrd with typing_extensions for slicerio's header (0.01 s).
+
 ``.nrrd`` label maps (``files/segio.py``, ``seg export --segmentation labels.nrrd``): a plain 3D
 integer NRRD with attached raw or gzip data in LPS or RAS space is read with pynrrd's header and
 our reader instead of SimpleITK (import 0.06 s; in process 0.30 s -> 0.07 s for case C's 104 MB
@@ -163,6 +194,12 @@ def commands(workdir: Path, out: Path, overlay_workdir: Path = Path("/tmp/dae-be
         "ours_import_noseries": cli + ["import", str(out / "ours.dcm"), "--out", str(out / "own.seg.nrrd"), "--force"],
         "dcmqi_import": ["segimage2itkimage", "--inputDICOM", str(out / "dcmqi.dcm"),
                          "--outputDirectory", str(out / "dcmqi_import"), "--mergeSegments"],
+        # the BINARY SEG of bench_seg.py's SR data (case C, 4,926 frames of 1 bit, 164 MB), as the
+        # SR export and export-ml decode it, and dcmqi on the same file
+        "ours_import_binary": cli + ["import", str(workdir / "bench_sr" / "seg.dcm"), "--series", str(series),
+                                     "--out", str(out / "binary.seg.nrrd"), "--force"],
+        "dcmqi_import_binary": ["segimage2itkimage", "--inputDICOM", str(workdir / "bench_sr" / "seg.dcm"),
+                                "--outputDirectory", str(out / "dcmqi_import_binary"), "--mergeSegments"],
         # export-ml of our LABELMAP SEG (ours_export's) and its series, against SimpleITK (SITK_ML)
         "ours_export_ml": cli[:-1] + ["export-ml", str(out / "ours.dcm"), str(series), "--out", str(out / "ml"),
                                       "--force"],
@@ -224,7 +261,8 @@ def main() -> int:
                              "PYTHONDONTWRITEBYTECODE is set, after one round that is not counted: as an "
                              "installed package runs (site-packages come with theirs)")
     args = parser.parse_args()
-    (args.out / "dcmqi_import").mkdir(parents=True, exist_ok=True)
+    for folder in ("dcmqi_import", "dcmqi_import_binary"):
+        (args.out / folder).mkdir(parents=True, exist_ok=True)
     table = commands(args.workdir, args.out, args.overlay_workdir)
     names = args.only.split(",") if args.only else list(table)
     environments = {name: None for name in table}
