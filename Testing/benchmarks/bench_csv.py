@@ -145,6 +145,23 @@ others committed) 4.60 s, the working tree 4.57 s, against ``overlay export`` 1.
 and 3.8 x. Target 3 x (3.63 s) missed. Peak RSS 456 -> 379 MiB for this work alone. What is left
 above 3 x is mostly the SR export (1.8 to 3.1 s); with the table read for free HEAD would take
 ~4.0 s (3.3 x).
+
+Issue 14, 2026-12-05, ``export-ml`` of the SEG, both SRs and the series against SimpleITK. Profile
+(``time.process_time`` around its functions in one process, cProfile for the detail) at 8006383,
+5.2 s CPU: sorting the inputs 1.48 s, 1.41 of it the sequence check of the two SRs
+(``core.inputs.check_sequences`` opening every sequence of each report, mostly the 200 entries of
+its image library, which nothing reads; ``import_sr`` on the datasets took 0.04 s); writing the case
+2.7 (``image.nii.gz`` 1.55, the peer's same zlib; the 2 label layers as NIfTI and NRRD 0.27, plus
+0.16 making each layer's SimpleITK image twice; ``.seg.nrrd`` 0.31; voxels counted twice, 0.12);
+SEG 0.3; start-up 0.35. Changed: ``sr.decode.check_report_sequences`` checks every sequence but the
+library's entries (0.09 s for both reports; the same ``import_sr`` on the same datasets, compared
+on other tools' and our reports in ``Testing/Python/encodings/test_sr_read_checks.py``); one
+SimpleITK image per layer for both files; voxels counted once per case. export-ml imports no
+highdicom. ``--commands``, 5 rounds, load 3.0 to 4.6, CPU of the child: export-ml at 8006383
+6.14 s, 8006383 with only this work 3.86, HEAD 0fa9639 (also the SEG and series work others
+committed) 3.40, working tree 3.32; SimpleITK 2.49: 2.47, 1.55, 1.37 and 1.33 x (target 1.5, met
+from 0fa9639). Left: ``image.nii.gz`` (as the peer), start-up, ``.seg.nrrd`` and the label maps
+(~0.3 s each), the SRs (0.13 s; parsing their content from the raw bytes would save at most 0.1).
 """
 from __future__ import annotations
 
