@@ -1,7 +1,8 @@
 """encodings.sr.writer encodes a Content Sequence as pydicom's writer does, byte for byte: on
 the elements an SR's content holds and on those it hands to pydicom (person names, several
 values, non-ASCII text, raw elements read from a file, ambiguous VRs, undefined lengths, an
-item with its own character set, a value too long for a 16-bit length)."""
+item with its own character set, a value too long for a 16-bit length, items that several
+sequences share)."""
 from __future__ import annotations
 
 import io
@@ -111,6 +112,18 @@ def test_content_items_are_encoded_as_pydicom_does(encodings):
 @pytest.mark.parametrize("implicit", [True, False])
 def test_items_read_from_a_file_are_encoded_as_pydicom_does(tmp_path, implicit):
     items = from_file_items(tmp_path, implicit)
+    assert encode_sequence_value(items) == pydicom_value(items)
+
+
+def test_items_shared_by_several_sequences_are_encoded_as_pydicom_does():
+    """The fast SR engine shares one code item per code and one algorithm item per group: the
+    writer encodes a shared item once and repeats its bytes (also one that pydicom writes whole)."""
+    items = content_items()[:4]
+    unit, odd = items[0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0], items[3]
+    items[2].TextValue = "ASCII"
+    items[1].ConceptNameCodeSequence = [unit]
+    items[2].ContentSequence = [items[0], odd]
+    items.extend([items[0], odd, items[2]])
     assert encode_sequence_value(items) == pydicom_value(items)
 
 

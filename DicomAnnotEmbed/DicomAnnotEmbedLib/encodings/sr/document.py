@@ -122,7 +122,10 @@ def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
     (:data:`_LIBRARY_PATTERN`, and the types of the position's values) and every other image's entry is a copy of its pattern's with its own Referenced SOP Instance UID and
     Image Position (Patient) X, Y, Z (formatted as highdicom's NumContentItem does). highdicom
     builds, and searches, 17 content items an image: 200 images took ~14 s of a profiled export."""
+    from pydicom.tag import Tag
     from pydicom.valuerep import DS
+
+    from .template import put_element
 
     def pattern(ds: Dataset):
         values = []
@@ -155,6 +158,12 @@ def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
         group = group_of[uid]
         templates[key] = entries[uid], id(group)
         contents.setdefault(id(group), (group, [item for item in group.ContentSequence if item.ValueType != "IMAGE"]))
+    # each template's content items, with the axis of those that are a position's X, Y or Z
+    plans = {id(entry): [(item, position_codes.get(item.ConceptNameCodeSequence[0].CodeValue)
+                          if item.ValueType == "NUM" else None) for item in entry.ContentSequence]
+             for entry, _ in templates.values()}
+    sop_uid, content_tag, sequence_tag = Tag(0x00081155), Tag(0x0040A730), Tag(0x00081199)
+    numeric, floating, measured_tag = Tag(0x0040A30A), Tag(0x0040A161), Tag(0x0040A300)
     for ds, key in zip(headers, keys):
         template, group_id = templates[key]
         items = contents[group_id][1]
@@ -164,20 +173,22 @@ def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
         # a copy of the entry's own elements and of the items that differ (the SOP reference, the
         # position's X, Y, Z); the other content items are the template's, shared (written, not changed)
         entry = _copy_dataset(template, deep=False)
-        entry.ReferencedSOPSequence = [_copy_dataset(template.ReferencedSOPSequence[0])]
-        entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID = ds.SOPInstanceUID
+        reference = _copy_dataset(template.ReferencedSOPSequence[0])
+        put_element(reference, sop_uid, "UI", ds.SOPInstanceUID)
+        put_element(entry, sequence_tag, "SQ", pydicom.Sequence([reference]))
         content = []
-        for item in template.ContentSequence:
-            axis = position_codes.get(item.ConceptNameCodeSequence[0].CodeValue)
-            if axis is not None and item.ValueType == "NUM":
-                item = _copy_dataset(item)
-                value = ds.ImagePositionPatient[axis]
-                measured = item.MeasuredValueSequence[0]
-                measured.NumericValue = DS(value, auto_format=True)
+        position = ds.ImagePositionPatient
+        for item, axis in plans[id(template)]:
+            if axis is not None:
+                item = _copy_dataset(item, deep=False)
+                value = position[axis]
+                measured = _copy_dataset(item.MeasuredValueSequence[0], deep=False)
+                put_element(measured, numeric, "DS", DS(value, auto_format=True))
                 if isinstance(value, float):
-                    measured.FloatingPointValue = value
+                    put_element(measured, floating, "FD", value)
+                put_element(item, measured_tag, "SQ", pydicom.Sequence([measured]))
             content.append(item)
-        entry.ContentSequence = pydicom.Sequence(content)
+        put_element(entry, content_tag, "SQ", pydicom.Sequence(content))
         items.append(entry)
     for group, items in contents.values():
         # highdicom's ContentItem would re-check every item (the copies are plain Datasets)

@@ -133,7 +133,7 @@ _TEXT_VALUE, _UID, _NUMERIC, _FLOATING, _UNITS = Tag(0x0040A160), Tag(0x0040A124
 _MEASURED_VALUE, _CONTENT, _CONTINUITY = Tag(0x0040A300), Tag(0x0040A730), Tag(0x0040A050)
 
 
-def _put(ds: Dataset, tag: Tag, vr: str, value) -> None:
+def put_element(ds: Dataset, tag: Tag, vr: str, value) -> None:
     """Set an element whose value is already what pydicom would store (a str of a string VR, a
     DS, a float, a pydicom Sequence): pydicom's ``__setattr__`` looks the keyword up and checks and
     converts the value again, ~10 microseconds an element (the content tree has ~75,000)."""
@@ -152,23 +152,23 @@ def _code(code: Code) -> Dataset:
 
 def content_item(value_type: str, name: Code, relationship: Optional[str]) -> Dataset:
     item = Dataset()
-    _put(item, _VALUE_TYPE, "CS", value_type)
-    _put(item, _CONCEPT_NAME, "SQ", DicomSequence([_code(name)]))
+    put_element(item, _VALUE_TYPE, "CS", value_type)
+    put_element(item, _CONCEPT_NAME, "SQ", DicomSequence([_code(name)]))
     if relationship is not None:
-        _put(item, _RELATIONSHIP, "CS", relationship)
+        put_element(item, _RELATIONSHIP, "CS", relationship)
     return item
 
 
 def code_content(name: Code, value: Code, relationship: Optional[str]) -> Dataset:
     item = content_item("CODE", name, relationship)
-    _put(item, _CONCEPT_CODE, "SQ", DicomSequence([_code(value)]))
+    put_element(item, _CONCEPT_CODE, "SQ", DicomSequence([_code(value)]))
     return item
 
 
 def text_content(name: Code, value: str, relationship: Optional[str]) -> Dataset:
     item = content_item("TEXT", name, relationship)
     if type(value) is str:
-        _put(item, _TEXT_VALUE, "UT", value)
+        put_element(item, _TEXT_VALUE, "UT", value)
     else:
         item.TextValue = value
     return item
@@ -186,11 +186,11 @@ def num_content(name: Code, value, unit: Code, relationship: Optional[str]) -> D
         raise TypeError('Argument "value" must have type "int" or "float".')
     item = content_item("NUM", name, relationship)
     measured = Dataset()
-    _put(measured, _NUMERIC, "DS", DS(value, auto_format=True))
+    put_element(measured, _NUMERIC, "DS", DS(value, auto_format=True))
     if isinstance(value, float):
-        _put(measured, _FLOATING, "FD", value)
-    _put(measured, _UNITS, "SQ", DicomSequence([_code(unit)]))
-    _put(item, _MEASURED_VALUE, "SQ", DicomSequence([measured]))
+        put_element(measured, _FLOATING, "FD", value)
+    put_element(measured, _UNITS, "SQ", DicomSequence([_code(unit)]))
+    put_element(item, _MEASURED_VALUE, "SQ", DicomSequence([measured]))
     return item
 
 
@@ -218,7 +218,7 @@ def image_content(name: Code, sop_class: str, sop_instance: str, relationship: O
 def container(name: Code, relationship: Optional[str], content: Iterable[Dataset],
               template_id: Optional[str] = None) -> Dataset:
     item = content_item("CONTAINER", name, relationship)
-    _put(item, _CONTINUITY, "CS", "CONTINUOUS")
+    put_element(item, _CONTINUITY, "CS", "CONTINUOUS")
     if template_id is not None:
         template = Dataset()
         template.MappingResource = "DCMR"
@@ -289,7 +289,7 @@ def _codes(pairs, relationship: str) -> List[Dataset]:
 def _with_content(item: Dataset, content: List[Dataset]) -> Dataset:
     """``item`` with the Content Sequence ``content``, which highdicom leaves out when empty."""
     if content:
-        _put(item, _CONTENT, "SQ", DicomSequence(content))
+        put_element(item, _CONTENT, "SQ", DicomSequence(content))
     return item
 
 
