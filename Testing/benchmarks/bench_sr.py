@@ -86,13 +86,16 @@ Notes (profiles; figures in README "DICOM SR" > "Speed")
   (test_sr_speed_equivalence.py), and a fresh process imports no highdicom (test_sr_template.py).
   Content items set their elements directly (``Dataset.__setattr__`` checks and converts each
   value, ~10 microseconds; 75,000 elements) and share one code item per code: the 100 groups
-  0.27 -> 0.05 s. Fresh process, case C, CPU s, median of 3 interleaved rounds (``--before``: the
-  tree before these commits): 3.55 -> 2.64 (load 1.6-1.8; SEG 1.02, ratio 2.59), then 3.77 -> 2.50 with the
-  direct elements (load 3.8-4.7; SEG 1.10, ratio 2.29); again 3.59 -> 2.34 (load 3.0; SEG 1.00,
-  ratio 2.34, target 2 not met yet). Left (time.process_time, unprofiled):
-  the measurements 0.73-0.8, SEG import ~0.7 (neither is this encoder's), imports 0.33 (pydicom
-  0.15, numpy 0.14), pydicom writing and our content encoder 0.2, the image library's copies
-  0.12, the character set and coding scheme walks 0.1, the header and evidence 0.03.
+  0.27 -> 0.05 s; the content writer encodes an item that several sequences share once (the code,
+  algorithm and image library items, ~40,000 of the elements): 0.21 -> 0.06-0.09 s; the character
+  set and coding scheme walks visit it once: 0.1 -> 0.05 s; the library's copies set their
+  elements directly: 0.12 -> 0.05 s. Fresh process, case C, CPU s, median of 3 interleaved
+  rounds, load 3.6: the tree before these commits (245fc13) 3.53, with only this work (encodings/sr and
+  dicom/header_items.py of c1c5b1e on it) 2.30, the tree at c1c5b1e (with the SEG decoding work
+  of the same day) 2.05, the working tree 2.04; BINARY SEG 0.99: ratio 2.07-2.11 (target 2).
+  Left (time.process_time, unprofiled): the measurements 0.73-0.8 and the SEG import (neither is
+  this encoder's), imports 0.33 (pydicom 0.15, numpy 0.14), the image library 0.1 with its
+  first entry, the document 0.08, the groups 0.05, writing 0.06-0.09.
 """
 from __future__ import annotations
 
