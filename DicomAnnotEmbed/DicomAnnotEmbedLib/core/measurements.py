@@ -470,7 +470,11 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
     radius = np.sqrt(np.einsum("ij,ij->i", points, points))
     best, start = 0.0, int(np.argmax(radius))
     for _ in range(4):
-        distances = np.linalg.norm(points - points[start], axis=1)
+        # np.linalg.norm(points - points[start], axis=1) to the bit ((x2 + y2) + z2, then the root),
+        # without its strided reduction: 0.17 -> 0.09 s for case C's 1.8 million boundary points
+        squares = points - points[start]
+        squares *= squares
+        distances = np.sqrt(squares[:, 0] + squares[:, 1] + squares[:, 2])
         farthest = int(np.argmax(distances))
         if distances[farthest] <= best:
             break
