@@ -1,8 +1,7 @@
 """Header pieces that highdicom writes the same way into every object it derives from images,
 written with pydicom alone: code sequence items, the source's patient and study modules, its
-acquisition equipment. Used by the SR's own template (``encodings/sr/template.py``); the SEG's
-(``encodings/seg/template.py``) holds the same definitions, from which these were taken, and can
-use these instead (an encoding does not import another encoding)."""
+acquisition equipment. Used by the SEG's and the SR's own templates (``encodings/seg/template.py``,
+``encodings/sr/template.py``; an encoding does not import another encoding)."""
 from __future__ import annotations
 
 import datetime

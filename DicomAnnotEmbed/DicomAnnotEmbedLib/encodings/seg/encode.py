@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 from ... import __version__
 from ...dicom import raw
 from ...core.errors import GeometryError, InputError
+from ...dicom.header_items import code_item
 from ...dicom.values import long_string
 from ...core.geometry import VolumeGeometry
 from ...core.model import DEFAULT_TERMINOLOGY, FractionPlanes, Segment, Segmentation
@@ -205,10 +206,10 @@ def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions
                 tracking_id=long_string(tracking_id), tracking_uid=tracking_uid, anatomic_region=term.anatomic_region)
             if term.type_modifier is not None:
                 description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-                    template.code_item(term.type_modifier)]
+                    code_item(term.type_modifier)]
             if term.anatomic_region is not None and term.anatomic_region_modifier is not None:
                 description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [
-                    template.code_item(term.anatomic_region_modifier)]
+                    code_item(term.anatomic_region_modifier)]
         except ValueError as exc:
             raise InputError(f"segment {segment.name!r}: {exc}") from None
         description.RecommendedDisplayCIELabValue = list(rgb_to_dicom_lab(segment.color))

@@ -21,10 +21,11 @@ from typing import List, Optional, Sequence
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import generate_uid
-from pydicom.valuerep import DA, DS, DT, TM
+from pydicom.valuerep import DA, DS, TM
 
 from ... import __version__
 from ...core.model import Code
+from ...dicom.header_items import COPIED_KEYWORDS, acquisition_equipment, code_item
 from .common import LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE, TRANSFER_SYNTAXES
 
 #: Single-frame image classes whose IOD has the Patient, Clinical Trial Subject, General Study,
@@ -40,53 +41,6 @@ OWN_TEMPLATE_SOURCE_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image, for processing
 )
 
-#: The root attributes of the source's patient, study and specimen modules (PS3.3: Patient,
-#: Clinical Trial Subject, General Study, Patient Study, Clinical Trial Study, Specimen), copied as
-#: they are, as highdicom copies them into a SEG.
-COPIED_KEYWORDS = (
-    # Patient
-    "ReferencedPatientSequence", "PatientName", "PatientID", "IssuerOfPatientID", "TypeOfPatientID",
-    "IssuerOfPatientIDQualifiersSequence", "SourcePatientGroupIdentificationSequence",
-    "GroupOfPatientsIdentificationSequence", "PatientBirthDate", "PatientBirthTime",
-    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar",
-    "PatientAlternativeCalendar", "PatientSex", "QualityControlSubject", "StrainDescription",
-    "StrainNomenclature", "StrainStockSequence", "StrainAdditionalInformation", "StrainCodeSequence",
-    "GeneticModificationsSequence", "OtherPatientNames", "OtherPatientIDsSequence",
-    "ReferencedPatientPhotoSequence", "EthnicGroupCodeSequence", "PatientSpeciesDescription",
-    "PatientSpeciesCodeSequence", "PatientBreedDescription", "PatientBreedCodeSequence",
-    "BreedRegistrationSequence", "ResponsiblePerson", "ResponsiblePersonRole", "ResponsibleOrganization",
-    "PatientComments", "PatientIdentityRemoved", "DeidentificationMethod",
-    "DeidentificationMethodCodeSequence",
-    # Clinical Trial Subject
-    "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName",
-    "IssuerOfClinicalTrialProtocolID", "OtherClinicalTrialProtocolIDsSequence", "ClinicalTrialSiteID",
-    "ClinicalTrialSiteName", "IssuerOfClinicalTrialSiteID", "ClinicalTrialSubjectID",
-    "IssuerOfClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
-    "IssuerOfClinicalTrialSubjectReadingID", "ClinicalTrialProtocolEthicsCommitteeName",
-    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
-    # General Study
-    "StudyDate", "StudyTime", "AccessionNumber", "IssuerOfAccessionNumberSequence", "ReferringPhysicianName",
-    "ReferringPhysicianIdentificationSequence", "ConsultingPhysicianName",
-    "ConsultingPhysicianIdentificationSequence", "StudyDescription", "ProcedureCodeSequence",
-    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence", "ReferencedStudySequence", "StudyInstanceUID", "StudyID",
-    "RequestingService", "RequestingServiceCodeSequence", "ReasonForPerformedProcedureCodeSequence",
-    # Patient Study
-    "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "PatientAge", "PatientSize",
-    "PatientSizeCodeSequence", "PatientBodyMassIndex", "MeasuredAPDimension", "MeasuredLateralDimension",
-    "PatientWeight", "MedicalAlerts", "Allergies", "Occupation", "SmokingStatus", "AdditionalPatientHistory",
-    "PregnancyStatus", "LastMenstrualDate", "PatientSexNeutered", "ReasonForVisit",
-    "ReasonForVisitCodeSequence", "AdmissionID", "IssuerOfAdmissionIDSequence", "ServiceEpisodeID",
-    "ServiceEpisodeDescription", "IssuerOfServiceEpisodeIDSequence", "PatientState",
-    # Clinical Trial Study
-    "ClinicalTrialTimePointID", "ClinicalTrialTimePointDescription", "LongitudinalTemporalOffsetFromEvent",
-    "LongitudinalTemporalEventType", "ClinicalTrialTimePointTypeCodeSequence",
-    "IssuerOfClinicalTrialTimePointID", "ConsentForClinicalTrialUseSequence",
-    # Specimen
-    "ContainerIdentifier", "IssuerOfTheContainerIdentifierSequence", "AlternateContainerIdentifierSequence",
-    "ContainerTypeCodeSequence", "ContainerDescription", "ContainerComponentSequence",
-    "SpecimenDescriptionSequence",
-)
 
 # Required by highdicom's constructor (read as attributes): without them it refuses the source.
 # (the type 2 patient and study attributes are added empty by headers._clean_sources when absent)
@@ -98,31 +52,10 @@ _PATIENT_SEXES = ("M", "F", "O", "", None)
 _SEGMENT_NUMBER, _SEGMENT_IDENTIFICATION = 0x0062000B, 0x0062000A
 _IMAGE_POSITION, _PLANE_POSITION = 0x00200032, 0x00209113
 
-ACQUISITION_EQUIPMENT = Code("109101", "DCM", "Acquisition Equipment")
 SOURCE_FOR_PROCESSING = Code("121322", "DCM", "Source image for image processing operation")
 SEGMENTATION_DERIVATION = Code("113076", "DCM", "Segmentation")
 BACKGROUND = Code("125040", "DCM", "Background")
 AI_ALGORITHM_FAMILY = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162
-
-
-def code_item(code: Code) -> Dataset:
-    """A Code Sequence item as highdicom's CodedConcept writes it (long and URN values, meaning
-    defaulting to the value). Raises ValueError for a meaning over 64 characters, as it does."""
-    meaning = code.meaning or code.value
-    if len(meaning) > 64:
-        raise ValueError("Code meaning can have maximally 64 characters.")
-    item = Dataset()
-    value = str(code.value)
-    if len(value) > 16:
-        if value.startswith("urn") or "://" in value:
-            item.URNCodeValue = value
-        else:
-            item.LongCodeValue = value
-    else:
-        item.CodeValue = value
-    item.CodeMeaning = str(meaning)
-    item.CodingSchemeDesignator = str(code.scheme)
-    return item
 
 
 def segment_description(number: int, label: str, category: Code, property_type: Code, algorithm_type: str, *,
@@ -205,7 +138,7 @@ def build_template(source: Dataset, *, seg_type: str, compression: str, descript
     for keyword in COPIED_KEYWORDS:
         if keyword in source:
             ds.add(source[keyword])
-    equipment = _acquisition_equipment(source)
+    equipment = acquisition_equipment(source)
     ds.ContributingEquipmentSequence = [equipment] if equipment is not None else []
 
     # Segmentation Image, Image Pixel, General Image
@@ -273,30 +206,6 @@ def build_template(source: Dataset, *, seg_type: str, compression: str, descript
                                            for number in frames]
     ds.NumberOfFrames = len(frames)
     return ds
-
-
-def _acquisition_equipment(source: Dataset) -> Optional[Dataset]:
-    """The source's acquisition equipment as a Contributing Equipment item (none without a Manufacturer)."""
-    manufacturer = source.get("Manufacturer")
-    if manufacturer in (None, ""):
-        return None
-    item = Dataset()
-    item.Manufacturer = manufacturer
-    item.PurposeOfReferenceCodeSequence = [code_item(ACQUISITION_EQUIPMENT)]
-    for keyword in ("ManufacturerModelName", "InstitutionName", "InstitutionalDepartmentName", "InstitutionAddress",
-                    "StationName", "DeviceSerialNumber", "SoftwareVersions"):
-        value = source.get(keyword)
-        if value is not None:
-            setattr(item, keyword, value)
-    when = source.get("AcquisitionDateTime")
-    if when is None:
-        date, time = source.get("AcquisitionDate"), source.get("AcquisitionTime")
-        if isinstance(date, datetime.date) and isinstance(time, datetime.time):
-            when = datetime.datetime.combine(date, time)
-    if when is not None:
-        item.ContributionDateTime = DT(when)
-    item.ContributionDescription = "Acquisition equipment of the source image(s)"
-    return item
 
 
 def _dimension_index(organization: str, pointer: int, group: int, label: str) -> Dataset:
