@@ -1,8 +1,11 @@
 """DICOM Structured Reports, TID 1500 "Imaging Measurement Report", both ways.
 
 Export (:func:`export_sr`, called by ``api.export_sr``, which reads the SEG, the segmentation
-and the markups files) writes one Comprehensive 3D SR per call, built with highdicom's
-TID 1500 classes:
+and the markups files) writes one Comprehensive 3D SR per call. By default (``engine="fast"``)
+the document is built with pydicom alone (:mod:`template`, equal element by element to what
+highdicom's TID 1500 classes build, tested; highdicom is not imported), ``engine="highdicom"``
+builds it with those classes; sources of an image class the template does not list fall back to
+highdicom for the header and the image library:
 
 * the document: observer context (a person and/or a device), procedure reported (by modality),
   language (English, en-US), an image library of the source images, and the evidence (the SEG
