@@ -132,7 +132,8 @@ def image_unit_for(modality: str | None) -> str:
 
 def measure_segmentation(segmentation: Segmentation, image: np.ndarray | None = None,
                          modality: str | None = None, *,
-                         image_unit: str | None = None) -> dict[str, SegmentMeasurements]:
+                         image_unit: str | None = None,
+                         boxes: dict[str, tuple[slice, slice, slice]] | None = None) -> dict[str, SegmentMeasurements]:
     """Measure every segment of ``segmentation``: {segment id: :class:`SegmentMeasurements`}.
 
     Args:
@@ -142,6 +143,8 @@ def measure_segmentation(segmentation: Segmentation, image: np.ndarray | None = 
         modality: DICOM Modality of the image; "CT" makes the image unit ``[hnsf'U]``.
         image_unit: UCUM unit of the image values, overriding the one ``modality`` implies
             (e.g. ``"{SUVbw}g/ml"`` for PET).
+        boxes: :func:`segment_bounding_boxes` of ``segmentation``, when the caller has them
+            (they are found otherwise).
 
     Raises:
         InputError: a segment is empty (the message names it), or the image is not numeric.
@@ -150,7 +153,7 @@ def measure_segmentation(segmentation: Segmentation, image: np.ndarray | None = 
     geometry = segmentation.geometry
     image = _check_image(image, geometry)
     unit = image_unit or image_unit_for(modality)
-    boxes = segment_bounding_boxes(segmentation)
+    boxes = segment_bounding_boxes(segmentation) if boxes is None else boxes
     results: dict[str, SegmentMeasurements] = {}
     for segment in segmentation.segments:
         box = boxes.get(segment.id)

