@@ -211,18 +211,18 @@ def test_mapped_pixel_data_as_pydicom_reads_it(our_binary_segs, tmp_path):
     segmentation from all three, and from the dataset pydicom reads whole."""
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    from DicomAnnotEmbedLib.encodings.seg.decode import _read_seg
+    from DicomAnnotEmbedLib.encodings.seg.read_pixels import read_seg_file
 
     path = our_binary_segs / "odd.dcm"
-    ds, mapped = _read_seg(path)
+    ds, mapped = read_seg_file(path)
     assert mapped is not None and "PixelData" not in ds
     assert bytes(mapped) == pydicom.dcmread(path).PixelData[:len(mapped)]
     deflated = pydicom.dcmread(path)
     deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     deflated.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
-    assert _read_seg(tmp_path / "deflated.dcm")[1] is None
+    assert read_seg_file(tmp_path / "deflated.dcm")[1] is None
     expected = import_seg(path).segmentation
     back = import_seg(tmp_path / "deflated.dcm").segmentation
     np.testing.assert_array_equal(back.layers, expected.layers)
     implicit = interop("highdicom", "seg_image_ct_binary_overlap.dcm")
-    assert _read_seg(implicit)[1] is not None
+    assert read_seg_file(implicit)[1] is not None

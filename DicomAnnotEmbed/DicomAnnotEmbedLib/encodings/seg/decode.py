@@ -11,19 +11,19 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import JPEGLSLossless
 
 from ...dicom import raw
 from ...core import arrays
 from ...core.errors import GeometryError, InputError
 from ...dicom.values import code_of
 from ...core.headers import first_item, header_float, header_floats, header_int, header_value
-from ...core.inputs import read_dicom_file, reading
+from ...core.inputs import reading
 from ...core.geometry import VolumeGeometry
 from ...core.model import Code, FractionPlanes, Segment, Segmentation, Terminology, _default_color, present_labels
 from ...core.progress import ProgressCallback
-from ...core.series import ReferenceSeries, image_size, transfer_syntax
-from .common import (LABEL_MAP_SEGMENTATION_STORAGE, SEG_SOP_CLASSES, _DERIVATION_IMAGE, _IMAGE_POSITION, _PER_FRAME,
+from ...core.series import ReferenceSeries, image_size
+from .read_pixels import FrameDecoder, read_seg_file, read_whole
+from .common import (LABEL_MAP_SEGMENTATION_STORAGE, _DERIVATION_IMAGE, _IMAGE_POSITION, _PER_FRAME,
                      _PLANE_POSITION, _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER)
 
 log = logging.getLogger(__name__)
@@ -67,67 +67,7 @@ def read_seg_dataset(path: os.PathLike | str) -> Dataset:
     Raises:
         InputError: not DICOM, not a SEG, or truncated.
     """
-    return _checked_seg(read_dicom_file(path, "SEG"), path)
-
-
-def _checked_seg(ds: Dataset, path, has_pixel_data: bool = False) -> Dataset:
-    """``ds``, checked to be a SEG with the elements the import needs (``has_pixel_data``: its
-    Pixel Data is known to be in the file, not in ``ds``)."""
-    sop_class = str(getattr(ds, "SOPClassUID", ""))
-    if sop_class not in SEG_SOP_CLASSES:
-        raise InputError(f"not a DICOM SEG (SOP Class UID {sop_class or 'missing'}, Modality "
-                         f"{getattr(ds, 'Modality', '?')})", path)
-    for keyword in ("Rows", "Columns", "SegmentSequence", "PixelData"):
-        if keyword not in ds and not (keyword == "PixelData" and has_pixel_data):
-            raise InputError(f"SEG has no {keyword} (truncated or incomplete file)", path)
-    return ds
-
-
-def _read_seg(path: os.PathLike | str) -> Tuple[Dataset, Optional[memoryview]]:
-    """The SEG dataset, checked as :func:`read_seg_dataset` checks it, and the value of its native
-    (uncompressed) little endian Pixel Data mapped from the file instead of read into the dataset
-    (then absent there): a 100-segment BINARY SEG holds 163 MB of frames, which reading copied
-    (0.1 s of CPU, and the memory) before the decoder looked at most of them once. Other pixel
-    data (encapsulated, or in deflated or big endian files) is read by pydicom as before.
-
-    Raises:
-        InputError: not DICOM, not a SEG, or truncated.
-    """
-    import mmap
-
-    import pydicom
-    from pydicom.filereader import read_dataset
-
-    from ...core.errors import one_line
-    from ...core.inputs import check_sequences, open_bounded
-    from ...core.series import is_deflated
-
-    if not os.path.isfile(path):
-        return read_seg_dataset(path), None  # which says what the path is
-    mapped = None
-    try:
-        with open_bounded(path) as stream:
-            ds = pydicom.dcmread(stream, stop_before_pixels=True)
-            ds.filename = str(path)  # as dcmread(path) sets it
-            if is_deflated(ds):  # pydicom parsed an inflated copy: its offsets are not the file's
-                return read_seg_dataset(path), None
-            offset = stream.tell()
-            implicit, little = ds.original_encoding
-            head = stream.read(12)
-            start, length = (offset + 8, head[4:8]) if implicit else (offset + 12, head[8:12])
-            length = int.from_bytes(length, "little") if len(head) == 12 else None
-            if little and head[:4] == b"\xe0\x7f\x10\x00" and length not in (None, 0xFFFFFFFF):
-                available = max(0, min(length, os.fstat(stream.fileno()).st_size - start))
-                mapped = memoryview(b"")
-                if available:  # the map stays open while the view (the decoder's frames) lives
-                    mapped = memoryview(mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ))[start:start + available]
-            else:
-                stream.seek(offset)  # the pixel data and what follows, as dcmread reads them
-                ds.update(read_dataset(stream, implicit, little, parent_encoding=ds._character_set))
-    except Exception as exc:  # pydicom raises several types for broken files (as read_dicom_file)
-        raise InputError(f"not a readable DICOM file ({one_line(exc, 300)})", path) from None
-    check_sequences(ds, path)
-    return _checked_seg(ds, path, mapped is not None), mapped
+    return read_whole(path)
 
 
 def import_seg(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLike, str, None] = None,
@@ -151,7 +91,7 @@ def import_seg(path: os.PathLike | str, series: Union[ReferenceSeries, os.PathLi
 
 
 def _import_seg(path, series, progress) -> SegImport:
-    ds, native_pixels = _read_seg(path)
+    ds, native_pixels = read_seg_file(path)
     path = str(path)
     image_size(ds)  # Number of Frames, Rows, Columns, Bits Allocated checked against the file size
     _refuse_tiled(ds, path)
@@ -169,7 +109,7 @@ def _import_seg(path, series, progress) -> SegImport:
         raise InputError(f"{len(outside)} frames (first: frame {outside[0]}) fall outside the "
                          f"{geometry.shape[0]} slices of the grid", path)
 
-    decoder = _FrameDecoder(ds, path, native_pixels)
+    decoder = FrameDecoder(ds, path, native_pixels)
     if (decoder.rows, decoder.columns) != tuple(geometry.shape[1:]):
         raise GeometryError(f"SEG frames of {decoder.rows}x{decoder.columns} pixels do not match the grid "
                             f"({geometry.describe()})", path)
@@ -556,144 +496,7 @@ def _same_plane_grid(own: VolumeGeometry, target: VolumeGeometry) -> bool:
     return bool(np.allclose(a, b, atol=1e-3))
 
 
-class _FrameDecoder:
-    """Frames of the SEG's pixel data, one at a time (packed bits are never unpacked whole)."""
-
-    def __init__(self, ds: Dataset, path: str, native: Optional[memoryview] = None):
-        """``native``: the native pixel data's bytes when not in ``ds`` (see _read_seg)."""
-        self.ds = ds
-        self.path = path
-        self.count, self.rows, self.columns, self.bits = image_size(ds)
-        if self.bits not in (1, 8, 16):
-            raise InputError(f"Bits Allocated {self.bits}: a SEG has 1 (BINARY), 8 or 16", path)
-        self.syntax = transfer_syntax(ds)
-        pixels = self.rows * self.columns
-        if not self.syntax.is_compressed:
-            data = native if native is not None else header_value(ds, "PixelData", b"", path)
-            needed = (self.count * pixels + 7) // 8 if self.bits == 1 else self.count * pixels * self.bits // 8
-            if len(data) < needed:
-                raise InputError(f"pixel data has {len(data)} bytes where {self.count} frames need {needed} "
-                                 "(truncated file?)", path)
-            self.data = np.frombuffer(data, dtype=np.uint8 if self.bits in (1, 8) else "<u2",
-                                      count=needed if self.bits in (1, 8) else needed // 2)
-        else:
-            self.data = None
-            self._fragments = None
-        self._extents = None
-
-    def packed_frame(self, index: int) -> Optional[np.ndarray]:
-        """The packed bytes of a 1-bit native frame when it starts on a byte boundary."""
-        pixels = self.rows * self.columns
-        if self.bits != 1 or self.data is None or (index * pixels) % 8 or pixels % 8:
-            return None
-        return self.data[index * pixels // 8:(index + 1) * pixels // 8]
-
-    def _packed_rows(self, index: int) -> Optional[np.ndarray]:
-        """The packed frame as (rows, bytes a row) when its rows are whole bytes, else None."""
-        packed = self.packed_frame(index)
-        if packed is None or self.columns % 8:
-            return None
-        return packed.reshape(self.rows, self.columns // 8)
-
-    def _row_extents(self) -> Tuple[np.ndarray, np.ndarray]:
-        """First and past-last row holding a set pixel of every packed frame (0, 0: empty), from
-        the packed bytes, a slab of frames at a time (one pass over them, 8 bytes at a time where
-        rows allow), so that empty rows are never unpacked (unpacking whole frames was 60% of a
-        BINARY import)."""
-        if self._extents is None:
-            per_row = self.columns // 8
-            first, stop = np.zeros(self.count, np.int64), np.zeros(self.count, np.int64)
-            frame_bytes = self.rows * per_row
-            for start in range(0, self.count, 32):  # 32 frames of 512x512: 1 MB, in the cache
-                end = min(self.count, start + 32)
-                block = self.data[start * frame_bytes:end * frame_bytes]
-                if per_row % 8 == 0:
-                    # the row's words OR-ed column by column: numpy reduces a short last axis
-                    # slowly (any(axis=2) took twice as long, 0.046 s for the bench SEG's 164 MB)
-                    words = block.view(np.uint64).reshape(-1, per_row // 8)
-                    union = words[:, 0].copy()
-                    for column in range(1, words.shape[1]):
-                        np.bitwise_or(union, words[:, column], out=union)
-                    occupied = (union != 0).reshape(end - start, self.rows)
-                else:
-                    occupied = block.reshape(end - start, self.rows, per_row).any(axis=2)
-                any_row = occupied.any(axis=1)
-                first[start:end] = np.where(any_row, occupied.argmax(axis=1), 0)
-                stop[start:end] = np.where(any_row, self.rows - occupied[:, ::-1].argmax(axis=1), 0)
-            self._extents = first, stop
-        return self._extents
-
-    def box(self, index: int) -> Optional[Tuple[int, int, int, int]]:
-        """Rows r0:r1 and columns c0:c1 holding every set pixel of frame ``index`` (None: empty).
-        Packed frames: the rows from :meth:`_row_extents`, the columns from the bytes of those
-        rows (whole bytes: c0 and c1 are multiples of 8); other frames: the whole frame."""
-        packed = self._packed_rows(index)
-        if packed is None:
-            return (0, self.rows, 0, self.columns) if self.data is None or self.frame(index).any() else None
-        first, stop = self._row_extents()
-        r0, r1 = int(first[index]), int(stop[index])
-        if r1 == 0:
-            return None
-        used = np.flatnonzero(np.bitwise_or.reduce(packed[r0:r1], axis=0))
-        return r0, r1, int(used[0]) * 8, (int(used[-1]) + 1) * 8
-
-    def box_pixels(self, index: int, box: Tuple[int, int, int, int]) -> np.ndarray:
-        """The pixels of frame ``index`` in ``box`` as bool (only those bytes are unpacked)."""
-        r0, r1, c0, c1 = box
-        packed = self._packed_rows(index)
-        if packed is None:
-            return self.frame(index)[r0:r1, c0:c1].astype(bool)
-        return np.unpackbits(packed[r0:r1, c0 // 8:c1 // 8], axis=1, bitorder="little").view(bool)  # 0/1
-
-    def frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` as (rows, columns): bool/uint8 for 1-bit, uint8 or uint16 otherwise."""
-        pixels = self.rows * self.columns
-        if self.data is not None:
-            if self.bits == 1:
-                start = index * pixels
-                first, last = start // 8, (start + pixels + 7) // 8
-                bits = np.unpackbits(self.data[first:last], bitorder="little")
-                offset = start - first * 8
-                return bits[offset:offset + pixels].reshape(self.rows, self.columns)
-            return self.data[index * pixels:(index + 1) * pixels].reshape(self.rows, self.columns)
-        return self._decoded(index)
-
-    def _decoded(self, index: int) -> np.ndarray:
-        """One compressed frame. JPEG-LS goes straight to CharLS (pyjpegls): through pydicom's
-        decoder framework each frame costs 4x more; other codecs use pydicom's plugins."""
-        from pydicom.encaps import generate_fragmented_frames
-
-        if self._fragments is None:
-            try:
-                self._fragments = [b"".join(f) for f in generate_fragmented_frames(
-                    self.ds.PixelData, number_of_frames=self.count)]
-            except Exception as exc:
-                raise InputError(f"encapsulated pixel data cannot be read ({exc}; truncated file?)", self.path) from None
-            if len(self._fragments) < self.count:
-                raise InputError(f"{len(self._fragments)} compressed frames for {self.count} frames "
-                                 "(truncated file?)", self.path)
-        dtype = np.uint16 if self.bits == 16 else np.uint8
-        pixels = self.rows * self.columns
-        try:
-            if self.syntax == JPEGLSLossless:
-                import jpeg_ls
-
-                data, _ = jpeg_ls.decode_buffer(self._fragments[index])
-                array = np.frombuffer(data, dtype=dtype)
-                if array.size != pixels:
-                    raise ValueError(f"{array.size} pixels decoded, {pixels} expected")
-            else:
-                from pydicom.pixels import get_decoder
-
-                array, _ = get_decoder(self.syntax).as_array(self.ds, index=index)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"frame {index + 1} cannot be decoded ({exc})", self.path) from None
-        return np.asarray(array).reshape(self.rows, self.columns)
-
-
-def _labelmap_segmentation(decoder: _FrameDecoder, slice_of_frame: List[int], geometry: VolumeGeometry,
+def _labelmap_segmentation(decoder: FrameDecoder, slice_of_frame: List[int], geometry: VolumeGeometry,
                            segments: List[Segment], numbers: List[int], progress) -> Segmentation:
     from ...core.progress import track
 
@@ -720,7 +523,7 @@ def _labelmap_segmentation(decoder: _FrameDecoder, slice_of_frame: List[int], ge
     return Segmentation(geometry, labels[np.newaxis], segments)
 
 
-def _binary_segmentation(decoder: _FrameDecoder, frames: List[_FrameInfo], slice_of_frame: List[int],
+def _binary_segmentation(decoder: FrameDecoder, frames: List[_FrameInfo], slice_of_frame: List[int],
                          geometry: VolumeGeometry, segments: List[Segment], numbers: List[int],
                          fractional: bool, max_value: float, progress) -> Segmentation:
     """Frames placed segment by segment into the first layer where they overlap nothing."""
