@@ -133,7 +133,11 @@ Runs, ``--only ours_import,ours_import_noseries,dcmqi_import,ours_import_binary,
 --lib before=DIR --bytecode DIR --repeats 7`` (DIR: ``git archive 8006383``), load 2.6 to 3.4, CPU
 s / peak RSS MiB: ours_import 0.61 -> 0.58 / 110 against dcmqi's 0.46 / 177 (1.26 x; target 1.0 x
 missed); ours_import_noseries 0.50 -> 0.50 / 105 (1.09 x, missed); ours_import_binary 0.99 -> 0.73
-/ 274 -> 256 (the mapped file's pages count in RSS once touched) against dcmqi's 5.68 / 499. What
+/ 274 -> 256 (the mapped file's pages count in RSS once touched) against dcmqi's 5.68 / 499. Two
+later runs on the final code (7 and 5 rounds, load 1.0 to 1.3, the VM slower: ``import numpy``
+alone then took 0.3 s of CPU in 0.23 s, and our children CPU 0.1 s more than wall): 0.75 -> 0.71 and
+0.85 -> 0.80 s against dcmqi's 0.61 and 0.55 s; own grid 0.67 -> 0.64 and 0.71 -> 0.63 s; BINARY
+1.44 -> 0.88 and 1.28 -> 0.93 s against 6.11 and 7.07 s. What
 stands between LABELMAP import and dcmqi is outside the decoder: pydicom's import (0.10 s; 0.035 s
 of it PIL and pylibjpeg, which pydicom's pixel plugins import at start-up: kept out as
 ``cli._import_pydicom`` keeps requests and tqdm out, if pydicom still finds them when it decodes),
