@@ -226,3 +226,19 @@ def test_mapped_pixel_data_as_pydicom_reads_it(our_binary_segs, tmp_path):
     np.testing.assert_array_equal(back.layers, expected.layers)
     implicit = interop("highdicom", "seg_image_ct_binary_overlap.dcm")
     assert read_seg_file(implicit)[1] is not None
+
+
+def test_pixel_data_read_where_the_file_cannot_be_mapped(our_binary_segs, monkeypatch):
+    """A file system without mmap: the pixel data is read instead, the same segmentation."""
+    from DicomAnnotEmbedLib.encodings.seg import read_pixels
+
+    path = our_binary_segs / "sample.dcm"
+    expected = import_seg(path).segmentation.layers
+
+    def refuse(*args, **kwargs):
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(read_pixels.mmap, "mmap", refuse)
+    ds, pixels = read_pixels.read_seg_file(path)
+    assert pixels is not None and bytes(pixels) == pydicom.dcmread(path).PixelData
+    np.testing.assert_array_equal(import_seg(path).segmentation.layers, expected)

@@ -66,8 +66,8 @@ def read_seg_file(path: os.PathLike | str) -> Tuple[Dataset, Optional[memoryview
             if little and head[:4] == b"\xe0\x7f\x10\x00" and length not in (None, 0xFFFFFFFF):
                 available = max(0, min(length, os.fstat(stream.fileno()).st_size - start))
                 mapped = memoryview(b"")
-                if available:  # the map stays open while the view (the decoder's frames) lives
-                    mapped = memoryview(mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ))[start:start + available]
+                if available:
+                    mapped = _mapped(stream, start, available)
             else:
                 stream.seek(offset)  # the pixel data and what follows, as dcmread reads them
                 ds.update(read_dataset(stream, implicit, little,
@@ -76,6 +76,17 @@ def read_seg_file(path: os.PathLike | str) -> Tuple[Dataset, Optional[memoryview
         raise InputError(f"not a readable DICOM file ({one_line(exc, 300)})", path) from None
     check_sequences(ds, path)
     return checked_seg(ds, path, mapped is not None), mapped
+
+
+def _mapped(stream, start: int, length: int) -> memoryview:
+    """``length`` bytes of the file from ``start``: mapped (the map stays open while the view, the
+    decoder's frames, lives), or read where the file cannot be mapped (some network or FUSE file
+    systems)."""
+    try:
+        return memoryview(mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ))[start:start + length]
+    except (OSError, ValueError):
+        stream.seek(start)
+        return memoryview(stream.read(length))
 
 
 class FrameDecoder:
