@@ -19,13 +19,18 @@ What it measures
    (Mean, Minimum, Maximum) features of the same segments, one extractor call per segment as
    pyradiomics users run it. Values are compared segment by segment (table of the largest
    relative differences).
-2. Fresh processes, ``--repeats`` interleaved rounds (each command once a round, in turn):
+2. (Run first.) Fresh processes, ``--repeats`` interleaved rounds (each command once a round, in turn):
    ``dicomannotembed seg export --type binary`` (the reference the issue names) and
    ``dicomannotembed sr export`` of that SEG (reads the SEG and the series, measures, writes the
    document with its image library); with ``--before TREE`` also the ``sr export`` of another
    commit's source tree (``git archive``), through PYTHONPATH, in the same rounds. Wall and CPU
    seconds (user + system, rusage of the children: on a loaded machine wall time mostly measures
-   the other users) and peak RSS of each.
+   the other users) and peak RSS of each. Peak RSS: until 2026-12-05 the
+   benchmark loaded the CT and the labels before starting the children, and a child's ru_maxrss
+   starts from its parent's RSS at fork (execve keeps it): every child showed at least ~346 MiB.
+   README's 373 MiB for the BINARY SEG export was that floor (/usr/bin/time: 117 MiB); the SR
+   export's 404 MiB at 8006383 was its own (/usr/bin/time: 404 MiB). The children now run while
+   this process is small.
 
 Notes (profiles; figures in README "DICOM SR" > "Speed")
 ---------------------------------------------------------
@@ -216,48 +221,16 @@ def main() -> int:
     print(f"Machine: {machine()}\n")
     bench_seg.prepare_data(args.workdir, [CASE])
     geometry = bench_seg.make_geometry()
-    labels = np.load(args.workdir / f"labels_{CASE}.npy")
     series_dir = args.workdir / bench_seg.SERIES_DIR
-    series = load_series(series_dir)
-    ct = series.read_volume()  # modality values (HU), as the SR export reads them
-    segmentation = Segmentation.from_label_map(geometry, labels)
 
-    # 1. In process, warm.
-    cpu, wall = [0.0], [0.0]
-    for _ in range(0 if args.no_in_process else args.repeats):
-        c, w = time.process_time(), time.perf_counter()
-        measured = ours(segmentation, ct)
-        cpu.append(time.process_time() - c)
-        wall.append(time.perf_counter() - w)
-    if not args.no_in_process:
-        cpu, wall = cpu[1:], wall[1:]
-        print("| measurements, case C, in process (warm) | wall s | CPU s |\n|---|---:|---:|")
-        print(f"| ours: measure_segmentation (100 segments, all quantities) | {statistics.median(wall):.2f} | "
-              f"{statistics.median(cpu):.2f} |")
-    if not args.no_pyradiomics:
-        # The same segments for both: every n-th label, largest first (labels are sorted by size).
-        chosen = [int(v) for v in np.linspace(1, int(labels.max()), args.radiomics_segments).round()]
-        subset = Segmentation.from_label_map(geometry, np.where(np.isin(labels, chosen), labels, 0))
-        c, w = time.process_time(), time.perf_counter()
-        measured_subset = ours(subset, ct)
-        ours_wall, ours_cpu = time.perf_counter() - w, time.process_time() - c
-        c, w = time.process_time(), time.perf_counter()
-        radiomics = pyradiomics_features(labels, ct, geometry, chosen)
-        theirs_wall, theirs_cpu = time.perf_counter() - w, time.process_time() - c
-        print(f"| ours, the same {len(chosen)} segments | {ours_wall:.2f} | {ours_cpu:.2f} |")
-        print(f"| pyradiomics {radiomics_version()}: shape + first order, one execute() per segment, "
-              f"{len(chosen)} segments | {theirs_wall:.2f} | {theirs_cpu:.2f} |")
-        print(f"\nCPU ratio ours / pyradiomics on the same segments: {ours_cpu / theirs_cpu:.3f}")
-        print("\n| ours | pyradiomics | largest relative difference | at label |\n|---|---|---:|---:|")
-        for name, theirs, worst, where in compare(measured_subset, subset, radiomics):
-            print(f"| {name} | {theirs} | {worst:.2e} | {where} |")
-
-    # 2. Fresh processes: BINARY SEG export, then the SR export of that SEG.
+    # 1. Fresh processes: BINARY SEG export, then the SR export of that SEG. First, while this process
+    # is small: a child's peak RSS (ru_maxrss) starts from its parent's RSS at fork, which execve
+    # keeps (with the CT and labels loaded here every child showed at least 346 MiB).
     out = args.workdir / "bench_sr"
     out.mkdir(exist_ok=True)
     seg_nrrd = out / "case_C.seg.nrrd"
     if not seg_nrrd.exists():
-        write_seg_nrrd(seg_nrrd, segmentation)
+        write_seg_nrrd(seg_nrrd, Segmentation.from_label_map(geometry, np.load(args.workdir / f"labels_{CASE}.npy")))
     cli = [sys.executable, "-m", "DicomAnnotEmbedLib.cli", "-q"]
     seg_file, sr_file = out / "seg.dcm", out / "sr.dcm"
     runs = {"`seg export --type binary`": (cli + ["seg", "export", "--series", str(series_dir), "--segmentation",
@@ -294,6 +267,40 @@ def main() -> int:
             f"SR {tree.name} / BINARY SEG" for tree in args.before]):
         print(f"| ratio {label} | {medians[name][0] / medians[seg_name][0]:.2f} | "
               f"{medians[name][1] / medians[seg_name][1]:.2f} | | |")
+    # 2. In process, warm.
+    labels = np.load(args.workdir / f"labels_{CASE}.npy")
+    series = load_series(series_dir)
+    ct = series.read_volume()  # modality values (HU), as the SR export reads them
+    segmentation = Segmentation.from_label_map(geometry, labels)
+    cpu, wall = [0.0], [0.0]
+    for _ in range(0 if args.no_in_process else args.repeats):
+        c, w = time.process_time(), time.perf_counter()
+        measured = ours(segmentation, ct)
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+    if not args.no_in_process:
+        cpu, wall = cpu[1:], wall[1:]
+        print("| measurements, case C, in process (warm) | wall s | CPU s |\n|---|---:|---:|")
+        print(f"| ours: measure_segmentation (100 segments, all quantities) | {statistics.median(wall):.2f} | "
+              f"{statistics.median(cpu):.2f} |")
+    if not args.no_pyradiomics:
+        # The same segments for both: every n-th label, largest first (labels are sorted by size).
+        chosen = [int(v) for v in np.linspace(1, int(labels.max()), args.radiomics_segments).round()]
+        subset = Segmentation.from_label_map(geometry, np.where(np.isin(labels, chosen), labels, 0))
+        c, w = time.process_time(), time.perf_counter()
+        measured_subset = ours(subset, ct)
+        ours_wall, ours_cpu = time.perf_counter() - w, time.process_time() - c
+        c, w = time.process_time(), time.perf_counter()
+        radiomics = pyradiomics_features(labels, ct, geometry, chosen)
+        theirs_wall, theirs_cpu = time.perf_counter() - w, time.process_time() - c
+        print(f"| ours, the same {len(chosen)} segments | {ours_wall:.2f} | {ours_cpu:.2f} |")
+        print(f"| pyradiomics {radiomics_version()}: shape + first order, one execute() per segment, "
+              f"{len(chosen)} segments | {theirs_wall:.2f} | {theirs_cpu:.2f} |")
+        print(f"\nCPU ratio ours / pyradiomics on the same segments: {ours_cpu / theirs_cpu:.3f}")
+        print("\n| ours | pyradiomics | largest relative difference | at label |\n|---|---|---:|---:|")
+        for name, theirs, worst, where in compare(measured_subset, subset, radiomics):
+            print(f"| {name} | {theirs} | {worst:.2e} | {where} |")
+
     json.dump({"measure_wall": statistics.median(wall), "medians": medians, "load_end": load_end}, sys.stderr)
     return 0
 
