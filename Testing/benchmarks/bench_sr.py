@@ -101,6 +101,30 @@ Notes (profiles; figures in README "DICOM SR" > "Speed")
   Left (time.process_time, unprofiled): the measurements 0.73-0.8 and the SEG import (neither is
   this encoder's), imports 0.33 (pydicom 0.15, numpy 0.14), the image library 0.1 with its
   first entry, the document 0.08, the groups 0.05, writing 0.06-0.09.
+* 2026-12-05, the measurements and the reading around them (time.process_time per function in a
+  fresh process, then warm in process):
+  - numpy advises transparent huge pages for arrays of 4 MB and more; faulting in a fresh 100 MB
+    volume took 0.01-0.46 s with the advice (the kernel had the pages ready or not) and 0.05 s on
+    4 KiB pages. The CLI switches the advice off (core.arrays.prefer_small_pages), and the series'
+    volumes are arrays.zeros: sr export's system time 0.5-1.4 -> 0.25-0.5 s.
+  - scipy.spatial (0.2-0.3 s to import) was only there for the convex hull of the diameter's
+    candidates. Dropping the mesh vertices that lie between two others along 13 lattice
+    directions (the axes, 6 face and 4 body diagonals) instead of the 3 axes leaves 1,900 of the
+    largest segment's 17,800 (the axes alone: 6,400), few enough to compare pairwise: no hull, no
+    scipy; the values are the same to the last bit (case C's 700; test_measurements_unchanged).
+  - Bounding boxes: arrays.label_extents (the changes along rows, one pass) 0.26 -> 0.04 s, and
+    the SR export takes its empty segments from them instead of counting voxels (0.07 s).
+  - Surface: the cell configurations built one axis at a time (3 shifted ORs, not 8): 0.19 -> 0.12 s.
+  - The farthest-point steps over the 1.8 million boundary points: the squared coordinates summed
+    column by column (np.linalg.norm(axis=1) to the bit, without its strided reduction): 0.17 -> 0.09 s.
+  - Reading the CT: the Pixel Data value read at the offset the header scan found
+    (core.header_blocks.native_pixel_data) instead of pydicom parsing each file again: 0.19 -> 0.12 s.
+  - measure_segmentation warm: 1.05 -> 0.72-0.78 s CPU. Final run (2d27c53, load 0.35-0.67,
+    5 rounds): sr export 2.08 s CPU (1.98 wall), BINARY SEG export 1.12 (1.09): ratio 1.86
+    (1.82 wall), target 2: met. 8006383 in the same rounds: 5.39 s (4.82 x). Peak RSS 260 MiB
+    against the SEG export's 117 (2.2 x): the SR holds the CT (int16, 100 MB) for the statistics
+    and the labels (52 MB); the SEG export holds the labels. Streaming the statistics slice by
+    slice would drop the CT; not done.
 """
 from __future__ import annotations
 
