@@ -242,3 +242,55 @@ def test_pixel_data_read_where_the_file_cannot_be_mapped(our_binary_segs, monkey
     ds, pixels = read_pixels.read_seg_file(path)
     assert pixels is not None and bytes(pixels) == pydicom.dcmread(path).PixelData
     np.testing.assert_array_equal(import_seg(path).segmentation.layers, expected)
+
+
+def mapped_kib(path) -> int:
+    """Resident KiB of this process's memory maps of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            inside = len(fields) >= 6 and fields[-1] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+def test_mapped_frames_do_not_stay_resident(tmp_path, monkeypatch):
+    """The pages of a mapped SEG count in the RSS once touched: the decoder lets the kernel drop
+    them every RESIDENT_BYTES it reads (the 164 MB SEG of the SR benchmark: seg import's peak
+    274 -> 113 MiB), and the segmentation is the same as when they stay."""
+    import os
+
+    import SimpleITK as sitk
+
+    from DicomAnnotEmbedLib.encodings.seg import read_pixels
+
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("no /proc/self/smaps on this system")
+    image = sitk.GetImageFromArray(np.zeros((64, 256, 256), dtype=np.int16))
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
+    api.dicomize(tmp_path / "ct.nrrd", tmp_path / "series")
+    series = load_series(tmp_path / "series")
+    labels = np.zeros(series.geometry.shape, np.uint8)
+    for value in range(1, 5):  # 4 segments on every slice: 256 frames of 8 KB
+        labels[:, 40 * value:40 * value + 30, 20:230] = value
+    segments = [Segment(id=f"s{n}", name=f"s{n}", color=(1.0, 0.5, 0.0)) for n in range(1, 5)]
+    for number, segment in enumerate(segments, 1):
+        segment.layer, segment.label_value = 0, number
+    path = tmp_path / "seg.dcm"
+    export_seg(series, Segmentation(series.geometry, labels[np.newaxis], segments), path, seg_type="binary")
+    assert os.path.getsize(path) > 2_000_000
+    expected = import_seg(path).segmentation.layers
+
+    resident = []
+    read = read_pixels.FrameDecoder._read
+
+    def watched(self, nbytes):
+        read(self, nbytes)
+        resident.append(mapped_kib(path))
+
+    monkeypatch.setattr(read_pixels.FrameDecoder, "_read", watched)
+    monkeypatch.setattr(read_pixels.FrameDecoder, "RESIDENT_BYTES", 64 << 10)
+    np.testing.assert_array_equal(import_seg(path).segmentation.layers, expected)
+    assert resident and max(resident) < 1024  # KiB, of a 2 MB file read whole twice

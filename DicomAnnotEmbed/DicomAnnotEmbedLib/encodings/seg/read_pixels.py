@@ -92,6 +92,12 @@ def _mapped(stream, start: int, length: int) -> memoryview:
 class FrameDecoder:
     """Frames of the SEG's pixel data, one at a time (packed bits are never unpacked whole)."""
 
+    #: Bytes of a mapped file read before the decoder lets the kernel drop its pages from this
+    #: process (madvise DONTNEED; the file stays in the page cache): a mapped file's pages count in
+    #: the RSS once touched, and decoding the 164 MB BINARY SEG of the SR benchmark kept all of it
+    #: (sr export's peak 266 MiB, of which that SEG's pages ~150).
+    RESIDENT_BYTES = 16 << 20
+
     def __init__(self, ds: Dataset, path: str, native: Optional[memoryview] = None):
         """``native``: the native pixel data's bytes when not in ``ds`` (see read_seg_file)."""
         self.ds = ds
@@ -113,6 +119,20 @@ class FrameDecoder:
             self.data = None
             self._fragments = None
         self._extents = None
+        self._map = getattr(native, "obj", None)  # the memory map the pixel data is a view of, if any
+        self._map = self._map if hasattr(self._map, "madvise") else None
+        self._touched = 0
+
+    def _read(self, nbytes: int) -> None:
+        """Count bytes read from a mapped file (a frame's, even when only some rows are: the
+        kernel maps the pages around each one it faults in); past :data:`RESIDENT_BYTES`, drop its pages."""
+        self._touched += nbytes
+        if self._map is not None and self._touched >= self.RESIDENT_BYTES:
+            self._touched = 0
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):  # no madvise here: the pages stay
+                self._map = None
 
     def packed_frame(self, index: int) -> Optional[np.ndarray]:
         """The packed bytes of a 1-bit native frame when it starts on a byte boundary."""
@@ -153,6 +173,7 @@ class FrameDecoder:
                 any_row = occupied.any(axis=1)
                 first[start:end] = np.where(any_row, occupied.argmax(axis=1), 0)
                 stop[start:end] = np.where(any_row, self.rows - occupied[:, ::-1].argmax(axis=1), 0)
+                self._read(block.nbytes)
             self._extents = first, stop
         return self._extents
 
@@ -168,6 +189,7 @@ class FrameDecoder:
         if r1 == 0:
             return None
         used = np.flatnonzero(np.bitwise_or.reduce(packed[r0:r1], axis=0))
+        self._read(packed.nbytes)  # the whole frame: a page fault maps its neighbours too (64 KB)
         return r0, r1, int(used[0]) * 8, (int(used[-1]) + 1) * 8
 
     def box_pixels(self, index: int, box: Tuple[int, int, int, int]) -> np.ndarray:
@@ -182,6 +204,7 @@ class FrameDecoder:
         """Frame ``index`` as (rows, columns): bool/uint8 for 1-bit, uint8 or uint16 otherwise."""
         pixels = self.rows * self.columns
         if self.data is not None:
+            self._read(pixels * self.bits // 8)
             if self.bits == 1:
                 start = index * pixels
                 first, last = start // 8, (start + pixels + 7) // 8
