@@ -126,8 +126,8 @@ def pixel_data_offset(ds: Dataset) -> Optional[int]:
     return None if is_deflated(ds) else ds.__dict__.get("pixel_data_offset")
 
 
-#: Value representations with a 4-byte value length in explicit VR (the others have 2).
-_LONG_VR_BYTES = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
+#: Value representations with a 4-byte value length in explicit VR (the others have 2), as bytes.
+LONG_VR_BYTES = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
 
 
 def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
@@ -153,7 +153,7 @@ def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
             return None
         if syntax.is_implicit_VR:
             (length,), start = struct.unpack_from("<L", head, 4), 8
-        elif head[4:6] in _LONG_VR_BYTES:
+        elif head[4:6] in LONG_VR_BYTES:
             (length,), start = struct.unpack_from("<L", head, 8), 12
         else:
             (length,), start = struct.unpack_from("<H", head, 6), 8

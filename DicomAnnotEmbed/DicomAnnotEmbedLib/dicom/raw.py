@@ -17,12 +17,12 @@ from pydicom.dataelem import DataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
+from ..core.header_blocks import LONG_VR_BYTES
+
 ITEM_TAG = 0xFFFEE000
 ITEM_DELIMITER = 0xFFFEE00D
 SEQUENCE_DELIMITER = 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
-# Explicit VR: these VRs have a 2-byte reserved field and a 4-byte length.
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 
 Buffer = Union[bytes, bytearray, memoryview]
 RawItem = Dict[int, Union[bytes, List["RawItem"]]]
@@ -82,7 +82,7 @@ def item(body: bytes) -> bytes:
 def element_header(tag: int, vr: str, length: int) -> bytes:
     """Tag, VR and length of an explicit VR little endian element."""
     code = vr.encode("ascii")
-    if code in _LONG_VRS:
+    if code in LONG_VR_BYTES:
         return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, code, 0, length)
     return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, code, length)
 
@@ -137,7 +137,7 @@ def _parse_dataset(buf: memoryview, pos: int, end: int, implicit: bool, descend)
             is_sequence = length == UNDEFINED_LENGTH or _dictionary_is_sequence(tag)
         else:
             vr = bytes(buf[pos + 4:pos + 6])
-            if vr in _LONG_VRS:
+            if vr in LONG_VR_BYTES:
                 (length,) = struct.unpack_from("<I", buf, pos + 8)
                 pos += 12
             else:
@@ -238,7 +238,7 @@ class _Walker:
                 (length,) = _LENGTH.unpack_from(buf, pos + 4)
                 pos += 8
                 is_sequence = length == UNDEFINED_LENGTH or _dictionary_is_sequence(tag)
-            elif vr in _LONG_VRS:
+            elif vr in LONG_VR_BYTES:
                 (length,) = _LENGTH.unpack_from(buf, pos + 8)
                 pos += 12
                 is_sequence = vr == b"SQ" or (vr == b"UN" and length == UNDEFINED_LENGTH)

@@ -35,6 +35,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
 from ...core.errors import InputError, TooManySegmentsError
+from ...core.header_blocks import LONG_VR_BYTES
 from ...core.markup_dicts import markup_to_dict
 from ...core.model import AnnotationSet, Markup, Segment, Segmentation
 from ...core.outputs import check_output_dir, relocate, staged_folder, write_atomic
@@ -305,7 +306,7 @@ class _SourceFile:
         if implicit:
             return group << 16 | element, None, struct.unpack_from(order + "L", self.data, start + 4)[0], start + 8
         vr = self.data[start + 4:start + 6]
-        if vr in _LONG_VR_BYTES:
+        if vr in LONG_VR_BYTES:
             return group << 16 | element, vr, struct.unpack_from(order + "L", self.data, start + 8)[0], start + 12
         return group << 16 | element, vr, struct.unpack_from(order + "H", self.data, start + 6)[0], start + 8
 
@@ -322,7 +323,7 @@ class _SourceFile:
         for header_length in (8,) if implicit else (8, 12):
             start = (value_at or 0) - header_length
             if (start >= 0 and self.data[start:start + 4] == tag_bytes
-                    and (implicit or (self.data[start + 4:start + 6] in _LONG_VR_BYTES) == (header_length == 12))):
+                    and (implicit or (self.data[start + 4:start + 6] in LONG_VR_BYTES) == (header_length == 12))):
                 return start
         return None
 
@@ -348,9 +349,6 @@ class _SourceFile:
         parts.append(view[position:])
         return parts
 
-
-_LONG_VR_BYTES = {vr.encode() for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV",
-                                         "UV")}
 
 
 class _DerivedHeaders:
@@ -623,7 +621,7 @@ class _ElementEncoder:
         tag = struct.pack(self.order + "HH", group, element)
         if self.implicit:
             return tag + struct.pack(self.order + "L", len(value)) + value
-        if vr.encode() in _LONG_VR_BYTES:
+        if vr.encode() in LONG_VR_BYTES:
             return tag + vr.encode() + struct.pack(self.order + "2xL", len(value)) + value
         return tag + vr.encode() + struct.pack(self.order + "H", len(value)) + value
 
