@@ -151,11 +151,12 @@ def read_dicom_file(path: os.PathLike | str, what: str, **dcmread_options):
 _UNOPENED_SEQUENCES = frozenset({0x52009230})
 
 
-def check_sequences(ds, path: Optional[os.PathLike | str] = None) -> None:
+def check_sequences(ds, path: Optional[os.PathLike | str] = None, unopened: frozenset = frozenset()) -> None:
     """Refuse a sequence encoded as another VR (one corrupted VR turns a sequence into text,
     and ``for item in ds.get("...Sequence", [])`` then iterates over characters): an
-    InputError naming ``path``. Opens every sequence but the per-frame functional groups
-    (a sequence's items are parsed, their values are not converted)."""
+    InputError naming ``path``. Opens every sequence but the per-frame functional groups and
+    the tags in ``unopened`` (of ``ds`` itself; their VR is checked) (a sequence's items are
+    parsed, their values are not converted; deferred values are not read)."""
     from pydicom.datadict import DicomDictionary
 
     for tag in list(ds.keys()):
@@ -167,7 +168,7 @@ def check_sequences(ds, path: Optional[os.PathLike | str] = None) -> None:
         if vr not in (None, "SQ", "UN"):
             name = DicomDictionary[tag][4] or DicomDictionary[tag][2]
             raise InputError(f"{name} ({tag >> 16:04X},{tag & 0xFFFF:04X}) is encoded as {vr}, not as a sequence", path)
-        if tag in _UNOPENED_SEQUENCES:
+        if tag in _UNOPENED_SEQUENCES or tag in unopened:
             continue
         name = DicomDictionary[tag][4] if tag in DicomDictionary else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
         try:

@@ -230,3 +230,29 @@ def test_an_undecodable_title_value_names_the_file(exported, sample_case, tmp_pa
     with pytest.raises(InputError, match="cannot decode the SR") as raised:
         decode.read_sr_dataset(broken, read_headers([broken]).__next__()[1])
     assert str(broken) in str(raised.value)
+
+
+def test_deferred_values_are_not_read_under_a_memory_limit(tmp_path):
+    """Fuzz case 33792 (seed 61205): 64 bytes of highdicom's SR duplicated at offset 4047 leave an
+    element whose length exceeds the file. Slicing the dataset around its Content Sequence (as the
+    check first did) read that deferred value, and pydicom allocated it whole: a MemoryError
+    under a 3 GB address-space limit. The check reads no deferred value: export-ml refuses the
+    file naming it, in a process with that limit."""
+    import subprocess
+    import sys
+
+    source = interop("highdicom", "sr_document.dcm").read_bytes()
+    broken = tmp_path / "in.dcm"
+    broken.write_bytes(source[:4047 + 64] + source[4047:4047 + 64] + source[4047 + 64:])
+    script = ("import resource, sys\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+              "from DicomAnnotEmbedLib import api\n"
+              "from DicomAnnotEmbedLib.core.errors import InputError\n"
+              "try:\n"
+              "    api.export_ml(sys.argv[1], sys.argv[2])\n"
+              "except InputError as exc:\n"
+              "    print('InputError', exc)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(broken), str(tmp_path / "ml")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("InputError") and str(broken) in done.stdout

@@ -17,7 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ...core.ellipses import ELLIPSE, is_ellipse
-from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
+from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError, one_line
 from ...core.headers import header_float, header_floats, header_value
 from ...core.inputs import check_sequences, read_dicom_file, reading
 from ...core.model import Code, Markup, Segmentation
@@ -137,16 +137,21 @@ def check_report_sequences(ds: Dataset, path: PathLike) -> None:
     0.65 s of the 0.7 s the check of one report took in export-ml (issue 14 profile: 200 images).
     A sequence encoded as another VR, or one that cannot be decoded, anywhere else: InputError
     naming ``path``."""
+    # (no Dataset slices: slicing reads deferred values, and a corrupted length there made pydicom
+    # allocate it whole: a MemoryError under a memory limit, fuzz seed 61205 case 33792)
+    content_only = frozenset({_CONTENT_SEQUENCE})
     with reading(path, "the SR"):
-        for part in (ds[:_CONTENT_SEQUENCE], ds[_CONTENT_SEQUENCE + 1:]):  # the header around the content
-            check_sequences(part, path)
-        content = header_value(ds, "ContentSequence", None, path)
+        check_sequences(ds, path, unopened=content_only)  # the header around the content
+        try:
+            content = header_value(ds, "ContentSequence", None, path)
+        except InputError:
+            raise
+        except Exception as exc:  # a cut or broken sequence, as check_sequences says it
+            raise InputError(f"ContentSequence cannot be decoded ({exc.__class__.__name__}: "
+                             f"{one_line(exc, 200)})", path) from None
         for item in content or ():
-            if _key(item) in _IMAGE_LIBRARY:  # (a concept name that is not a sequence: None, checked below)
-                for part in (item[:_CONTENT_SEQUENCE], item[_CONTENT_SEQUENCE + 1:]):
-                    check_sequences(part, path)
-            else:
-                check_sequences(item, path)
+            # (a concept name that is not a sequence: None, checked with the item)
+            check_sequences(item, path, unopened=content_only if _key(item) in _IMAGE_LIBRARY else frozenset())
 
 
 def import_sr(path: PathLike, series: Union[ReferenceSeries, PathLike, None] = None, *,
