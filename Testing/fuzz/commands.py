@@ -292,7 +292,7 @@ def run_node_text(path: Path, out: Path, ctx) -> None:
                 message = str(exc)
                 shown = repr(line.strip())[1:-1]  # messages show the node as repr() does
                 if not (exc.path or line.strip() in message or shown in message or config in message
-                        or re.search(r"node '.+'", message)):
+                        or re.search(r"node (['\"]).+\1", message)):
                     raise Outcome("unnamed", message[:400]) from None
                 first = first or message
     if first:
