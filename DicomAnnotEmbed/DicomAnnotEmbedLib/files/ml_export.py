@@ -386,6 +386,11 @@ class _CaseBuilder:
 
         for path, ds in self.found.segs:
             imported = None
+            try:  # (decoded first: a value that cannot be names the file; fuzz seed 61206 case 4177)
+                uid = str(header_value(ds, "SOPInstanceUID", "", path))
+            except DicomAnnotEmbedError as error:
+                self.problem(path, error.problem)
+                continue
             for series in self._reference_for(ds, path):
                 try:
                     imported = import_seg(path, series, self.progress)
@@ -400,7 +405,7 @@ class _CaseBuilder:
                 continue
             case = MlCase("", "seg", os.path.abspath(path),
                           imported.segmentation, [],
-                          imported.series, imported.segmentation.geometry, str(ds.get("SOPInstanceUID", "")),
+                          imported.series, imported.segmentation.geometry, uid,
                           dict(imported.segment_numbers))
             self.result.cases.append(case)
             self.seg_cases_by_uid[case.seg_sop_instance_uid] = case
@@ -549,11 +554,11 @@ def _write_case(case: MlCase, folder: Path, *, png: bool, image: bool, progress)
                "source": case.source, "source_kind": case.kind, "image": None, "label_maps": [],
                "overlapping": False, "segments": [], "markups": []}
     if case.series is not None:
-        ds = case.series.datasets[0]
+        ds, image_path = case.series.datasets[0], case.series.files[0]
         sidecar.update(series_instance_uid=case.series.series_instance_uid,
-                       frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
-                       study_instance_uid=str(ds.get("StudyInstanceUID", "")),
-                       patient_id=str(ds.get("PatientID", "")), modality=case.series.modality)
+                       frame_of_reference_uid=str(_readable(ds, "FrameOfReferenceUID", image_path) or ""),
+                       study_instance_uid=str(_readable(ds, "StudyInstanceUID", image_path) or ""),
+                       patient_id=str(_readable(ds, "PatientID", image_path) or ""), modality=case.series.modality)
     if geometry is not None:
         sidecar["grid"] = {
             "shape_kji": list(geometry.shape), "size_ijk": list(geometry.shape[::-1]),

@@ -73,3 +73,17 @@ def test_rows_pydicom_cannot_decode_is_named(seg_file, sample_case, tmp_path, se
     inputs = [broken, sample_case.series_dir] if series_given else [broken]
     with pytest.raises(InputError, match=r"broken\.dcm.*Rows cannot be decoded \(NotImplementedError"):
         api.export_ml(inputs, tmp_path / "ml")
+
+
+def test_a_seg_instance_uid_pydicom_cannot_decode_is_named(seg_file, sample_case, tmp_path):
+    """Fuzz run K (seed 61206, case 4177): an unknown VR in the SEG's SOP Instance UID reached
+    export-ml's case list undecoded (the SEG reader no longer reads it) and raised pydicom's
+    NotImplementedError. The SEG is now passed over naming the file and the element."""
+    data = seg_file.read_bytes()
+    at = data.index(b"\x08\x00\x18\x00UI")  # (0008,0018) SOP Instance UID, explicit VR little endian
+    broken = tmp_path / "in" / "broken.dcm"
+    broken.parent.mkdir()
+    broken.write_bytes(data[:at + 4] + b"QQ" + data[at + 6:])
+    with pytest.raises(InputError, match=r"broken\.dcm.*SOPInstanceUID|broken\.dcm.*SOP Instance UID") as caught:
+        api.export_ml(broken.parent, tmp_path / "ml")
+    assert "\n" not in str(caught.value)
