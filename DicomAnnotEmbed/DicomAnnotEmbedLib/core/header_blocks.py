@@ -130,6 +130,19 @@ def pixel_data_offset(ds: Dataset) -> Optional[int]:
 LONG_VR_BYTES = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
 
 
+def element_at(data: bytes, start: int, implicit: bool, little: bool = True) -> Tuple[int, Optional[bytes], int, int]:
+    """Tag, VR (None: implicit VR), value length and value position of the element whose header
+    starts at ``start`` of ``data`` (struct.error when ``data`` ends inside that header)."""
+    order = "<" if little else ">"
+    group, element = struct.unpack_from(order + "HH", data, start)
+    if implicit:
+        return group << 16 | element, None, struct.unpack_from(order + "L", data, start + 4)[0], start + 8
+    vr = bytes(data[start + 4:start + 6])
+    if vr in LONG_VR_BYTES:
+        return group << 16 | element, vr, struct.unpack_from(order + "L", data, start + 8)[0], start + 12
+    return group << 16 | element, vr, struct.unpack_from(order + "H", data, start + 6)[0], start + 8
+
+
 def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
     """The Pixel Data value of a native (uncompressed, little endian) image file, read at the offset
     :func:`scan_folder` found for ``header`` without parsing the file again: pydicom reading the
@@ -149,15 +162,10 @@ def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
             return None
         stream.seek(offset)
         head = stream.read(12)
-        if len(head) < 12 or struct.unpack_from("<HH", head) != (0x7FE0, 0x0010):
+        if len(head) < 12:
             return None
-        if syntax.is_implicit_VR:
-            (length,), start = struct.unpack_from("<L", head, 4), 8
-        elif head[4:6] in LONG_VR_BYTES:
-            (length,), start = struct.unpack_from("<L", head, 8), 12
-        else:
-            (length,), start = struct.unpack_from("<H", head, 6), 8
-        if length == 0xFFFFFFFF:
+        tag, _, length, start = element_at(head, 0, syntax.is_implicit_VR)
+        if tag != 0x7FE00010 or length == 0xFFFFFFFF:
             return None
         stream.seek(offset + start)
         data = stream.read(length)

@@ -35,7 +35,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
 from ...core.errors import InputError, TooManySegmentsError
-from ...core.header_blocks import LONG_VR_BYTES
+from ...core.header_blocks import LONG_VR_BYTES, element_at
 from ...core.markup_dicts import markup_to_dict
 from ...core.model import AnnotationSet, Markup, Segment, Segmentation
 from ...core.outputs import check_output_dir, relocate, staged_folder, write_atomic
@@ -300,15 +300,7 @@ class _SourceFile:
 
     def _element_at(self, start: int) -> Tuple[int, Optional[bytes], int, int]:
         """Tag, VR (None: implicit), value length and value position of the element at ``start``."""
-        implicit, little = self.header.original_encoding
-        order = "<" if little else ">"
-        group, element = struct.unpack_from(order + "HH", self.data, start)
-        if implicit:
-            return group << 16 | element, None, struct.unpack_from(order + "L", self.data, start + 4)[0], start + 8
-        vr = self.data[start + 4:start + 6]
-        if vr in LONG_VR_BYTES:
-            return group << 16 | element, vr, struct.unpack_from(order + "L", self.data, start + 8)[0], start + 12
-        return group << 16 | element, vr, struct.unpack_from(order + "H", self.data, start + 6)[0], start + 8
+        return element_at(self.data, start, *self.header.original_encoding)
 
     def element_start(self, index: int) -> Optional[int]:
         """Where the header's element number ``index`` (file order) starts in ``data``, the end of

@@ -15,6 +15,7 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import JPEGLSLossless
 
 from ...core.errors import InputError, one_line
+from ...core.header_blocks import element_at
 from ...core.headers import header_value
 from ...core.inputs import check_sequences, open_bounded, read_dicom_file
 from ...core.series import image_size, is_deflated, transfer_syntax
@@ -61,9 +62,9 @@ def read_seg_file(path: os.PathLike | str) -> Tuple[Dataset, Optional[memoryview
             offset = stream.tell()
             implicit, little = ds.original_encoding
             head = stream.read(12)
-            start, length = (offset + 8, head[4:8]) if implicit else (offset + 12, head[8:12])
-            length = int.from_bytes(length, "little") if len(head) == 12 else None
-            if little and head[:4] == b"\xe0\x7f\x10\x00" and length not in (None, 0xFFFFFFFF):
+            tag, _, length, at = element_at(head, 0, implicit) if little and len(head) == 12 else (None, None, None, 0)
+            if tag == 0x7FE00010 and length != 0xFFFFFFFF:
+                start = offset + at
                 available = max(0, min(length, os.fstat(stream.fileno()).st_size - start))
                 mapped = memoryview(b"")
                 if available:
