@@ -170,12 +170,20 @@ def check_sequences(ds, path: Optional[os.PathLike | str] = None, unopened: froz
             raise InputError(f"{name} ({tag >> 16:04X},{tag & 0xFFFF:04X}) is encoded as {vr}, not as a sequence", path)
         if tag in _UNOPENED_SEQUENCES or tag in unopened:
             continue
-        name = DicomDictionary[tag][4] if tag in DicomDictionary else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-        try:
-            value = ds[tag].value  # parses the items (not their values)
-        except Exception as exc:  # a cut or broken sequence (pydicom raises OSError, ValueError, ...)
-            raise InputError(f"{name} cannot be decoded ({exc.__class__.__name__}: {one_line(exc, 200)})", path) from None
-        if not hasattr(value, "__iter__") or isinstance(value, (str, bytes)):
-            raise InputError(f"{name} is not a sequence", path)
-        for item in value:
+        for item in sequence_items(ds, tag, path):
             check_sequences(item, path)
+
+
+def sequence_items(ds, tag: int, path: Optional[os.PathLike | str] = None):
+    """The items of the sequence ``tag`` of ``ds``, parsed (their values not converted); an
+    InputError naming ``path`` when it cannot be decoded or is not a sequence."""
+    from pydicom.datadict import DicomDictionary
+
+    name = DicomDictionary[tag][4] if tag in DicomDictionary else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    try:
+        value = ds[tag].value  # parses the items (not their values)
+    except Exception as exc:  # a cut or broken sequence (pydicom raises OSError, ValueError, ...)
+        raise InputError(f"{name} cannot be decoded ({exc.__class__.__name__}: {one_line(exc, 200)})", path) from None
+    if not hasattr(value, "__iter__") or isinstance(value, (str, bytes)):
+        raise InputError(f"{name} is not a sequence", path)
+    return value

@@ -17,9 +17,9 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ...core.ellipses import ELLIPSE, is_ellipse
-from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError, one_line
+from ...core.errors import DicomAnnotEmbedError, GeometryError, InputError
 from ...core.headers import header_float, header_floats, header_value
-from ...core.inputs import check_sequences, read_dicom_file, reading
+from ...core.inputs import check_sequences, read_dicom_file, reading, sequence_items
 from ...core.model import Code, Markup, Segmentation
 from ...core.progress import ProgressCallback
 from ...core.series import ReferenceSeries
@@ -142,14 +142,7 @@ def check_report_sequences(ds: Dataset, path: PathLike) -> None:
     content_only = frozenset({_CONTENT_SEQUENCE})
     with reading(path, "the SR"):
         check_sequences(ds, path, unopened=content_only)  # the header around the content
-        try:
-            content = header_value(ds, "ContentSequence", None, path)
-        except InputError:
-            raise
-        except Exception as exc:  # a cut or broken sequence, as check_sequences says it
-            raise InputError(f"ContentSequence cannot be decoded ({exc.__class__.__name__}: "
-                             f"{one_line(exc, 200)})", path) from None
-        for item in content or ():
+        for item in sequence_items(ds, _CONTENT_SEQUENCE, path) if _CONTENT_SEQUENCE in ds else ():
             # (a concept name that is not a sequence: None, checked with the item)
             check_sequences(item, path, unopened=content_only if _key(item) in _IMAGE_LIBRARY else frozenset())
 
