@@ -325,12 +325,7 @@ def _document(series: ReferenceSeries, context, procedure: Code, groups: list, e
         root = template.report(context, procedure, groups)
         if template.supports(evidence_items):
             try:
-                document = template.build_document(
-                    evidence_items, root, series_uid=header["series_instance_uid"],
-                    series_number=header["series_number"], sop_uid=sop_instance_uid,
-                    instance_number=instance_number, manufacturer=header["manufacturer"],
-                    series_description=header["series_description"],
-                    software_versions=header["software_versions"])
+                document = template.build_document(evidence_items, root, **header)
             except (ValueError, TypeError, AttributeError) as error:
                 raise InputError(f"the SR document cannot be built from the series' headers: {error}",
                                  series.folder) from None

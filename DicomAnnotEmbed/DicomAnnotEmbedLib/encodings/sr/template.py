@@ -379,12 +379,13 @@ def _descriptors(ds: Dataset, modality: Code) -> List[Dataset]:
 
 # --- the document ---------------------------------------------------------------------------------------
 
-def build_document(evidence: Sequence[Dataset], root: Dataset, *, series_uid: str, series_number: int,
-                   sop_uid: str, instance_number: int, manufacturer: str, series_description: str,
+def build_document(evidence: Sequence[Dataset], root: Dataset, *, series_instance_uid: str, series_number: int,
+                   sop_instance_uid: str, instance_number: int, manufacturer: str, series_description: str,
                    software_versions: str) -> Dataset:
     """The Comprehensive 3D SR of the root container ``root`` (:func:`report`) with its evidence,
-    as highdicom's Comprehensive3DSR writes it (see the module docstring for the one difference).
-    Raises ValueError when the content references an instance that is not evidence."""
+    as highdicom's Comprehensive3DSR writes it (see the module docstring for the one difference;
+    the keywords are its constructor's). Raises ValueError when the content references an instance
+    that is not evidence."""
     check_evidence(root, evidence)
     first = evidence[0]
     now = datetime.datetime.now()
@@ -393,7 +394,7 @@ def build_document(evidence: Sequence[Dataset], root: Dataset, *, series_uid: st
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = COMPREHENSIVE_3D_SR
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
     ds.file_meta.FileMetaInformationVersion = b"\x00\x01"
     # Patient, General Study (then replaced by the source's own elements where it has them)
     ds.PatientID, ds.PatientName, ds.PatientSex = first.PatientID, first.PatientName, first.PatientSex
@@ -404,10 +405,10 @@ def build_document(evidence: Sequence[Dataset], root: Dataset, *, series_uid: st
     ds.StudyTime = TM(first.StudyTime) if first.StudyTime is not None else None
     ds.ReferringPhysicianName = getattr(first, "ReferringPhysicianName", None)
     # SR Document Series, General Equipment, SOP Common
-    ds.SeriesInstanceUID, ds.SeriesNumber, ds.Modality = series_uid, series_number, "SR"
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.Modality = series_instance_uid, series_number, "SR"
     ds.SeriesDescription = series_description
     ds.Manufacturer, ds.SoftwareVersions = manufacturer, software_versions
-    ds.SOPInstanceUID, ds.SOPClassUID, ds.InstanceNumber = sop_uid, COMPREHENSIVE_3D_SR, instance_number
+    ds.SOPInstanceUID, ds.SOPClassUID, ds.InstanceNumber = sop_instance_uid, COMPREHENSIVE_3D_SR, instance_number
     ds.InstanceCreationDate, ds.InstanceCreationTime = DA(now.date()), TM(now.time())
     if first.get("SpecificCharacterSet") is not None:
         ds.SpecificCharacterSet = first.SpecificCharacterSet
