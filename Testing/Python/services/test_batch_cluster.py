@@ -15,7 +15,7 @@ from pathlib import Path
 from batch_collection import (BAD, assert_same_case, collection, dask_cluster, ledger_lines,  # noqa: F401 (fixtures)
                               run_single_case, write_case)
 
-SLOW_SHAPE = (24, 256, 256)
+SLOW_SHAPE = (48, 512, 512)  # about 1.4 s of work: a 0.6 s case could finish before the kill landed
 
 
 def _manifest_jsonl(collection_manifest: Path, slow, path: Path, cases: int = 20) -> None:  # noqa: F811
@@ -51,8 +51,8 @@ def test_batch_on_a_running_scheduler_retries_the_case_of_a_killed_worker(collec
         while killed is None and time.monotonic() < deadline and batch.poll() is None:
             for worker, keys in client.processing().items():
                 if any(str(k).startswith("case-slow-") for k in keys):
-                    time.sleep(0.5)  # well into the case
                     killed = client.run(os.getpid, workers=[worker])[worker]
+                    time.sleep(0.2)  # into the case, well before its end
                     os.kill(killed, signal.SIGKILL)
                     break
             time.sleep(0.05)
