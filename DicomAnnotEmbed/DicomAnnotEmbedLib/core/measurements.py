@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,9 +71,8 @@ UCUM_MEANINGS: dict[str, str] = {
     "1": "no units",
 }
 
-#: Pairs of points compared at once when looking for the largest distance (memory per block:
-#: this many x the number of candidate points x 8 bytes).
-_DISTANCE_BLOCK = 512
+#: Pairs of points compared at once when looking for the largest distance (about 80 bytes each).
+_PAIRS_AT_ONCE = 1 << 20
 #: Above this many candidate points, vertices between two others on a grid line are dropped first.
 _LATTICE_ABOVE = 512
 #: Rows mapped to LPS per matrix product: small enough that OpenBLAS runs it on one thread (its
@@ -133,7 +132,8 @@ def image_unit_for(modality: str | None) -> str:
 def measure_segmentation(segmentation: Segmentation, image: np.ndarray | None = None,
                          modality: str | None = None, *,
                          image_unit: str | None = None,
-                         boxes: dict[str, tuple[slice, slice, slice]] | None = None) -> dict[str, SegmentMeasurements]:
+                         boxes: dict[str, tuple[slice, slice, slice]] | None = None,
+                         image_planes: Iterable[tuple[int, np.ndarray]] | None = None) -> dict[str, SegmentMeasurements]:
     """Measure every segment of ``segmentation``: {segment id: :class:`SegmentMeasurements`}.
 
     Args:
@@ -145,25 +145,82 @@ def measure_segmentation(segmentation: Segmentation, image: np.ndarray | None = 
             (e.g. ``"{SUVbw}g/ml"`` for PET).
         boxes: :func:`segment_bounding_boxes` of ``segmentation``, when the caller has them
             (they are found otherwise).
+        image_planes: instead of ``image``, its planes as ``(k, (J, I) array)`` pairs, each k
+            once, in any order (e.g. :meth:`ReferenceSeries.modality_planes`): the same values,
+            without the whole image in memory; each segment's values under it are gathered in
+            one pass over the planes.
 
     Raises:
         InputError: a segment is empty (the message names it), or the image is not numeric.
-        GeometryError: the image is not on the segmentation's grid.
+        GeometryError: the image (or a plane) is not on the segmentation's grid, or a plane is
+            missing.
     """
     geometry = segmentation.geometry
+    if image is not None and image_planes is not None:
+        raise ValueError("give image or image_planes, not both")
     image = _check_image(image, geometry)
     unit = image_unit or image_unit_for(modality)
     boxes = segment_bounding_boxes(segmentation) if boxes is None else boxes
+    for segment in segmentation.segments:
+        if segment.id not in boxes:
+            raise InputError(f"segment {segment.name!r} (id {segment.id!r}) is empty: there is nothing to measure")
+    statistics = None if image_planes is None else _statistics_by_planes(segmentation, boxes, image_planes, unit)
     results: dict[str, SegmentMeasurements] = {}
     for segment in segmentation.segments:
-        box = boxes.get(segment.id)
-        if box is None:
-            raise InputError(f"segment {segment.name!r} (id {segment.id!r}) is empty: there is nothing to measure")
+        box = boxes[segment.id]
         crop = segmentation.layers[segment.layer][box] == segment.label_value
         offset = tuple(s.start for s in box)
-        results[segment.id] = _measure_crop(crop, offset, geometry, None if image is None else image[box],
-                                            unit, segment.id, segment.name)
+        if statistics is not None:
+            stats = statistics.pop(segment.id)
+        else:
+            stats = None if image is None else _value_statistics(image[box][crop], unit, segment.name)
+        results[segment.id] = _measure_crop(crop, offset, geometry, stats, segment.id, segment.name)
     return results
+
+
+def _statistics_by_planes(segmentation: Segmentation, boxes: dict[str, tuple[slice, slice, slice]],
+                          planes: Iterable[tuple[int, np.ndarray]], unit: str) -> dict[str, dict[str, Quantity]]:
+    """Each segment's image statistics (:func:`_value_statistics`) from the image's planes, one plane
+    at a time. A segment's values are gathered in the order ``image[box][crop]`` gives them (k, then
+    j, i: the same values to the bit) and let go once its last plane is in, so that with planes in
+    k order only the segments crossing the current plane hold theirs."""
+    geometry = segmentation.geometry
+    pieces: dict[str, dict[int, np.ndarray]] = {s.id: {} for s in segmentation.segments}
+    by_slice: list[list[Segment]] = [[] for _ in range(geometry.shape[0])]
+    for segment in segmentation.segments:
+        for k in range(boxes[segment.id][0].start, boxes[segment.id][0].stop):
+            by_slice[k].append(segment)
+    statistics: dict[str, dict[str, Quantity]] = {}
+    seen = np.zeros(geometry.shape[0], bool)
+    for k, plane in planes:
+        plane = np.asarray(plane)
+        if not 0 <= k < geometry.shape[0] or seen[k] or plane.shape != geometry.shape[1:]:
+            raise GeometryError(f"image plane {k} {plane.shape} is not one of the {geometry.shape[0]} planes "
+                                f"{geometry.shape[1:]} of the segmentation's grid, or it was given twice")
+        if not (np.issubdtype(plane.dtype, np.integer) or np.issubdtype(plane.dtype, np.floating)):
+            raise InputError(f"the image must hold integer or real numbers, got {plane.dtype}")
+        seen[k] = True
+        for segment in by_slice[k]:
+            slices, rows, columns = boxes[segment.id]
+            found = pieces[segment.id]
+            found[k] = plane[rows, columns][segmentation.layers[segment.layer][k, rows, columns] == segment.label_value]
+            if len(found) == slices.stop - slices.start:
+                values = np.concatenate([found[n] for n in sorted(found)])
+                del pieces[segment.id]
+                statistics[segment.id] = _value_statistics(values, unit, segment.name)
+    if not seen.all():
+        raise GeometryError(f"the image has no plane {int(np.flatnonzero(~seen)[0])} of the segmentation's grid")
+    return statistics
+
+
+def _value_statistics(values: np.ndarray, unit: str, name: str) -> dict[str, Quantity]:
+    """Mean, standard deviation (population), minimum and maximum of the image values under a segment."""
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+        raise InputError(f"segment {name!r}: the image has non-finite values under the segment")
+    values = values.astype(np.float64, copy=False)
+    mean, std, low, high = float(values.mean()), float(values.std()), float(values.min()), float(values.max())
+    return {"mean": Quantity(mean, unit), "standard_deviation": Quantity(std, unit),
+            "minimum": Quantity(low, unit), "maximum": Quantity(high, unit)}
 
 
 def measure_mask(mask: np.ndarray, geometry: VolumeGeometry, image: np.ndarray | None = None,
@@ -180,8 +237,9 @@ def measure_mask(mask: np.ndarray, geometry: VolumeGeometry, image: np.ndarray |
     if box is None:
         raise InputError(f"segment {name!r} is empty: there is nothing to measure")
     offset = tuple(s.start for s in box)
-    return _measure_crop(mask[box], offset, geometry, None if image is None else image[box],
-                         image_unit or image_unit_for(modality), name, name)
+    crop = mask[box]
+    stats = None if image is None else _value_statistics(image[box][crop], image_unit or image_unit_for(modality), name)
+    return _measure_crop(crop, offset, geometry, stats, name, name)
 
 
 def segment_bounding_boxes(segmentation: Segmentation) -> dict[str, tuple[slice, slice, slice]]:
@@ -226,25 +284,17 @@ def _check_image(image: np.ndarray | None, geometry: VolumeGeometry) -> np.ndarr
 
 
 def _measure_crop(crop: np.ndarray, offset: tuple[int, int, int], geometry: VolumeGeometry,
-                  image_crop: np.ndarray | None, image_unit: str, segment_id: str,
-                  name: str) -> SegmentMeasurements:
-    """Measurements of a cropped mask whose voxel [0, 0, 0] is voxel ``offset`` (k, j, i) of the grid."""
+                  stats: dict[str, Quantity] | None, segment_id: str, name: str) -> SegmentMeasurements:
+    """Measurements of a cropped mask whose voxel [0, 0, 0] is voxel ``offset`` (k, j, i) of the grid;
+    ``stats``: :func:`_value_statistics` of the image under it, if there is an image."""
     count = int(np.count_nonzero(crop))
     if count == 0:
         raise InputError(f"segment {name!r} is empty: there is nothing to measure")
     area = _surface_area(crop, geometry)
     extremes = _boundary_extremes(crop, offset)
     diameter = _maximum_distance(_to_lps(geometry, extremes), extremes, geometry)
-    stats: dict[str, Quantity | None] = {"mean": None, "standard_deviation": None, "minimum": None, "maximum": None}
-    if image_crop is not None:
-        values = image_crop[crop]
-        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
-            raise InputError(f"segment {name!r}: the image has non-finite values under the segment")
-        values = values.astype(np.float64, copy=False)
-        stats = {"mean": Quantity(float(values.mean()), image_unit),
-                     "standard_deviation": Quantity(float(values.std()), image_unit),
-                     "minimum": Quantity(float(values.min()), image_unit),
-                     "maximum": Quantity(float(values.max()), image_unit)}
+    if stats is None:
+        stats = {"mean": None, "standard_deviation": None, "minimum": None, "maximum": None}
     return SegmentMeasurements(
         segment_id=segment_id, segment_name=name, voxel_count=count,
         volume=Quantity(count * geometry.voxel_volume_mm3, "mm3"),
@@ -460,8 +510,8 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
 
     Pairs are pruned with the triangle inequality around the centroid c: |a - b| <= r_a + r_b
     (r = distance to c). A first lower bound comes from a few farthest-point steps; a point
-    with r + max(r) below it cannot be in the farthest pair. The rest, sorted by r, are compared
-    in blocks, each block only with the points that can still beat the best so far. Where many
+    with r + max(r) below it cannot be in the farthest pair. The rest are compared in the pairs
+    of grid cells that can still beat that bound (:func:`_farthest_by_cells`). Where many
     remain (a nearly round object), ``lattice_ijk`` (with ``geometry``), the grid indices of
     ``points`` on the half-voxel lattice of mesh vertices, lets :func:`_hull_candidates` first drop
     the points that lie between two others (the farthest pair is a pair of hull vertices)."""
@@ -469,7 +519,7 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
     if len(points) < 2:
         return 0.0
     centre = points.mean(axis=0)
-    points = points - centre  # small coordinates: exact enough Gram products
+    points = points - centre
     radius = np.sqrt(np.einsum("ij,ij->i", points, points))
     best, start = 0.0, int(np.argmax(radius))
     for _ in range(4):
@@ -486,26 +536,51 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
     points = points[keep]
     if len(points) > _LATTICE_ABOVE and lattice_ijk is not None:
         points = _to_lps(geometry, _hull_candidates(lattice_ijk[keep])) - centre
-    radius = np.sqrt(np.einsum("ij,ij->i", points, points))
-    order = np.argsort(-radius)
-    points, radius = points[order], radius[order]
-    squared = radius * radius
-    best_squared = best * best
-    for start in range(0, len(points), _DISTANCE_BLOCK):
-        if radius[start] + radius[0] < best:
-            break  # no pair with a point from here on can be longer
-        block = points[start:start + _DISTANCE_BLOCK]
-        # Partners that can still beat the best: r_j >= best - r_i, a prefix of the sorted points.
-        partners = int(np.searchsorted(-radius, -(best - radius[start]), side="right"))
-        partners = max(partners, start + len(block))
-        d2 = (squared[start:start + len(block), None] + squared[None, start:partners]
-              - 2.0 * np.einsum("ik,jk->ij", block, points[start:partners]))  # (no BLAS threads: _MAP_ROWS)
-        index = int(np.argmax(d2))
-        row, col = divmod(index, d2.shape[1])
-        if d2[row, col] > best_squared:
-            best_squared = float(d2[row, col])
-            # Recompute the winning distance directly (no cancellation error).
-            best = max(best, float(np.linalg.norm(points[start + row] - points[start + col])))
+    return _farthest_by_cells(points, best)
+
+
+def _farthest_by_cells(points: np.ndarray, best: float) -> float:
+    """The largest distance between two of ``points`` (at least ``best``, a distance between two
+    of them), comparing only points of the cell pairs of a grid over them that can beat ``best``.
+
+    The candidates of a round object all lie at about the same distance from its centre, so the
+    bound by radii left every pair to compare (22 million for case C, 0.09 s); a pair of cells
+    whose boxes are nearer than ``best`` holds no longer pair, and the far ones leave about 0.8
+    million (Testing/benchmarks/bench_sr.py notes). Each pair's distance is computed from the
+    difference of its points (no Gram products), the winner's again by ``np.linalg.norm``."""
+    count = len(points)
+    per_axis = int(min(10, max(1, round((count / 2) ** (1 / 3)))))  # ~2 points a cell on a surface
+    low, high = points.min(axis=0), points.max(axis=0)
+    size = (high - low) / per_axis
+    size[size == 0] = 1.0
+    cell = np.minimum(((points - low) / size).astype(np.int64), per_axis - 1)
+    flat = (cell[:, 0] * per_axis + cell[:, 1]) * per_axis + cell[:, 2]
+    order = np.argsort(flat, kind="stable")
+    points, flat = points[order], flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    sizes = np.diff(np.append(starts, count))
+    box_low, box_high = np.minimum.reduceat(points, starts, axis=0), np.maximum.reduceat(points, starts, axis=0)
+    span = np.maximum(box_high[:, None, :] - box_low[None, :, :], box_high[None, :, :] - box_low[:, None, :])
+    farthest_squared = np.einsum("abk,abk->ab", span, span)  # the farthest two points of two cells can be
+    first, second = np.nonzero(np.triu(farthest_squared >= best * best * (1 - 1e-9)))  # (margin for rounding)
+    pairs = sizes[first] * sizes[second]
+    ends = np.cumsum(pairs)
+    done = 0
+    while done < len(pairs):  # at most _PAIRS_AT_ONCE point pairs at once (memory), one cell pair at least
+        stop = max(done + 1, int(np.searchsorted(ends, (ends[done - 1] if done else 0) + _PAIRS_AT_ONCE, "right")))
+        a, b, n = first[done:stop], second[done:stop], pairs[done:stop]
+        total = int(n.sum())
+        local = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+        across = np.repeat(sizes[b], n)
+        i = np.repeat(starts[a], n) + local // across
+        j = np.repeat(starts[b], n) + local % across
+        squares = points[i] - points[j]
+        squares *= squares
+        squared = squares[:, 0] + squares[:, 1] + squares[:, 2]
+        winner = int(np.argmax(squared))
+        if squared[winner] > best * best:
+            best = max(best, float(np.linalg.norm(points[i[winner]] - points[j[winner]])))
+        done = stop
     return best
 
 

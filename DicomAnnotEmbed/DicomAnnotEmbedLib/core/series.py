@@ -100,6 +100,24 @@ class ReferenceSeries:
             return self.datasets[file_index], data
         return read_dicom_file(self.files[file_index], "image"), None
 
+    def modality_planes(self, progress: Optional[ProgressCallback] = None) -> Iterator[Tuple[int, np.ndarray]]:
+        """``(k, slice k)`` for every slice, one file at a time (file order, not k order), in modality
+        units: a file's planes are int16 where :meth:`read_int16_volume` would take that file as
+        int16, else float32 as :meth:`read_volume`; the same values either way, without holding the
+        volume (``sr export``'s statistics, issue 14). A multi-frame file is held while its planes
+        are used."""
+        for file_index in track(range(len(self.files)), progress, "Reading pixel data"):
+            with reading(self.files[file_index], "the pixel data"):
+                ds, data = self._image(file_index)
+                rescales = frame_rescales(ds)
+                stored = stored_frames(ds, pixel_data=data)
+                frames = np.empty(stored.shape, np.int16)
+                if rescales is None or stored.dtype.kind not in "iu" or not all(
+                        _int16_frame(stored[f], *rescales[f], frames[f]) for f in range(len(stored))):
+                    frames = _modality_values(ds, stored, rescales)
+            for frame, k in self.slices_of_file(file_index):
+                yield k, frames[frame]
+
     def read_int16_volume(self, progress: Optional[ProgressCallback] = None) -> Optional[np.ndarray]:
         """The image as int16 (K, J, I) modality values when they are whole numbers within int16,
         as CTs are: :meth:`read_volume`'s values, without its float32 volume (twice the memory) and
@@ -240,8 +258,11 @@ def frame_rescales(ds: Dataset) -> Optional[List[Tuple[float, float]]]:
 def modality_frames(ds: Dataset, pixel_data: Optional[bytes] = None) -> np.ndarray:
     """Pixel data of a full dataset (or of a header and ``pixel_data``, see stored_frames) as
     float32 (frames, rows, columns) in modality units."""
-    stored = stored_frames(ds, pixel_data=pixel_data)
-    rescales = frame_rescales(ds)
+    return _modality_values(ds, stored_frames(ds, pixel_data=pixel_data), frame_rescales(ds))
+
+
+def _modality_values(ds: Dataset, stored: np.ndarray, rescales: Optional[List[Tuple[float, float]]]) -> np.ndarray:
+    """Stored frames to float32 modality values: each frame's rescale, or the Modality LUT (pydicom)."""
     if rescales is None:
         from pydicom.pixels import apply_modality_lut
 

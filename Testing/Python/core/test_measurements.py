@@ -212,6 +212,31 @@ def test_diameter_after_the_lattice_line_reduction(monkeypatch):
     assert measure_mask(mask, g).maximum_diameter.value == pytest.approx(brute_force_diameter(vertices), rel=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["sphere", "line", "two clusters", "duplicates", "flat"])
+def test_farthest_pair_by_cells_is_the_brute_force_one(monkeypatch, kind):
+    """The cell-pair search finds the largest distance of all pairs, also where the points fill
+    one axis only, crowd two cells, repeat, or lie in a plane, and when its pairs go in many
+    chunks (a small _PAIRS_AT_ONCE)."""
+    rng = np.random.default_rng(len(kind))
+    if kind == "sphere":
+        points = rng.normal(size=(3000, 3))
+        points /= np.linalg.norm(points, axis=1)[:, None] / 40.0
+    elif kind == "line":
+        points = np.zeros((500, 3))
+        points[:, 1] = rng.uniform(-30, 30, 500)
+    elif kind == "two clusters":
+        points = np.concatenate([rng.normal(0, 0.5, (400, 3)), rng.normal(20, 0.5, (400, 3))])
+    elif kind == "duplicates":
+        points = np.repeat(rng.normal(size=(50, 3)), 8, axis=0)
+    else:
+        points = np.column_stack([rng.uniform(-9, 9, (700, 2)), np.full(700, 3.5)])
+    expected = brute_force_diameter(points)
+    for chunk in (1 << 20, 1000):
+        monkeypatch.setattr(measurements, "_PAIRS_AT_ONCE", chunk)
+        assert measurements._farthest_by_cells(points, 0.0) == pytest.approx(expected, rel=1e-12)
+        assert measurements._maximum_distance(points) == pytest.approx(expected, rel=1e-12)
+
+
 def test_oblique_grid_gives_the_same_values_as_the_axial_one():
     axial = grid((40, 40, 40))
     oblique = grid((40, 40, 40), directions=rotation((1, 2, 3), 37), origin=(100.0, -50.0, 20.0))

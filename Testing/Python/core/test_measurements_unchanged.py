@@ -48,10 +48,17 @@ def case(grid: str):
     return Segmentation(geometry, labels[None], segments), image
 
 
-def measured(grid: str) -> dict:
+def measured(grid: str, planes: bool = False) -> dict:
+    """The values by hex, on the whole image or (``planes``) on its planes as ``sr export`` gives
+    them: shuffled, and every third one float32 (a file whose rescale is not whole)."""
     segmentation, image = case(grid)
+    if planes:
+        order = np.random.default_rng(3).permutation(image.shape[0])
+        given = {"image_planes": ((int(k), image[k].astype(np.float32) if k % 3 == 0 else image[k]) for k in order)}
+    else:
+        given = {"image": image}
     return {sid: {name: float(q.value).hex() for name, q in m.quantities().items()}
-            for sid, m in measure_segmentation(segmentation, image, "CT").items()}
+            for sid, m in measure_segmentation(segmentation, modality="CT", **given).items()}
 
 
 EXPECTED = {'axial': {'s1': {'maximum': '0x1.3980000000000p+9',
@@ -157,6 +164,26 @@ EXPECTED = {'axial': {'s1': {'maximum': '0x1.3980000000000p+9',
 @pytest.mark.parametrize("grid", sorted(GRIDS))
 def test_measurements_are_the_values_of_before(grid):
     assert measured(grid) == EXPECTED[grid]
+
+
+@pytest.mark.parametrize("grid", sorted(GRIDS))
+def test_measurements_on_the_images_planes_are_the_values_of_before(grid):
+    """``sr export`` gathers the values under each segment plane by plane (issue 14, memory)."""
+    assert measured(grid, planes=True) == EXPECTED[grid]
+
+
+def test_planes_that_do_not_make_the_grid_are_errors():
+    from DicomAnnotEmbedLib.core.errors import GeometryError
+
+    segmentation, image = case("axial")
+    planes = [(k, image[k]) for k in range(image.shape[0])]
+    for wrong, message in [(planes[:-1], "has no plane 47"), (planes + planes[:1], "given twice"),
+                           (planes[:-1] + [(47, image[47, :10])], r"plane 47 \(10, 64\)"),
+                           (planes[:-1] + [(48, image[47])], "plane 48")]:
+        with pytest.raises(GeometryError, match=message):
+            measure_segmentation(segmentation, image_planes=wrong)
+    with pytest.raises(ValueError, match="not both"):
+        measure_segmentation(segmentation, image, image_planes=planes)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,30 @@ def test_native_pixel_data_is_the_files_pixel_data(series_copy):
         assert native_pixel_data(path, header) == pydicom.dcmread(path).PixelData
     np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
     np.testing.assert_array_equal(series.read_volume(), pydicom_volume(series))
+    assert_planes_are_the_volume(series, np.int16)
+
+
+def assert_planes_are_the_volume(series, dtype) -> None:
+    """modality_planes gives each slice once, with pydicom's values, in ``dtype``."""
+    expected = pydicom_volume(series)
+    seen = set()
+    for k, plane in series.modality_planes():
+        assert k not in seen and plane.dtype == dtype
+        seen.add(k)
+        np.testing.assert_array_equal(plane, expected[k])
+    assert seen == set(range(series.geometry.shape[0]))
+
+
+def test_planes_of_a_file_rescaled_by_a_fraction_are_float32(series_copy):
+    path = sorted(series_copy.iterdir())[0]
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept = 0.5, -1024.25
+    ds.save_as(path)
+    series = load_series(series_copy)
+    assert series.read_int16_volume() is None
+    assert {plane.dtype for _, plane in series.modality_planes()} == {np.dtype(np.int16), np.dtype(np.float32)}
+    np.testing.assert_array_equal(np.stack([p for _, p in sorted(series.modality_planes(), key=lambda kp: kp[0])]),
+                                  series.read_volume())
 
 
 def test_implicit_vr_files_are_read_at_their_offset_too(series_copy):
@@ -76,6 +100,7 @@ def test_compressed_and_big_endian_files_are_read_by_pydicom(series_copy, syntax
     series = load_series(series_copy)
     assert all(native_pixel_data(p, h) is None for p, h in zip(series.files, series.datasets))
     np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
+    assert_planes_are_the_volume(series, np.int16)
 
 
 def test_a_file_cut_after_loading_is_an_error_naming_it(series_copy):
