@@ -164,6 +164,57 @@ Profiles (cProfile and -X importtime of the commands; CPU figures from fresh pro
   bincounts; caching them on the Segmentation was not done: its layer can be the caller's array,
   which the caller may change), CharLS 0.06 s (highdicom pays it too), pydicom writing the
   ~2,950-element header ~0.12 s.
+
+LABELMAP export in process, warm (target 2: <= 0.5 x highdicom), 2026-12-05
+-------------------------------------------------------------------------
+``--warm-labelmap 5``, case C, three alternations of three processes in one run: the library before
+(HEAD b3d6d64 through PYTHONPATH), after, and after with ``model.present_labels`` replaced by
+``core.arrays.present_values`` (a scratch monkeypatch: model.py was not part of this change). Load
+average 2.0 to 2.5 (another agent's jobs); medians of 5 rounds per process, CPU s / wall s, the
+range over the three processes of each kind:
+
+=========================================  =========================  =========================  ===================
+process                                    ours CPU / wall            highdicom CPU / wall       ours / hd CPU, wall
+=========================================  =========================  =========================  ===================
+before                                     0.289-0.296 / 0.291-0.299  0.288-0.308 / 0.291-0.328  0.96-1.00, 0.91-1.00
+after                                      0.204-0.210 / 0.206-0.212  0.298-0.299 / 0.299-0.307  0.68-0.71, 0.68-0.71
+after + present_values in from_label_map   0.158-0.159 / 0.159-0.161  0.293-0.326 / 0.296-0.333  0.49-0.54, 0.48-0.54
+=========================================  =========================  =========================  ===================
+
+An earlier run at load 3.2 to 3.7 gave the same times for ours (0.211, 0.161 s) and highdicom 0.30 to
+0.41 s (0.52-0.62 x and 0.53-0.54 x): highdicom's time moves with the load, ours hardly.
+
+Component CPU times (functions wrapped with process_time, median of 9 warm runs, load ~3), before -> after:
+
+* ``present_labels`` in ``Segmentation.from_label_map`` 0.066 -> 0.065 s (unchanged: core/model.py);
+* which slices hold each segment (export_seg): ``slice_voxel_counts`` 0.062 s -> ``_slice_presence``
+  0.019 s. Only presence is used, and every value of a slice is the value of a run of equal voxels,
+  so only the first voxel of each run is looked at (``core.arrays.slice_label_presence``; ~490,000
+  changes of value in case C's 52 M voxels). ``arrays.present_values`` does the same for
+  ``present_labels`` (0.017 s instead of 0.065 s, tested equal): switching model.py to it is the
+  0.05 s of the third row;
+* header written by pydicom (``save_as``) 0.038 s -> 0.0017 s + 0.0056 s to encode the Segment
+  Sequence (101 items) and the two lists of the 200 source images as bytes
+  (``headers.pre_encode_bulk_sequences``; pydicom also re-ran its ambiguous-VR pass on every nested
+  item); the references are built as bytes directly (``headers._raw_references``, 0.0074 -> 0.0023 s);
+* JPEG-LS: pyjpegls's ``encode_buffer`` called directly (pydicom's encoder checks every frame first):
+  frames + CharLS 0.069 -> 0.065 s. Empty frames reuse one encoding (all codecs here are
+  deterministic); case C has no empty slice, so nothing is reused there (case A has 176 empty
+  slices of 200; not measured).
+  pyjpegls 1.5.1's ``_CharLS._encode`` holds the GIL (no ``nogil`` in _CharLS.pyx): two threads
+  encoding 100 frames each took 0.18 s CPU and 0.18-0.42 s wall against 0.19 s serial, so threads
+  were not used. Its 1 MB of temporaries per frame can cost 0.1 s of page faults in a fresh process
+  (glibc returning the heap top), not in a warm one;
+* unchanged: 100 segment descriptions as pydicom datasets 0.016 s, per-frame pieces (200 derivation
+  and position variants encoded by pydicom) 0.013 s, 200 plane position items 0.008 s.
+* Total 0.296 -> 0.211 s.
+
+Why 0.5 x is not reached: highdicom takes 0.29 to 0.33 s at load ~2, so the target is 0.145 to 0.165 s.
+The two fixed parts alone are 0.13 s: ``present_labels`` 0.065 s (core/model.py, out of this change)
+and CharLS 0.058 s for 200 frames (highdicom pays the same). With ``present_values`` there, the rest
+(presence 0.019, header ~0.06) gives 0.16 s, 0.49 to 0.54 x, at the edge; the header is now mostly building pydicom
+datasets (descriptions, per-frame variants, positions: ~0.04 s), which only a byte-level writer of
+those items would remove.
 """
 from __future__ import annotations
 

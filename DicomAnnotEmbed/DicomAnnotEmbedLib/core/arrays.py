@@ -116,3 +116,51 @@ def _beyond(layer: np.ndarray, bins: int, row_max: np.ndarray) -> np.ndarray:
     for k in np.flatnonzero(row_max.max(axis=1) >= bins):
         beyond[k] = np.count_nonzero(layer[k] >= bins)
     return beyond
+
+
+def _run_starts(flat: np.ndarray, period: int) -> np.ndarray:
+    """Flat indices of the first voxel of every run of equal values of ``flat``, and of every
+    multiple of ``period`` (the first voxel of each slice, where a run may start without a change)."""
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    return np.concatenate((np.arange(0, flat.size, period), changes))
+
+
+def slice_label_presence(layer: np.ndarray, bins: int, slab: int = 4) -> np.ndarray:
+    """Which values 0..bins-1 occur on each slice of a (K, J, I) integer label layer: (K, bins)
+    bool, ``slice_label_counts(layer, bins) > 0`` without counting (values >= bins are ignored).
+
+    Every value of a slice is the value of some run of equal voxels, so only the first voxel of
+    each run is looked at (:func:`_run_starts`). Case C of bench_seg.py (512x512x200, 100 labels,
+    ~490,000 changes of value): 0.018 s against 0.060 s for the per-slice bincounts, which
+    convert every voxel to an int64 index. Slabs of 4 slices keep the temporaries at ~1 MB."""
+    slices = layer.shape[0]
+    table = np.zeros((slices, max(bins, 0)), dtype=bool)
+    if bins < 1 or layer.size == 0:
+        return table
+    if layer.dtype.kind != "u":  # signed or bool: the counts' rules (a negative value raises there)
+        return slice_label_counts(layer, bins) > 0
+    per_slice = layer[0].size
+    for k0 in range(0, slices, slab):
+        flat = layer[k0:k0 + slab].reshape(-1)
+        at = _run_starts(flat, per_slice)
+        values = flat[at]
+        keep = values < bins
+        table[k0 + at[keep] // per_slice, values[keep]] = True
+    return table
+
+
+def present_values(labels: np.ndarray, slab: int = 4) -> np.ndarray:
+    """The distinct non-zero values of an integer label array, ascending (in its dtype): the
+    values ``model.present_labels`` finds, from the first voxel of each run of equal values
+    (:func:`_run_starts`) instead of a bincount of every voxel: 0.017 s instead of 0.065 s on
+    bench_seg.py's case C. Other arrays (float, 0-d, 1-d): ``np.unique``."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu" or labels.ndim < 2 or labels.size == 0:
+        values = np.unique(labels)
+        return values[values != 0]
+    planes = labels.reshape((-1,) + labels.shape[-2:])
+    per_plane = planes[0].size
+    found = [np.unique(flat[_run_starts(flat, per_plane)])
+             for flat in (planes[k0:k0 + slab].reshape(-1) for k0 in range(0, planes.shape[0], slab))]
+    values = np.unique(np.concatenate(found))
+    return values[values != 0]

@@ -9,7 +9,7 @@ import logging
 import os
 import struct
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pydicom.dataelem import DataElement
@@ -32,7 +32,7 @@ from .common import (ALGORITHM_TYPES, ALLOWED_COMPRESSIONS, COMPRESSIONS, DEFAUL
                      _SEGMENT_IDENTIFICATION, _SEGMENT_NUMBER)
 from . import template
 from .headers import (_clean_sources, _declare_character_set, _reference_all_sources, _set_slice_measures,
-                      _slice_measures)
+                      _slice_measures, pre_encode_bulk_sequences)
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,10 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
     check_compression(*series.geometry.shape[1:], compression, f"series {series.folder}")
 
     result = SegExportResult()
-    counts = segmentation.slice_voxel_counts()
+    presence = _slice_presence(segmentation)
     kept, empty = [], set()
     for segment in segmentation.segments:
-        if _present_slices(segmentation, segment, counts, "fractional").any():
+        if _present_slices(segmentation, segment, presence, "fractional").any():
             kept.append(segment)
         elif keep_empty_segments:
             log.info("segment %r is empty: described in the SEG without frames", segment.name)
@@ -149,7 +149,7 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
                 del description.RecommendedDisplayCIELabValue
         result.tracking.update(tracking)
         # split groups are single layers: only the one whole group can overlap
-        writer = _SegWriter(series, segmentation, group, counts, seg_type, compression, keep_empty_frames,
+        writer = _SegWriter(series, segmentation, group, presence, seg_type, compression, keep_empty_frames,
                             overlap and len(groups) == 1, fractional_type.upper(), max_fractional_value, palette,
                             options, progress)
         sop_uid = generate_uid()
@@ -162,9 +162,31 @@ def export_seg(series: ReferenceSeries, segmentation: Segmentation, out: os.Path
     return result
 
 
-def _present_slices(segmentation: Segmentation, segment: Segment, counts, seg_type: str) -> np.ndarray:
+def _slice_presence(segmentation: Segmentation) -> Dict[str, np.ndarray]:
+    """Which slices hold voxels of each segment, by id: {id: (K,) bool}; what
+    ``Segmentation.slice_voxel_counts() > 0`` says, from one pass per layer that finds the values
+    without counting them (:func:`arrays.slice_label_presence`: 0.018 s instead of 0.062 s on
+    bench_seg.py's case C, a fifth of a warm LABELMAP export)."""
+    from ...core.arrays import slice_label_presence
+
+    presence: Dict[str, np.ndarray] = {}
+    for layer in range(segmentation.layers.shape[0]):
+        members = [s for s in segmentation.segments if s.layer == layer]
+        if not members:
+            continue
+        bins = max(s.label_value for s in members) + 1
+        if bins > 256:  # a file may claim a label far above what its voxels hold: size the table by those
+            bins = min(bins, int(segmentation.layers[layer].max(initial=0)) + 1)
+        table = slice_label_presence(segmentation.layers[layer], bins)
+        for s in members:
+            presence[s.id] = table[:, s.label_value] if s.label_value < bins else np.zeros(table.shape[0], bool)
+    return presence
+
+
+def _present_slices(segmentation: Segmentation, segment: Segment, presence: Dict[str, np.ndarray],
+                    seg_type: str) -> np.ndarray:
     """Which slices hold the segment: voxels, or for FRACTIONAL any non-zero fraction."""
-    present = counts[segment.id] > 0 if segment.id in counts else np.zeros(segmentation.geometry.shape[0], bool)
+    present = presence[segment.id] if segment.id in presence else np.zeros(segmentation.geometry.shape[0], bool)
     if seg_type == "fractional" and segment.id in segmentation.fractions:
         present = present.copy()
         planes = segmentation.fractions[segment.id]
@@ -223,7 +245,7 @@ def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions
 class _SegWriter:
     """Writes one SEG file for one group of segments."""
 
-    def __init__(self, series, segmentation, segments, counts, seg_type, compression, keep_empty_frames,
+    def __init__(self, series, segmentation, segments, presence, seg_type, compression, keep_empty_frames,
                  overlap, fractional_type, max_fractional_value, palette, options, progress):
         self.series = series
         self.keep_empty_frames = keep_empty_frames
@@ -238,7 +260,7 @@ class _SegWriter:
         self.options = options
         self.progress = progress
         order = _highdicom_plane_order(series.geometry)
-        present = [_present_slices(segmentation, s, counts, seg_type) for s in self.segments]
+        present = [_present_slices(segmentation, s, presence, seg_type) for s in self.segments]
         if seg_type == "labelmap":
             self.planes = order
             self.frames = [(-1, k) for k in order]
@@ -454,6 +476,7 @@ class _SegWriter:
             del header.DimensionOrganizationType
         if self.seg_type == "binary":
             header.SegmentsOverlap = "YES" if self.overlap else "NO"
+        pre_encode_bulk_sequences(header)
         with atomic_path(path) as tmp:
             header.save_as(tmp, enforce_file_format=True)
             with open(tmp, "ab") as stream:
@@ -678,9 +701,11 @@ class _PixelWriter:
         if length % 2:
             stream.write(b"\x00")
 
-    def _encoder(self):
+    def _encoder(self) -> Callable[[np.ndarray], bytes]:
         """The frame codec: pydicom's encoder, called as highdicom's encode_frame calls it; highdicom's
-        own for 1-bit JPEG 2000 (openjpeg directly, which pydicom does not do)."""
+        own for 1-bit JPEG 2000 (openjpeg directly, which pydicom does not do); for JPEG-LS, the
+        function of pyjpegls that pydicom's plugin ends in (the same bytes, test_seg_labelmap_fast.py),
+        without pydicom's checks of every frame (0.007 s of the 0.065 s for case C's 200 frames)."""
         syntax = TRANSFER_SYNTAXES[self.compression]
         if self.bits_allocated == 1:
             from highdicom.frame import encode_frame
@@ -688,6 +713,15 @@ class _PixelWriter:
             return lambda frame: encode_frame(frame, transfer_syntax_uid=syntax, bits_allocated=self.bits_allocated,
                                               bits_stored=self.bits_stored,
                                               photometric_interpretation=self.photometric, pixel_representation=0)
+        if self.compression == "jpegls":
+            try:
+                from jpeg_ls import encode_buffer
+            except ImportError:  # pragma: no cover - pyjpegls is a dependency; pydicom's plugin needs it too
+                encode_buffer = None
+            if encode_buffer is not None:
+                dtype = "<u2" if self.bits_allocated == 16 else "u1"
+                return lambda frame: bytes(encode_buffer(np.ascontiguousarray(frame, dtype=dtype).tobytes(),
+                                                         frame.shape[0], frame.shape[1], 1, self.bits_stored))
         from pydicom.pixels.encoders.base import get_encoder
 
         encoder = get_encoder(syntax)
@@ -701,8 +735,14 @@ class _PixelWriter:
         dtype = np.uint16 if bits == 16 else np.uint8
         encode = self._encoder()
         fragments = []
+        empty: Optional[bytes] = None  # every codec here is deterministic: one encoding of an empty frame serves all
         for _, frame in zip(ticks, frames):
-            fragment = encode(np.ascontiguousarray(frame, dtype=dtype))
+            if frame.any():
+                fragment = encode(np.ascontiguousarray(frame, dtype=dtype))
+            else:
+                if empty is None:
+                    empty = encode(np.ascontiguousarray(frame, dtype=dtype))
+                fragment = empty
             fragments.append(fragment + b"\x00" * (len(fragment) % 2))
         offsets, position = [], 0
         for fragment in fragments:
