@@ -150,6 +150,77 @@ our reader instead of SimpleITK (import 0.06 s; in process 0.30 s -> 0.07 s for 
 int16 labels.nrrd; tested against SimpleITK for every integer type, raw and gzip, oblique
 directions, RAS and big-endian files). ours_export, e84317e -> this change, 3 rounds, load 5.1:
 0.96 -> 0.87 s CPU, peak RSS 403 -> 208 MiB.
+
+``seg import`` LABELMAP start-up, 2026-12-05, third session (issue 14, target 1: at most 1.0 x
+dcmqi). The decoder had little left, so this looked at the process around it: time.process_time
+at each step of a fresh process (bytecode cached), ``-X importtime`` (minima of 3 runs), cProfile
+for the hot calls, and whole-process A/B runs (CPU of the child from wait4). What was found:
+
+* OpenBLAS, loaded with numpy, starts its threads, which spin before they sleep: ``import
+  numpy`` alone took 0.167 s of CPU, 0.114 s with OPENBLAS_NUM_THREADS=1, and every step after
+  numpy's import was charged again by the spinning threads (the parser 0.040 -> 0.018 s, pydicom's
+  import 0.13 -> 0.105 s; process_time counts every thread). Whole command, 7 rounds, load 1.0:
+  onto the series 0.667 -> 0.572 s, own grid 0.607 -> 0.535 s. The command line now asks for one
+  thread before numpy loads, unless the user set a number (``cli._single_threaded_blas``); the
+  commands keep their products small enough for one thread (bench_sr.py notes).
+* Python's shutdown walked every object left (pydicom's dictionaries, the headers, numpy) in its
+  final collections: 0.05 s of CPU after ``main`` returned. ``main`` run on the process's own
+  command line (the console script, ``python -m``) now freezes the objects (gc.freeze) when the
+  command is done; atexit handlers and module clean-up still run. Onto the series, 9 rounds,
+  load 2.5: 0.538 -> 0.478 s (os._exit instead: 0.473 s); what follows ``main`` is now 0.009 s.
+* pydicom's pixel decoder plugins import their codec packages when pydicom is imported, to know
+  which plugins are available: PIL with ImageCms (8.3 ms in ``-X importtime``), pylibjpeg, which
+  scans every installed package's entry points (5.5 ms, and 4.7 ms in pydicom's pylibjpeg
+  handler), openjpeg, rle. ``seg import`` of a SEG whose frames the decoder reads itself (native,
+  or JPEG-LS Lossless through CharLS: its transfer syntax is read from the file's first bytes
+  before pydicom is imported, ``core.header_blocks.file_transfer_syntax``) imports pydicom without
+  them (``cli._import_pydicom(pixel_codecs=False)``): numpy + pydicom 0.334 -> 0.294 s of CPU in
+  a bare process. They stay importable; a SEG in any other syntax keeps them and is decoded
+  through pydicom's plugins as before (Testing/Python/test_cli_start_up_work.py: JPEG 2000 and
+  RLE SEGs give the same layers as the native one). urllib.request (13 ms, pydicom's test-data
+  downloader) cannot be left out: pydicom imports it unconditionally.
+* The parser imported and registered every command group (0.014 s, and with it the RT Structure
+  Set encoding and the model, i.e. numpy, before the command was known): ``build_parser(argv)``
+  registers only the group of the command named (``--help`` and unknown commands: all).
+* read_seg_file's check_sequences parsed the 200 items of the Source Image Sequence and of the
+  Referenced Series Sequence's Referenced Instance Sequence (4.5 ms each), which the decoder reads
+  only for their Referenced SOP Class UIDs (the slide-microscopy refusal): it now leaves them
+  unopened (their VR is still checked) and reads the UIDs from the raw bytes, or opens them with
+  core.inputs.sequence_items where the bytes do not parse (read_seg_file 0.023 -> 0.014 s; the
+  same UIDs as pydicom's parse on ours, dcmqi's and highdicom's SEGs, the same refusals:
+  Testing/Python/encodings/test_seg_reference_sequences_raw.py).
+* Looked at and left: pausing the collector during the import (0.003 s, not measurable);
+  zlib-ng level 1 for the voxels (0.033 instead of 0.040 s, but 2.16 MB instead of 1.32 MB);
+  a header parser of our own for the CT headers (pydicom reads three datasets a file, meta,
+  command set and body: 0.265 ms a header; a bare loop building the same raw elements saved
+  0.01 s of 0.053 for the 200 bodies, not worth a second parser of every series header).
+
+Import profile of the command (``-X importtime``, own grid, minima of 3 runs, load ~2.5): all
+imports 244 -> 172 ms (the sum of self times; numpy 84 -> 45 ms without the spinning threads),
+405 -> 387 modules; PIL, pylibjpeg, its codecs and the other command groups are no longer
+imported. In process after (onto the series, process_time, ms): interpreter and site 39, our
+command line 7, parser 2, numpy and pydicom 118, our modules 14; the SEG header 14, the 200 CT
+headers 78 (pydicom 59, core.series building the grid 16), segments 23, frames and grid 4, the
+layer 58 (CharLS 20, the 52 MB layer's page faults 30), the .seg.nrrd 90 (extents 42 in
+core.arrays.label_extents, of which ufunc.at ~10; zlib-ng at level 2, 30); 0.46 s at the end of
+``main`` (was 0.58 to 0.63), 0.009 s after it (was ~0.06).
+
+Runs, ``--only ours_import,ours_import_noseries,dcmqi_import --lib before=DIR --bytecode DIR
+--repeats 7`` (DIR: ``git archive b3d6d64``), CPU s / wall s / peak RSS MiB, the same rounds:
+
+| run (load) | ours_import before -> after | ours_import_noseries before -> after | dcmqi_import | after / dcmqi |
+|---|---|---|---|---|
+| 1, before the reference-sequence change (4.1-4.5) | 0.62 / 0.66 -> 0.46 / 0.49 / 105 | 0.55 / 0.56 -> 0.39 / 0.40 / 100 | 0.48 / 0.51 / 177 | 0.96 x / 0.81 x |
+| 2, the same (3.3-3.4) | 0.59 / 0.63 -> 0.46 / 0.48 / 106 | 0.51 / 0.55 -> 0.38 / 0.40 / 100 | 0.46 / 0.52 / 177 | 1.00 x / 0.83 x |
+| 3, final code (1.9-2.1) | 0.62 / 0.67 -> 0.46 / 0.47 / 105 | 0.55 / 0.58 -> 0.37 / 0.46 / 100 | 0.48 / 0.53 / 177 | 0.96 x / 0.77 x |
+| 4, final code (2.1-2.6) | 0.63 / 0.77 -> 0.46 / 0.65 / 105 | 0.54 / 0.73 -> 0.39 / 0.51 / 100 | 0.47 / 0.67 / 177 | 0.98 x / 0.83 x |
+
+With three decimals (11 rounds, load 2.6-2.8): onto the series 0.467 s, own grid 0.377 s,
+dcmqi 0.471 s (0.99 x and 0.80 x). Target 1.0 x: met on the SEG's own grid (as dcmqi, which
+reads no series) with a fifth to spare; onto the series only just (0.96 to 1.00 x): that
+variant also reads the 200 CT headers (0.078 s), which dcmqi does not, so what is left is
+pydicom's header parse. ``ours_import_binary`` (BINARY SEG of the SR data, 3 rounds, load 3.4 to
+3.8): 0.77 -> 0.63 s against dcmqi's 5.73 s.
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -28,8 +29,23 @@ log = logging.getLogger("DicomAnnotEmbedLib")
 #: Command groups in the order ``--help`` lists them (modules of this package).
 GROUPS = ("overlay", "seg", "sr", "rtstruct", "gsps", "convert", "volumes", "csv", "ml", "batch", "pacs")
 
+#: The module of GROUPS that registers each command (a test checks it against the parsers).
+COMMAND_GROUPS = {"overlay": "overlay", "seg": "seg", "sr": "sr", "rtstruct": "rtstruct", "gsps": "gsps",
+                  "convert": "convert", "dicomize": "volumes", "sample": "volumes", "csv": "csv",
+                  "export-ml": "ml", "batch": "batch", "pacs": "pacs"}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _named_group(argv: Optional[List[str]]) -> Optional[str]:
+    """The module of the command ``argv`` names (its first word that is not an option; the shared
+    options take no value), or None: no command, or one we do not know (argparse says so)."""
+    command = next((word for word in argv or () if not word.startswith("-")), None)
+    return COMMAND_GROUPS.get(command) if argv is not None else None
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The command line's parser: every command, or with ``argv`` only the command it names when
+    that is a known one (the other groups' sub-parsers and imports were 0.014 s of each command's
+    start-up; bench_startup.py notes). ``--help`` and unknown commands get every command."""
     # The shared flags are accepted before or after the sub-command; SUPPRESS keeps a sub-command
     # from resetting a flag given earlier (argparse copies sub-parser defaults over the namespace).
     common = argparse.ArgumentParser(add_help=False)
@@ -52,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         return group.add_parser(name, parents=[common], help=summary, description=description,
                                 epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    for group in GROUPS:
+    named = _named_group(argv)
+    for group in GROUPS if named is None else (named,):
         importlib.import_module(f"{__name__}.{group}").register(commands, command)
     describe_remote_series(parser)
     return parser
@@ -94,24 +111,69 @@ def check_outputs(args: argparse.Namespace) -> None:
 #: and ssl, and tqdm, 0.1 s CPU of every command (bench_seg.py notes, "Command start-up").
 _PYDICOM_OPTIONAL = ("requests", "tqdm")
 
+#: Packages that pydicom's pixel decoder plugins import when pydicom is imported, to know which
+#: plugins are available: PIL with ImageCms, pylibjpeg (which scans the installed packages' entry
+#: points) with its codecs, gdcm; 0.035 s of CPU. Left out only for a command that decodes no
+#: pixel data through pydicom (``pydicom_pixels`` below): pydicom then holds those plugins as
+#: unavailable for the rest of the process. CharLS (jpeg_ls) is not among them: the SEG and
+#: overlay decoders call it themselves.
+_PYDICOM_PIXEL_CODECS = ("PIL", "pylibjpeg", "openjpeg", "rle", "libjpeg", "gdcm")
 
-def _import_pydicom() -> None:
-    """Import pydicom without the optional packages it does not need here; they stay importable."""
-    if "pydicom" in sys.modules or any(name in sys.modules for name in _PYDICOM_OPTIONAL):
+
+def _import_pydicom(pixel_codecs: bool = True) -> None:
+    """Import pydicom without the optional packages it does not need here; they stay importable.
+    ``pixel_codecs=False``: also without its pixel codec packages (see _PYDICOM_PIXEL_CODECS)."""
+    left_out = _PYDICOM_OPTIONAL + (() if pixel_codecs else _PYDICOM_PIXEL_CODECS)
+    if "pydicom" in sys.modules or any(name in sys.modules for name in left_out):
         return
-    sys.modules.update(dict.fromkeys(_PYDICOM_OPTIONAL))  # None: "import requests" raises ImportError
+    sys.modules.update(dict.fromkeys(left_out))  # None: "import requests" raises ImportError
     try:
         import pydicom  # noqa: F401
     finally:
-        for name in _PYDICOM_OPTIONAL:
+        for name in left_out:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
 
 
+def _single_threaded_blas() -> None:
+    """Ask OpenBLAS (numpy's, loaded with numpy) for one thread unless the user chose a number.
+    Its extra threads start when numpy is imported and spin before they sleep, and again after
+    every product big enough to split: 0.07 to 0.1 s of CPU in every command's start-up
+    (bench_startup.py notes, 2026-12-05), while the commands keep their products small enough
+    for one thread (bench_sr.py notes). Only before numpy is loaded does the setting count."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def _skip_collections_at_exit() -> None:
+    """Move every object to the collector's permanent generation (gc.freeze) when the command is
+    done and its process ends: the interpreter's shutdown then still clears the modules and runs
+    the atexit handlers, but its garbage collections no longer walk every object left (the SEG's
+    and the series' headers, pydicom's dictionaries, numpy): 0.05 s of CPU of a ``seg import``
+    (bench_startup.py notes, 2026-12-05). The memory goes back with the process."""
+    import gc
+
+    gc.freeze()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _import_pydicom()
+    """Run the command of ``argv`` (default: the process's command line, and then the process is
+    taken to end when it returns: see _skip_collections_at_exit); returns the exit code."""
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:
+            _skip_collections_at_exit()
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    _single_threaded_blas()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
+    # a command may say that pydicom decodes none of its pixel data (a function of its arguments)
+    pydicom_pixels = getattr(args, "pydicom_pixels", None)
+    _import_pydicom(pixel_codecs=pydicom_pixels is None or pydicom_pixels(args))
     from ..core.arrays import prefer_small_pages
 
     prefer_small_pages()  # a command faults its volumes in once (core.arrays)

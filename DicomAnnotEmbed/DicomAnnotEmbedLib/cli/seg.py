@@ -57,7 +57,7 @@ def register(commands, command) -> None:
     seg_import.add_argument("--force", action="store_true", help="replace an existing output file")
     add_send_option(seg_export)
     seg_export.set_defaults(run=run_export)
-    seg_import.set_defaults(run=run_import)
+    seg_import.set_defaults(run=run_import, pydicom_pixels=import_needs_pydicom_pixels)
 
 
 def run_export(args: argparse.Namespace, progress) -> int:
@@ -85,6 +85,22 @@ def run_export(args: argparse.Namespace, progress) -> int:
               f"{plural(len(names), 'segment')}: {', '.join(names)}")
     send_outputs(args, result.paths, progress)
     return 0
+
+
+#: Transfer syntaxes of SEGs whose frames the decoder reads without pydicom's pixel plugins
+#: (encodings/seg/read_pixels.py, FrameDecoder): native pixel data, deflated or not, and JPEG-LS
+#: Lossless, which it hands to CharLS itself.
+OWN_DECODED_SYNTAXES = frozenset(("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99",
+                                  "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.4.80"))
+
+
+def import_needs_pydicom_pixels(args: argparse.Namespace) -> bool:
+    """Whether ``seg import`` may decode frames through pydicom's plugins: a SEG file in another
+    transfer syntax (RLE, JPEG 2000, ...), or one whose syntax its first bytes do not tell. The
+    reference series' headers are read without their pixel data."""
+    from ..core.header_blocks import file_transfer_syntax
+
+    return any(file_transfer_syntax(path) not in OWN_DECODED_SYNTAXES for path in args.seg_file)
 
 
 def run_import(args: argparse.Namespace, progress) -> int:

@@ -1,18 +1,21 @@
 """Where the bytes of a DICOM file are: its header read from one block of them (up to the pixel
 data, long values deferred), and its Pixel Data value read at the offset that block gave, for
-:mod:`core.series` (split from it)."""
+:mod:`core.series` (split from it); and its transfer syntax read from its bytes.
+
+pydicom is imported where used: the command line reads a SEG's transfer syntax here before it
+imports pydicom (cli/seg.py)."""
 from __future__ import annotations
 
 import io
 import os
 import struct
 from pathlib import Path
-from typing import Optional, Tuple
-
-import pydicom
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from .inputs import BoundedReader
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Header values longer than this (bytes) are read when used, not by load_series: Overlay Data
 #: is 32 KB per 512x512 plane, and holding a whole series' of it cost the import 25 ms of page
@@ -21,6 +24,8 @@ from .inputs import BoundedReader
 DEFER_SIZE = 16384
 
 _PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # where stop_before_pixels stops
+
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 
 
 class _HeaderReader:
@@ -46,6 +51,8 @@ class _HeaderReader:
 
     def read(self, path: Path) -> Tuple[Dataset, Optional[bytes]]:
         """The header and the block it was parsed from (None when read from the file)."""
+        import pydicom
+
         # Unbuffered: a buffered reader would read on to its next 4 KiB boundary.
         with open(path, "rb", buffering=0) as raw:
             stat = os.fstat(raw.fileno())
@@ -92,6 +99,8 @@ class _HeaderReader:
         # Warnings are not caught: a cut ends the parse quietly (short reads stop pydicom's
         # element loop; a cut sequence raises), and catching them per file would reset Python's
         # once-per-place memory of warnings, repeating pydicom's for every file.
+        import pydicom
+
         stream = io.BytesIO(head)
         try:
             ds = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=DEFER_SIZE)
@@ -116,7 +125,7 @@ class _HeaderReader:
 def is_deflated(ds: Dataset) -> bool:
     """Whether a header comes from a deflated file (pydicom parsed an inflated copy of it)."""
     syntax = getattr(ds.__dict__.get("file_meta"), "TransferSyntaxUID", None)
-    return syntax == pydicom.uid.DeflatedExplicitVRLittleEndian
+    return syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 
 
 def pixel_data_offset(ds: Dataset) -> Optional[int]:
@@ -151,6 +160,8 @@ def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
     scan_folder, a compressed, deflated or big endian file, a file not in its transfer syntax's
     encoding or changed since, another element or an undefined length there, a cut value: the
     caller then reads the file with pydicom, whose errors name the problem."""
+    import pydicom
+
     offset = pixel_data_offset(header)
     meta = header.__dict__.get("file_meta")
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -170,3 +181,35 @@ def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
         stream.seek(offset + start)
         data = stream.read(length)
     return data if len(data) == length else None
+
+
+#: Bytes of a file that :func:`file_transfer_syntax` reads: the preamble and a file meta group of
+#: a few hundred bytes, with room for private elements.
+META_BLOCK = 8192
+
+
+def file_transfer_syntax(path: os.PathLike | str) -> Optional[str]:
+    """The Transfer Syntax UID of a DICOM file's meta information, read from its first bytes
+    without pydicom (the meta group is explicit VR little endian); None when the file cannot be
+    read, has no preamble and ``DICM``, or no such element in its first :data:`META_BLOCK` bytes:
+    the caller then assumes any syntax (pydicom's errors will name the problem)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(META_BLOCK)
+    except OSError:
+        return None
+    if head[128:132] != b"DICM":
+        return None
+    at = 132
+    try:
+        while at < len(head):
+            tag, _, length, value_at = element_at(head, at, implicit=False)
+            if tag >> 16 != 0x0002:
+                return None
+            if tag == 0x00020010:
+                value = head[value_at:value_at + length]
+                return value.rstrip(b"\0 ").decode("ascii") if len(value) == length else None
+            at = value_at + length
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return None

@@ -22,6 +22,15 @@ from ...core.series import image_size, is_deflated, transfer_syntax
 from .common import SEG_SOP_CLASSES
 
 
+#: Sequences of the SEG that check_sequences leaves unopened (their VR is still checked): its
+#: references to the source images, 200 items each for a 200-slice SEG (the Referenced Series
+#: Sequence's Referenced Instance Sequence and the Source Image Sequence). The decoder reads only
+#: their Referenced SOP Class UIDs, from the raw bytes (decode._referenced_sop_classes), and opens
+#: them with core.inputs.sequence_items where those do not parse: pydicom parsing the 400 items
+#: was 9 ms of a LABELMAP import (bench_startup.py notes, 2026-12-05).
+REFERENCE_SEQUENCES = frozenset({0x00081115, 0x00082112})
+
+
 def checked_seg(ds: Dataset, path, has_pixel_data: bool = False) -> Dataset:
     """``ds``, checked to be a SEG with the elements the import needs (``has_pixel_data``: its
     Pixel Data is known to be in the file, not in ``ds``)."""
@@ -41,7 +50,8 @@ def read_whole(path: os.PathLike | str) -> Dataset:
 
 
 def read_seg_file(path: os.PathLike | str) -> Tuple[Dataset, Optional[memoryview]]:
-    """The SEG dataset, checked as :func:`read_whole` checks it, and the value of its native
+    """The SEG dataset, checked as :func:`read_whole` checks it (but for the items of
+    :data:`REFERENCE_SEQUENCES`, which the decoder reads itself), and the value of its native
     (uncompressed) little endian Pixel Data mapped from the file instead of read into the dataset
     (then absent there): a 100-segment BINARY SEG holds 163 MB of frames, which reading copied
     (0.1 s of CPU, and the memory) before the decoder looked at most of them once. Other pixel
@@ -75,7 +85,7 @@ def read_seg_file(path: os.PathLike | str) -> Tuple[Dataset, Optional[memoryview
                                        parent_encoding=getattr(ds, "_character_set", default_encoding)))
     except Exception as exc:  # pydicom raises several types for broken files (as read_dicom_file)
         raise InputError(f"not a readable DICOM file ({one_line(exc, 300)})", path) from None
-    check_sequences(ds, path)
+    check_sequences(ds, path, unopened=REFERENCE_SEQUENCES)
     return checked_seg(ds, path, mapped is not None), mapped
 
 
