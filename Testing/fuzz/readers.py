@@ -41,7 +41,10 @@ def overlay_import(path: Path, out: Path, ctx: Context):
 
 def series_volume(path: Path, out: Path, ctx: Context):
     from DicomAnnotEmbedLib.core.series import load_series
-    load_series(path).read_volume()
+    series = load_series(path)
+    series.read_volume()
+    for _ in series.modality_planes():  # sr export's reading, file by file
+        pass
 
 
 def seg_import(path: Path, out: Path, ctx: Context):

@@ -165,6 +165,7 @@ def native_pixel_data(path: str, header: Dataset) -> Optional[bytes]:
     offset = pixel_data_offset(header)
     meta = header.__dict__.get("file_meta")
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    syntax = pydicom.uid.UID(syntax) if isinstance(syntax, str) else None  # (a corrupt VR makes it a str)
     if offset is None or syntax not in (pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian) \
             or header.original_encoding != (syntax.is_implicit_VR, True):
         return None

@@ -113,3 +113,17 @@ def test_a_file_cut_after_loading_is_an_error_naming_it(series_copy):
     assert native_pixel_data(cut, series.datasets[2]) is None
     with pytest.raises(SeriesError, match=os.path.basename(cut)):
         series.read_int16_volume()
+
+
+def test_a_transfer_syntax_of_another_vr_is_read_by_pydicom(series_copy):
+    """Fuzz run M (2026-12-05): a file meta Transfer Syntax UID whose VR was changed to LO is a str,
+    not a pydicom UID; the offset read now takes it as one (it was an AttributeError)."""
+    from pydicom.dataelem import DataElement
+
+    series = load_series(series_copy)
+    header = series.datasets[0]
+    syntax = str(header.file_meta.TransferSyntaxUID)
+    header.file_meta[0x00020010] = DataElement(0x00020010, "LO", syntax)
+    assert type(header.file_meta.TransferSyntaxUID) is str
+    assert native_pixel_data(series.files[0], header) == pydicom.dcmread(series.files[0]).PixelData
+    np.testing.assert_array_equal(series.read_volume(), pydicom_volume(series))
