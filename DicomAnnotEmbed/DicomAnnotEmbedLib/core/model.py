@@ -260,7 +260,7 @@ class Segmentation:
             if not np.all(np.mod(labels, 1) == 0):
                 raise InputError("label map has non-integer values; use a fractional import for probabilities")
             labels = labels.astype(np.int64)
-        if labels.min(initial=0) < 0:
+        if labels.dtype.kind == "i" and labels.min(initial=0) < 0:
             raise InputError("label map has negative labels")
         values = present_labels(labels).tolist()
         if max(values, default=0) > 65535:

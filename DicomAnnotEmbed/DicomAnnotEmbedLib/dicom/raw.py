@@ -16,6 +16,8 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
+from pydicom.uid import UID
+from pydicom.valuerep import IS
 
 from ..core.header_blocks import LONG_VR_BYTES
 
@@ -33,7 +35,14 @@ class RawParseError(ValueError):
 
 
 def encode_element(element: DataElement) -> bytes:
-    """One element (tag, VR, length, value) in explicit VR little endian, as pydicom writes it."""
+    """One element (tag, VR, length, value) in explicit VR little endian, as pydicom writes it.
+    A UID or an integer string (what encode_variants' varying parts are) is packed here: pydicom's
+    writer took ~25 microseconds an element, 0.01 s of a 200-frame SEG export (bench_seg.py notes)."""
+    if element.VR in ("UI", "IS") and type(element.value) in (str, UID, IS):
+        text = str(element.value)
+        if text.isascii() and len(text) < 0xFFFF:
+            data = text.encode() + (b"\0" if element.VR == "UI" else b" ") * (len(text) % 2)
+            return struct.pack("<HH2sH", element.tag >> 16, element.tag & 0xFFFF, element.VR.encode(), len(data)) + data
     buffer = DicomBytesIO()
     buffer.is_little_endian = True
     buffer.is_implicit_VR = False

@@ -36,7 +36,6 @@ import functools
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
@@ -44,7 +43,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import DA, DS, TM
 
 from ...core.model import Code
-from ...dicom.header_items import PATIENT_AND_STUDY_KEYWORDS, acquisition_equipment, code_item
+from ...dicom.header_items import PATIENT_AND_STUDY_KEYWORDS, acquisition_equipment, code_item, put_element
 from .codes import COMPREHENSIVE_3D_SR
 
 _DCM = "DCM"
@@ -131,16 +130,6 @@ _VALUE_TYPE, _RELATIONSHIP, _CONCEPT_NAME, _CONCEPT_CODE = Tag(0x0040A040), Tag(
 _TEXT_VALUE, _UID, _NUMERIC, _FLOATING, _UNITS = Tag(0x0040A160), Tag(0x0040A124), Tag(0x0040A30A), \
     Tag(0x0040A161), Tag(0x004008EA)
 _MEASURED_VALUE, _CONTENT, _CONTINUITY = Tag(0x0040A300), Tag(0x0040A730), Tag(0x0040A050)
-
-
-def put_element(ds: Dataset, tag: Tag, vr: str, value) -> None:
-    """Set an element whose value is already what pydicom would store (a str of a string VR, a
-    DS, a float, a pydicom Sequence): pydicom's ``__setattr__`` looks the keyword up and checks and
-    converts the value again, ~10 microseconds an element (the content tree has ~75,000)."""
-    element = DataElement.__new__(DataElement)
-    element.__dict__.update(tag=tag, VR=vr, validation_mode=1, _value=value, file_tell=None,
-                            is_undefined_length=False, private_creator=None)
-    ds._dict[tag] = element
 
 
 @functools.lru_cache(maxsize=4096)
