@@ -125,6 +125,30 @@ Notes (profiles; figures in README "DICOM SR" > "Speed")
     against the SEG export's 117 (2.2 x): the SR holds the CT (int16, 100 MB) for the statistics
     and the labels (52 MB); the SEG export holds the labels. Streaming the statistics slice by
     slice would drop the CT; not done.
+* 2026-12-05, evening (b3d6d64 -> b0a384e), quiet machine (load 0.1-0.5), 7 rounds:
+  - Memory. RSS sampled every 2 ms with the main thread's stack at the peak: with the CT gone the
+    peak was in ``_surface_area`` of a large segment (labels 52 MB + interpreter and headers ~60 MB
+    + the gathered values + that segment's temporaries). Gathering every segment's values first and
+    concatenating them at the end held 2 x 32 MB (pieces and result) and the heap kept it (199
+    MiB); letting each segment's values go as soon as its last plane is in (statistics computed
+    then) leaves only the segments crossing the current plane: 155 MiB against the SEG export's
+    117 (1.32 x; was 231, 1.96-2.0 x). ``ReferenceSeries.modality_planes`` + ``_statistics_by_planes``:
+    0.06 s reading + ~0.06 s gathering warm, against 0.12 s for ``read_int16_volume`` and the
+    per-segment ``image[box][crop]`` before.
+  - The diameter's pair stage compared 22 million pairs (the radius bound keeps every candidate of
+    a round object): comparing only the point pairs of grid cells whose boxes can beat the bound
+    leaves 0.8 million (per axis min(10, round((N / 2) ** (1/3))) cells), 0.09 -> 0.04 s warm on the
+    largest 19 segments, 0.29 -> 0.23 s for all 100; the same 100 values to the bit.
+  - Tried and dropped: the statistics from int16 sums (bit-identical, 0.01 s); fewer farthest-point
+    steps (1 to 4: the same time, the bound matters little once the cells prune); run-based
+    ``label_extents`` reductions (0.002 s).
+  - Fresh process, CPU s: sr export 2.14 (b3d6d64) -> 1.93; BINARY SEG export 0.87 (it was 1.12 at
+    2d27c53: the CLI's one OpenBLAS thread and gc.freeze at exit, bench_startup.py notes): ratio
+    2.21 (wall 2.00), target 2 missed. Per function (time.process_time, fresh process): imports
+    0.31, SEG decoding 0.28, diameter 0.25 (mean and centring of the 1.8 million boundary points
+    0.04, radius and farthest-point steps 0.05, lattice reduction 0.07, cell pairs 0.07), planes and
+    statistics 0.24, boundary extremes 0.15 (argmax along the crop's axes, 0.1), surface 0.14,
+    document and image library 0.15, series headers 0.08, bounding boxes 0.04.
 """
 from __future__ import annotations
 
