@@ -4,14 +4,14 @@ source image, the true slice measures, the character set. Coordinates: LPS.
 from __future__ import annotations
 
 import copy
-import struct
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from ...core.series import ReferenceSeries
 from ...dicom import raw
+from ...dicom.raw import encode_items
 
 
 def _reference_all_sources(ds: Dataset, sources: Sequence[Dataset]) -> None:
@@ -46,8 +46,8 @@ def _raw_references(ds: Dataset, sources: Sequence[Dataset]) -> bool:
     items: List[bytes] = []
     by_series: dict = {}
     for source in sources:
-        parts = [_plain_element(0x00081150, "UI", source.get("SOPClassUID")),
-                 _plain_element(0x00081155, "UI", source.get("SOPInstanceUID"))]
+        parts = [raw.plain_element(0x00081150, "UI", source.get("SOPClassUID")),
+                 raw.plain_element(0x00081155, "UI", source.get("SOPInstanceUID"))]
         series = source.get("SeriesInstanceUID")
         if None in parts or not isinstance(series, str):
             return False
@@ -55,7 +55,7 @@ def _raw_references(ds: Dataset, sources: Sequence[Dataset]) -> bool:
         by_series.setdefault(series, []).append(items[-1])
     series_items = []
     for uid, references in by_series.items():
-        series_uid = _plain_element(0x0020000E, "UI", uid)
+        series_uid = raw.plain_element(0x0020000E, "UI", uid)
         if series_uid is None:
             return False
         instances = b"".join(references)
@@ -178,79 +178,16 @@ def _set_slice_measures(ds: Dataset, measures: Optional[Tuple[float, Optional[fl
 # Segment Sequence (100 segments) and the two lists of the 200 source images are ~2,000 of the
 # ~2,300 elements of a LABELMAP header: 0.033 s of the 0.040 s save_as (bench_seg.py notes).
 
-#: Sequences of the SEG header encoded by :func:`encode_items` (when every value is plain).
+#: Sequences of the SEG header encoded by :func:`raw.encode_items` (when every value is plain).
 BULK_SEQUENCES = (0x00081115, 0x00082112, 0x00620002)  # Referenced Series, Source Image, Segment
 #: Character sets in which an ASCII text encodes to its ASCII bytes, as pydicom writes it.
 _ASCII_CHARSETS = (None, "", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192")
-#: write_string's VRs: the text is padded before it is encoded (UI with NUL, the others with space).
-_STRING_PADDING = {"AE": " ", "AS": " ", "CS": " ", "UI": "\0"}
-_TEXT_VRS_PLAIN = ("SH", "LO", "ST", "LT", "UT", "UC")
-_NUMBER_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i"}
-
-
-def _plain_element(tag: int, vr: str, value: Any) -> Optional[bytes]:
-    """One element with a plain value (see :func:`encode_items`), None otherwise."""
-    encoded = b"" if value in (None, "") else _plain_value(value, vr)
-    return None if encoded is None else raw.element_header(tag, vr, len(encoded)) + encoded
-
-
 def _set_raw_sequence(ds: Dataset, tag: int, value: bytes) -> None:
     """Store an encoded sequence value; pydicom writes it as it is (see :func:`pre_encode_bulk_sequences`)."""
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
     ds[tag] = RawDataElement(Tag(tag), "SQ", len(value), value, 0, False, True)
-
-
-def encode_items(items: Sequence[Dataset]) -> Optional[bytes]:
-    """The value of a sequence of ``items`` in explicit VR little endian, byte for byte what
-    pydicom writes (defined lengths, elements in tag order), for items made only of plain values:
-    ASCII strings and texts, US/UL/SS/SL numbers and nested sequences of such items. None for
-    anything else (the caller lets pydicom write it): other VRs, non-ASCII text, an item with its
-    own character set or of undefined length. Test: test_seg_labelmap_fast.py."""
-    parts = []
-    for item in items:
-        body = _encode_plain_dataset(item)
-        if body is None:
-            return None
-        parts.append(raw.item(body))
-    return b"".join(parts)
-
-
-def _encode_plain_dataset(ds: Dataset) -> Optional[bytes]:
-    """The elements of one item (see :func:`encode_items`), None when one is not plain."""
-    if "SpecificCharacterSet" in ds or ds.is_undefined_length_sequence_item:
-        return None
-    parts = []
-    for element in ds:  # tag order, as pydicom writes
-        tag, vr = int(element.tag), element.VR
-        if tag & 0xFFFF == 0 and tag >> 16 > 6:  # group lengths: pydicom leaves them out
-            continue
-        value = b"" if element.is_empty else _plain_value(element.value, vr)
-        if value is None:
-            return None
-        parts.append(raw.element_header(tag, vr, len(value)) + value)
-    return b"".join(parts)
-
-
-def _plain_value(value: Any, vr: str) -> Optional[bytes]:
-    """A value as pydicom's write_string / write_text / write_numbers / write_sequence encode it
-    (ASCII only), None for one they would encode otherwise."""
-    multi = isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
-    if vr == "SQ":
-        return encode_items(value)
-    if vr in _STRING_PADDING or vr in _TEXT_VRS_PLAIN:
-        values = list(value) if multi else [value]
-        if not all(isinstance(v, str) and v.isascii() for v in values):
-            return None
-        text = "\\".join(values)
-        return (text + (_STRING_PADDING.get(vr, " ") if len(text) % 2 else "")).encode("ascii")
-    if vr in _NUMBER_FORMATS:
-        values = list(value) if multi else [value]
-        if not all(type(v) is int for v in values):
-            return None
-        return struct.pack(f"<{len(values)}{_NUMBER_FORMATS[vr]}", *values)
-    return None
 
 
 def pre_encode_bulk_sequences(ds: Dataset) -> None:
