@@ -197,8 +197,7 @@ def _statistics_by_planes(segmentation: Segmentation, boxes: dict[str, tuple[sli
         if not 0 <= k < geometry.shape[0] or seen[k] or plane.shape != geometry.shape[1:]:
             raise GeometryError(f"image plane {k} {plane.shape} is not one of the {geometry.shape[0]} planes "
                                 f"{geometry.shape[1:]} of the segmentation's grid, or it was given twice")
-        if not (np.issubdtype(plane.dtype, np.integer) or np.issubdtype(plane.dtype, np.floating)):
-            raise InputError(f"the image must hold integer or real numbers, got {plane.dtype}")
+        _check_numeric(plane)
         seen[k] = True
         for segment in by_slice[k]:
             slices, rows, columns = boxes[segment.id]
@@ -278,9 +277,13 @@ def _check_image(image: np.ndarray | None, geometry: VolumeGeometry) -> np.ndarr
     image = np.asarray(image)
     if image.shape != geometry.shape:
         raise GeometryError(f"the image {image.shape} is not on the segmentation's grid {geometry.shape}")
+    _check_numeric(image)
+    return image
+
+
+def _check_numeric(image: np.ndarray) -> None:
     if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
         raise InputError(f"the image must hold integer or real numbers, got {image.dtype}")
-    return image
 
 
 def _measure_crop(crop: np.ndarray, offset: tuple[int, int, int], geometry: VolumeGeometry,
@@ -523,11 +526,7 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
     radius = np.sqrt(np.einsum("ij,ij->i", points, points))
     best, start = 0.0, int(np.argmax(radius))
     for _ in range(4):
-        # np.linalg.norm(points - points[start], axis=1) to the bit ((x2 + y2) + z2, then the root),
-        # without its strided reduction: 0.17 -> 0.09 s for case C's 1.8 million boundary points
-        squares = points - points[start]
-        squares *= squares
-        distances = np.sqrt(squares[:, 0] + squares[:, 1] + squares[:, 2])
+        distances = np.sqrt(_squared_lengths(points - points[start]))
         farthest = int(np.argmax(distances))
         if distances[farthest] <= best:
             break
@@ -537,6 +536,14 @@ def _maximum_distance(points: np.ndarray, lattice_ijk: np.ndarray | None = None,
     if len(points) > _LATTICE_ABOVE and lattice_ijk is not None:
         points = _to_lps(geometry, _hull_candidates(lattice_ijk[keep])) - centre
     return _farthest_by_cells(points, best)
+
+
+def _squared_lengths(vectors: np.ndarray) -> np.ndarray:
+    """Squared lengths of (N, 3) ``vectors`` (squared in place), summed (x2 + y2) + z2 as
+    np.linalg.norm(axis=1) sums them, so that their roots are its values to the bit, without its
+    strided reduction: 0.17 -> 0.09 s for case C's 1.8 million boundary points."""
+    vectors *= vectors
+    return vectors[:, 0] + vectors[:, 1] + vectors[:, 2]
 
 
 def _farthest_by_cells(points: np.ndarray, best: float) -> float:
@@ -574,9 +581,7 @@ def _farthest_by_cells(points: np.ndarray, best: float) -> float:
         across = np.repeat(sizes[b], n)
         i = np.repeat(starts[a], n) + local // across
         j = np.repeat(starts[b], n) + local % across
-        squares = points[i] - points[j]
-        squares *= squares
-        squared = squares[:, 0] + squares[:, 1] + squares[:, 2]
+        squared = _squared_lengths(points[i] - points[j])
         winner = int(np.argmax(squared))
         if squared[winner] > best * best:
             best = max(best, float(np.linalg.norm(points[i[winner]] - points[j[winner]])))
