@@ -187,7 +187,7 @@ An earlier run at load 3.2 to 3.7 gave the same times for ours (0.211, 0.161 s) 
 Component CPU times (functions wrapped with process_time, median of 9 warm runs, load ~3), before -> after:
 
 * ``present_labels`` in ``Segmentation.from_label_map`` 0.066 -> 0.065 s (unchanged: core/model.py);
-* which slices hold each segment (export_seg): ``slice_voxel_counts`` 0.062 s -> ``_slice_presence``
+* which slices hold each segment (export_seg): ``slice_voxel_counts`` 0.062 s -> ``Segmentation.slice_presence``
   0.019 s. Only presence is used, and every value of a slice is the value of a run of equal voxels,
   so only the first voxel of each run is looked at (``core.arrays.slice_label_presence``; ~490,000
   changes of value in case C's 52 M voxels). ``arrays.present_values`` does the same for

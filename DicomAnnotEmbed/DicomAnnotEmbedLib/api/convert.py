@@ -244,12 +244,12 @@ def merge_segmentations(parts: Sequence[Tuple[Segmentation, str]], geometry) -> 
         return placed[0][0]
     merged = Segmentation(geometry)
     for seg, source in placed:
-        counts = seg.slice_voxel_counts()
+        presence = seg.slice_presence()
         for segment in seg.segments:
             copy = dataclasses.replace(segment, attributes=dict(segment.attributes))
             copy.id = _unique_id(copy.id, merged)
             layer = seg.layers[segment.layer]
-            present = [int(k) for k in (counts[segment.id].nonzero()[0] if segment.id in counts else [])]
+            present = [int(k) for k in (presence[segment.id].nonzero()[0] if segment.id in presence else [])]
             merged.add_segment_slices({k: layer[k] == segment.label_value for k in present}, copy)
             if segment.id in seg.fractions:
                 merged.fractions[copy.id] = seg.fractions[segment.id]

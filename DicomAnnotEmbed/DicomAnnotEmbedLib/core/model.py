@@ -388,18 +388,32 @@ class Segmentation:
         420 MB and up to 0.9 s for 512x512x200)."""
         from .arrays import slice_label_counts
 
-        counts: Dict[str, np.ndarray] = {}
+        return self._per_slice_columns(slice_label_counts, np.int64)
+
+    def slice_presence(self) -> Dict[str, np.ndarray]:
+        """Which slices hold voxels of each segment, by id: {id: (K,) bool}, what
+        ``slice_voxel_counts() > 0`` says, from the first voxel of each run of equal values
+        (:func:`arrays.slice_label_presence`): 0.018 s instead of 0.062 s on bench_seg.py's case C,
+        for the exports, which need presence only."""
+        from .arrays import slice_label_presence
+
+        return self._per_slice_columns(slice_label_presence, bool)
+
+    def _per_slice_columns(self, table_of, dtype) -> Dict[str, np.ndarray]:
+        """Each segment's column of ``table_of(layer, bins)``, the (K, bins) table of its layer, by id."""
+        columns: Dict[str, np.ndarray] = {}
         n_slices = self.geometry.shape[0]
         for layer in range(self.layers.shape[0]):
             members = [s for s in self.segments if s.layer == layer]
             if not members:
                 continue
-            # Sized by the values the voxels hold, not by the largest label a file claims.
-            bins = min(max(s.label_value for s in members), int(self.layers[layer].max(initial=0))) + 1
-            table = slice_label_counts(self.layers[layer], bins)
+            bins = max(s.label_value for s in members) + 1
+            if bins > 256:  # a file may claim a label far above what its voxels hold: size the table by those
+                bins = min(bins, int(self.layers[layer].max(initial=0)) + 1)
+            table = table_of(self.layers[layer], bins)
             for s in members:
-                counts[s.id] = table[:, s.label_value] if s.label_value < bins else np.zeros(n_slices, np.int64)
-        return counts
+                columns[s.id] = table[:, s.label_value] if s.label_value < bins else np.zeros(n_slices, dtype)
+        return columns
 
     def voxel_counts(self) -> Dict[str, int]:
         """Number of voxels of each segment, by id."""

@@ -91,7 +91,7 @@ def test_slice_presence_of_a_segmentation_equals_its_counts():
         segment.layer, segment.label_value = layer, value
     segmentation = Segmentation(VolumeGeometry(shape, np.eye(4)), layers, segments)
     counts = segmentation.slice_voxel_counts()
-    presence = encode._slice_presence(segmentation)
+    presence = segmentation.slice_presence()
     assert set(presence) == set(counts)
     for key, values in counts.items():
         np.testing.assert_array_equal(presence[key], values > 0, err_msg=key)

@@ -37,7 +37,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 from ...core.errors import InputError, TooManySegmentsError
 from ...core.header_blocks import LONG_VR_BYTES, element_at
 from ...core.markup_dicts import markup_to_dict
-from ...core.model import AnnotationSet, Markup, Segment, Segmentation
+from ...core.model import AnnotationSet, Markup, Segment
 from ...core.outputs import check_output_dir, relocate, staged_folder, write_atomic
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, frame_rescales, modality_frames, pixel_data_offset, stored_frames
@@ -150,7 +150,7 @@ def _plan_planes(annotations: AnnotationSet, fill_markups: bool, result: Overlay
     planes: List[_Plane] = []
     segmentation = annotations.segmentation
     if segmentation is not None:
-        presence = _slice_presence(segmentation)
+        presence = segmentation.slice_presence()
         for segment in segmentation.segments:
             layer, present = segmentation.layers[segment.layer], presence[segment.id]
             if not present.any():
@@ -174,25 +174,6 @@ def _plan_planes(annotations: AnnotationSet, fill_markups: bool, result: Overlay
             metadata={"kind": "markup", "markup": _markup_to_json(markup)},
             slice_mask=lambda k, masks=masks: masks.get(k)))
     return planes
-
-
-def _slice_presence(segmentation: Segmentation) -> Dict[str, np.ndarray]:
-    """Whether each segment has voxels on each slice: {id: (K,) bool}.
-
-    Slice by slice, all segments of a layer while the slice is in cache, and empty slices
-    skipped by their maximum: 2 to 3 times faster than Segmentation.slice_voxel_counts (one
-    bincount per slice; benchmark notes), and presence is all the export needs."""
-    presence: Dict[str, np.ndarray] = {}
-    for index, layer in enumerate(segmentation.layers):
-        members = [s for s in segmentation.segments if s.layer == index]
-        table = np.zeros((len(members), layer.shape[0]), bool)
-        for k in range(layer.shape[0]):
-            labels = layer[k]
-            if members and labels.max():
-                for n, segment in enumerate(members):
-                    table[n, k] = (labels == segment.label_value).any()
-        presence.update((segment.id, table[n]) for n, segment in enumerate(members))
-    return presence
 
 
 _KIND_TEXT = {"point_list": "Point list", "line": "Line", "angle": "Angle", "curve": "Open curve",
