@@ -38,8 +38,9 @@ COMMAND_GROUPS = {"overlay": "overlay", "seg": "seg", "sr": "sr", "rtstruct": "r
 def _named_group(argv: Optional[List[str]]) -> Optional[str]:
     """The module of the command ``argv`` names (its first word that is not an option; the shared
     options take no value), or None: no command, or one we do not know (argparse says so)."""
-    command = next((word for word in argv or () if not word.startswith("-")), None)
-    return COMMAND_GROUPS.get(command) if argv is not None else None
+    if argv is None:
+        return None
+    return COMMAND_GROUPS.get(next((word for word in argv if not word.startswith("-")), None))
 
 
 def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
