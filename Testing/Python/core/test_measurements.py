@@ -212,6 +212,50 @@ def test_diameter_after_the_lattice_line_reduction(monkeypatch):
     assert measure_mask(mask, g).maximum_diameter.value == pytest.approx(brute_force_diameter(vertices), rel=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(6, 7, 9), (3, 5, 300), (2, 290, 4), (270, 3, 3)])
+def test_boundary_extremes_are_the_first_and_last_crossing_of_every_grid_line(shape):
+    """Each grid line's first and last boundary crossing (half a voxel outside its first and last
+    inside voxel), found line by line here; the lines longer than 255 voxels take the library's
+    16-bit path."""
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) < 0.2
+    offset = (3, 40, 7)
+    expected = set()
+    for axis in range(3):
+        rest = [a for a in range(3) if a != axis]
+        for u in range(shape[rest[0]]):
+            for v in range(shape[rest[1]]):
+                index = [u, v]
+                index.insert(axis, slice(None))
+                inside = np.flatnonzero(mask[tuple(index)])
+                if not inside.size:
+                    continue
+                for position in (inside[0] - 0.5, inside[-1] + 0.5):
+                    kji = [float(u + offset[rest[0]]), float(v + offset[rest[1]])]
+                    kji.insert(axis, position + offset[axis])
+                    expected.add((kji[2], kji[1], kji[0]))
+    found = measurements._boundary_extremes(mask, offset)
+    assert len(found) == len(expected)
+    assert {tuple(p) for p in found} == expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lattice_reduction_keeps_the_points_and_order_of_a_lexsort_per_direction(seed):
+    """One stable sort of a combined (line, position) key per direction keeps the same points in
+    the same order as sorting by position within line with np.lexsort (its earlier form)."""
+    rng = np.random.default_rng(seed)
+    points = rng.integers(-40, 40, (3000, 3)) / 2.0
+    expected, lattice = points, np.round(points * 2.0).astype(np.int64)
+    for direction, across_a, across_b in measurements._LINE_FRAMES:
+        a, b = lattice @ across_a, lattice @ across_b
+        line = (a - a.min()) * (int((b - b.min()).max()) + 1) + (b - b.min())
+        order = np.lexsort((lattice @ direction, line))
+        change = line[order][1:] != line[order][:-1]
+        keep = order[np.concatenate(([True], change)) | np.concatenate((change, [True]))]
+        expected, lattice = expected[keep], lattice[keep]
+    assert np.array_equal(measurements._hull_candidates(points), expected)
+
+
 @pytest.mark.parametrize("kind", ["sphere", "line", "two clusters", "duplicates", "flat"])
 def test_farthest_pair_by_cells_is_the_brute_force_one(monkeypatch, kind):
     """The cell-pair search finds the largest distance of all pairs, also where the points fill
@@ -233,7 +277,7 @@ def test_farthest_pair_by_cells_is_the_brute_force_one(monkeypatch, kind):
     expected = brute_force_diameter(points)
     for chunk in (1 << 20, 1000):
         monkeypatch.setattr(measurements, "_PAIRS_AT_ONCE", chunk)
-        assert measurements._farthest_by_cells(points, 0.0) == pytest.approx(expected, rel=1e-12)
+        assert measurements._farthest_by_cells(points.T.copy(), 0.0) == pytest.approx(expected, rel=1e-12)
         assert measurements._maximum_distance(points) == pytest.approx(expected, rel=1e-12)
 
 

@@ -65,6 +65,28 @@ def test_planes_of_a_file_rescaled_by_a_fraction_are_float32(series_copy):
                                   series.read_volume())
 
 
+@pytest.mark.parametrize("signed, intercept, low, high", [
+    (False, -40000, 33000, 60000),  # stored above int16, the sum back within it
+    (True, 30000, -32768, 2700),    # the sum near int16's top
+    (True, -1024, -2000, 3000),
+])
+def test_whole_number_rescales_of_16_bit_values_give_pydicoms_values(series_copy, signed, intercept, low, high):
+    """A slope of 1 is applied to 16-bit stored values in 16-bit arithmetic modulo 2**16, which
+    equals the sum wherever the sum fits int16 (checked first): pydicom's values here too."""
+    rng = np.random.default_rng(int(signed))
+    for path in sorted(series_copy.iterdir())[:3]:
+        ds = pydicom.dcmread(path)
+        values = rng.integers(low, high, (ds.Rows, ds.Columns), endpoint=True)
+        values[0, :2] = low, high
+        ds.PixelRepresentation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = int(signed), 16, 16, 15
+        ds.PixelData = values.astype(np.int16 if signed else np.uint16).tobytes()
+        ds.RescaleSlope, ds.RescaleIntercept = 1, intercept
+        ds.save_as(path)
+    series = load_series(series_copy)
+    np.testing.assert_array_equal(series.read_int16_volume(), pydicom_volume(series))
+    assert_planes_are_the_volume(series, np.int16)
+
+
 def test_implicit_vr_files_are_read_at_their_offset_too(series_copy):
     for path in series_copy.iterdir():
         ds = pydicom.dcmread(path)
