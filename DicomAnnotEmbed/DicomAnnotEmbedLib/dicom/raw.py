@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -175,7 +176,8 @@ def item_values(value: Buffer, implicit_vr: bool, paths: List[Tuple[int, ...]]) 
     ``[first([item], *path) for path in paths]`` gives for the items :func:`parse_sequence` parses.
 
     A walk that copies only those values and skips the other elements by their lengths: the
-    per-frame groups of a BINARY SEG (4,926 items) took parse_sequence 0.075 s of CPU, this 0.03 s.
+    per-frame groups of a BINARY SEG (4,926 items) took parse_sequence 0.075 s of CPU, this 0.03 s;
+    items that are alike are read all at once (:func:`_aligned_item_values`), 0.01 s.
 
     Raises:
         RawParseError: the bytes do not parse as a sequence.
@@ -190,6 +192,9 @@ def item_values(value: Buffer, implicit_vr: bool, paths: List[Tuple[int, ...]]) 
         node[path[-1]] = index
     buf = memoryview(value)
     end = len(buf)
+    aligned = _aligned_item_values(buf, implicit_vr, trie, len(paths))
+    if aligned is not None:
+        return aligned
     items: List[List[Optional[bytes]]] = []
     walker = _Walker(buf, implicit_vr)
     try:
@@ -297,6 +302,83 @@ class _Walker:
                     self.dataset(pos, pos + length, keep, found)
                 pos += length
         return pos
+
+
+def _aligned_item_values(buf: memoryview, implicit: bool, trie: dict, count: int) -> Optional[List[List[Optional[bytes]]]]:
+    """:func:`item_values`' result, read from all items at once, when they are alike: of defined
+    length, and made of the same elements (tags and VRs, one item in each sequence walked into)
+    in the same order where the paths lead; None otherwise, and :class:`_Walker` reads them (and
+    says what is wrong). Each element is read from every item by a few numpy operations: the
+    4,926 per-frame items of the SR benchmark's SEG took the walker 0.032 s, this 0.01 s."""
+    starts, ends = [], []
+    pos, end = 0, len(buf)
+    try:
+        while pos < end:
+            tag, length = _ITEM_HEAD.unpack_from(buf, pos)
+            if tag == _SEQUENCE_DELIMITER_LE:
+                break
+            if tag != _ITEM_TAG_LE or length == UNDEFINED_LENGTH or pos + 8 + length > end:
+                return None
+            starts.append(pos + 8)
+            pos += 8 + length
+            ends.append(pos)
+    except struct.error:
+        return None
+    if len(starts) < 2:
+        return None  # nothing to gain
+    data = np.frombuffer(buf, np.uint8)
+    found: List[Optional[Tuple[np.ndarray, np.ndarray]]] = [None] * count  # each path's (starts, lengths)
+    if not _aligned_dataset(data, implicit, np.array(starts, np.int64), np.array(ends, np.int64), trie, found):
+        return None
+    whole = bytes(buf)
+    columns = [[whole[a:b] for a, b in zip(first.tolist(), (first + length).tolist())] if place else [None] * len(starts)
+               for place in found for first, length in [place or (None, None)]]
+    return [list(values) for values in zip(*columns)]
+
+
+#: Offsets of an element header's 12 bytes (tag, VR, lengths), gathered from every item at once.
+_HEAD_BYTES = np.arange(12)
+
+
+def _aligned_dataset(data: np.ndarray, implicit: bool, pos: np.ndarray, end: np.ndarray, trie: dict,
+                     found: list) -> bool:
+    """:meth:`_Walker.dataset` of every item at once (item i from pos[i] to end[i]); False when the
+    items differ or anything is not as :func:`_aligned_item_values` needs it."""
+    while True:
+        going = pos < end
+        if not going.all():
+            return not going.any()  # the items end together, or differ
+        head = data[np.minimum(pos[:, np.newaxis] + _HEAD_BYTES, len(data) - 1)].astype(np.int64)
+        words = head[:, 0::2] | head[:, 1::2] << 8  # group, element, VR or length, ...
+        tags = words[:, 0] << 16 | words[:, 1]
+        tag = int(tags[0])
+        if (tags != tag).any() or tag in (ITEM_TAG, ITEM_DELIMITER, SEQUENCE_DELIMITER):
+            return False
+        if implicit:
+            header, length = 8, words[:, 2] | words[:, 3] << 16
+            is_sequence = _dictionary_is_sequence(tag)
+        else:
+            if (words[:, 2] != words[0, 2]).any():
+                return False
+            vr = bytes(head[0, 4:6].astype(np.uint8))
+            header, length = (12, words[:, 4] | words[:, 5] << 16) if vr in LONG_VR_BYTES else (8, words[:, 3])
+            is_sequence = vr == b"SQ"
+        value = pos + header
+        if (length == UNDEFINED_LENGTH).any() or (value + length > end).any():
+            return False
+        wanted = trie.get(tag)
+        if is_sequence and type(wanted) is dict:
+            # one item of defined length filling the sequence: its elements, walked alike
+            item = data[np.minimum(value[:, np.newaxis] + _HEAD_BYTES[:8], len(data) - 1)].astype(np.int64)
+            item_words = item[:, 0::2] | item[:, 1::2] << 8
+            if (length < 8).any() or (item_words[:, 0] << 16 | item_words[:, 1] != ITEM_TAG).any() or \
+                    (item_words[:, 2] | item_words[:, 3] << 16 != length - 8).any():
+                return False
+            if not _aligned_dataset(data, implicit, value + 8, value + length, wanted, found):
+                return False
+        elif type(wanted) is int:
+            found[wanted] = None if is_sequence else (value, length)  # a sequence where a value was asked for: None
+        pos = value + length
 
 
 _SEQUENCE_TAGS: Dict[int, bool] = {}

@@ -571,47 +571,31 @@ def _binary_segmentation(decoder: FrameDecoder, frames: List[_FrameInfo], slice_
     next_value: List[int] = []
     fractions: Dict[str, FractionPlanes] = {}
     ticks = iter(track(range(decoder.count), progress, "Reading SEG frames"))
+    boxes = None if fractional else decoder.packed_boxes()
+    frame_slices = np.array(slice_of_frame, dtype=np.intp)
     placed = []
     for seg_index, segment in enumerate(segments):
-        planes: Dict[int, Tuple[Tuple[int, int, int, int], np.ndarray]] = {}  # k -> ((r0, r1, c0, c1), mask)
-        for index in frames_of[seg_index]:
-            next(ticks, None)
-            k = slice_of_frame[index]
-            box = decoder.box(index)
-            if box is None:
-                continue
-            if fractional:
-                values = decoder.frame(index).astype(np.float32) / max_value
-                if not values.any():
-                    continue
-                fractions.setdefault(segment.id, FractionPlanes((decoder.rows, decoder.columns)))
-                previous = fractions[segment.id].get(k)
-                fractions[segment.id][k] = values if previous is None else np.maximum(previous, values)
-                box = (box[0], box[1], 0, decoder.columns)
-                mask = values[box[0]:box[1]] >= 0.5
-            else:
-                mask = decoder.box_pixels(index, box)
-            if k in planes:  # several frames of one segment on one slice: merge
-                (p0, p1, q0, q1), old = planes[k]
-                full = np.zeros((decoder.rows, decoder.columns), dtype=bool)
-                full[p0:p1, q0:q1] |= old
-                full[box[0]:box[1], box[2]:box[3]] |= mask
-                rows, columns = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
-                box = int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
-                mask = full[box[0]:box[1], box[2]:box[3]]
-            if mask.any():
-                planes[k] = (box, mask)
-        if not planes:
+        pieces = None if boxes is None else _packed_pieces(decoder, boxes, frames_of[seg_index], frame_slices)
+        if pieces is not None:
+            for _ in frames_of[seg_index]:
+                next(ticks, None)
+        else:
+            pieces = _frame_pieces(decoder, frames_of[seg_index], slice_of_frame, fractional, max_value,
+                                   segment.id, fractions, ticks)
+        if not pieces:
             log.warning("segment %r has no voxels in the SEG", segment.name)
-        layer = _free_layer(layers, planes)
+        layer = _free_layer(layers, pieces)
         if layer == len(layers):
             layers.append(np.zeros(geometry.shape, dtype=np.uint8))
             next_value.append(1)
         value = next_value[layer]
         if value > 255 and layers[layer].dtype == np.uint8:
             layers[layer] = layers[layer].astype(np.uint16)
-        for k, ((r0, r1, c0, c1), mask) in planes.items():
-            np.copyto(layers[layer][k, r0:r1, c0:c1], value, where=mask)
+        for where, (r0, r1, c0, c1), mask in pieces:
+            # the layer is 0 under every mask voxel (_free_layer): OR-ing the value in is painting
+            # it, and faster than np.copyto(..., where=mask) (0.022 -> 0.016 s for the bench SEG)
+            target = layers[layer][where, r0:r1, c0:c1]
+            np.bitwise_or(target, np.multiply(mask, value, dtype=target.dtype), out=target)
         next_value[layer] = value + 1
         segment.layer, segment.label_value = layer, value
         placed.append(segment)
@@ -625,13 +609,88 @@ def _binary_segmentation(decoder: FrameDecoder, frames: List[_FrameInfo], slice_
     return result
 
 
-def _free_layer(layers: List[np.ndarray], planes: Dict[int, Tuple[Tuple[int, int, int, int], np.ndarray]]) -> int:
-    """The first layer where the planes overlap no voxel (``len(layers)``: none), compared on
-    each plane's box only (a gather of the masked voxels of whole rows was 0.07 s of a
+#: A segment's pixels on one slice k, (rows, columns) in its box, or on the slices of a slice
+#: k0:k1, (slices, rows, columns) in one box: (k or k0:k1, (r0, r1, c0, c1), bool mask).
+_Piece = Tuple[Union[int, slice], Tuple[int, int, int, int], np.ndarray]
+
+
+def _frame_pieces(decoder: FrameDecoder, indices: List[int], slice_of_frame: List[int], fractional: bool,
+                  max_value: float, segment_id: str, fractions: Dict[str, FractionPlanes], ticks) -> List[_Piece]:
+    """A segment's frames read one by one, one piece a slice (frames on one slice merged);
+    FRACTIONAL values go to ``fractions``."""
+    planes: Dict[int, Tuple[Tuple[int, int, int, int], np.ndarray]] = {}  # k -> ((r0, r1, c0, c1), mask)
+    for index in indices:
+        next(ticks, None)
+        k = slice_of_frame[index]
+        box = decoder.box(index)
+        if box is None:
+            continue
+        if fractional:
+            values = decoder.frame(index).astype(np.float32) / max_value
+            if not values.any():
+                continue
+            fractions.setdefault(segment_id, FractionPlanes((decoder.rows, decoder.columns)))
+            previous = fractions[segment_id].get(k)
+            fractions[segment_id][k] = values if previous is None else np.maximum(previous, values)
+            box = (box[0], box[1], 0, decoder.columns)
+            mask = values[box[0]:box[1]] >= 0.5
+        else:
+            mask = decoder.box_pixels(index, box)
+        if k in planes:  # several frames of one segment on one slice: merge
+            (p0, p1, q0, q1), old = planes[k]
+            full = np.zeros((decoder.rows, decoder.columns), dtype=bool)
+            full[p0:p1, q0:q1] |= old
+            full[box[0]:box[1], box[2]:box[3]] |= mask
+            rows, columns = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+            box = int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+            mask = full[box[0]:box[1], box[2]:box[3]]
+        if mask.any():
+            planes[k] = (box, mask)
+    return [(k, box, mask) for k, (box, mask) in planes.items()]
+
+
+def _packed_pieces(decoder: FrameDecoder, boxes: Tuple[np.ndarray, ...], indices: List[int],
+                   frame_slices: np.ndarray) -> Optional[List[_Piece]]:
+    """A segment's packed BINARY frames read together: one piece for each run of consecutive
+    slices (one gather and one unpacking of their common box, instead of some ten numpy calls
+    a frame, and one overlap test and one painting a run). None when two of its frames lie on
+    one slice (merged frame by frame by :func:`_frame_pieces`)."""
+    r0, r1, c0, c1 = boxes
+    frames = np.array(indices, dtype=np.intp)
+    frames = frames[r1[frames] > 0]  # empty frames add nothing
+    if not frames.size:
+        return []
+    ks = frame_slices[frames]
+    order = np.argsort(ks, kind="stable")
+    frames, ks = frames[order], ks[order]
+    steps = np.diff(ks)
+    if (steps == 0).any():
+        return None
+    areas = (r1 - r0)[frames] * (c1 - c0)[frames]
+    pieces: List[_Piece] = []
+    pending = [(int(start), int(stop)) for start, stop in zip(
+        np.r_[0, np.flatnonzero(steps > 1) + 1], np.r_[np.flatnonzero(steps > 1) + 1, len(frames)])]
+    while pending:
+        start, stop = pending.pop()
+        run = frames[start:stop]
+        box = int(r0[run].min()), int(r1[run].max()), int(c0[run].min()), int(c1[run].max())
+        # a run whose common box is mostly outside its frames' boxes (a segment that moves across
+        # the slices) is cut in two, so that no more than twice the frames' pixels are unpacked
+        if stop - start > 1 and (box[1] - box[0]) * (box[3] - box[2]) * (stop - start) > \
+                2 * int(areas[start:stop].sum()):
+            middle = (start + stop) // 2
+            pending += [(start, middle), (middle, stop)]
+            continue
+        pieces.append((slice(int(ks[start]), int(ks[stop - 1]) + 1), box, decoder.block_pixels(run, box)))
+    return pieces
+
+
+def _free_layer(layers: List[np.ndarray], pieces: List[_Piece]) -> int:
+    """The first layer where the pieces overlap no voxel (``len(layers)``: none), compared on
+    each piece's box only (a gather of the masked voxels of whole rows was 0.07 s of a
     100-segment BINARY import; the boxes are an eighth of those rows)."""
     for number, layer in enumerate(layers):
-        if not any(np.logical_and(layer[k, r0:r1, c0:c1], mask).any()
-                   for k, ((r0, r1, c0, c1), mask) in planes.items()):
+        if not any(np.logical_and(layer[where, r0:r1, c0:c1], mask).any() for where, (r0, r1, c0, c1), mask in pieces):
             return number
     return len(layers)
 
