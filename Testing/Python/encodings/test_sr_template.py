@@ -90,3 +90,70 @@ def test_a_patients_sex_highdicom_refuses_goes_to_highdicom(sex):
     assert not template.supports([ds])
     ds.PatientSex = "F"
     assert template.supports([ds])
+
+
+def test_new_dataset_is_an_empty_dataset():
+    """dicom.header_items.new_dataset (the content items' and evidence items' datasets) makes what
+    ``Dataset()`` makes, with dictionaries of its own."""
+    from DicomAnnotEmbedLib.dicom.header_items import new_dataset
+
+    expected, first, second = pydicom.Dataset(), new_dataset(), new_dataset()
+    assert type(first) is pydicom.Dataset
+    assert first.__dict__ == expected.__dict__
+    for name, value in first.__dict__.items():
+        if isinstance(value, (dict, list)):
+            assert value is not second.__dict__[name], name
+    first.PatientID = "A"
+    assert "PatientID" not in second and first == pydicom.Dataset(first)
+
+
+def test_element_value_is_datasets(tmp_path):
+    """dicom.header_items.element_value (the content walks' reads) gives Dataset.get's value, of
+    decoded elements, of raw elements read from a file (converted as pydicom converts them) and
+    of missing ones."""
+    from pydicom.dataelem import RawDataElement
+
+    from DicomAnnotEmbedLib.dicom.header_items import element_value
+
+    ds = pydicom.Dataset()
+    ds.ValueType, ds.ContentSequence = "NUM", [pydicom.Dataset()]
+    ds.ContentSequence[0].TextValue = "x"
+    ds.SOPClassUID, ds.SOPInstanceUID = template.COMPREHENSIVE_3D_SR, pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "item.dcm", implicit_vr=True, little_endian=True)
+    read = pydicom.dcmread(tmp_path / "item.dcm", force=True)
+    assert type(read._dict[0x0040A040]) is RawDataElement
+    for keyword in ("ValueType", "ContentSequence", "TextValue"):
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        assert element_value(ds, tag) == ds.get(keyword)
+        raw = element_value(read, tag)
+        assert raw == pydicom.dcmread(tmp_path / "item.dcm", force=True).get(keyword)
+        assert type(raw) is type(read.get(keyword))
+
+
+@pytest.mark.parametrize("converted", ["none", "all", "every other"])
+def test_image_library_copies_are_the_entries_built_one_by_one(sample_case, converted):
+    """The fast image library (document._image_library: one entry built per pattern of the
+    headers, the others copies of it with their own SOP reference and position, sharing the rest)
+    is the library template.image_library builds entry by entry: on headers as read (raw elements:
+    the pattern is their bytes), decoded, or both; with two patterns (another Slice Thickness)."""
+    from DicomAnnotEmbedLib.encodings.sr import document
+    from DicomAnnotEmbedLib.encodings.sr.writer import encode_sequence_value
+
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(sample_case.series_dir.iterdir())]
+    for index, ds in enumerate(headers):
+        if index % 3 == 1:
+            ds.SliceThickness = "2.5"
+        if converted == "all" or converted == "every other" and index % 2:
+            for _ in ds:  # (iterating converts each raw element)
+                pass
+    expected = template.image_library(headers)
+    library = document.image_library(headers)
+    assert encode_sequence_value(library) == encode_sequence_value(expected)
+    assert_same(expected[0], library[0], set())
+    entries = library[0].ContentSequence[0].ContentSequence
+    assert len(entries) == len(headers)
+    # a copy shares the template's unchanged items, not the items it changes
+    first, copy = entries[0], entries[3]
+    assert copy.ContentSequence[0] is first.ContentSequence[0]
+    assert copy.ReferencedSOPSequence[0] is not first.ReferencedSOPSequence[0]
+    assert first.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == headers[0].SOPInstanceUID

@@ -127,6 +127,27 @@ def test_items_shared_by_several_sequences_are_encoded_as_pydicom_does():
     assert encode_sequence_value(items) == pydicom_value(items)
 
 
+def test_numbers_of_float_subclasses_are_encoded_as_pydicom_does(monkeypatch):
+    """The image library's positions are DS values (DSfloat, a float subclass) put in FD elements
+    as they are (document._image_library): the writer packs them itself, and numpy's float64, as
+    pydicom's write_numbers does."""
+    import numpy as np
+    from pydicom.valuerep import DSfloat
+
+    from DicomAnnotEmbedLib.dicom.header_items import put_element
+    from DicomAnnotEmbedLib.encodings.sr import writer
+
+    monkeypatch.setattr(writer, "_pydicom_element", lambda *args: pytest.fail("handed to pydicom"))
+
+    items = []
+    for value in (DSfloat("-123.456789012345"), DS(0.1 + 0.2, auto_format=True), np.float64(-1e-300), DSfloat("7")):
+        measured = Dataset()
+        put_element(measured, 0x0040A161, "FD", value)  # Floating Point Value
+        put_element(measured, 0x00720076, "FL", value)  # Selector FL Value
+        items.append(measured)
+    assert encode_sequence_value(items) == pydicom_value(items)
+
+
 def test_marked_items_are_encoded_as_pydicom_does():
     items = [item for item in content_items()[:4]]
     del items[3][0x00280106], items[3][0x00280107]

@@ -10,6 +10,8 @@ from typing import Dict, List, Optional, Sequence
 import pydicom
 from pydicom.dataset import Dataset
 
+from ...dicom.header_items import new_dataset
+
 log = logging.getLogger(__name__)
 
 def mark_explicit(document: Dataset, content: bool = True) -> None:
@@ -122,14 +124,25 @@ def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
     (:data:`_LIBRARY_PATTERN`, and the types of the position's values) and every other image's entry is a copy of its pattern's with its own Referenced SOP Instance UID and
     Image Position (Patient) X, Y, Z (formatted as highdicom's NumContentItem does). highdicom
     builds, and searches, 17 content items an image: 200 images took ~14 s of a profiled export."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import tag_for_keyword
     from pydicom.tag import Tag
     from pydicom.valuerep import DS
 
     from .template import put_element
 
+    pattern_tags = [(keyword, tag_for_keyword(keyword)) for keyword in _LIBRARY_PATTERN]
+
     def pattern(ds: Dataset):
         values = []
-        for keyword in _LIBRARY_PATTERN:
+        for keyword, tag in pattern_tags:
+            element = ds._dict.get(tag)
+            if type(element) is RawDataElement and element.value is not None:  # (None: a deferred read)
+                # as read from the file: the same bytes make the same value, and converting them
+                # (0.02 s CPU for 200 headers) is left to the representative (bytes that differ but
+                # convert to the same value only make one more representative)
+                values.append((element.VR, element.value, element.is_implicit_VR, element.is_little_endian))
+                continue
             value = ds.get(keyword, _LIBRARY_PATTERN)
             values.append((type(value).__name__, str(value) if not isinstance(value, (list, tuple)) and
                            type(value).__name__ != "MultiValue" else tuple(map(repr, value))))
@@ -170,19 +183,20 @@ def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
         if ds is headers[first[key]]:
             items.append(template)
             continue
-        # a copy of the entry's own elements and of the items that differ (the SOP reference, the
-        # position's X, Y, Z); the other content items are the template's, shared (written, not changed)
-        entry = _copy_dataset(template, deep=False)
-        reference = _copy_dataset(template.ReferencedSOPSequence[0])
+        # the entry, its SOP reference and the position's X, Y, Z items are the template's with
+        # the elements that differ replaced; the other content items are the template's, shared
+        # (written, not changed)
+        entry = _shared_copy(template)
+        reference = _shared_copy(template.ReferencedSOPSequence[0])
         put_element(reference, sop_uid, "UI", ds.SOPInstanceUID)
         put_element(entry, sequence_tag, "SQ", pydicom.Sequence([reference]))
         content = []
         position = ds.ImagePositionPatient
         for item, axis in plans[id(template)]:
             if axis is not None:
-                item = _copy_dataset(item, deep=False)
+                item = _shared_copy(item)
                 value = position[axis]
-                measured = _copy_dataset(item.MeasuredValueSequence[0], deep=False)
+                measured = _shared_copy(item.MeasuredValueSequence[0])
                 put_element(measured, numeric, "DS", DS(value, auto_format=True))
                 if isinstance(value, float):
                     put_element(measured, floating, "FD", value)
@@ -196,22 +210,13 @@ def _image_library(headers: Sequence[Dataset], describe) -> List[Dataset]:
     return library
 
 
-def _copy_dataset(ds: Dataset, deep: bool = True) -> Dataset:
-    """A plain Dataset copy of ``ds`` (a Dataset, or highdicom's content item) with its sequences'
-    items copied (``deep``; else shared) and its elements' VRs and values as they are; faster than
-    deepcopy (which took as long as highdicom)."""
-    from pydicom.dataelem import DataElement
-
-    copy = Dataset()
-    for element in ds:
-        # a shallow copy of the element: DataElement() would validate its value again
-        new = DataElement.__new__(DataElement)
-        new.__dict__.update(element.__dict__)
-        if element.VR == "SQ":
-            new._value = pydicom.Sequence([_copy_dataset(item) if deep else item for item in element.value])
-        elif type(element._value) is list:
-            new._value = list(element._value)
-        copy._dict[element.tag] = new  # (a MultiValue is shared: nothing here changes one in place)
+def _shared_copy(ds: Dataset) -> Dataset:
+    """A plain Dataset holding the elements of ``ds`` (a Dataset, or highdicom's content item), the
+    same element objects: the caller replaces the elements that differ (``put_element``) and
+    changes none in place. Copying each element, and its sequence, took 0.075 s CPU for the
+    image library's 199 copied entries (case C)."""
+    copy = new_dataset()
+    copy._dict.update(ds._dict)
     return copy
 
 

@@ -43,7 +43,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import DA, DS, TM
 
 from ...core.model import Code
-from ...dicom.header_items import PATIENT_AND_STUDY_KEYWORDS, acquisition_equipment, code_item, put_element
+from ...dicom.header_items import (PATIENT_AND_STUDY_KEYWORDS, acquisition_equipment, code_item, element_value,
+                                  new_dataset, put_element)
 from .codes import COMPREHENSIVE_3D_SR
 
 _DCM = "DCM"
@@ -130,6 +131,7 @@ _VALUE_TYPE, _RELATIONSHIP, _CONCEPT_NAME, _CONCEPT_CODE = Tag(0x0040A040), Tag(
 _TEXT_VALUE, _UID, _NUMERIC, _FLOATING, _UNITS = Tag(0x0040A160), Tag(0x0040A124), Tag(0x0040A30A), \
     Tag(0x0040A161), Tag(0x004008EA)
 _MEASURED_VALUE, _CONTENT, _CONTINUITY = Tag(0x0040A300), Tag(0x0040A730), Tag(0x0040A050)
+_MAPPING_RESOURCE, _TEMPLATE_IDENTIFIER, _CONTENT_TEMPLATE = Tag(0x00080105), Tag(0x0040DB00), Tag(0x0040A504)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -140,7 +142,7 @@ def _code(code: Code) -> Dataset:
 
 
 def content_item(value_type: str, name: Code, relationship: Optional[str]) -> Dataset:
-    item = Dataset()
+    item = new_dataset()
     put_element(item, _VALUE_TYPE, "CS", value_type)
     put_element(item, _CONCEPT_NAME, "SQ", DicomSequence([_code(name)]))
     if relationship is not None:
@@ -174,7 +176,7 @@ def num_content(name: Code, value, unit: Code, relationship: Optional[str]) -> D
     if not isinstance(value, (int, float)):
         raise TypeError('Argument "value" must have type "int" or "float".')
     item = content_item("NUM", name, relationship)
-    measured = Dataset()
+    measured = new_dataset()
     put_element(measured, _NUMERIC, "DS", DS(value, auto_format=True))
     if isinstance(value, float):
         put_element(measured, _FLOATING, "FD", value)
@@ -209,10 +211,10 @@ def container(name: Code, relationship: Optional[str], content: Iterable[Dataset
     item = content_item("CONTAINER", name, relationship)
     put_element(item, _CONTINUITY, "CS", "CONTINUOUS")
     if template_id is not None:
-        template = Dataset()
-        template.MappingResource = "DCMR"
-        template.TemplateIdentifier = template_id
-        item.ContentTemplateSequence = [template]
+        template = new_dataset()
+        put_element(template, _MAPPING_RESOURCE, "CS", "DCMR")
+        put_element(template, _TEMPLATE_IDENTIFIER, "CS", template_id)
+        put_element(item, _CONTENT_TEMPLATE, "SQ", DicomSequence([template]))
     return _with_content(item, list(content))
 
 
@@ -425,16 +427,19 @@ def check_evidence(root: Dataset, evidence: Sequence[Dataset]) -> None:
     """highdicom's check: every instance an IMAGE or COMPOSITE item references is evidence."""
     known = {str(ds.SOPInstanceUID) for ds in evidence}
     missing, stack = set(), [root]
-    while stack:
+    while stack:  # (the items' own dictionaries: Dataset.get took 0.025 s CPU on case C's 5,000 items)
         item = stack.pop()
-        if item.get("ValueType") in ("IMAGE", "COMPOSITE"):
+        if element_value(item, _VALUE_TYPE) in ("IMAGE", "COMPOSITE"):
             uid = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
             if uid not in known:
                 missing.add(uid)
-        stack.extend(item.get("ContentSequence", ()) or ())
+        stack.extend(element_value(item, _CONTENT) or ())
     if missing:
         raise ValueError(f'No evidence was provided for the following SOP instances, which are referenced in the '
                          f'document content: "{", ".join(sorted(missing))}"')
+
+
+_REFERENCED_SOP_CLASS, _REFERENCED_SOP_INSTANCE = Tag(0x00081150), Tag(0x00081155)
 
 
 def _evidence_items(evidence: Sequence[Dataset], study_uid: str):
@@ -447,9 +452,11 @@ def _evidence_items(evidence: Sequence[Dataset], study_uid: str):
         if uid in seen:
             continue
         seen.add(uid)
-        item = Dataset()
-        item.ReferencedSOPClassUID = ds.SOPClassUID
-        item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+        item = new_dataset()
+        # the headers' UIDs as they are (setting them as attributes checked each again: 0.02 s CPU
+        # for 200 images)
+        put_element(item, _REFERENCED_SOP_CLASS, "UI", ds.SOPClassUID)
+        put_element(item, _REFERENCED_SOP_INSTANCE, "UI", ds.SOPInstanceUID)
         study = ds.StudyInstanceUID
         groups[0 if study == study_uid else 1].setdefault((study, ds.SeriesInstanceUID), []).append(item)
     result = []
