@@ -526,7 +526,10 @@ def _hull_candidates(points_ijk: np.ndarray) -> np.ndarray:
         b -= b.min()
         along -= along.min()
         line = a * (int(b.max()) + 1) + b
-        order = np.argsort(line * (int(along.max()) + 1) + along, kind="stable")
+        if (int(line.max()) + 1) * (int(along.max()) + 1) < 1 << 63:
+            order = np.argsort(line * (int(along.max()) + 1) + along, kind="stable")
+        else:  # (a lattice of some 10**6 half-voxels a side: the key would not fit 64 bits)
+            order = np.lexsort((along, line))
         sorted_line = line[order]
         change = sorted_line[1:] != sorted_line[:-1]
         keep = order[np.concatenate(([True], change)) | np.concatenate((change, [True]))]

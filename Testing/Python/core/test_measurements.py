@@ -239,12 +239,13 @@ def test_boundary_extremes_are_the_first_and_last_crossing_of_every_grid_line(sh
     assert {tuple(p) for p in found} == expected
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_lattice_reduction_keeps_the_points_and_order_of_a_lexsort_per_direction(seed):
+@pytest.mark.parametrize("seed, extent", [(0, 40), (1, 40), (2, 40), (3, 2_000_000)])
+def test_lattice_reduction_keeps_the_points_and_order_of_a_lexsort_per_direction(seed, extent):
     """One stable sort of a combined (line, position) key per direction keeps the same points in
-    the same order as sorting by position within line with np.lexsort (its earlier form)."""
+    the same order as sorting by position within line with np.lexsort (its earlier form), also
+    on a lattice too large for the combined key in 64 bits (the lexsort itself then)."""
     rng = np.random.default_rng(seed)
-    points = rng.integers(-40, 40, (3000, 3)) / 2.0
+    points = rng.integers(-extent, extent, (3000, 3)) / 2.0
     expected, lattice = points, np.round(points * 2.0).astype(np.int64)
     for direction, across_a, across_b in measurements._LINE_FRAMES:
         a, b = lattice @ across_a, lattice @ across_b

@@ -649,6 +649,10 @@ def _frame_pieces(decoder: FrameDecoder, indices: List[int], slice_of_frame: Lis
     return [(k, box, mask) for k, (box, mask) in planes.items()]
 
 
+#: The most pixels of a run of frames read as one piece (4 MiB of mask).
+_RUN_PIXELS = 1 << 22
+
+
 def _packed_pieces(decoder: FrameDecoder, boxes: Tuple[np.ndarray, ...], indices: List[int],
                    frame_slices: np.ndarray) -> Optional[List[_Piece]]:
     """A segment's packed BINARY frames read together: one piece for each run of consecutive
@@ -675,9 +679,11 @@ def _packed_pieces(decoder: FrameDecoder, boxes: Tuple[np.ndarray, ...], indices
         run = frames[start:stop]
         box = int(r0[run].min()), int(r1[run].max()), int(c0[run].min()), int(c1[run].max())
         # a run whose common box is mostly outside its frames' boxes (a segment that moves across
-        # the slices) is cut in two, so that no more than twice the frames' pixels are unpacked
-        if stop - start > 1 and (box[1] - box[0]) * (box[3] - box[2]) * (stop - start) > \
-                2 * int(areas[start:stop].sum()):
+        # the slices) is cut in two, so that no more than twice the frames' pixels are unpacked;
+        # and one above _RUN_PIXELS, which bounds the temporaries of the overlap test and the
+        # painting (one run's mask each: a 180x480x480 segment took 40 MiB more at the peak)
+        pixels = (box[1] - box[0]) * (box[3] - box[2]) * (stop - start)
+        if stop - start > 1 and (pixels > 2 * int(areas[start:stop].sum()) or pixels > _RUN_PIXELS):
             middle = (start + stop) // 2
             pending += [(start, middle), (middle, stop)]
             continue
