@@ -716,12 +716,13 @@ class _PixelWriter:
         fragments = []
         empty: Optional[bytes] = None  # every codec here is deterministic: one encoding of an empty frame serves all
         for _, frame in zip(ticks, frames):
-            if frame.any():
-                fragment = encode(np.ascontiguousarray(frame, dtype=dtype))
-            else:
-                if empty is None:
-                    empty = encode(np.ascontiguousarray(frame, dtype=dtype))
+            blank = not frame.any()
+            if blank and empty is not None:
                 fragment = empty
+            else:
+                fragment = encode(np.ascontiguousarray(frame, dtype=dtype))
+                if blank:
+                    empty = fragment
             fragments.append(fragment + b"\x00" * (len(fragment) % 2))
         offsets, position = [], 0
         for fragment in fragments:
