@@ -138,9 +138,13 @@ def test_file_transfer_syntax(tmp_path, sample_case):
 
 
 def test_own_decoded_syntaxes_are_native_or_jpeg_ls_lossless():
+    from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                             ImplicitVRLittleEndian)
+
+    assert OWN_DECODED_SYNTAXES == {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                                    ExplicitVRBigEndian, JPEGLSLossless}
     compressed = {uid for uid in OWN_DECODED_SYNTAXES if pydicom.uid.UID(uid).is_compressed}
     assert compressed == {JPEGLSLossless}
-    assert pydicom.uid.DeflatedExplicitVRLittleEndian in OWN_DECODED_SYNTAXES
 
 
 def test_seg_import_of_jpeg_ls_leaves_pixel_codecs_out(tmp_path, sample_case):

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..core.errors import InputError, OutputError
-from ._common import UsageError, slice_list, format_list
+from ..core.errors import InputError
+from ._common import format_list
 from ._common import add_send_option, send_outputs
 
 

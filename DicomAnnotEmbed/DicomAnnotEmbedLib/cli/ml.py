@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..core.errors import InputError, OutputError, name_files
-from ._common import UsageError, plural, slice_list, format_list
+from ..core.errors import InputError, name_files
+from ._common import plural
 
 
 def register(commands, command) -> None:

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-from ..core.errors import InputError, OutputError
-from ._common import UsageError, plural, slice_list, format_list
+from ._common import UsageError, plural, slice_list
 from ._common import add_send_option, send_outputs
 
 

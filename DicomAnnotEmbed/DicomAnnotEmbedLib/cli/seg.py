@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ..core.errors import InputError, OutputError
-from ._common import UsageError, plural, slice_list, format_list
+from ..core.errors import OutputError
+from ._common import plural
 from ._common import add_send_option, send_outputs
 
 
@@ -90,8 +89,14 @@ def run_export(args: argparse.Namespace, progress) -> int:
 #: Transfer syntaxes of SEGs whose frames the decoder reads without pydicom's pixel plugins
 #: (encodings/seg/read_pixels.py, FrameDecoder): native pixel data, deflated or not, and JPEG-LS
 #: Lossless, which it hands to CharLS itself.
-OWN_DECODED_SYNTAXES = frozenset(("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99",
-                                  "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.4.80"))
+#: Written out rather than taken from pydicom.uid, which this decides whether to import.
+OWN_DECODED_SYNTAXES = frozenset((
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+))
 
 
 def import_needs_pydicom_pixels(args: argparse.Namespace) -> bool:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ..core.errors import InputError, OutputError
-from ._common import UsageError, plural, slice_list, format_list
+from ..core.errors import OutputError
+from ._common import plural
 from ._common import add_send_option, send_outputs
 
 

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from ..core.errors import InputError, OutputError
-from ._common import UsageError, add_send_option, plural, send_outputs, slice_list, format_list
+from ._common import add_send_option, plural, send_outputs
 
 
 def register(commands, command) -> None:
