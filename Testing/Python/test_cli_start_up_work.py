@@ -147,6 +147,19 @@ def test_own_decoded_syntaxes_are_native_or_jpeg_ls_lossless():
     assert compressed == {JPEGLSLossless}
 
 
+def test_seg_import_reads_colours_without_the_dcmqi_metadata_module(tmp_path, sample_case):
+    """The CIELab colours come from dicom.colors; the dcmqi JSON module (6 ms to compile and run)
+    is not loaded by an import that writes no JSON."""
+    seg = tmp_path / "labelmap.dcm"
+    _export(sample_case, seg)
+    code = ("import sys\nfrom DicomAnnotEmbedLib.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('DicomAnnotEmbedLib.dicom.colors', 'DicomAnnotEmbedLib.dicom.dcmqi_metadata')"
+            " if m in sys.modules))\n")
+    loaded = _run(code, "-q", "seg", "import", str(seg), "--out", str(tmp_path / "labels.seg.nrrd"), "--force")
+    assert loaded == "['DicomAnnotEmbedLib.dicom.colors']"
+
+
 def test_seg_import_of_jpeg_ls_leaves_pixel_codecs_out(tmp_path, sample_case):
     seg = tmp_path / "labelmap.dcm"
     _export(sample_case, seg)  # JPEG-LS, the default

@@ -20,7 +20,6 @@ Pixel values (see :func:`choose_pixel_encoding`):
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import datetime

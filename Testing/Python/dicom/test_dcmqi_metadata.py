@@ -12,16 +12,18 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from conftest import interop, require_tool
+from DicomAnnotEmbedLib.dicom.colors import (
+    _lab16_from_rgb01_builtin,
+    _rgb01_from_lab16_builtin,
+    dicom_lab_to_rgb,
+    rgb_to_dicom_lab,
+)
 from DicomAnnotEmbedLib.dicom.dcmqi_metadata import (
     SEGMENT_ATTRIBUTE_KEYS,
     SegmentEntry,
     SegMetadata,
-    _lab16_from_rgb01_builtin,
-    _rgb01_from_lab16_builtin,
     apply_metadata,
-    dicom_lab_to_rgb,
     read_dcmqi_metadata,
-    rgb_to_dicom_lab,
     write_dcmqi_metadata,
 )
 from DicomAnnotEmbedLib.core.errors import InputError, OutputError

@@ -20,7 +20,7 @@ from DicomAnnotEmbedLib.core.errors import InputError, OutputError
 from DicomAnnotEmbedLib.core.geometry import VolumeGeometry
 from DicomAnnotEmbedLib.core.model import Markup, Segment, Segmentation
 from DicomAnnotEmbedLib.core.series import load_series
-from DicomAnnotEmbedLib.dicom.dcmqi_metadata import rgb_to_dicom_lab
+from DicomAnnotEmbedLib.dicom.colors import rgb_to_dicom_lab
 from DicomAnnotEmbedLib.dicom.dicomize import dicomize_array
 from DicomAnnotEmbedLib.files.markups_io import read_markups, write_markups
 

@@ -38,7 +38,7 @@ from ...core.inputs import check_sequences, open_bounded, reading
 from ...core.model import Markup
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, load_series
-from ...dicom.dcmqi_metadata import dicom_lab_to_rgb
+from ...dicom.colors import dicom_lab_to_rgb
 from .common import MANUFACTURER, PRESENTATION_STATE_CLASSES, GspsImport, kind_of_layer, pixel_to_ij
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from ...core.model import AnnotationSet, Markup
 from ...core.outputs import atomic_path, prepare_output_file
 from ...core.progress import ProgressCallback, track
 from ...core.series import ReferenceSeries, header_value
-from ...dicom.dcmqi_metadata import rgb_to_dicom_lab
+from ...dicom.colors import rgb_to_dicom_lab
 from .common import MANUFACTURER, MAX_LAYERS, GspsExportResult, ij_to_pixel, layer_name
 
 log = logging.getLogger(__name__)

@@ -258,7 +258,7 @@ def _first_code(item: Dataset, keyword: str) -> Optional[Code]:
 
 
 def _segments_of(ds: Dataset, path: str) -> Tuple[List[Segment], List[int]]:
-    from ...dicom.dcmqi_metadata import dicom_lab_to_rgb
+    from ...dicom.colors import dicom_lab_to_rgb
 
     segments, numbers, seen = [], [], set()
     palette = _palette_colors(ds)

@@ -182,7 +182,7 @@ def _layer_name(name: str, layer: int) -> str:
 def _segment_descriptions(segments: Sequence[Segment], options: SegExportOptions):
     """Segment Sequence items (as highdicom's SegmentDescription holds them), numbered 1..N in
     order, and the tracking ids used."""
-    from ...dicom.dcmqi_metadata import rgb_to_dicom_lab
+    from ...dicom.colors import rgb_to_dicom_lab
 
     uncoded = [s.name for s in segments if s.terminology is None]
     if uncoded:
